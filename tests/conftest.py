@@ -1,0 +1,33 @@
+"""Test-wide setup: LSL stays on this machine and every stream gets a unique source_id."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+# liblsl reads its configuration once, when the library is first used, so this must
+# happen before anything imports pylsl.
+os.environ["LSLAPICFG"] = str(Path(__file__).with_name("lsl_api.cfg"))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path to the read-only real recordings in ``../shared/data``.
+
+    A missing folder fails the test rather than skipping it: validation on real data
+    is part of every acceptance criterion, and a silent skip would hide its absence.
+    """
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real recordings not found at {SHARED_DATA}; expected ../shared/data")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def source_id(request) -> str:
+    """A source_id unique to this test run and test, so no two streams ever collide."""
+    return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
