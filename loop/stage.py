@@ -1,0 +1,70 @@
+"""The contract between the session runner and each real-time DSP consumer.
+
+A *stage* turns one raw stream (ECG, EDA or EEG) into derived outputs: it runs the
+numba kernels of ``stimloop.dsp`` and publishes the results as LSL outlets, so that the
+recorder and the GUI see them like any other stream. The runner (``stimloop demo`` now,
+the closed-loop engine later) owns inlets and timing; a stage owns only its DSP state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Stage(Protocol):
+    """One DSP consumer of one raw stream role.
+
+    Attributes
+    ----------
+    name : str
+        Short name used as the key of this stage in the demo summary (``"heart"``).
+    role : str
+        The raw stream it consumes: ``"ecg"``, ``"eda"`` or ``"eeg"``.
+    """
+
+    name: str
+    role: str
+
+    def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
+        """Create outlets (source_id ``f"{source_prefix}-{name}-..."``) and warm up kernels.
+
+        Parameters
+        ----------
+        fs : float
+            Nominal sampling rate of the consumed stream in Hz.
+        channel_labels : sequence of str
+            Labels of the consumed stream's channels, in stream order.
+        source_prefix : str
+            Prefix that makes this session's source_ids unique.
+        """
+
+    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> None:
+        """Consume one chunk.
+
+        Parameters
+        ----------
+        data : ndarray, shape (n_samples, n_channels)
+            Raw samples in the stream's units. May contain NaN (flagged by the inlet).
+            The array is a view into a reused buffer: copy what must outlive the call.
+        timestamps : ndarray, shape (n_samples,)
+            LSL local-clock time of each sample in s.
+        first_index : int
+            Absolute, monotonic index of ``data[0]`` in the stream.
+        """
+
+    def score(self, truth: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """JSON-serialisable summary scored against the simulators' ground truth.
+
+        Parameters
+        ----------
+        truth : mapping of str to ndarray
+            Ground truth gathered from the simulators' truth streams; keys are documented
+            in ``stimloop.devices.sim`` (e.g. ``"ecg_rpeak_t"``, LSL s).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release outlets."""
