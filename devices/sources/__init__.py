@@ -1,0 +1,1 @@
+"""Data-source drivers that publish LSL streams (BrainFlow boards, ...)."""

@@ -1,0 +1,1 @@
+"""Stimulator drivers: simulated, Magstim (200², BiStim², Rapid²), MagVenture MagPro."""

@@ -1,0 +1,1 @@
+"""Driver conformance kit (placeholder; filled below)."""
