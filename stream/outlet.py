@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pylsl
-
 from stimloop.stream.errors import StreamError
 
 # Map numpy dtypes to LSL channel formats. float32 is LSL's default for biosignals;
