@@ -1,0 +1,136 @@
+"""The ``stimloop`` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+_DEMO_HELP = """Run a full simulated session: simulated EEG (64 ch, 1 kHz), ECG (500 Hz) and EDA
+(100 Hz) over LSL, read back through stimloop's inlets and DSP, scored against the
+simulators' ground truth."""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stimloop.loop.demo import format_summary, run_demo
+
+    def status(counts: dict[str, int]) -> None:
+        if not args.json:
+            text = "  ".join(f"{role}: {n} samples" for role, n in counts.items())
+            print(f"\r{text}", end="", file=sys.stderr, flush=True)
+
+    if not args.headless and not args.json:
+        print(
+            "stimloop demo: no session window yet (it comes with the GUI); showing live "
+            "status here. Use --headless to silence it.",
+            file=sys.stderr,
+        )
+    summary = run_demo(args.duration, on_status=None if args.headless else status)
+    if not args.headless and not args.json:
+        print(file=sys.stderr)
+    print(json.dumps(summary, default=float) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from stimloop.devices.sim.runner import SimConfig, SimulatorSession
+
+    cfg = SimConfig(
+        prefix=args.prefix,
+        seed=args.seed,
+        roles=tuple(args.roles),
+        eeg_fs=args.eeg_rate,
+        eeg_channels=args.eeg_channels,
+        iaf_hz=args.iaf,
+        target=args.target,
+        ecg_fs=args.ecg_rate,
+        hr_bpm=args.hr,
+        eda_fs=args.eda_rate,
+    )
+    with SimulatorSession(cfg) as sim:
+        ids = ", ".join(cfg.source_id(r) for r in cfg.roles)
+        print(f"simulating {ids} (+ truth streams); Ctrl-C stops", file=sys.stderr)
+        t_end = time.monotonic() + args.duration if args.duration else float("inf")
+        try:
+            while time.monotonic() < t_end:
+                time.sleep(0.2)
+                sim.check()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _cmd_streams(args: argparse.Namespace) -> int:
+    from stimloop.stream.discovery import format_streams, list_streams
+
+    streams = list_streams(args.wait)
+    print(json.dumps(streams, indent=2) if args.json else format_streams(streams))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``stimloop`` command."""
+    parser = argparse.ArgumentParser(
+        prog="stimloop",
+        description="Closed-loop biosignal streaming, DSP and TMS control over LSL.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a full simulated session", description=_DEMO_HELP)
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    demo.add_argument("--headless", action="store_true", help="no window or live display")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="publish simulated EEG/ECG/EDA with ground truth",
+        description="Publish seeded simulators as LSL outlets until Ctrl-C or --duration.",
+    )
+    sim.add_argument("--prefix", default="stimloop-sim", help="source_id prefix")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--roles", nargs="+", default=["eeg", "ecg", "eda"], help="which signals")
+    sim.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
+    sim.add_argument("--eeg-rate", type=float, default=1000.0, help="Hz")
+    sim.add_argument("--eeg-channels", type=int, default=64)
+    sim.add_argument("--iaf", type=float, default=10.0, help="individual alpha frequency, Hz")
+    sim.add_argument("--target", default="C3", help="electrode carrying the known alpha phase")
+    sim.add_argument("--ecg-rate", type=float, default=500.0, help="Hz")
+    sim.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
+    sim.add_argument("--eda-rate", type=float, default=100.0, help="Hz")
+    sim.set_defaults(func=_cmd_simulate)
+
+    streams = sub.add_parser(
+        "streams",
+        help="list visible LSL streams",
+        description="List the LSL streams visible from this machine.",
+    )
+    streams.add_argument("--wait", type=float, default=1.0, help="seconds to listen")
+    streams.add_argument("--json", action="store_true")
+    streams.set_defaults(func=_cmd_streams)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stimloop`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, RuntimeError) as exc:
+        # Typed stimloop errors subclass these; show the message, not a traceback.
+        print(f"stimloop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
