@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import butter, sosfilt_zi
-
 from stimloop.dsp import qrs
 
 __all__ = [
@@ -85,9 +84,16 @@ class RPeakDetector:
     fs : float
         Sampling rate in Hz, 100-2048.
     band_hz : tuple of float
-        Pass band of the QRS-enhancing filter in Hz (Pan and Tompkins 1985: 5-15 Hz).
+        Pass band of the QRS-enhancing Butterworth filter in Hz. Pan and Tompkins (1985)
+        use 5-15 Hz; 5-20 Hz at order 1 has half the group delay (about 20 ms instead of
+        40 ms at 10 Hz) at the same accuracy on MIT-BIH 100.
     mwi_s : float
-        Length of the moving-window integrator in s.
+        Length of the moving-window integrator in s (paper: 150 ms).
+    order : int
+        Butterworth order of the band-pass (1-4); each order adds group delay.
+    drop : float
+        An MWI peak is confirmed once the MWI falls below ``drop`` times its maximum
+        (0.5-0.99); closer to 1 confirms sooner but is more sensitive to ripple.
 
     Notes
     -----
@@ -109,9 +115,9 @@ class RPeakDetector:
     def __init__(
         self,
         fs: float,
-        band_hz: tuple[float, float] = (5.0, 15.0),
+        band_hz: tuple[float, float] = (5.0, 20.0),
         mwi_s: float = 0.08,
-        order: int = 2,
+        order: int = 1,
         drop: float = 0.9,
     ) -> None:
         self.fs = _check_fs(fs)
@@ -122,10 +128,16 @@ class RPeakDetector:
             )
         if not 0.02 <= mwi_s <= 0.3:
             raise SignalError(f"mwi_s must be within 0.02-0.3 s, got {mwi_s}")
+        if order not in (1, 2, 3, 4):
+            raise SignalError(f"order must be 1, 2, 3 or 4, got {order!r}")
+        if not 0.5 <= drop <= 0.99:
+            raise SignalError(f"drop must be within 0.5-0.99, got {drop}")
         fs = self.fs
         self.band_hz = (lo, hi)
         self.mwi_s = float(mwi_s)
-        self._sos_bp = np.ascontiguousarray(butter(order, [lo, hi], "bandpass", fs=fs, output="sos"))
+        self._sos_bp = np.ascontiguousarray(
+            butter(order, [lo, hi], "bandpass", fs=fs, output="sos")
+        )
         self._zi_bp = np.ascontiguousarray(sosfilt_zi(self._sos_bp))
         self._sos_hp = np.ascontiguousarray(butter(2, 0.5, "highpass", fs=fs, output="sos"))
         self._zi_hp = np.ascontiguousarray(sosfilt_zi(self._sos_hp))
@@ -246,3 +258,385 @@ def detect_rpeaks(ecg: np.ndarray, fs: float) -> np.ndarray:
         Sample indices of the R-wave extrema (maxima, or minima for an inverted lead).
     """
     return RPeakDetector(fs).update(ecg)
+
+
+# --------------------------------------------------------------------------------------
+# Heart rate and HRV
+# --------------------------------------------------------------------------------------
+
+#: One row per beat: R index, index of the sample at which it was confirmed, the
+#: interval that ends at this beat (ms), the instantaneous HR (bpm) and quality flags.
+BEAT_DTYPE = np.dtype(
+    [
+        ("index", np.int64),
+        ("confirmed", np.int64),
+        ("ibi_ms", np.float64),
+        ("hr_bpm", np.float64),
+        ("rmssd_ms", np.float64),
+        ("sdnn_ms", np.float64),
+        ("flags", np.uint8),
+    ]
+)
+
+#: One row per sample of the evenly resampled series: ECG sample index of the grid point,
+#: HR (bpm), IBI (ms), rolling RMSSD and SDNN (ms), and quality flags.
+SERIES_DTYPE = np.dtype(
+    [
+        ("index", np.int64),
+        ("hr_bpm", np.float64),
+        ("ibi_ms", np.float64),
+        ("rmssd_ms", np.float64),
+        ("sdnn_ms", np.float64),
+        ("flags", np.uint8),
+    ]
+)
+
+_INVALID = FLAG_SIGNAL_BAD | FLAG_NO_BEAT | FLAG_NO_IBI
+
+
+def hrv_rmssd_sdnn(ibi_ms: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
+    """RMSSD and SDNN of a run of inter-beat intervals (Task Force 1996).
+
+    Parameters
+    ----------
+    ibi_ms : ndarray, shape (n,)
+        Consecutive inter-beat intervals in ms.
+    valid : ndarray of bool, shape (n,), optional
+        Intervals to use. SDNN uses every valid interval; RMSSD uses only successive
+        differences whose two intervals are both valid (a flagged interval breaks the
+        chain instead of being bridged).
+
+    Returns
+    -------
+    rmssd_ms, sdnn_ms : float
+        In ms; NaN when fewer than 3 valid intervals (SDNN) or fewer than 2 valid
+        successive differences (RMSSD) are available. SDNN uses ``ddof=1``.
+    """
+    ibi = np.asarray(ibi_ms, dtype=np.float64)
+    ok = np.isfinite(ibi) if valid is None else (np.asarray(valid, bool) & np.isfinite(ibi))
+    v = ibi[ok]
+    sdnn = float(np.std(v, ddof=1)) if v.size >= 3 else float("nan")
+    pair = ok[1:] & ok[:-1]
+    diffs = np.diff(ibi)[pair]
+    rmssd = float(np.sqrt(np.mean(diffs**2))) if diffs.size >= 2 else float("nan")
+    return rmssd, sdnn
+
+
+def resample_hr(
+    beat_index: np.ndarray,
+    hr_bpm: np.ndarray,
+    fs: float,
+    rate_hz: float = 4.0,
+    method: str = "previous",
+    n_samples: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly resample beat-by-beat heart rate (offline).
+
+    Parameters
+    ----------
+    beat_index : ndarray of int, shape (n_beats,)
+        ECG sample index of each beat (increasing).
+    hr_bpm : ndarray, shape (n_beats,)
+        Heart rate in bpm assigned to each beat (the interval that *ends* at it).
+    fs : float
+        ECG sampling rate in Hz.
+    rate_hz : float
+        Output rate in Hz (default 4 Hz).
+    method : {"previous", "linear"}
+        ``"previous"``: zero-order hold of the last beat's HR (causal; what the
+        streaming :class:`HeartRate` emits). ``"linear"``: linear interpolation between
+        beats (needs the next beat, so it is offline only).
+    n_samples : int, optional
+        Length of the ECG in samples; the grid spans ``[0, n_samples)``. Default: up to
+        the last beat.
+
+    Returns
+    -------
+    grid_index : ndarray of int64
+        ECG sample index of each output sample (``round(k * fs / rate_hz)``).
+    hr_bpm : ndarray
+        HR in bpm; NaN before the first beat (and after the last for ``"linear"``).
+    """
+    fs = float(fs)
+    if rate_hz <= 0:
+        raise SignalError(f"rate_hz must be > 0, got {rate_hz}")
+    if method not in ("previous", "linear"):
+        raise SignalError(f"method must be 'previous' or 'linear', got {method!r}")
+    bi = np.asarray(beat_index, dtype=np.int64)
+    hr = np.asarray(hr_bpm, dtype=np.float64)
+    if bi.shape != hr.shape or bi.ndim != 1:
+        raise SignalError(
+            f"beat_index and hr_bpm must be 1-D of equal length, got {bi.shape}, {hr.shape}"
+        )
+    end = int(n_samples) if n_samples is not None else (int(bi[-1]) + 1 if bi.size else 0)
+    k = np.arange(int(np.ceil(end * rate_hz / fs)) + 1)
+    grid = np.rint(k * fs / rate_hz).astype(np.int64)
+    grid = grid[grid < end]
+    if bi.size == 0:
+        return grid, np.full(grid.size, np.nan)
+    if method == "linear":
+        out = np.interp(grid, bi, hr, left=np.nan, right=np.nan)
+    else:
+        pos = np.searchsorted(bi, grid, side="right") - 1
+        out = np.where(pos >= 0, hr[np.maximum(pos, 0)], np.nan)
+    return grid, out
+
+
+class HeartRate:
+    """Beat-by-beat heart rate, quality flags, rolling HRV and an evenly sampled series.
+
+    Causal and chunk-size independent: every output depends only on beats confirmed
+    at or before its own sample index.
+
+    Parameters
+    ----------
+    fs : float
+        ECG sampling rate in Hz.
+    rate_hz : float
+        Rate of the evenly resampled series in Hz (default 4). Interpolation is a
+        zero-order hold: each grid sample carries the HR of the most recent beat
+        confirmed at or before it (causal; see :func:`resample_hr` for linear, offline).
+    hrv_window_s : float
+        RMSSD/SDNN use the beats of the last ``hrv_window_s`` seconds (default 60 s;
+        the Task Force 1996 short-term standard is 5 min, ultra-short windows are
+        common in real time).
+    ibi_range_s : tuple of float
+        Plausible IBI range in s; outside it a beat is flagged ``FLAG_IBI_RANGE``.
+    max_jump : float
+        Relative deviation from the median of the last ``median_beats`` IBIs above which
+        a beat is flagged ``FLAG_IBI_JUMP`` (default 0.3 = 30%).
+    median_beats : int
+        Length of the running median (every measured IBI enters it, flagged or not, so
+        a true step change in rate is followed within a few beats).
+
+    Notes
+    -----
+    Flagged IBIs keep their measured value (never hidden); they are excluded from
+    RMSSD/SDNN. HR becomes NaN, with a flag, when the ECG is bad (NaN, flat), when no
+    beat has come for longer than the maximal IBI, and until the first interval whose
+    two beats both follow the last bad sample.
+    """
+
+    def __init__(
+        self,
+        fs: float,
+        rate_hz: float = 4.0,
+        hrv_window_s: float = 60.0,
+        ibi_range_s: tuple[float, float] = (0.25, 2.5),
+        max_jump: float = 0.3,
+        median_beats: int = 5,
+    ) -> None:
+        self.fs = _check_fs(fs)
+        if not 0.0 < rate_hz <= 100.0:
+            raise SignalError(f"rate_hz must be within (0, 100] Hz, got {rate_hz}")
+        if not hrv_window_s > 0:
+            raise SignalError(f"hrv_window_s must be > 0 s, got {hrv_window_s}")
+        lo, hi = (float(v) for v in ibi_range_s)
+        if not 0.0 < lo < hi:
+            raise SignalError(f"ibi_range_s must satisfy 0 < low < high, got {ibi_range_s}")
+        if not 0.0 < max_jump < 1.0:
+            raise SignalError(f"max_jump must be within (0, 1), got {max_jump}")
+        if int(median_beats) < 1:
+            raise SignalError(f"median_beats must be >= 1, got {median_beats}")
+        self.rate_hz = float(rate_hz)
+        self.hrv_window_s = float(hrv_window_s)
+        self.ibi_range_s = (lo, hi)
+        self.max_jump = float(max_jump)
+        self.median_beats = int(median_beats)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all beats and restart the grid at sample 0."""
+        self._n = 0  # samples consumed
+        self._k = 0  # next grid sample number
+        self._last_bad = -1  # absolute index of the most recent bad sample
+        self._prev_r = -1
+        self._hist_r: list[int] = []  # beats within the HRV window
+        self._hist_ibi: list[float] = []
+        self._hist_ok: list[bool] = []
+        self._recent_ibi: list[float] = []  # for the running median
+        self._last = np.zeros(1, BEAT_DTYPE)[0]
+        self._last["index"] = -1
+        self._last["ibi_ms"] = np.nan
+        self._last["hr_bpm"] = np.nan
+        self._last["rmssd_ms"] = np.nan
+        self._last["sdnn_ms"] = np.nan
+        self._last["flags"] = FLAG_NO_IBI
+
+    @property
+    def last_beat(self) -> np.void:
+        """The most recent beat record (``BEAT_DTYPE``); index -1 before the first beat."""
+        return self._last.copy()
+
+    def _beat(self, r: int, confirmed: int, bad_since: int) -> np.void:
+        rec = np.zeros(1, BEAT_DTYPE)[0]
+        rec["index"] = r
+        rec["confirmed"] = confirmed
+        flags = 0
+        prev = self._prev_r
+        self._prev_r = r
+        if prev < 0 or bad_since > prev:
+            # no interval: first beat, or bad signal since the previous beat
+            flags |= FLAG_NO_IBI | (FLAG_SIGNAL_BAD if prev >= 0 else 0)
+            ibi = np.nan
+        else:
+            ibi = (r - prev) * 1000.0 / self.fs
+            lo, hi = self.ibi_range_s
+            if not lo * 1000.0 <= ibi <= hi * 1000.0:
+                flags |= FLAG_IBI_RANGE
+            if len(self._recent_ibi) >= 3:
+                med = float(np.median(self._recent_ibi))
+                if abs(ibi - med) > self.max_jump * med:
+                    flags |= FLAG_IBI_JUMP
+            self._recent_ibi.append(ibi)
+            if len(self._recent_ibi) > self.median_beats:
+                self._recent_ibi.pop(0)
+        rec["ibi_ms"] = ibi
+        rec["hr_bpm"] = 60000.0 / ibi if np.isfinite(ibi) else np.nan
+        # rolling HRV over the window, flagged intervals excluded
+        if np.isfinite(ibi):
+            self._hist_r.append(r)
+            self._hist_ibi.append(ibi)
+            self._hist_ok.append(flags == 0)
+        else:
+            # a missing interval breaks the successive-difference chain
+            self._hist_r.append(r)
+            self._hist_ibi.append(np.nan)
+            self._hist_ok.append(False)
+        cut = r - self.hrv_window_s * self.fs
+        while self._hist_r and self._hist_r[0] < cut:
+            self._hist_r.pop(0)
+            self._hist_ibi.pop(0)
+            self._hist_ok.pop(0)
+        rmssd, sdnn = hrv_rmssd_sdnn(np.asarray(self._hist_ibi), np.asarray(self._hist_ok))
+        rec["rmssd_ms"] = rmssd
+        rec["sdnn_ms"] = sdnn
+        rec["flags"] = flags
+        self._last = rec
+        return rec
+
+    def _grid_sample(self, idx: int, bad_now: bool) -> tuple:
+        last = self._last
+        flags = int(last["flags"])
+        if bad_now or self._last_bad > last["index"]:
+            flags |= FLAG_SIGNAL_BAD
+        if last["index"] < 0 or idx - last["index"] > self.ibi_range_s[1] * self.fs:
+            flags |= FLAG_NO_BEAT
+        if flags & _INVALID:
+            return (idx, np.nan, np.nan, np.nan, np.nan, flags)
+        return (idx, last["hr_bpm"], last["ibi_ms"], last["rmssd_ms"], last["sdnn_ms"], flags)
+
+    def update(
+        self, peaks: np.ndarray, confirmed: np.ndarray, bad: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Consume one chunk's detector output.
+
+        Parameters
+        ----------
+        peaks : ndarray of int64
+            R indices confirmed in this chunk (:meth:`RPeakDetector.update`).
+        confirmed : ndarray of int64
+            Sample index at which each was confirmed (:attr:`RPeakDetector.last_confirmed`).
+        bad : ndarray of uint8, shape (n_samples,)
+            Per-sample quality of the chunk (:attr:`RPeakDetector.last_bad`); nonzero is bad.
+
+        Returns
+        -------
+        beats : ndarray of ``BEAT_DTYPE``
+            One record per beat of ``peaks``.
+        series : ndarray of ``SERIES_DTYPE``
+            The evenly spaced samples whose grid index falls in this chunk.
+        """
+        peaks = np.asarray(peaks, np.int64)
+        confirmed = np.asarray(confirmed, np.int64)
+        bad = np.asarray(bad)
+        if peaks.shape != confirmed.shape:
+            raise SignalError(
+                f"peaks and confirmed must have equal shapes, got {peaks.shape}, {confirmed.shape}"
+            )
+        start = self._n
+        end = start + bad.shape[0]
+        bad_idx = np.flatnonzero(bad) + start
+        beats = np.zeros(peaks.size, BEAT_DTYPE)
+        rows = []
+        b = 0
+        step = self.fs / self.rate_hz
+        while True:
+            g = round(self._k * step)
+            if g >= end:
+                break
+            # beats confirmed at or before this grid sample come first
+            while b < peaks.size and confirmed[b] <= g:
+                beats[b] = self._beat(
+                    int(peaks[b]), int(confirmed[b]), self._bad_before(bad_idx, confirmed[b])
+                )
+                b += 1
+            self._update_bad(bad_idx, g)
+            rows.append(self._grid_sample(g, g >= start and bad[g - start] != 0))
+            self._k += 1
+        while b < peaks.size:
+            beats[b] = self._beat(
+                int(peaks[b]), int(confirmed[b]), self._bad_before(bad_idx, confirmed[b])
+            )
+            b += 1
+        self._update_bad(bad_idx, end - 1)
+        self._n = end
+        return beats, np.array(rows, dtype=SERIES_DTYPE)
+
+    def _bad_before(self, bad_idx: np.ndarray, upto: int) -> int:
+        # most recent bad sample at or before `upto` (chunk's bad samples plus history)
+        k = np.searchsorted(bad_idx, upto, side="right")
+        return max(self._last_bad, int(bad_idx[k - 1]) if k > 0 else -1)
+
+    def _update_bad(self, bad_idx: np.ndarray, upto: int) -> None:
+        self._last_bad = self._bad_before(bad_idx, upto)
+
+
+@dataclass(frozen=True)
+class HeartUpdate:
+    """What one :meth:`HeartMonitor.update` produced.
+
+    Attributes
+    ----------
+    peaks : ndarray of int64
+        Absolute indices of the R peaks confirmed in the chunk.
+    beats : ndarray of ``BEAT_DTYPE``
+        One record per peak: IBI (ms), HR (bpm), rolling RMSSD/SDNN (ms), flags.
+    series : ndarray of ``SERIES_DTYPE``
+        Evenly spaced HR/HRV samples whose grid index falls in the chunk.
+    bad : ndarray of uint8
+        Per-sample input quality of the chunk (0 ok, 1 not finite, 2 flat).
+    """
+
+    peaks: np.ndarray
+    beats: np.ndarray
+    series: np.ndarray
+    bad: np.ndarray
+
+
+class HeartMonitor:
+    """R-peak detection plus heart rate and HRV, one chunk at a time.
+
+    Parameters
+    ----------
+    fs : float
+        ECG sampling rate in Hz (100-2048).
+    rate_hz, hrv_window_s : float
+        Passed to :class:`HeartRate`.
+    **detector_kw
+        Passed to :class:`RPeakDetector`.
+    """
+
+    def __init__(
+        self, fs: float, rate_hz: float = 4.0, hrv_window_s: float = 60.0, **detector_kw
+    ) -> None:
+        self.detector = RPeakDetector(fs, **detector_kw)
+        self.rate = HeartRate(fs, rate_hz=rate_hz, hrv_window_s=hrv_window_s)
+        self.fs = self.detector.fs
+
+    def update(self, chunk: np.ndarray) -> HeartUpdate:
+        """Consume ECG samples (1-D, any unit) and return peaks, beats and HR series."""
+        peaks = self.detector.update(chunk)
+        bad = self.detector.last_bad
+        beats, series = self.rate.update(peaks, self.detector.last_confirmed, bad)
+        return HeartUpdate(peaks, beats, series, bad)

@@ -19,16 +19,19 @@ What differs from the 1985 paper, and why:
 * The MWI is 80 ms instead of 150 ms and an MWI peak is declared as soon as the MWI
   has fallen 10% below its running maximum (a hysteresis peak detector), so a beat is
   confirmed about 60-80 ms after its R wave instead of 200+ ms.
-* Filters are Butterworth sections designed for the actual sampling rate (the paper's
-  integer filters assume 200 Hz) and are started in their steady state for the first
-  sample, so there is no start-up transient.
+* The band-pass is a first-order Butterworth 5-20 Hz (half the group delay of the
+  paper's 5-15 Hz cascade) designed for the actual sampling rate (the paper's
+  integer filters assume 200 Hz). All filters start in their steady state for the
+  first sample, so there is no start-up transient.
 * The R-peak index is not the MWI peak (which lags the R wave by the filter and
   integration delays) but the extremum of the baseline-removed ECG (0.5 Hz causal
   high-pass) in the window that fed that MWI peak, first on an 8 ms centred moving
   average so noise cannot move it, then refined to the exact sample extremum. The
   extremum's sign (``polarity``) is learnt from the dominant QRS deflection and tracked
   beat by beat, so inverted leads give the R-wave *minimum* (the extremum of
-  ``polarity * ecg``).
+  ``polarity * ecg``). A complex that deflects more than twice as far against the
+  lead's polarity (a PVC, negative in an upright lead) is marked at that larger extremum:
+  the maximum of ``|ecg|`` with a bias towards the lead's polarity.
 * The learning phase is retroactive: MWI peaks seen while learning are replayed
   through the decision rules once the thresholds exist, so the first beats are not lost.
   The same learning restarts when no beat has been accepted for max(3 s, 3 RR).
@@ -46,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# --- integer parameters (array P) ---------------------------------------------------
+# --- integer parameters (array prm) ---------------------------------------------------
 P_W = 0  # MWI length (samples)
 P_REFR = 1  # refractory period after a beat (samples)
 P_TWAVE = 2  # T-wave check window after a beat (samples)
@@ -59,12 +62,12 @@ P_LOST = 8  # minimum time without beats before re-learning (samples)
 P_MASK = 9  # ring buffer length - 1 (length is a power of two)
 N_P = 10
 
-# --- float parameters (array PF) -----------------------------------------------------
+# --- float parameters (array prmf) -----------------------------------------------------
 PF_FS = 0
 PF_DROP = 1  # MWI peak is declared when MWI < DROP * running max
 N_PF = 2
 
-# --- float state (array F) -----------------------------------------------------------
+# --- float state (array fst) -----------------------------------------------------------
 F_LASTX = 0  # last finite input sample
 F_SPKI = 1  # running signal-peak level of the MWI
 F_NPKI = 2  # running noise-peak level of the MWI
@@ -77,7 +80,7 @@ F_POL = 8  # polarity score, EMA of (pos - neg) / (pos + neg) over beats
 F_RRMED = 9  # median of the recent RR intervals (samples)
 N_F = 10
 
-# --- integer state (array I) ---------------------------------------------------------
+# --- integer state (array ist) ---------------------------------------------------------
 I_N = 0  # absolute index of the next input sample
 I_EPOS = 1  # write position in the MWI ring
 I_FLATRUN = 2  # identical samples in a row so far
@@ -98,7 +101,7 @@ I_ALIVE = 16  # absolute index of the last accepted beat or (re)arming
 I_RESTART = 17  # absolute index of the first usable sample after the last (re)start
 N_I = 18
 
-# --- candidate columns (array C, shape (N_CAND, N_C)) -------------------------------
+# --- candidate columns (array cands, shape (N_CAND, N_C)) -------------------------------
 C_P = 0  # index of the MWI peak
 C_A = 1  # MWI peak amplitude
 C_RPOS = 2  # R index if polarity is positive
@@ -125,10 +128,10 @@ def _sos_step(sos, z, x):
 
 
 @njit(cache=True)
-def _locate(ring_s, ring_d, P, lo, hi, out):
+def _locate(ring_s, ring_d, prm, lo, hi, out):
     """R candidates (max and min of the smoothed ECG), slope and polarity in [lo, hi]."""
-    mask = P[P_MASK]
-    h = P[P_SMOOTH]
+    mask = prm[P_MASK]
+    h = prm[P_SMOOTH]
     a = lo + h
     b = hi - h
     if b < a:
@@ -178,10 +181,10 @@ def _locate(ring_s, ring_d, P, lo, hi, out):
 
 
 @njit(cache=True)
-def _r_index(cand, F):
+def _r_index(cand, fst):
     # The lead's dominant polarity decides, unless this complex deflects more than twice
     # as far the other way (e.g. a PVC that is negative in an upright lead).
-    if F[F_POL] >= 0.0:
+    if fst[F_POL] >= 0.0:
         if cand[C_NEGAMP] > OPPOSITE * cand[C_POSAMP]:
             return np.int64(cand[C_RNEG])
         return np.int64(cand[C_RPOS])
@@ -191,18 +194,18 @@ def _r_index(cand, F):
 
 
 @njit(cache=True)
-def _store(C, I, cand):
-    n = I[I_NCAND]
-    if n == C.shape[0]:
+def _store(cands, ist, cand):
+    n = ist[I_NCAND]
+    if n == cands.shape[0]:
         # full: drop the oldest so the newest candidates stay
         for k in range(n - 1):
             for j in range(N_C):
-                C[k, j] = C[k + 1, j]
+                cands[k, j] = cands[k + 1, j]
         n -= 1
     for j in range(N_C):
-        C[n, j] = cand[j]
-    I[I_NCAND] = n + 1
-    I[I_SBDONE] = 0
+        cands[n, j] = cand[j]
+    ist[I_NCAND] = n + 1
+    ist[I_SBDONE] = 0
 
 
 @njit(cache=True)
@@ -214,93 +217,93 @@ def _rr_median(rr, n):
 
 
 @njit(cache=True)
-def _accept(cand, searchback, nabs, F, I, rr, peaks, dec, npk):
-    r = _r_index(cand, F)
-    if I[I_LASTVALID] == 1:
-        k = I[I_RRPOS]
-        rr[k] = r - I[I_LASTR]
-        I[I_RRPOS] = (k + 1) % N_RR
-        if I[I_NRR] < N_RR:
-            I[I_NRR] += 1
-        F[F_RRMED] = _rr_median(rr, I[I_NRR])
+def _accept(cand, searchback, nabs, fst, ist, rr, peaks, dec, npk):
+    r = _r_index(cand, fst)
+    if ist[I_LASTVALID] == 1:
+        k = ist[I_RRPOS]
+        rr[k] = r - ist[I_LASTR]
+        ist[I_RRPOS] = (k + 1) % N_RR
+        if ist[I_NRR] < N_RR:
+            ist[I_NRR] += 1
+        fst[F_RRMED] = _rr_median(rr, ist[I_NRR])
     a = cand[C_A]
     if searchback:
-        F[F_SPKI] = 0.25 * a + 0.75 * F[F_SPKI]
+        fst[F_SPKI] = 0.25 * a + 0.75 * fst[F_SPKI]
     else:
-        F[F_SPKI] = 0.125 * a + 0.875 * F[F_SPKI]
-    F[F_LASTSLOPE] = cand[C_SLOPE]
-    F[F_POL] = 0.9 * F[F_POL] + 0.1 * cand[C_POL]
-    I[I_LASTR] = r
-    I[I_LASTVALID] = 1
-    I[I_ALIVE] = nabs
-    I[I_SBDONE] = 0
+        fst[F_SPKI] = 0.125 * a + 0.875 * fst[F_SPKI]
+    fst[F_LASTSLOPE] = cand[C_SLOPE]
+    fst[F_POL] = 0.9 * fst[F_POL] + 0.1 * cand[C_POL]
+    ist[I_LASTR] = r
+    ist[I_LASTVALID] = 1
+    ist[I_ALIVE] = nabs
+    ist[I_SBDONE] = 0
     peaks[npk] = r
     dec[npk] = nabs
     return npk + 1
 
 
 @njit(cache=True)
-def _decide(cand, nabs, P, F, I, C, rr, peaks, dec, npk):
+def _decide(cand, nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
     """Pan-Tompkins decision for one MWI peak in detection mode."""
-    r = _r_index(cand, F)
-    if I[I_LASTVALID] == 1 and r - I[I_LASTR] < P[P_REFR]:
+    r = _r_index(cand, fst)
+    if ist[I_LASTVALID] == 1 and r - ist[I_LASTR] < prm[P_REFR]:
         return npk  # same QRS as the last beat
-    thr1 = F[F_NPKI] + 0.25 * (F[F_SPKI] - F[F_NPKI])
+    thr1 = fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI])
     a = cand[C_A]
     if a > thr1:
         if (
-            I[I_LASTVALID] == 1
-            and r - I[I_LASTR] < P[P_TWAVE]
-            and cand[C_SLOPE] < 0.5 * F[F_LASTSLOPE]
+            ist[I_LASTVALID] == 1
+            and r - ist[I_LASTR] < prm[P_TWAVE]
+            and cand[C_SLOPE] < 0.5 * fst[F_LASTSLOPE]
         ):
-            F[F_NPKI] = 0.125 * a + 0.875 * F[F_NPKI]  # T wave: a noise peak
+            fst[F_NPKI] = 0.125 * a + 0.875 * fst[F_NPKI]  # T wave: a noise peak
             return npk
-        I[I_NCAND] = 0
-        return _accept(cand, False, nabs, F, I, rr, peaks, dec, npk)
-    F[F_NPKI] = 0.125 * a + 0.875 * F[F_NPKI]
-    _store(C, I, cand)
+        ist[I_NCAND] = 0
+        return _accept(cand, False, nabs, fst, ist, rr, peaks, dec, npk)
+    fst[F_NPKI] = 0.125 * a + 0.875 * fst[F_NPKI]
+    _store(cands, ist, cand)
     return npk
 
 
 @njit(cache=True)
-def _end_learning(nabs, P, F, I, C, rr, peaks, dec, npk):
-    n = I[I_NCAND]
+def _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
+    n = ist[I_NCAND]
     if n == 0:
-        I[I_LEARNEND] = nabs + P[P_LEARN]
+        ist[I_LEARNEND] = nabs + prm[P_LEARN]
         return npk
     amax = 0.0
     for k in range(n):
-        if C[k, C_A] > amax:
-            amax = C[k, C_A]
+        if cands[k, C_A] > amax:
+            amax = cands[k, C_A]
     # polarity: amplitude-weighted vote of the large complexes
     wsum = 0.0
     psum = 0.0
     nsum = 0.0
     nn = 0
     for k in range(n):
-        a = C[k, C_A]
+        a = cands[k, C_A]
         if a >= 0.5 * amax:
             wsum += a
-            psum += a * C[k, C_POL]
+            psum += a * cands[k, C_POL]
         else:
             nsum += a
             nn += 1
-    F[F_POL] = psum / wsum if wsum > 0.0 else 0.0
-    F[F_SPKI] = 0.75 * amax
-    F[F_NPKI] = nsum / nn if nn > 0 else 0.0
-    I[I_MODE] = 1
-    I[I_ALIVE] = nabs
-    saved = C[:n].copy()
-    I[I_NCAND] = 0
+    fst[F_POL] = psum / wsum if wsum > 0.0 else 0.0
+    fst[F_SPKI] = 0.75 * amax
+    fst[F_NPKI] = nsum / nn if nn > 0 else 0.0
+    ist[I_MODE] = 1
+    ist[I_ALIVE] = nabs
+    saved = cands[:n].copy()
+    ist[I_NCAND] = 0
     for k in range(n):
-        npk = _decide(saved[k], nabs, P, F, I, C, rr, peaks, dec, npk)
+        npk = _decide(saved[k], nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
     return npk
 
 
 @njit(cache=True)
 def qrs_kernel(
-    x, sos_bp, zi_bp, z_bp, sos_hp, zi_hp, z_hp, ring_s, ring_d, ring_e, C, rr, F, I, P, PF,
-    peaks, dec, bad,
+    x, sos_bp, zi_bp, z_bp, sos_hp, zi_hp, z_hp, ring_s, ring_d, ring_e, cands, rr,
+    fst, ist, prm, prmf, peaks, dec, bad,
 ):  # fmt: skip
     """Run the detector over ``x``; state arrays are updated in place.
 
@@ -309,31 +312,31 @@ def qrs_kernel(
     0 (usable), 1 (not finite) or 2 (flat: lead-off or saturation) for ``x[k]``.
     """
     npk = 0
-    mask = P[P_MASK]
-    w = P[P_W]
-    fs = PF[PF_FS]
-    drop = PF[PF_DROP]
+    mask = prm[P_MASK]
+    w = prm[P_W]
+    fs = prmf[PF_FS]
+    drop = prmf[PF_DROP]
     cand = np.zeros(N_C)
     for k in range(x.shape[0]):
         xv = x[k]
-        nabs = I[I_N]
-        I[I_N] = nabs + 1
+        nabs = ist[I_N]
+        ist[I_N] = nabs + 1
         code = 0
         if not np.isfinite(xv):
             code = 1
         else:
-            if I[I_STARTED] == 1 and xv == F[F_LASTX]:
-                I[I_FLATRUN] += 1
+            if ist[I_STARTED] == 1 and xv == fst[F_LASTX]:
+                ist[I_FLATRUN] += 1
             else:
-                I[I_FLATRUN] = 0
-            if I[I_FLATRUN] >= P[P_FLAT]:
+                ist[I_FLATRUN] = 0
+            if ist[I_FLATRUN] >= prm[P_FLAT]:
                 code = 2
         bad[k] = code
         if code != 0:
-            I[I_BAD] = 1
+            ist[I_BAD] = 1
             continue
-        F[F_LASTX] = xv
-        if I[I_STARTED] == 0 or I[I_BAD] == 1:
+        fst[F_LASTX] = xv
+        if ist[I_STARTED] == 0 or ist[I_BAD] == 1:
             # (re)start filters in their steady state for this level: no step transient
             for s in range(z_bp.shape[0]):
                 z_bp[s, 0] = zi_bp[s, 0] * xv
@@ -342,35 +345,35 @@ def qrs_kernel(
                 z_hp[s, 0] = zi_hp[s, 0] * xv
                 z_hp[s, 1] = zi_hp[s, 1] * xv
             ring_e[:] = 0.0
-            I[I_EPOS] = 0
-            F[F_MWISUM] = 0.0
-            F[F_BPPREV] = 0.0
-            I[I_RISING] = 0
-            F[F_SEGMIN] = 0.0
-            I[I_NCAND] = 0
-            I[I_LASTVALID] = 0
-            I[I_SBDONE] = 1
-            I[I_ALIVE] = nabs
-            if I[I_STARTED] == 0:
-                I[I_MODE] = 0
-                I[I_LEARNEND] = nabs + P[P_LEARN]
-                I[I_BLANK] = nabs
+            ist[I_EPOS] = 0
+            fst[F_MWISUM] = 0.0
+            fst[F_BPPREV] = 0.0
+            ist[I_RISING] = 0
+            fst[F_SEGMIN] = 0.0
+            ist[I_NCAND] = 0
+            ist[I_LASTVALID] = 0
+            ist[I_SBDONE] = 1
+            ist[I_ALIVE] = nabs
+            if ist[I_STARTED] == 0:
+                ist[I_MODE] = 0
+                ist[I_LEARNEND] = nabs + prm[P_LEARN]
+                ist[I_BLANK] = nabs
             else:
-                I[I_BLANK] = nabs + P[P_SETTLE]
-                if I[I_MODE] == 0:
-                    I[I_LEARNEND] = nabs + P[P_LEARN]
-            I[I_RESTART] = nabs
-            I[I_STARTED] = 1
-            I[I_BAD] = 0
+                ist[I_BLANK] = nabs + prm[P_SETTLE]
+                if ist[I_MODE] == 0:
+                    ist[I_LEARNEND] = nabs + prm[P_LEARN]
+            ist[I_RESTART] = nabs
+            ist[I_STARTED] = 1
+            ist[I_BAD] = 0
         hp = _sos_step(sos_hp, z_hp, xv)
         bp = _sos_step(sos_bp, z_bp, xv)
-        d = (bp - F[F_BPPREV]) * fs
-        F[F_BPPREV] = bp
+        d = (bp - fst[F_BPPREV]) * fs
+        fst[F_BPPREV] = bp
         ring_s[nabs & mask] = hp
         ring_d[nabs & mask] = abs(d)
         e = d * d
-        ep = I[I_EPOS]
-        F[F_MWISUM] += e - ring_e[ep]
+        ep = ist[I_EPOS]
+        fst[F_MWISUM] += e - ring_e[ep]
         ring_e[ep] = e
         ep += 1
         if ep == w:
@@ -379,70 +382,70 @@ def qrs_kernel(
             acc = 0.0
             for j in range(w):
                 acc += ring_e[j]
-            F[F_MWISUM] = acc
-        I[I_EPOS] = ep
-        mwi = F[F_MWISUM] / w
+            fst[F_MWISUM] = acc
+        ist[I_EPOS] = ep
+        mwi = fst[F_MWISUM] / w
 
         # hysteresis peak detector on the MWI
-        if I[I_RISING] == 1:
-            if mwi > F[F_SEGMAX]:
-                F[F_SEGMAX] = mwi
-                I[I_SEGMAXIDX] = nabs
-            elif mwi < drop * F[F_SEGMAX]:
-                I[I_RISING] = 0
-                F[F_SEGMIN] = mwi
-                if nabs >= I[I_BLANK]:
-                    p = I[I_SEGMAXIDX]
-                    lo = max(p - P[P_SBACK], I[I_RESTART])
+        if ist[I_RISING] == 1:
+            if mwi > fst[F_SEGMAX]:
+                fst[F_SEGMAX] = mwi
+                ist[I_SEGMAXIDX] = nabs
+            elif mwi < drop * fst[F_SEGMAX]:
+                ist[I_RISING] = 0
+                fst[F_SEGMIN] = mwi
+                if nabs >= ist[I_BLANK]:
+                    p = ist[I_SEGMAXIDX]
+                    lo = max(p - prm[P_SBACK], ist[I_RESTART])
                     cand[C_P] = p
-                    cand[C_A] = F[F_SEGMAX]
-                    _locate(ring_s, ring_d, P, lo, nabs, cand)
-                    if I[I_MODE] == 0:
-                        _store(C, I, cand)
+                    cand[C_A] = fst[F_SEGMAX]
+                    _locate(ring_s, ring_d, prm, lo, nabs, cand)
+                    if ist[I_MODE] == 0:
+                        _store(cands, ist, cand)
                     else:
-                        npk = _decide(cand, nabs, P, F, I, C, rr, peaks, dec, npk)
+                        npk = _decide(cand, nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
         else:
-            if mwi < F[F_SEGMIN]:
-                F[F_SEGMIN] = mwi
-            elif mwi > F[F_SEGMIN] / drop and mwi > 0.0:
-                I[I_RISING] = 1
-                F[F_SEGMAX] = mwi
-                I[I_SEGMAXIDX] = nabs
+            if mwi < fst[F_SEGMIN]:
+                fst[F_SEGMIN] = mwi
+            elif mwi > fst[F_SEGMIN] / drop and mwi > 0.0:
+                ist[I_RISING] = 1
+                fst[F_SEGMAX] = mwi
+                ist[I_SEGMAXIDX] = nabs
 
-        if I[I_MODE] == 0:
-            if nabs >= I[I_LEARNEND]:
-                npk = _end_learning(nabs, P, F, I, C, rr, peaks, dec, npk)
+        if ist[I_MODE] == 0:
+            if nabs >= ist[I_LEARNEND]:
+                npk = _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
             continue
         # search-back for a missed beat
-        if I[I_SBDONE] == 0 and I[I_LASTVALID] == 1 and I[I_NRR] > 0:
-            if nabs - I[I_LASTR] > 1.66 * F[F_RRMED]:
-                thr2 = 0.5 * (F[F_NPKI] + 0.25 * (F[F_SPKI] - F[F_NPKI]))
+        if ist[I_SBDONE] == 0 and ist[I_LASTVALID] == 1 and ist[I_NRR] > 0:
+            if nabs - ist[I_LASTR] > 1.66 * fst[F_RRMED]:
+                thr2 = 0.5 * (fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI]))
                 best = -1
                 abest = thr2
-                for j in range(I[I_NCAND]):
-                    rj = _r_index(C[j], F)
-                    if rj - I[I_LASTR] >= P[P_TWAVE] and C[j, C_A] > abest:
-                        abest = C[j, C_A]
+                for j in range(ist[I_NCAND]):
+                    rj = _r_index(cands[j], fst)
+                    if rj - ist[I_LASTR] >= prm[P_TWAVE] and cands[j, C_A] > abest:
+                        abest = cands[j, C_A]
                         best = j
                 if best >= 0:
                     for j in range(N_C):
-                        cand[j] = C[best, j]
+                        cand[j] = cands[best, j]
                     # keep only the candidates after the recovered beat
-                    nrem = I[I_NCAND] - best - 1
+                    nrem = ist[I_NCAND] - best - 1
                     for j in range(nrem):
                         for c in range(N_C):
-                            C[j, c] = C[best + 1 + j, c]
-                    I[I_NCAND] = nrem
-                    npk = _accept(cand, True, nabs, F, I, rr, peaks, dec, npk)
+                            cands[j, c] = cands[best + 1 + j, c]
+                    ist[I_NCAND] = nrem
+                    npk = _accept(cand, True, nabs, fst, ist, rr, peaks, dec, npk)
                 else:
-                    I[I_SBDONE] = 1
+                    ist[I_SBDONE] = 1
         # lost: no beat for too long -> learn again
-        lost = P[P_LOST]
-        if I[I_NRR] > 0 and 3.0 * F[F_RRMED] > lost:
-            lost = np.int64(3.0 * F[F_RRMED])
-        if nabs - I[I_ALIVE] > lost:
-            I[I_MODE] = 0
-            I[I_LEARNEND] = nabs + P[P_LEARN]
-            I[I_NCAND] = 0
-            I[I_LASTVALID] = 0
+        lost = prm[P_LOST]
+        if ist[I_NRR] > 0 and 3.0 * fst[F_RRMED] > lost:
+            lost = np.int64(3.0 * fst[F_RRMED])
+        if nabs - ist[I_ALIVE] > lost:
+            ist[I_MODE] = 0
+            ist[I_LEARNEND] = nabs + prm[P_LEARN]
+            ist[I_NCAND] = 0
+            ist[I_LASTVALID] = 0
     return npk
