@@ -173,7 +173,8 @@ def design_phase_filter(
     g: np.ndarray,
     fs: float,
     n_taps: int,
-    loading: float = 1e-3,
+    loading: float = 1e-4,
+    g_acf: np.ndarray | None = None,
 ) -> PhaseFilter:
     """Causal Wiener filter for the analytic signal ``z = g * x`` (Wiener 1949).
 
@@ -191,6 +192,8 @@ def design_phase_filter(
     loading : float
         Diagonal loading relative to ``r[0]`` (a white-noise floor that keeps ``R``
         well conditioned and limits the filter's noise gain).
+    g_acf : ndarray, optional
+        ``fftconvolve(g, conj(g[::-1]))`` if already computed (it depends on ``g`` only).
 
     Returns
     -------
@@ -214,7 +217,7 @@ def design_phase_filter(
     sol = scipy.linalg.solve_toeplitz(col, np.stack((c.real, c.imag), axis=1), check_finite=False)
     h = sol[:, 0] + 1j * sol[:, 1]
     # E|z|² = sum_d r(d) a(d) with a(d) = sum_m g[m + d] conj(g[m]).
-    a = scipy.signal.fftconvolve(g, np.conj(g[::-1]))  # lags -2K..2K
+    a = scipy.signal.fftconvolve(g, np.conj(g[::-1])) if g_acf is None else g_acf
     lags = np.abs(np.arange(-2 * K, 2 * K + 1))
     power = float(np.real(np.sum(a * r[lags])))
     mmse = float(max(power - np.real(np.vdot(c, h)), 1e-12 * power))
@@ -222,7 +225,7 @@ def design_phase_filter(
     # (Hann lag window) times |G(f)|².
     nl = r.size
     w = np.hanning(2 * nl + 1)[nl:-1]
-    nfft = 1 << int(np.ceil(np.log2(8 * nl)))
+    nfft = 1 << int(np.ceil(np.log2(4 * nl)))
     rw = np.zeros(nfft)
     rw[:nl] = r * w
     rw[nfft - nl + 1 :] = (r * w)[1:][::-1]
@@ -238,7 +241,7 @@ def design_phase_filter(
 
 @njit(cache=True)
 def _phase_kernel(
-    x, h_rev_re, h_rev_im, n_taps, mmse, hp, fstate, istate, ring, o_ph, o_amp, o_conf
+    x, h_rev_re, h_rev_im, n_taps, mmse, conf_scale, hp, fstate, istate, ring, o_ph, o_amp, o_conf
 ):
     """Per-sample high-pass, ring buffer and complex FIR; state updated in place.
 
@@ -279,7 +282,7 @@ def _phase_kernel(
             p2 = re * re + im * im
             o_ph[i] = np.arctan2(im, re)
             o_amp[i] = np.sqrt(p2)
-            o_conf[i] = p2 / (p2 + mmse)
+            o_conf[i] = conf_scale * p2 / (p2 + mmse)
             fstate[2] = re
             fstate[3] = im
         else:
@@ -323,6 +326,10 @@ class PhaseEstimator:
         Half-width of the band around a tracked IAF in Hz.
     loading : float
         Diagonal loading of the normal equations relative to ``r(0)``.
+    redesign_after_s, redesign_every : float, int
+        The filter is redesigned at every block during the first ``redesign_after_s``
+        seconds, then at every ``redesign_every``-th block (the autocorrelation is still
+        updated every block).
 
     Notes
     -----
@@ -343,6 +350,8 @@ class PhaseEstimator:
         hp_hz: float = 0.5,
         half_width_hz: float = 2.0,
         loading: float = 1e-4,
+        redesign_after_s: float = 20.0,
+        redesign_every: int = 5,
     ) -> None:
         fs = float(fs)
         if not np.isfinite(fs) or fs < 60.0:
@@ -368,6 +377,10 @@ class PhaseEstimator:
         self.n_support = round(support_s * fs)
         self.block = round(refit_s * fs)
         self.calib_n = round(calib_s * fs)
+        # Redesign every block during the first redesign_after_s, then every
+        # redesign_every blocks: the autocorrelation converges, a redesign costs ~1 ms.
+        self.redesign_after_n = round(redesign_after_s * fs)
+        self.redesign_every = int(redesign_every)
         self.n_lags = max(self.n_taps + self.n_support, 2 * self.n_support) + 1
         self._lam = 1.0 if forget_s is None else float(np.exp(-self.block / (forget_s * fs)))
         self._hp = np.array(_highpass_coefs(fs, hp_hz))
@@ -375,7 +388,7 @@ class PhaseEstimator:
         self._iaf = IAFTracker(fs, seg_s=2.0, forget_s=forget_s)
         nbuf = max(self.n_lags - 1 + self.block, self._iaf.nseg, self.n_taps) + 1
         self._nbuf = nbuf
-        self._g_cache: dict[tuple[float, float], np.ndarray] = {}
+        self._g_cache: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
         self.reset()
         self.warmup()
 
@@ -392,6 +405,7 @@ class PhaseEstimator:
         self._h_re = np.zeros(0)
         self._h_im = np.zeros(0)
         self._mmse = np.inf
+        self._alpha_frac = 0.0
         self.filter: PhaseFilter | None = None
         self.band: tuple[float, float] | None = self.fixed_band
         self._iaf = IAFTracker(self.fs, seg_s=2.0, forget_s=self._forget_s)
@@ -400,7 +414,7 @@ class PhaseEstimator:
         """Compile the numba kernel now (cached on disk), so update() never compiles."""
         e = np.zeros(0)
         _phase_kernel(
-            e, e, e, 0, 1.0, self._hp, np.zeros(4), np.zeros(3, np.int64), np.zeros(2), e, e, e
+            e, e, e, 0, 1.0, 1.0, self._hp, np.zeros(4), np.zeros(3, np.int64), np.zeros(2), e, e, e
         )
 
     @property
@@ -413,12 +427,13 @@ class PhaseEstimator:
         """The causally tracked alpha peak (only updated when ``band`` is None)."""
         return self._iaf.peak
 
-    def _target(self, band: tuple[float, float]) -> np.ndarray:
-        g = self._g_cache.get(band)
-        if g is None:
+    def _target(self, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._g_cache.get(band)
+        if cached is None:
             g = analytic_target_response(self.fs, band, self.n_support, tuple(self._hp))
-            self._g_cache = {band: g}  # keep one: a tracked band changes slowly
-        return g
+            cached = (g, scipy.signal.fftconvolve(g, np.conj(g[::-1])))
+            self._g_cache = {band: cached}  # keep one: a tracked band changes slowly
+        return cached
 
     def _unrolled(self, n: int) -> np.ndarray:
         """The last n high-passed samples, oldest first."""
@@ -435,20 +450,24 @@ class PhaseEstimator:
             corr = scipy.signal.correlate(seg, blk, mode="valid", method="fft")
             self._acc = self._lam * self._acc + corr[::-1]
             self._w = self._lam * self._w + self.block
-        if self.fixed_band is None and clean >= self._iaf.nseg:
+        if clean >= self._iaf.nseg:
             self._iaf.add_segment(self._unrolled(self._iaf.nseg).copy())
             pk = self._iaf.peak
-            if pk.reliable:
+            if self.fixed_band is None and pk.reliable:
                 self.band = (pk.iaf_hz - self.half_width_hz, pk.iaf_hz + self.half_width_hz)
-        if self._n >= self.calib_n and self._w > 0:
+            # Share of the power at the alpha peak that is rhythm rather than 1/f background.
+            db = pk.power_db if np.isfinite(pk.power_db) else 0.0
+            self._alpha_frac = 1.0 - 10.0 ** (-max(db, 0.0) / 10.0)
+        k = self._n // self.block
+        due = self._n < self.redesign_after_n or k % self.redesign_every == 0 or self.filter is None
+        if due and self._n >= self.calib_n and self._w > 0:
             band = self.band
             if band is None:
                 band = (10.0 - self.half_width_hz, 10.0 + self.half_width_hz)
             r = self._acc / self._w
             if r[0] > 0:
-                filt = design_phase_filter(
-                    r, self._target(band), self.fs, self.n_taps, self.loading
-                )
+                g, g_acf = self._target(band)
+                filt = design_phase_filter(r, g, self.fs, self.n_taps, self.loading, g_acf)
                 self.filter = filt
                 self._h_re = np.ascontiguousarray(filt.h.real[::-1])
                 self._h_im = np.ascontiguousarray(filt.h.imag[::-1])
@@ -495,6 +514,7 @@ class PhaseEstimator:
                 self._h_im,
                 self._h_re.size,
                 self._mmse,
+                self._alpha_frac,
                 self._hp,
                 self._fstate,
                 self._istate,
