@@ -162,7 +162,9 @@ class MagstimEmulator(PtyEmulator):
         rapid = self.model == "rapid"
         tail = instr + (bytes([self._rapid()]) if rapid and c in "B D[" else b"")
         if c == "J":
-            return self._reply(cb + instr + f"{self.power_a:03d}{self.power_b:03d}{self.ipi:03d}".encode())
+            return self._reply(
+                cb + instr + f"{self.power_a:03d}{self.power_b:03d}{self.ipi:03d}".encode()
+            )
         if c == "\\":
             if not rapid:
                 return self._reply(b"?")

@@ -77,7 +77,19 @@ class MagProEmulator(PtyEmulator):
         if cmd == 0x00:
             temp = min(int(round(self.coil_temp_c)), 255)
             return self._send(
-                bytes([0, self._status_byte(now), 0, 0x12, 0x34, temp, self.coil_type, self.amplitude, 0])
+                bytes(
+                    [
+                        0,
+                        self._status_byte(now),
+                        0,
+                        0x12,
+                        0x34,
+                        temp,
+                        self.coil_type,
+                        self.amplitude,
+                        0,
+                    ]
+                )
             )
         if cmd == 0x01 and len(p) >= 2:
             if p[1] <= 100:
@@ -95,7 +107,9 @@ class MagProEmulator(PtyEmulator):
                 for k in range(n):
                     self.pulses.append((now + k * 10.0 / rate, self.amplitude))
                 self.coil_temp_c += n * self.heat_c_per_pulse * (self.amplitude / 100.0) ** 2
-            return self._send(bytes([cmd, int(self.coil_temp_c), self.coil_type, self._status_byte(now)]))
+            return self._send(
+                bytes([cmd, int(self.coil_temp_c), self.coil_type, self._status_byte(now)])
+            )
         if cmd == 0x06 and len(p) == 9:
             vals = [int.from_bytes(p[k : k + 2], "big") for k in (1, 3, 5, 7)]
             if 1 <= vals[0] <= 1000:

@@ -53,7 +53,9 @@ class PtyEmulator:
 
     def start(self) -> PtyEmulator:
         """Start the emulator thread; returns self."""
-        self._thread = threading.Thread(target=self._run, name=f"{type(self).__name__}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{type(self).__name__}", daemon=True
+        )
         self._thread.start()
         return self
 

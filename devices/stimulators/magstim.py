@@ -117,7 +117,16 @@ RAPID_MAX_FREQUENCY_HZ: dict[tuple[int, int], tuple[int, ...]] = {
     ),
 }
 
-_STATUS_BITS = ("standby", "armed", "ready", "coil_present", "replace_coil", "error", "error_type", "remote")
+_STATUS_BITS = (
+    "standby",
+    "armed",
+    "ready",
+    "coil_present",
+    "replace_coil",
+    "error",
+    "error_type",
+    "remote",
+)
 
 
 def parse_instr(byte: int) -> dict[str, bool]:
@@ -163,7 +172,8 @@ class _Magstim(Stimulator):
     ) -> None:
         if trigger not in ("serial", "rts"):
             raise DeviceError(
-                ErrorCode.BAD_ARGUMENT, f"{self.name}: trigger must be 'serial' or 'rts', got {trigger!r}"
+                ErrorCode.BAD_ARGUMENT,
+                f"{self.name}: trigger must be 'serial' or 'rts', got {trigger!r}",
             )
         self.port = port
         self.trigger = trigger
@@ -198,7 +208,9 @@ class _Magstim(Stimulator):
         """Send ``command`` (+ checksum); return the validated reply (including checksum)."""
         ser = self._ser
         if ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         with self._io:
             try:
                 ser.reset_input_buffer()
@@ -217,19 +229,26 @@ class _Magstim(Stimulator):
                     reply += ser.read(1)
             except (serial.SerialException, OSError) as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"serial port {self.port} failed: {exc}")
-                raise PortError(ErrorCode.PORT_LOST, f"{self.name}: serial port {self.port} failed: {exc}") from exc
+                raise PortError(
+                    ErrorCode.PORT_LOST, f"{self.name}: serial port {self.port} failed: {exc}"
+                ) from exc
             self._last_io = pylsl.local_clock()
         self._ka_kick.set()
         cmd = command[:1].encode()
         if not reply:
             raise ProtocolError(
-                ErrorCode.NO_REPLY, f"{self.name}: no reply to {command!r} within {self.timeout_s:g} s"
+                ErrorCode.NO_REPLY,
+                f"{self.name}: no reply to {command!r} within {self.timeout_s:g} s",
             )
         if reply[:1] == b"?" and len(reply) == 2:
-            raise ProtocolError(ErrorCode.DEVICE_REJECTED, f"{self.name}: device did not recognise {command!r}")
+            raise ProtocolError(
+                ErrorCode.DEVICE_REJECTED, f"{self.name}: device did not recognise {command!r}"
+            )
         if len(reply) == 3 and reply[1:2] in (b"?", b"S") and checksum(reply[:2]) == reply[2]:
             what = "invalid data" if reply[1:2] == b"?" else "conflicts with the current state"
-            raise ProtocolError(ErrorCode.DEVICE_REJECTED, f"{self.name}: {command!r} rejected: {what}")
+            raise ProtocolError(
+                ErrorCode.DEVICE_REJECTED, f"{self.name}: {command!r} rejected: {what}"
+            )
         if len(reply) != reply_len:
             raise ProtocolError(
                 ErrorCode.GARBLED_REPLY,
@@ -278,7 +297,9 @@ class _Magstim(Stimulator):
     # -- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> None:
         if self._ser is not None:
-            raise DeviceError(ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}")
+            raise DeviceError(
+                ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}"
+            )
         try:
             ser = serial.Serial(
                 self.port,
@@ -291,7 +312,8 @@ class _Magstim(Stimulator):
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortError(
-                ErrorCode.PORT_UNAVAILABLE, f"{self.name}: cannot open serial port {self.port!r}: {exc}"
+                ErrorCode.PORT_UNAVAILABLE,
+                f"{self.name}: cannot open serial port {self.port!r}: {exc}",
             ) from exc
         if self.trigger == "rts":
             try:
@@ -308,7 +330,9 @@ class _Magstim(Stimulator):
         try:
             instr = self._instr()
             if not instr["remote"]:
-                raise ProtocolError(ErrorCode.DEVICE_REJECTED, f"{self.name}: remote control was not granted")
+                raise ProtocolError(
+                    ErrorCode.DEVICE_REJECTED, f"{self.name}: remote control was not granted"
+                )
             self._intensity = self._read_intensity()
         except DeviceError:
             self._ser = None
@@ -316,7 +340,9 @@ class _Magstim(Stimulator):
             raise
         self._armed = instr["armed"]
         self._ka_stop.clear()
-        self._ka_thread = threading.Thread(target=self._keepalive, name=f"{self.name}-keepalive", daemon=True)
+        self._ka_thread = threading.Thread(
+            target=self._keepalive, name=f"{self.name}-keepalive", daemon=True
+        )
         self._ka_thread.start()
 
     def close(self) -> None:
@@ -342,9 +368,13 @@ class _Magstim(Stimulator):
 
     def _check_usable(self) -> None:
         if self._ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         if self._fault is not None:
-            raise DeviceError(self._fault_code or ErrorCode.KEEPALIVE_LOST, f"{self.name}: {self._fault}")
+            raise DeviceError(
+                self._fault_code or ErrorCode.KEEPALIVE_LOST, f"{self.name}: {self._fault}"
+            )
 
     def arm(self) -> None:
         self._check_usable()
@@ -375,12 +405,20 @@ class _Magstim(Stimulator):
 
     def disarm(self) -> None:
         if self._ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         self._armed = False
         self._transact("EA", 3)
 
     def _read_intensity(self) -> float:
-        return float(int(self._transact(self._param_cmd, self._param_len)[self._power_at : self._power_at + 3]))
+        return float(
+            int(
+                self._transact(self._param_cmd, self._param_len)[
+                    self._power_at : self._power_at + 3
+                ]
+            )
+        )
 
     _power_at: ClassVar[int] = 2
 
@@ -388,11 +426,13 @@ class _Magstim(Stimulator):
         lo, hi = self.intensity_range_pct
         if not (isinstance(intensity_pct, int | float) and lo <= intensity_pct <= hi):
             raise DeviceError(
-                ErrorCode.BAD_ARGUMENT, f"{self.name}: intensity {intensity_pct!r} % outside [{lo:g}, {hi:g}]"
+                ErrorCode.BAD_ARGUMENT,
+                f"{self.name}: intensity {intensity_pct!r} % outside [{lo:g}, {hi:g}]",
             )
         if int(intensity_pct) != intensity_pct:
             raise DeviceError(
-                ErrorCode.BAD_ARGUMENT, f"{self.name}: power is set in whole percent, got {intensity_pct!r}"
+                ErrorCode.BAD_ARGUMENT,
+                f"{self.name}: power is set in whole percent, got {intensity_pct!r}",
             )
         self._check_usable()
         self._transact(f"@{int(intensity_pct):03d}", 3)
@@ -413,7 +453,9 @@ class _Magstim(Stimulator):
                 self._ser.rts = False
             except (serial.SerialException, OSError) as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"QuickFire on {self.port} failed: {exc}")
-                raise PortError(ErrorCode.PORT_LOST, f"{self.name}: QuickFire failed: {exc}") from exc
+                raise PortError(
+                    ErrorCode.PORT_LOST, f"{self.name}: QuickFire failed: {exc}"
+                ) from exc
             return t
         t = pylsl.local_clock()
         self._transact("EH", 3)
@@ -441,7 +483,9 @@ class _Magstim(Stimulator):
             instr = self._instr()
             temp = self.coil_temperature_c()
         except DeviceError as exc:
-            return StimulatorStatus(True, False, False, False, None, self._intensity, self._fault or exc.message)
+            return StimulatorStatus(
+                True, False, False, False, None, self._intensity, self._fault or exc.message
+            )
         error = self._fault
         if error is None and instr["error"]:
             error = "device reports an error"
@@ -484,7 +528,9 @@ class MagstimRapid(_Magstim):
     """
 
     name: ClassVar[str] = "magstim-rapid"
-    description: ClassVar[str] = "Magstim Rapid² over RS-232 (9600 8N1): trains, power-dependent rate limit"
+    description: ClassVar[str] = (
+        "Magstim Rapid² over RS-232 (9600 8N1): trains, power-dependent rate limit"
+    )
     _param_cmd: ClassVar[str] = "\\@"
     _param_len: ClassVar[int] = 24
     _power_at: ClassVar[int] = 3

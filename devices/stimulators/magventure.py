@@ -63,7 +63,8 @@ def read_frame(ser: serial.Serial, name: str) -> bytes:
         if not b:
             if skipped:
                 raise ProtocolError(
-                    ErrorCode.GARBLED_REPLY, f"{name}: bytes without a frame start 0xFE: {skipped!r}"
+                    ErrorCode.GARBLED_REPLY,
+                    f"{name}: bytes without a frame start 0xFE: {skipped!r}",
                 )
             raise ProtocolError(ErrorCode.NO_REPLY, f"{name}: no reply within the timeout")
         if b[0] == START:
@@ -79,7 +80,9 @@ def read_frame(ser: serial.Serial, name: str) -> bytes:
         )
     payload, crc, end = rest[:-2], rest[-2], rest[-1]
     if end != END:
-        raise ProtocolError(ErrorCode.GARBLED_REPLY, f"{name}: frame ends with 0x{end:02x}; expected 0xff")
+        raise ProtocolError(
+            ErrorCode.GARBLED_REPLY, f"{name}: frame ends with 0x{end:02x}; expected 0xff"
+        )
     if crc8_maxim(payload) != crc:
         raise ProtocolError(
             ErrorCode.GARBLED_REPLY,
@@ -122,7 +125,9 @@ class MagProStimulator(Stimulator):
     def _transact(self, payload: bytes) -> bytes:
         ser = self._ser
         if ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         with self._io:
             try:
                 ser.reset_input_buffer()
@@ -142,13 +147,16 @@ class MagProStimulator(Stimulator):
         reply = self._transact(bytes([CMD_STATUS]))
         if len(reply) != 9:
             raise ProtocolError(
-                ErrorCode.GARBLED_REPLY, f"{self.name}: status payload has {len(reply)} bytes; expected 9"
+                ErrorCode.GARBLED_REPLY,
+                f"{self.name}: status payload has {len(reply)} bytes; expected 9",
             )
         return reply
 
     def connect(self) -> None:
         if self._ser is not None:
-            raise DeviceError(ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}")
+            raise DeviceError(
+                ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}"
+            )
         try:
             ser = serial.Serial(
                 self.port, 38400, serial.EIGHTBITS, serial.PARITY_NONE, serial.STOPBITS_ONE,
@@ -156,7 +164,8 @@ class MagProStimulator(Stimulator):
             )  # fmt: skip
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PortError(
-                ErrorCode.PORT_UNAVAILABLE, f"{self.name}: cannot open serial port {self.port!r}: {exc}"
+                ErrorCode.PORT_UNAVAILABLE,
+                f"{self.name}: cannot open serial port {self.port!r}: {exc}",
             ) from exc
         self._ser = ser
         self._fault = None
@@ -186,7 +195,9 @@ class MagProStimulator(Stimulator):
 
     def _check_usable(self) -> None:
         if self._ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         if self._fault is not None:
             raise DeviceError(ErrorCode.PORT_LOST, f"{self.name}: {self._fault}")
 
@@ -200,11 +211,15 @@ class MagProStimulator(Stimulator):
                 return
             wait_until(pylsl.local_clock() + 0.02)
         self.disarm()
-        raise DeviceError(ErrorCode.NOT_READY, f"{self.name}: not enabled {self.arm_timeout_s:g} s after arming")
+        raise DeviceError(
+            ErrorCode.NOT_READY, f"{self.name}: not enabled {self.arm_timeout_s:g} s after arming"
+        )
 
     def disarm(self) -> None:
         if self._ser is None:
-            raise DeviceError(ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()")
+            raise DeviceError(
+                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
+            )
         self._armed = False
         self._transact(bytes([CMD_ENABLE, 0]))
 
@@ -248,8 +263,12 @@ class MagProStimulator(Stimulator):
                 f"{self.name}: repetition rate must be 0.1..100 Hz in 0.1 Hz steps, got {train.frequency_hz!r}",
             )
         if train.n_pulses > 0xFFFF:
-            raise DeviceError(ErrorCode.BAD_ARGUMENT, f"{self.name}: n_pulses <= 65535, got {train.n_pulses}")
-        body = bytes([CMD_TRAIN_SET]) + b"".join(v.to_bytes(2, "big") for v in (rate, train.n_pulses, 1, 10))
+            raise DeviceError(
+                ErrorCode.BAD_ARGUMENT, f"{self.name}: n_pulses <= 65535, got {train.n_pulses}"
+            )
+        body = bytes([CMD_TRAIN_SET]) + b"".join(
+            v.to_bytes(2, "big") for v in (rate, train.n_pulses, 1, 10)
+        )
         self._transact(body)
         self._train = train
 
@@ -264,7 +283,9 @@ class MagProStimulator(Stimulator):
         try:
             st = self._status_raw()
         except DeviceError as exc:
-            return StimulatorStatus(True, False, False, False, None, self._intensity, self._fault or exc.message)
+            return StimulatorStatus(
+                True, False, False, False, None, self._intensity, self._fault or exc.message
+            )
         enabled = bool(st[1] & ENABLED_BIT)
         return StimulatorStatus(
             connected=True,
