@@ -32,6 +32,8 @@ from stimloop.stream.ring import RingBuffer
 
 log = logging.getLogger("stimloop.stream")
 
+_DUPLICATE_WINDOW_S = 0.6
+
 _NUMPY_DTYPES = {
     pylsl.cf_float32: np.float32,
     pylsl.cf_double64: np.float64,
@@ -72,15 +74,19 @@ def resolve_source(
     pred = f"source_id='{source_id}'"
     if hostname:
         pred += f" and hostname='{hostname}'"
-    found = pylsl.resolve_bypred(pred, 1, timeout)
+    # liblsl may deliver a second match only with its next resolve wave, 0.5 s after
+    # the first, so listening for a duplicate costs one wave; ambiguity must never be
+    # missed for a stream that can drive stimulation.
+    found = pylsl.resolve_bypred(pred, 2, min(_DUPLICATE_WINDOW_S, timeout))
+    if not found and timeout > _DUPLICATE_WINDOW_S:
+        found = pylsl.resolve_bypred(pred, 1, timeout - _DUPLICATE_WINDOW_S)
+        if found:
+            found = pylsl.resolve_bypred(pred, 2, _DUPLICATE_WINDOW_S) or found
     if not found:
         where = f" on host {hostname!r}" if hostname else ""
         raise StreamNotFoundError(
             f"no LSL stream with source_id {source_id!r}{where} appeared within {timeout} s"
         )
-    # Duplicates answer the same resolve wave on a LAN, so a short second look
-    # catches them without delaying the common single-match case much.
-    found = pylsl.resolve_bypred(pred, 2, 0.2) or found
     uids = {info.uid(): info for info in found}
     if len(uids) > 1:
         names = ", ".join(f"{i.name()!r} on {i.hostname()} (uid {u})" for u, i in uids.items())
