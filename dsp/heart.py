@@ -100,9 +100,10 @@ class RPeakDetector:
     Methods: Pan and Tompkins (1985), Hamilton and Tompkins (1986); see
     :mod:`stimloop.dsp.qrs` for the rules and the changes made for latency.
 
-    Each reported index is the extremum of the baseline-removed ECG (0.5 Hz high-pass)
-    in the window that produced the QRS: the maximum for an upright lead, the minimum
-    for an inverted one. Polarity is the sign of the dominant QRS deflection, learnt in
+    Each reported index is the sample extremum of the ECG in the window that produced
+    the QRS: the maximum for an upright lead, the minimum for an inverted one (a complex
+    deflecting more than twice as far the other way, e.g. a negative PVC in an upright
+    lead, is marked at that larger extremum). Polarity is the sign of the dominant QRS deflection, learnt in
     the first 2 s and tracked beat by beat (:attr:`polarity`). A beat is confirmed on
     average ~70 ms after its R wave (see ``docs/heart.md``); beats recovered by
     search-back or by the learning phase are confirmed later, still in time order.
@@ -139,8 +140,6 @@ class RPeakDetector:
             butter(order, [lo, hi], "bandpass", fs=fs, output="sos")
         )
         self._zi_bp = np.ascontiguousarray(sosfilt_zi(self._sos_bp))
-        self._sos_hp = np.ascontiguousarray(butter(2, 0.5, "highpass", fs=fs, output="sos"))
-        self._zi_hp = np.ascontiguousarray(sosfilt_zi(self._sos_hp))
         w = max(2, round(self.mwi_s * fs))
         ring = 1 << int(np.ceil(np.log2(4.0 * fs)))
         P = np.zeros(qrs.N_P, np.int64)
@@ -154,6 +153,7 @@ class RPeakDetector:
         P[qrs.P_LEARN] = round(2.0 * fs)
         P[qrs.P_LOST] = round(3.0 * fs)
         P[qrs.P_MASK] = ring - 1
+        P[qrs.P_REFINE] = max(1, round(0.01 * fs))
         PF = np.zeros(qrs.N_PF)
         PF[qrs.PF_FS] = fs
         PF[qrs.PF_DROP] = drop
@@ -167,7 +167,6 @@ class RPeakDetector:
     def reset(self) -> None:
         """Forget all state, as if newly constructed (sample index restarts at 0)."""
         self._z_bp = np.zeros_like(self._zi_bp)
-        self._z_hp = np.zeros_like(self._zi_hp)
         self._ring_s = np.zeros(self._ring)
         self._ring_d = np.zeros(self._ring)
         self._ring_e = np.zeros(int(self._P[qrs.P_W]))
@@ -208,7 +207,7 @@ class RPeakDetector:
         dec = np.empty(cap, np.int64)
         bad = np.empty(n, np.uint8)
         k = qrs.qrs_kernel(
-            x, self._sos_bp, self._zi_bp, self._z_bp, self._sos_hp, self._zi_hp, self._z_hp,
+            x, self._sos_bp, self._zi_bp, self._z_bp,
             self._ring_s, self._ring_d, self._ring_e, self._C, self._rr, self._F, self._I,
             self._P, self._PF, peaks, dec, bad,
         )  # fmt: skip

@@ -24,9 +24,12 @@ What differs from the 1985 paper, and why:
   integer filters assume 200 Hz). All filters start in their steady state for the
   first sample, so there is no start-up transient.
 * The R-peak index is not the MWI peak (which lags the R wave by the filter and
-  integration delays) but the extremum of the baseline-removed ECG (0.5 Hz causal
-  high-pass) in the window that fed that MWI peak, first on an 8 ms centred moving
-  average so noise cannot move it, then refined to the exact sample extremum. The
+  integration delays) but the extremum of the raw ECG in the window that fed that MWI
+  peak, first on an 8 ms centred moving average so noise cannot move it, then refined
+  to the exact sample extremum within 10 ms. The raw signal, not a high-passed one, is
+  used because a causal high-pass shifts a flat-topped R peak by a sample; over a
+  ~200 ms window baseline wander is a negligible tilt. Deflections are measured from
+  the window's first sample (the PR segment). The
   extremum's sign (``polarity``) is learnt from the dominant QRS deflection and tracked
   beat by beat, so inverted leads give the R-wave *minimum* (the extremum of
   ``polarity * ecg``). A complex that deflects more than twice as far against the
@@ -60,7 +63,8 @@ P_SETTLE = 6  # blanking after recovery from bad input (samples)
 P_LEARN = 7  # learning phase length (samples)
 P_LOST = 8  # minimum time without beats before re-learning (samples)
 P_MASK = 9  # ring buffer length - 1 (length is a power of two)
-N_P = 10
+P_REFINE = 10  # radius of the search for the exact extremum around the smoothed one
+N_P = 11
 
 # --- float parameters (array prmf) -----------------------------------------------------
 PF_FS = 0
@@ -155,13 +159,14 @@ def _locate(ring_s, ring_d, prm, lo, hi, out):
         if acc < best_lo:
             best_lo = acc
             i_lo = i
-    # refine to the exact sample extremum within the smoothing half-width
+    # refine to the exact sample extremum near the smoothed one
     r_pos = i_hi
     r_neg = i_lo
-    for j in range(max(lo, i_hi - h), min(hi, i_hi + h) + 1):
+    g = prm[P_REFINE]
+    for j in range(max(lo, i_hi - g), min(hi, i_hi + g) + 1):
         if ring_s[j & mask] > ring_s[r_pos & mask]:
             r_pos = j
-    for j in range(max(lo, i_lo - h), min(hi, i_lo + h) + 1):
+    for j in range(max(lo, i_lo - g), min(hi, i_lo + g) + 1):
         if ring_s[j & mask] < ring_s[r_neg & mask]:
             r_neg = j
     slope = 0.0
@@ -302,7 +307,7 @@ def _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
 
 @njit(cache=True)
 def qrs_kernel(
-    x, sos_bp, zi_bp, z_bp, sos_hp, zi_hp, z_hp, ring_s, ring_d, ring_e, cands, rr,
+    x, sos_bp, zi_bp, z_bp, ring_s, ring_d, ring_e, cands, rr,
     fst, ist, prm, prmf, peaks, dec, bad,
 ):  # fmt: skip
     """Run the detector over ``x``; state arrays are updated in place.
@@ -341,9 +346,6 @@ def qrs_kernel(
             for s in range(z_bp.shape[0]):
                 z_bp[s, 0] = zi_bp[s, 0] * xv
                 z_bp[s, 1] = zi_bp[s, 1] * xv
-            for s in range(z_hp.shape[0]):
-                z_hp[s, 0] = zi_hp[s, 0] * xv
-                z_hp[s, 1] = zi_hp[s, 1] * xv
             ring_e[:] = 0.0
             ist[I_EPOS] = 0
             fst[F_MWISUM] = 0.0
@@ -365,11 +367,10 @@ def qrs_kernel(
             ist[I_RESTART] = nabs
             ist[I_STARTED] = 1
             ist[I_BAD] = 0
-        hp = _sos_step(sos_hp, z_hp, xv)
         bp = _sos_step(sos_bp, z_bp, xv)
         d = (bp - fst[F_BPPREV]) * fs
         fst[F_BPPREV] = bp
-        ring_s[nabs & mask] = hp
+        ring_s[nabs & mask] = xv
         ring_d[nabs & mask] = abs(d)
         e = d * d
         ep = ist[I_EPOS]
