@@ -44,6 +44,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
 
 import pylsl
 from stimloop.devices.base import FreshnessFn, Stimulator, StimulatorStatus, TrainSpec, wait_until
@@ -214,7 +215,7 @@ class SafetyLimits:
     rtms_table: TrainTable = field(default=WASSERMANN_1998_TABLE)
 
     #: For each field, which direction is stricter: +1 means larger is stricter.
-    _STRICTER = {
+    _STRICTER: ClassVar[dict[str, int]] = {
         "max_intensity_pct": -1,
         "max_pulses": -1,
         "min_ipi_s": +1,
@@ -557,6 +558,23 @@ class SafeStimulator:
             logger.exception("disarm after %s failed", why)
         self._publish({"event": "disarmed", "reason": why})
 
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Call the driver; on any device error disarm first, record it, then re-raise."""
+        try:
+            return fn(*args, **kwargs)
+        except DeviceError as exc:
+            logger.error("%s failed: %s; disarming", what, exc)
+            self._publish(
+                {
+                    "event": "device_error",
+                    "during": what,
+                    "code": exc.code.value,
+                    "message": exc.message,
+                }
+            )
+            self._safe_disarm(f"device error during {what}")
+            raise
+
     def _check_common(self) -> None:
         if _ESTOP.latched:
             raise self._refuse(
@@ -785,7 +803,7 @@ class SafeStimulator:
                 if pylsl.local_clock() - self._wd_last_beat <= self._wd_period_s:
                     self._wd_tripped = False
             self._check_common()
-            self._driver.arm()
+            self._call("arm", self._driver.arm)
             self._publish({"event": "armed", "intensity_pct": self._intensity_pct})
 
     def disarm(self) -> None:
@@ -816,7 +834,7 @@ class SafeStimulator:
             self._check_common()
             if self._train is not None:
                 self._check_train(self._train, intensity_pct)
-            self._driver.set_intensity(intensity_pct)
+            self._call("set_intensity", self._driver.set_intensity, intensity_pct)
             self._intensity_pct = float(intensity_pct)
 
     def configure_train(self, train: TrainSpec) -> None:
@@ -825,7 +843,7 @@ class SafeStimulator:
         with self._lock:
             self._check_common()
             self._check_train(train, self._intensity_pct)
-            self._driver.configure_train(train)
+            self._call("configure_train", self._driver.configure_train, train)
             self._train = train
             self._publish(
                 {"event": "train", "frequency_hz": train.frequency_hz, "n_pulses": train.n_pulses}
@@ -867,7 +885,7 @@ class SafeStimulator:
         with self._lock:
             self._check_common()
             self._check_fresh()
-            t = self._driver.fire(None, site=site, reason=reason)
+            t = self._call("fire", self._driver.fire, None, site=site, reason=reason)
             self._pulses += 1
             self._last_pulse_t = t
         self._publish(
@@ -910,7 +928,7 @@ class SafeStimulator:
         with self._lock:
             self._check_common()
             self._check_fresh()
-            t0 = self._driver.fire_train(None, site=site, reason=reason)
+            t0 = self._call("fire_train", self._driver.fire_train, None, site=site, reason=reason)
             self._pulses += train.n_pulses
             self._last_train_end_t = t0 + (train.n_pulses - 1) / train.frequency_hz
             self._last_pulse_t = self._last_train_end_t
