@@ -64,7 +64,9 @@ P_LEARN = 7  # learning phase length (samples)
 P_LOST = 8  # minimum time without beats before re-learning (samples)
 P_MASK = 9  # ring buffer length - 1 (length is a power of two)
 P_REFINE = 10  # radius of the search for the exact extremum around the smoothed one
-N_P = 11
+P_TPRE = 11  # template: samples before R
+P_TPOST = 12  # template: samples after R
+N_P = 13
 
 # --- float parameters (array prmf) -----------------------------------------------------
 PF_FS = 0
@@ -103,7 +105,8 @@ I_SBDONE = 14  # 1 when search-back found nothing since the last new candidate
 I_STARTED = 15  # 1 after the first finite sample
 I_ALIVE = 16  # absolute index of the last accepted beat or (re)arming
 I_RESTART = 17  # absolute index of the first usable sample after the last (re)start
-N_I = 18
+I_TMPL = 18  # 1 once the beat template holds a beat
+N_I = 19
 
 # --- candidate columns (array cands, shape (N_CAND, N_C)) -------------------------------
 C_P = 0  # index of the MWI peak
@@ -222,8 +225,63 @@ def _rr_median(rr, n):
 
 
 @njit(cache=True)
-def _accept(cand, searchback, nabs, fst, ist, rr, peaks, dec, npk):
+def _similarity(r, nabs, ring_s, prm, ist, tmpl):
+    """Correlation of the beat at ``r`` with the running template, then update it.
+
+    Template-matching signal quality after Orphanidou et al. (2015), "Signal-quality
+    indices for the electrocardiogram and photoplethysmogram: derivation and
+    applications to wireless monitoring", IEEE J Biomed Health Inform 19(3):832-838:
+    beats of a real ECG resemble each other (r > ~0.9), detections in noise do not.
+    Only samples up to ``nabs`` are used (causal); the template is the exponential
+    average (weight 0.2) of z-scored beats, so it follows slow morphology changes.
+    """
+    mask = prm[P_MASK]
+    pre = prm[P_TPRE]
+    lo = max(r - pre, ist[I_RESTART])
+    hi = min(r + prm[P_TPOST], nabs)
+    n = hi - lo + 1
+    if n < 4:
+        return np.nan
+    m = 0.0
+    for j in range(lo, hi + 1):
+        m += ring_s[j & mask]
+    m /= n
+    v = 0.0
+    for j in range(lo, hi + 1):
+        d = ring_s[j & mask] - m
+        v += d * d
+    sd = np.sqrt(v / n)
+    if sd == 0.0:
+        return np.nan
+    off = lo - (r - pre)
+    corr = np.nan
+    if ist[I_TMPL] == 1:
+        tm = 0.0
+        for j in range(n):
+            tm += tmpl[off + j]
+        tm /= n
+        sxy = 0.0
+        syy = 0.0
+        for j in range(n):
+            zx = (ring_s[(lo + j) & mask] - m) / sd
+            zy = tmpl[off + j] - tm
+            sxy += zx * zy
+            syy += zy * zy
+        corr = sxy / np.sqrt(n * syy) if syy > 0.0 else np.nan
+        for j in range(n):
+            tmpl[off + j] = 0.8 * tmpl[off + j] + 0.2 * (ring_s[(lo + j) & mask] - m) / sd
+    else:
+        tmpl[:] = 0.0
+        for j in range(n):
+            tmpl[off + j] = (ring_s[(lo + j) & mask] - m) / sd
+        ist[I_TMPL] = 1
+    return corr
+
+
+@njit(cache=True)
+def _accept(cand, searchback, nabs, prm, fst, ist, rr, ring_s, tmpl, peaks, dec, sim, npk):
     r = _r_index(cand, fst)
+    sim[npk] = _similarity(r, nabs, ring_s, prm, ist, tmpl)
     if ist[I_LASTVALID] == 1:
         k = ist[I_RRPOS]
         rr[k] = r - ist[I_LASTR]
@@ -248,7 +306,7 @@ def _accept(cand, searchback, nabs, fst, ist, rr, peaks, dec, npk):
 
 
 @njit(cache=True)
-def _decide(cand, nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
+def _decide(cand, nabs, prm, fst, ist, cands, rr, ring_s, tmpl, peaks, dec, sim, npk):
     """Pan-Tompkins decision for one MWI peak in detection mode."""
     r = _r_index(cand, fst)
     if ist[I_LASTVALID] == 1 and r - ist[I_LASTR] < prm[P_REFR]:
@@ -264,14 +322,14 @@ def _decide(cand, nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
             fst[F_NPKI] = 0.125 * a + 0.875 * fst[F_NPKI]  # T wave: a noise peak
             return npk
         ist[I_NCAND] = 0
-        return _accept(cand, False, nabs, fst, ist, rr, peaks, dec, npk)
+        return _accept(cand, False, nabs, prm, fst, ist, rr, ring_s, tmpl, peaks, dec, sim, npk)
     fst[F_NPKI] = 0.125 * a + 0.875 * fst[F_NPKI]
     _store(cands, ist, cand)
     return npk
 
 
 @njit(cache=True)
-def _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
+def _end_learning(nabs, prm, fst, ist, cands, rr, ring_s, tmpl, peaks, dec, sim, npk):
     n = ist[I_NCAND]
     if n == 0:
         ist[I_LEARNEND] = nabs + prm[P_LEARN]
@@ -301,19 +359,20 @@ def _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk):
     saved = cands[:n].copy()
     ist[I_NCAND] = 0
     for k in range(n):
-        npk = _decide(saved[k], nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
+        npk = _decide(saved[k], nabs, prm, fst, ist, cands, rr, ring_s, tmpl, peaks, dec, sim, npk)
     return npk
 
 
 @njit(cache=True)
 def qrs_kernel(
-    x, sos_bp, zi_bp, z_bp, ring_s, ring_d, ring_e, cands, rr,
-    fst, ist, prm, prmf, peaks, dec, bad,
+    x, sos_bp, zi_bp, z_bp, ring_s, ring_d, ring_e, cands, rr, tmpl,
+    fst, ist, prm, prmf, peaks, dec, sim, bad,
 ):  # fmt: skip
     """Run the detector over ``x``; state arrays are updated in place.
 
-    Returns the number of R peaks written to ``peaks`` (absolute R indices) and ``dec``
-    (absolute index of the sample at which each was confirmed). ``bad[k]`` receives
+    Returns the number of R peaks written to ``peaks`` (absolute R indices), ``dec``
+    (absolute index of the sample at which each was confirmed) and ``sim`` (correlation
+    of each beat with the running beat template, NaN for the first). ``bad[k]`` receives
     0 (usable), 1 (not finite) or 2 (flat: lead-off or saturation) for ``x[k]``.
     """
     npk = 0
@@ -404,7 +463,9 @@ def qrs_kernel(
                     if ist[I_MODE] == 0:
                         _store(cands, ist, cand)
                     else:
-                        npk = _decide(cand, nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
+                        npk = _decide(
+                            cand, nabs, prm, fst, ist, cands, rr, ring_s, tmpl, peaks, dec, sim, npk
+                        )
         else:
             if mwi < fst[F_SEGMIN]:
                 fst[F_SEGMIN] = mwi
@@ -415,7 +476,9 @@ def qrs_kernel(
 
         if ist[I_MODE] == 0:
             if nabs >= ist[I_LEARNEND]:
-                npk = _end_learning(nabs, prm, fst, ist, cands, rr, peaks, dec, npk)
+                npk = _end_learning(
+                    nabs, prm, fst, ist, cands, rr, ring_s, tmpl, peaks, dec, sim, npk
+                )
             continue
         # search-back for a missed beat
         if ist[I_SBDONE] == 0 and ist[I_LASTVALID] == 1 and ist[I_NRR] > 0:
@@ -437,7 +500,9 @@ def qrs_kernel(
                         for c in range(N_C):
                             cands[j, c] = cands[best + 1 + j, c]
                     ist[I_NCAND] = nrem
-                    npk = _accept(cand, True, nabs, fst, ist, rr, peaks, dec, npk)
+                    npk = _accept(
+                        cand, True, nabs, prm, fst, ist, rr, ring_s, tmpl, peaks, dec, sim, npk
+                    )
                 else:
                     ist[I_SBDONE] = 1
         # lost: no beat for too long -> learn again

@@ -7,12 +7,13 @@ import functools
 import numpy as np
 import pytest
 import wfdb
-from scipy.signal import resample_poly
+from scipy.signal import butter, resample_poly, sosfilt
 from stimloop.dsp.heart import (
     FLAG_IBI_JUMP,
     FLAG_IBI_RANGE,
     FLAG_NO_BEAT,
     FLAG_NO_IBI,
+    FLAG_NOISY,
     FLAG_SIGNAL_BAD,
     HeartMonitor,
     HeartRate,
@@ -346,14 +347,47 @@ def test_clipped_r_tops_are_still_detected(mitbih):
     assert scores(peaks, ref, round(0.05 * FS_MITBIH))["f1"] >= 0.998
 
 
-def test_no_beats_means_no_hr():
-    fs = 250.0
-    rng = np.random.default_rng(0)
-    mon = HeartMonitor(fs)
-    up = mon.update(rng.normal(0, 0.001, int(20 * fs)))  # lead-off with a little noise
+def _noise(kind: str, n: int, fs: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 0.3, n)
+    if kind == "brown":  # drifting electrode: integrated noise, 1 s mean removed
+        x = np.cumsum(x) / np.sqrt(fs)
+        x -= np.convolve(x, np.ones(int(fs)) / fs, "same")
+    elif kind == "emg":  # muscle noise overlapping the QRS band
+        x = sosfilt(butter(2, [5.0, 40.0], "bandpass", fs=fs, output="sos"), x)
+    return x
+
+
+@pytest.mark.parametrize("kind", ["white", "brown", "emg"])
+@pytest.mark.parametrize("fs", [100.0, 250.0, 1000.0])
+def test_noise_only_never_gives_a_heart_rate(kind, fs):
+    """Detections in noise are not beats: HR NaN with FLAG_NOISY, never a wrong number."""
+    up = HeartMonitor(fs).update(_noise(kind, int(60 * fs), fs, seed=int(fs)))
+    assert up.peaks.size > 60  # the detector does fire on noise ...
     late = up.series[up.series["index"] > 5 * fs]
-    assert np.all(np.isnan(late["hr_bpm"]))
-    assert np.all(late["flags"] & (FLAG_NO_BEAT | FLAG_NO_IBI))
+    assert np.all(np.isnan(late["hr_bpm"]))  # ... but no HR comes out of it
+    assert np.all(late["flags"] & (FLAG_NOISY | FLAG_NO_BEAT | FLAG_NO_IBI))
+
+
+def test_noise_burst_in_real_ecg(mitbih):
+    fs = FS_MITBIH
+    x, ref = mitbih
+    sig = x[: int(150 * fs), 0].copy()
+    a, b = int(60 * fs), int(90 * fs)
+    sig[a:b] = _noise("emg", b - a, fs, seed=1)  # electrode replaced by muscle noise
+    mon = HeartMonitor(fs)
+    outs, _ = feed(mon, sig, round(0.01 * fs))
+    series = np.concatenate([o.series for o in outs])
+    during = series[(series["index"] > a + 5 * fs) & (series["index"] < b)]
+    assert np.mean(np.isnan(during["hr_bpm"])) >= 0.95
+    assert np.all(np.isnan(during["hr_bpm"]) | (during["flags"] != 0))
+    before = series[(series["index"] > 10 * fs) & (series["index"] < a)]
+    assert np.all(before["flags"] == 0)
+    after = series[series["index"] > b + 10 * fs]
+    assert np.all(after["flags"] == 0)
+    true_hr = 60.0 * fs / np.diff(ref)
+    k = np.searchsorted(ref, after["index"], side="right") - 1
+    assert np.median(np.abs(after["hr_bpm"] - true_hr[k - 1])) < 1.0
 
 
 # --- heart rate, flags and HRV --------------------------------------------------------
