@@ -43,6 +43,13 @@ from typing import ClassVar
 import pylsl
 import serial
 
+try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
+    from termios import error as _TermiosError
+except ImportError:  # Windows
+    _TermiosError = OSError  # type: ignore[misc,assignment]
+
+_IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
@@ -227,7 +234,7 @@ class _Magstim(Stimulator):
                         reply += ser.read(max(reply_len - 2, 0))
                 elif reply == b"?":
                     reply += ser.read(1)
-            except (serial.SerialException, OSError) as exc:
+            except _IO_ERRORS as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"serial port {self.port} failed: {exc}")
                 raise PortError(
                     ErrorCode.PORT_LOST, f"{self.name}: serial port {self.port} failed: {exc}"
@@ -318,7 +325,7 @@ class _Magstim(Stimulator):
         if self.trigger == "rts":
             try:
                 ser.rts = False
-            except (serial.SerialException, OSError) as exc:
+            except _IO_ERRORS as exc:
                 ser.close()
                 raise PortError(
                     ErrorCode.UNSUPPORTED,
@@ -451,7 +458,7 @@ class _Magstim(Stimulator):
                 self._ser.rts = True
                 wait_until(t + self.quickfire_width_s)
                 self._ser.rts = False
-            except (serial.SerialException, OSError) as exc:
+            except _IO_ERRORS as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"QuickFire on {self.port} failed: {exc}")
                 raise PortError(
                     ErrorCode.PORT_LOST, f"{self.name}: QuickFire failed: {exc}"
@@ -486,6 +493,12 @@ class _Magstim(Stimulator):
             return StimulatorStatus(
                 True, False, False, False, None, self._intensity, self._fault or exc.message
             )
+        if self._armed and not instr["armed"]:
+            self._set_fault(
+                ErrorCode.KEEPALIVE_LOST,
+                "device disarmed itself (remote-control timeout or coil protection)",
+            )
+            self._armed = False
         error = self._fault
         if error is None and instr["error"]:
             error = "device reports an error"

@@ -28,6 +28,13 @@ from typing import ClassVar
 import pylsl
 import serial
 
+try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
+    from termios import error as _TermiosError
+except ImportError:  # Windows
+    _TermiosError = OSError  # type: ignore[misc,assignment]
+
+_IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
@@ -133,7 +140,7 @@ class MagProStimulator(Stimulator):
                 ser.reset_input_buffer()
                 ser.write(frame(payload))
                 reply = read_frame(ser, self.name)
-            except (serial.SerialException, OSError) as exc:
+            except _IO_ERRORS as exc:
                 self._fault = f"serial port {self.port} failed: {exc}"
                 raise PortError(ErrorCode.PORT_LOST, f"{self.name}: {self._fault}") from exc
         if reply[0] != payload[0]:
