@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pylsl
+
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
 from stimloop.loop.stage import Stage
 from stimloop.stream.events import Gap, NonFinite, Stale

@@ -20,6 +20,7 @@ import numpy as np
 import pylsl
 from pylsl.util import LostError
 from pylsl.util import TimeoutError as LSLTimeoutError
+
 from stimloop.stream.errors import (
     AmbiguousStreamError,
     StreamError,
@@ -205,6 +206,7 @@ class Inlet:
         self._last_ts = np.nan
         self._last_arrival = np.nan
         self._stale = False
+        self._rate = 0.0
         self.lost_samples = 0
 
     # -- connection --------------------------------------------------------------
@@ -230,6 +232,7 @@ class Inlet:
                 info, max_buflen=max(1, int(np.ceil(self.buffer_s))), recover=self.recover
             )
             self.info = inlet.info(timeout=self.resolve_timeout)
+            self._rate = rate
             self._inlet = inlet
             dtype = _NUMPY_DTYPES[info.channel_format()]
             n_ch = info.channel_count()
@@ -433,23 +436,23 @@ class Inlet:
         self._offset = offset
 
     def _check_timing(self, stamps: np.ndarray, first: int, events: list[StreamEvent]) -> None:
-        rate = self.info.nominal_srate()
+        rate = self._rate
         if rate <= 0:
-            return
-        prev = self._last_ts
-        lead = stamps[0] - prev if not np.isnan(prev) else 1.0 / rate
-        dt = np.diff(stamps)
+            return  # irregular streams have no expected spacing
         period = 1.0 / rate
-        if (
-            lead <= 1.5 * period
-            and lead >= -0.5 * period
-            and dt.size
-            and (dt.max() <= 1.5 * period and dt.min() >= -0.5 * period)
-        ):
+        # Senders that let liblsl stamp their chunks back-date each chunk from its push
+        # time, so push jitter makes stamps step back slightly; only a step back larger
+        # than the clock tolerance is a real jump.
+        back = -max(0.5 * period, self.clock_jump_tol_s)
+        prev = self._last_ts
+        lead = stamps[0] - prev if not np.isnan(prev) else period
+        dt = np.diff(stamps)
+        regular = back <= lead <= 1.5 * period
+        if regular and (dt.size == 0 or (dt.max() <= 1.5 * period and dt.min() >= back)):
             return  # the common case: regular timing, one vectorised check
         jumps = np.concatenate(([lead], dt))
         befores = np.concatenate(([prev], stamps[:-1]))
-        for k in np.flatnonzero((jumps > 1.5 * period) | (jumps < -0.5 * period)):
+        for k in np.flatnonzero((jumps > 1.5 * period) | (jumps < back)):
             if jumps[k] < 0:
                 events.append(ClockJump(first + int(k), float(jumps[k]), "timestamps"))
                 log.warning("stream %s: timestamps went back %.4f s", self.source_id, jumps[k])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pylsl
+
 from stimloop.stream.errors import StreamError
 
 # Map numpy dtypes to LSL channel formats. float32 is LSL's default for biosignals;

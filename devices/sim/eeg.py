@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.signal import lfilter, lfilter_zi
+
 from stimloop.devices.sim.montage import montage_labels, positions_m
 
 # J. O. Smith's pink-noise filter (accurate to ±0.05 dB above 9e-4 of the sampling rate).

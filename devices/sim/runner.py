@@ -34,6 +34,7 @@ from typing import IO
 
 import numpy as np
 import pylsl
+
 from stimloop.devices.sim.ecg import ECGGenerator
 from stimloop.devices.sim.eda import EDAGenerator
 from stimloop.devices.sim.eeg import EEGGenerator

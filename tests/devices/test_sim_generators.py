@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.signal import butter, hilbert, sosfiltfilt, welch
+
 from stimloop.devices.sim.ecg import ECGGenerator
 from stimloop.devices.sim.eda import EDAGenerator
 from stimloop.devices.sim.eeg import EEGGenerator

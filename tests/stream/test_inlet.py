@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pylsl
 import pytest
+
 from stimloop.devices.sim.ecg import ECGGenerator
 from stimloop.devices.sim.eeg import EEGGenerator
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
@@ -173,6 +174,17 @@ def test_timestamps_going_backwards_are_a_clock_jump(source_id):
     jumps = [e for e in events if isinstance(e, ClockJump)]
     assert len(jumps) == 1 and jumps[0].cause == "timestamps"
     assert jumps[0].jump_s == pytest.approx(-1.01, abs=1e-6)
+    out.close()
+
+
+def test_push_jitter_is_neither_a_gap_nor_a_clock_jump(source_id):
+    # liblsl back-dates chunks from their push time, so jittery pushes step back a little.
+    out, inlet = _connected_pair(source_id, rate=1000.0)
+    now = pylsl.local_clock()
+    for k, jitter in enumerate([0.0, -0.002, -0.002, -0.004]):
+        out.push(np.zeros((10, 4)), now + 0.01 * (k + 1) + jitter)
+    _, _, events = _pull_until(inlet, 40)
+    assert not events
     out.close()
 
 
