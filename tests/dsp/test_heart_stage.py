@@ -1,0 +1,116 @@
+"""The heart stage end to end: simulated ECG in, real LSL outlets out, scored on truth.
+
+(Lives next to the heart DSP tests; it exercises ``stimloop.loop.heart_stage``.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pylsl
+import pytest
+
+from stimloop.devices.sim.ecg import ECGGenerator
+from stimloop.loop.heart_stage import HeartStage
+from stimloop.stream.errors import StreamError
+
+
+def _resolve(source_id: str, deadline_s: float = 10.0) -> pylsl.StreamInlet:
+    t_end = time.monotonic() + deadline_s
+    while time.monotonic() < t_end:
+        found = pylsl.resolve_byprop("source_id", source_id, 1, 0.5)
+        if found:
+            inlet = pylsl.StreamInlet(found[0])
+            inlet.open_stream(timeout=5.0)
+            return inlet
+    pytest.fail(f"stream {source_id!r} not found within {deadline_s} s")
+
+
+def _drain(inlet: pylsl.StreamInlet, expect: int, deadline_s: float = 10.0):
+    values, stamps = [], []
+    t_end = time.monotonic() + deadline_s
+    while time.monotonic() < t_end and len(values) < expect:
+        v, t = inlet.pull_chunk(timeout=0.2)
+        values += v
+        stamps += t
+    return values, np.asarray(stamps)
+
+
+def test_stage_publishes_beats_and_hr_and_scores_against_truth(source_id):
+    fs = 500.0
+    gen = ECGGenerator(fs=fs, hr_bpm=72.0, seed=4, snr_db=20.0)
+    x, rpeaks = gen.generate(int(40 * fs))
+    t0 = 1000.0
+    stamps = t0 + np.arange(x.size) / fs
+    stage = HeartStage()
+    stage.start(fs, ["ECG"], source_id)
+    try:
+        beats_in = _resolve(f"{source_id}-heart-beats")
+        hr_in = _resolve(f"{source_id}-heart-hr")
+        info = hr_in.info()
+        labels = []
+        ch = info.desc().child("channels").child("channel")
+        while not ch.empty():
+            labels.append((ch.child_value("label"), ch.child_value("unit")))
+            ch = ch.next_sibling()
+        assert labels[0] == ("hr_bpm", "bpm") and labels[-1][0] == "flags"
+        assert info.nominal_srate() == 4.0
+        step = round(0.01 * fs)
+        for i in range(0, x.size, step):
+            stage.update(x[i : i + step, None], stamps[i : i + step], i)
+        truth_t = t0 + rpeaks / fs
+        score = stage.score({"ecg_rpeak_t": truth_t})
+        assert score["f1"] >= 0.995, score
+        assert score["hr_mae_bpm"] < 1.0, score
+        assert score["hr_series_mae_bpm"] < 3.0, score
+        assert score["detection_delay_ms_p95"] <= 100.0, score
+        json.dumps(score)  # JSON-able
+        markers, m_t = _drain(beats_in, len(stage.peak_t))
+        assert len(markers) == len(stage.peak_t)
+        # each marker is stamped at its R peak (not at detection)
+        assert np.allclose(m_t + beats_in.time_correction(), stage.peak_t, atol=1e-6)
+        first = json.loads(markers[5][0])
+        assert set(first) == {"index", "ibi_ms", "hr_bpm", "flags"}
+        rows, r_t = _drain(hr_in, 4 * 39)
+        rows = np.asarray(rows)
+        assert rows.shape[1] == 5 and rows.shape[0] >= 4 * 39
+        ok = rows[:, 4] == 0
+        assert ok.mean() > 0.9
+        assert np.all(np.isfinite(rows[ok, 0])) and np.all(
+            np.isnan(rows[~ok & (rows[:, 4] >= 4), 0])
+        )
+        assert np.allclose(np.diff(r_t), 0.25, atol=1.5 / fs)
+    finally:
+        stage.close()
+
+
+def test_stage_bridges_a_gap_with_invalid_hr(source_id):
+    fs = 250.0
+    x, rpeaks = ECGGenerator(fs=fs, hr_bpm=60.0, seed=2).generate(int(60 * fs))
+    stamps = 50.0 + np.arange(x.size) / fs
+    keep = np.ones(x.size, bool)
+    a, b = int(25 * fs), int(30 * fs)
+    keep[a:b] = False  # 5 s never arrive (network loss)
+    stage = HeartStage(channel="ECG")
+    stage.start(fs, ["ECG"], source_id)
+    try:
+        xs, ts = x[keep], stamps[keep]
+        for i in range(0, xs.size, 5):
+            stage.update(xs[i : i + 5, None], ts[i : i + 5], i)
+        ser = np.concatenate(stage.series)
+        st = np.concatenate(stage.series_t)
+        gap = (st > stamps[a]) & (st < stamps[b])
+        assert gap.sum() >= 18 and np.all(np.isnan(ser["hr_bpm"][gap]))
+        # beats keep their true times across the gap
+        score = stage.score({"ecg_rpeak_t": 50.0 + rpeaks[(rpeaks < a) | (rpeaks >= b)] / fs})
+        assert score["f1"] >= 0.99 and score["hr_mae_bpm"] < 1.0, score
+    finally:
+        stage.close()
+
+
+def test_stage_rejects_unknown_channel(source_id):
+    stage = HeartStage(channel="Lead II")
+    with pytest.raises(StreamError, match="Lead II"):
+        stage.start(500.0, ["ECG"], source_id)
