@@ -1,4 +1,4 @@
-"""Driver conformance kit: the contract every stimloop driver must pass.
+"""Driver conformance kit (contract tests); import via :mod:`stimloop.devices.testing`.
 
 Use it by subclassing a contract in a test module and providing one fixture that builds
 a *new, unconnected* driver (plus whatever it needs, e.g. an emulator)::
