@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pylsl
+
 from stimloop.devices.errors import DeviceError, ErrorCode
 
 #: Busy-wait only the last part of a scheduled wait; sleep the rest (see :func:`wait_until`).
@@ -109,7 +110,7 @@ class TrainSpec:
 
     @property
     def duration_s(self) -> float:
-        """Train duration in s: first pulse to last pulse plus one interval (guideline convention)."""
+        """Train duration in s: ``n_pulses / frequency_hz`` (the guidelines' convention)."""
         return self.n_pulses / self.frequency_hz
 
     def validate(self) -> None:
@@ -125,7 +126,7 @@ class TrainSpec:
             )
 
 
-class Device(ABC):
+class Device(ABC):  # noqa: B024 (metadata-only base; the abstract API is in subclasses)
     """What every driver declares for the registry and for ``stimloop devices``."""
 
     #: Registry name, e.g. ``"magstim-rapid"``.

@@ -148,7 +148,8 @@ def stimulator_from_config(cfg: Mapping) -> SafeStimulator:
     if unknown:
         raise ConfigError(
             ErrorCode.BAD_CONFIG,
-            f"unknown stimulator config key(s) {unknown}; allowed: driver, options, safety, override_reason",
+            f"unknown stimulator config key(s) {unknown}; "
+            "allowed: driver, options, safety, override_reason",
         )
     name = cfg.get("driver")
     if not isinstance(name, str) or not name:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 import pylsl
+
 from stimloop.devices.base import FreshnessFn, Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import (
     ConfigError,
@@ -139,7 +140,7 @@ class TrainTable:
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> TrainTable:
-        """Build from ``{frequencies_hz: [...], intensities_pct_rmt: [...], max_duration_s: [[...]]}``."""
+        """Build from keys ``frequencies_hz``, ``intensities_pct_rmt``, ``max_duration_s``."""
         try:
             return cls(
                 tuple(float(v) for v in cfg["frequencies_hz"]),
@@ -701,7 +702,8 @@ class SafeStimulator:
             raise self._refuse(
                 SafetyError(
                     ErrorCode.BAD_ARGUMENT,
-                    f"max_age_s must be in (0, {self.limits.max_stream_age_s}] s, got {max_age_s!r}",
+                    f"max_age_s must be in (0, {self.limits.max_stream_age_s}] s, "
+                    f"got {max_age_s!r}",
                 )
             )
         with self._lock:
@@ -819,7 +821,8 @@ class SafeStimulator:
             raise self._refuse(
                 SafetyError(
                     ErrorCode.BAD_ARGUMENT,
-                    f"intensity {intensity_pct!r} % MSO is outside the device range [{lo:g}, {hi:g}]",
+                    f"intensity {intensity_pct!r} % MSO is outside the device range "
+                    f"[{lo:g}, {hi:g}]",
                 )
             )
         if intensity_pct > self.limits.max_intensity_pct:

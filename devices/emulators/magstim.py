@@ -168,10 +168,13 @@ class MagstimEmulator(PtyEmulator):
         if c == "\\":
             if not rapid:
                 return self._reply(b"?")
-            body = f"{self.power_a:03d}{self.freq_tenths:04d}{self.n_pulses:05d}{self.duration_tenths:04d}0010"
+            body = (
+                f"{self.power_a:03d}{self.freq_tenths:04d}{self.n_pulses:05d}"
+                f"{self.duration_tenths:04d}0010"
+            )
             return self._reply(cb + instr + bytes([self._rapid()]) + body.encode())
         if c == "F":
-            t = min(int(round(self.coil_temp_c * 10)), 999)
+            t = min(round(self.coil_temp_c * 10), 999)
             return self._reply(cb + instr + f"{t:03d}{t:03d}".encode())
         if c == "I":
             return self._reply(cb + instr + b"\x00")

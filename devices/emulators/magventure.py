@@ -9,7 +9,7 @@ reports NO_REPLY). Models the charging time until the enabled bit and coil heati
 from __future__ import annotations
 
 from stimloop.devices.emulators.pty import PtyEmulator
-from stimloop.devices.stimulators.magventure import END, ENABLED_BIT, START, crc8_maxim, frame
+from stimloop.devices.stimulators.magventure import ENABLED_BIT, END, START, crc8_maxim, frame
 
 
 class MagProEmulator(PtyEmulator):
@@ -75,7 +75,7 @@ class MagProEmulator(PtyEmulator):
     def _handle(self, p: bytes, now: float) -> None:
         cmd = p[0]
         if cmd == 0x00:
-            temp = min(int(round(self.coil_temp_c)), 255)
+            temp = min(round(self.coil_temp_c), 255)
             return self._send(
                 bytes(
                     [

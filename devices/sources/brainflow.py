@@ -59,7 +59,8 @@ class BrainFlowSource(Source):
         except ImportError as exc:
             raise ConfigError(
                 ErrorCode.BAD_CONFIG,
-                f"the brainflow source needs the optional extra: pip install 'stimloop[brainflow]' ({exc})",
+                "the brainflow source needs the optional extra: "
+                f"pip install 'stimloop[brainflow]' ({exc})",
             ) from exc
         self._BoardShim = BoardShim
         ip = BrainFlowInputParams()

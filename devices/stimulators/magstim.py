@@ -43,15 +43,15 @@ from typing import ClassVar
 import pylsl
 import serial
 
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
+from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
+
 try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
     from termios import error as _TermiosError
 except ImportError:  # Windows
     _TermiosError = OSError  # type: ignore[misc,assignment]
 
 _IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
-
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
-from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
 logger = logging.getLogger("stimloop.devices")
 
@@ -76,50 +76,56 @@ def _ints(text: str) -> tuple[int, ...]:
 RAPID_MAX_FREQUENCY_HZ: dict[tuple[int, int], tuple[int, ...]] = {
     # 240 V, Rapid², power 0..100 %
     (240, 0): _ints(
-        "50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 "
-        "50 50 50 50 50 50 46 45 44 42 41 41 39 39 38 37 36 34 33 33 33 33 33 32 31 "
-        "30 30 29 29 28 28 27 27 26 26 25 25 24 24 23 23 22 22 21 21 20 20 20 20 19 "
-        "19 19 19 19 18 18 18 18 18 18 17 17 17 17 17 17 17 16 16 16 16 16 16 15 15 "
+        "50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 50 "
+        "50 50 50 50 50 50 50 50 50 50 50 46 45 44 42 41 41 39 39 38 "
+        "37 36 34 33 33 33 33 33 32 31 30 30 29 29 28 28 27 27 26 26 "
+        "25 25 24 24 23 23 22 22 21 21 20 20 20 20 19 19 19 19 19 18 "
+        "18 18 18 18 18 17 17 17 17 17 17 17 16 16 16 16 16 16 15 15 "
         "15 "
     ),
     # 240 V, Super Rapid², power 0..100 %
     (240, 1): _ints(
-        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 "
-        "100 100 100 100 100 100 98 95 93 90 88 85 83 80 78 75 73 70 68 65 63 60 58 55 53 "
-        "50 50 49 49 48 48 47 47 46 46 45 45 44 44 43 43 42 42 41 41 40 40 39 39 38 "
-        "38 37 37 36 36 35 35 34 34 33 33 32 32 31 31 30 30 29 29 28 28 27 27 26 26 "
+        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 "
+        "100 100 100 100 100 100 100 100 100 100 100 98 95 93 90 88 85 83 80 78 "
+        "75 73 70 68 65 63 60 58 55 53 50 50 49 49 48 48 47 47 46 46 "
+        "45 45 44 44 43 43 42 42 41 41 40 40 39 39 38 38 37 37 36 36 "
+        "35 35 34 34 33 33 32 32 31 31 30 30 29 29 28 28 27 27 26 26 "
         "25 "
     ),
     # 240 V, Super Rapid² Plus, power 0..100 %
     (240, 2): _ints(
-        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 "
-        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 98 "
-        "97 95 93 91 88 88 87 85 84 82 80 79 77 74 74 74 74 71 70 69 68 68 66 65 62 "
-        "62 62 60 59 58 57 57 56 55 55 53 52 51 50 50 49 48 47 46 46 45 44 43 42 42 "
+        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 "
+        "100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 100 "
+        "100 100 100 100 100 100 100 100 100 98 97 95 93 91 88 88 87 85 84 82 "
+        "80 79 77 74 74 74 74 71 70 69 68 68 66 65 62 62 62 60 59 58 "
+        "57 57 56 55 55 53 52 51 50 50 49 48 47 46 46 45 44 43 42 42 "
         "41 "
     ),
     # 115 V, Rapid², power 0..100 %
     (115, 0): _ints(
-        "36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 "
-        "36 36 36 36 36 36 35 35 34 33 32 32 31 30 29 28 28 27 26 26 25 25 24 24 23 "
-        "23 22 22 21 21 21 20 20 19 19 19 18 18 18 18 17 17 17 16 16 16 16 16 15 15 "
-        "15 15 14 14 14 14 14 13 13 13 13 13 12 12 12 12 12 12 12 12 11 11 11 11 11 "
+        "36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 36 "
+        "36 36 36 36 36 36 36 36 36 36 36 35 35 34 33 32 32 31 30 29 "
+        "28 28 27 26 26 25 25 24 24 23 23 22 22 21 21 21 20 20 19 19 "
+        "19 18 18 18 18 17 17 17 16 16 16 16 16 15 15 15 15 14 14 14 "
+        "14 14 13 13 13 13 13 12 12 12 12 12 12 12 12 11 11 11 11 11 "
         "11 "
     ),
     # 115 V, Super Rapid², power 0..100 %
     (115, 1): _ints(
-        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
-        "60 60 60 60 60 60 60 60 60 60 60 60 60 59 57 55 54 53 52 51 50 49 47 46 45 "
-        "44 43 42 42 41 40 40 39 38 38 37 36 36 35 35 34 34 33 33 32 32 31 31 30 30 "
-        "29 29 28 28 28 27 27 27 26 26 26 26 25 25 25 24 24 24 24 23 23 23 22 22 22 "
+        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
+        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 59 57 "
+        "55 54 53 52 51 50 49 47 46 45 44 43 42 42 41 40 40 39 38 38 "
+        "37 36 36 35 35 34 34 33 33 32 32 31 31 30 30 29 29 28 28 28 "
+        "27 27 27 26 26 26 26 25 25 25 24 24 24 24 23 23 23 22 22 22 "
         "22 "
     ),
     # 115 V, Super Rapid² Plus, power 0..100 %
     (115, 2): _ints(
-        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
-        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
-        "58 56 56 54 53 52 51 50 49 48 47 46 46 45 44 43 43 42 41 40 40 39 39 38 37 "
-        "37 36 36 35 35 34 34 33 33 33 32 32 31 31 30 30 30 29 29 28 28 28 27 27 27 "
+        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
+        "60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 60 "
+        "60 60 60 60 60 60 60 60 60 60 58 56 56 54 53 52 51 50 49 48 "
+        "47 46 46 45 44 43 43 42 41 40 40 39 39 38 37 37 36 36 35 35 "
+        "34 34 33 33 33 32 32 31 31 30 30 30 29 29 28 28 28 27 27 27 "
         "25 "
     ),
 }
@@ -259,7 +265,8 @@ class _Magstim(Stimulator):
         if len(reply) != reply_len:
             raise ProtocolError(
                 ErrorCode.GARBLED_REPLY,
-                f"{self.name}: reply to {command!r} has {len(reply)} bytes; expected {reply_len}: {reply!r}",
+                f"{self.name}: reply to {command!r} has {len(reply)} bytes; "
+                f"expected {reply_len}: {reply!r}",
             )
         if checksum(reply[:-1]) != reply[-1]:
             raise ProtocolError(
@@ -400,7 +407,8 @@ class _Magstim(Stimulator):
         self._safe_disarm()
         raise DeviceError(
             ErrorCode.NOT_READY,
-            f"{self.name}: not ready {self.arm_timeout_s:g} s after arming (status {instr}); disarmed",
+            f"{self.name}: not ready {self.arm_timeout_s:g} s after arming "
+            f"(status {instr}); disarmed",
         )
 
     def _safe_disarm(self) -> None:
@@ -572,7 +580,8 @@ class MagstimRapid(_Magstim):
         if abs(tenths / 10 - train.frequency_hz) > 1e-9 or not (1 <= tenths <= 9999):
             raise DeviceError(
                 ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: frequency must be 0.1..999.9 Hz in 0.1 Hz steps, got {train.frequency_hz!r}",
+                f"{self.name}: frequency must be 0.1..999.9 Hz in 0.1 Hz steps, "
+                f"got {train.frequency_hz!r}",
             )
         limit = self.max_frequency_hz(self._intensity)
         if train.frequency_hz > limit:

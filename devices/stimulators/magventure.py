@@ -28,15 +28,15 @@ from typing import ClassVar
 import pylsl
 import serial
 
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
+from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
+
 try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
     from termios import error as _TermiosError
 except ImportError:  # Windows
     _TermiosError = OSError  # type: ignore[misc,assignment]
 
 _IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
-
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
-from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
 logger = logging.getLogger("stimloop.devices")
 
@@ -236,14 +236,16 @@ class MagProStimulator(Stimulator):
         if not ok or int(intensity_pct) != intensity_pct:
             raise DeviceError(
                 ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: amplitude must be a whole % in [{lo:g}, {hi:g}], got {intensity_pct!r}",
+                f"{self.name}: amplitude must be a whole % in [{lo:g}, {hi:g}], "
+                f"got {intensity_pct!r}",
             )
         self._check_usable()
         reply = self._transact(bytes([CMD_AMPLITUDE, int(intensity_pct)]))
         if len(reply) < 2 or reply[1] != int(intensity_pct):
             raise ProtocolError(
                 ErrorCode.DEVICE_REJECTED,
-                f"{self.name}: amplitude {intensity_pct!r} requested; device reports {reply[1:2]!r}",
+                f"{self.name}: amplitude {intensity_pct!r} requested; "
+                f"device reports {reply[1:2]!r}",
             )
         self._intensity = float(intensity_pct)
 
@@ -267,7 +269,8 @@ class MagProStimulator(Stimulator):
         if abs(rate / 10 - train.frequency_hz) > 1e-9 or not 1 <= rate <= 1000:
             raise DeviceError(
                 ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: repetition rate must be 0.1..100 Hz in 0.1 Hz steps, got {train.frequency_hz!r}",
+                f"{self.name}: repetition rate must be 0.1..100 Hz in 0.1 Hz steps, "
+                f"got {train.frequency_hz!r}",
             )
         if train.n_pulses > 0xFFFF:
             raise DeviceError(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pylsl
+
 from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode
 
@@ -171,7 +172,8 @@ class SimulatedStimulator(Stimulator):
             if self._temperature() > self.max_coil_c:
                 raise DeviceError(
                     ErrorCode.COIL,
-                    f"{self.name}: coil at {self._temp_c:.1f} °C; arming allowed <= {self.max_coil_c:g} °C",
+                    f"{self.name}: coil at {self._temp_c:.1f} °C; "
+                    f"arming allowed <= {self.max_coil_c:g} °C",
                 )
             self._armed = True
             self._armed_at = pylsl.local_clock()

@@ -230,7 +230,7 @@ class SourceContract:
             n = 0
             deadline = pylsl.local_clock() + 5.0
             while n == 0 and pylsl.local_clock() < deadline:
-                data, stamps = inlet.pull_chunk(timeout=0.5)
+                _, stamps = inlet.pull_chunk(timeout=0.5)
                 n += len(stamps)
             assert n > 0
             age, ok = source.freshness()
