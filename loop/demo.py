@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import pylsl
 
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
+from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.stage import Stage
 from stimloop.stream.events import Gap, NonFinite, Stale
 from stimloop.stream.inlet import Inlet, MarkerInlet
@@ -28,7 +30,7 @@ from stimloop.stream.inlet import Inlet, MarkerInlet
 log = logging.getLogger("stimloop.loop")
 
 #: Factories of the DSP stages the demo runs, in order. Each consumes one role.
-STAGE_FACTORIES: list[Callable[[], Stage]] = []
+STAGE_FACTORIES: list[Callable[[], Stage]] = [HeartStage]
 
 
 @dataclass
@@ -67,14 +69,18 @@ class StreamStats:
 class _Truth:
     """Ground truth gathered from the simulators' truth streams."""
 
-    def __init__(self, prefix: str, roles: tuple[str, ...]) -> None:
-        self.inlets: dict[str, Inlet] = {}
-        for role in roles:
-            self.inlets[role] = Inlet(f"{prefix}-{role}-truth", stale_after_s=3600.0).connect()
-        self.events = MarkerInlet(f"{prefix}-events").connect() if "eda" in roles else None
+    def __init__(self, prefix: str, roles: tuple[str, ...], eda_fs: float) -> None:
+        self.inlets = {
+            role: Inlet(f"{prefix}-{role}-truth", stale_after_s=3600.0) for role in roles
+        }
+        self.events = MarkerInlet(f"{prefix}-events") if "eda" in roles else None
+        self.eda_fs = eda_fs
         self.rows: dict[str, list[np.ndarray]] = {role: [] for role in roles}
         self.stamps: dict[str, list[np.ndarray]] = {role: [] for role in roles}
         self.event_t: list[float] = []
+
+    def connectables(self) -> list[Inlet | MarkerInlet]:
+        return [*self.inlets.values(), *([self.events] if self.events else [])]
 
     def pull(self) -> None:
         for role, inlet in self.inlets.items():
@@ -97,10 +103,9 @@ class _Truth:
         _, ecg_t = cat("ecg", 2)
         out["ecg_rpeak_t"] = ecg_t
         eda, eda_t = cat("eda", 4)
-        eda_fs = self.inlets["eda"].info.nominal_srate() if "eda" in self.inlets else 1.0
         out.update(
             eda_scr_onset_t=eda_t,
-            eda_scr_peak_t=eda_t + (eda[:, 1] - eda[:, 0]) / eda_fs if eda.size else eda_t,
+            eda_scr_peak_t=eda_t + (eda[:, 1] - eda[:, 0]) / self.eda_fs,
             eda_scr_amplitude_us=eda[:, 2],
         )
         return out
@@ -149,13 +154,24 @@ def run_demo(
                 expected_rate=rates[role],
                 expected_channels=channels[role],
                 chunk_period_s=sim.chunk_s,
-            ).connect()
+            )
             for role in sim.roles
         }
-        truth = _Truth(sim.prefix, sim.roles)
+        truth = _Truth(sim.prefix, sim.roles, sim.eda_fs)
+        # Resolving waits ~0.6 s per stream (duplicate check); do all of them at once.
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: i.connect(), [*inlets.values(), *truth.connectables()]))
         for stage in stages:
             inlet = inlets[stage.role]
             stage.start(inlet.rate_hz, inlet.channel_labels, sim.prefix)
+        # Start every stream and its truth at the same moment: drop what queued up
+        # while the others were connecting and the stages warmed up.
+        for inlet in inlets.values():
+            inlet.pull(0.0)
+        truth.pull()
+        truth.rows = {role: [] for role in truth.rows}
+        truth.stamps = {role: [] for role in truth.stamps}
+        truth.event_t = []
         stats = {role: StreamStats(role, rates[role]) for role in sim.roles}
         # The fastest stream paces the loop: block on it, drain the others.
         lead = max(sim.roles, key=lambda r: rates[r])
