@@ -510,6 +510,11 @@ class SafeStimulator:
         self._pulses = 0
         self._last_pulse_t = -math.inf
         self._last_train_end_t = -math.inf
+        # A "run" is a sequence of single pulses whose gaps are all shorter than the
+        # minimum inter-train interval: repeated single pulses are rTMS too, so a run is
+        # checked against the train table like a configured train (when rMT is known).
+        self._run_n = 0
+        self._run_min_gap_s = math.inf
         self._train: TrainSpec | None = None
         self._freshness: FreshnessFn | None = None
         self._max_age_s = self.limits.max_stream_age_s
@@ -852,6 +857,12 @@ class SafeStimulator:
                 {"event": "train", "frequency_hz": train.frequency_hz, "n_pulses": train.n_pulses}
             )
 
+    def _run_after(self, gap_s: float) -> tuple[int, float]:
+        """Length and shortest gap of the single-pulse run if a pulse follows after ``gap_s``."""
+        if gap_s < self.limits.min_inter_train_s and self._run_n >= 1:
+            return self._run_n + 1, min(self._run_min_gap_s, gap_s)
+        return 1, math.inf
+
     def _check_pulse_budget(self, n: int) -> None:
         if self._pulses + n > self.limits.max_pulses:
             raise self._refuse(
@@ -882,6 +893,25 @@ class SafeStimulator:
                         f"{self.limits.min_ipi_s:g} s",
                     )
                 )
+            run_n, run_gap = self._run_after(gap)
+            if run_n > 1 and self._rmt_pct is not None:
+                f_hz = 1.0 / run_gap
+                rel = self._intensity_rmt(self._intensity_pct)
+                limit = self.limits.rtms_table.max_duration(f_hz, rel)
+                if limit is None or run_n / f_hz > limit + 1e-9:
+                    raise self._refuse(
+                        SafetyError(
+                            ErrorCode.TRAIN_LIMIT,
+                            f"run of {run_n} single pulses at {f_hz:.3g} Hz lasts "
+                            f"{run_n / f_hz:.3g} s at {rel:.1f} % rMT; allowed "
+                            + (
+                                "nothing (outside the table)"
+                                if limit is None
+                                else f"<= {limit:g} s"
+                            )
+                            + f" (pause >= {self.limits.min_inter_train_s:g} s to start a new run)",
+                        )
+                    )
             self._check_fresh()
         if at is not None:
             wait_until(float(at))
@@ -889,6 +919,9 @@ class SafeStimulator:
             self._check_common()
             self._check_fresh()
             t = self._call("fire", self._driver.fire, None, site=site, reason=reason)
+            self._run_n, self._run_min_gap_s = self._run_after(
+                t - max(self._last_pulse_t, self._last_train_end_t)
+            )
             self._pulses += 1
             self._last_pulse_t = t
         self._publish(
@@ -935,6 +968,7 @@ class SafeStimulator:
             self._pulses += train.n_pulses
             self._last_train_end_t = t0 + (train.n_pulses - 1) / train.frequency_hz
             self._last_pulse_t = self._last_train_end_t
+            self._run_n, self._run_min_gap_s = 0, math.inf
         self._publish(
             {
                 "event": "train_fired",

@@ -397,3 +397,19 @@ def test_table_looser_points_compares_step_functions():
     assert stricter.looser_points(WASSERMANN_1998_TABLE) == []
     wider = TrainTable((10.0, 30.0), (100.0,), ((1.0,), (0.1,)))
     assert (30.0, 100.0) in [p[:2] for p in wider.looser_points(WASSERMANN_1998_TABLE)]
+
+
+def test_repeated_single_pulses_are_checked_as_a_train(sim):
+    # 1 Hz at 120 % rMT: the table allows 50 s; scaled by 0.03 (stricter) -> 1.5 s.
+    limits = SafetyLimits.from_config({"rtms_duration_scale": 0.03})
+    with SafeStimulator(sim, limits) as g:
+        g.set_intensity(48)
+        g.set_resting_motor_threshold(40)  # 48 % MSO = 120 % rMT
+        g.arm()
+        t = g.fire()  # run of 1
+        with pytest.raises(SafetyError) as exc:
+            g.fire(at=t + 1.0)  # run of 2 pulses at 1 Hz = 2 s > 1.5 s
+        assert exc.value.code == ErrorCode.TRAIN_LIMIT and "run of 2" in exc.value.message
+        # after a pause of the minimum inter-train interval a new run starts
+        g.fire(at=t + limits.min_inter_train_s)
+        assert len(sim.pulses) == 2
