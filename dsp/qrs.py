@@ -38,6 +38,10 @@ What differs from the 1985 paper, and why:
 * The learning phase is retroactive: MWI peaks seen while learning are replayed
   through the decision rules once the thresholds exist, so the first beats are not lost.
   The same learning restarts when no beat has been accepted for max(3 s, 3 RR).
+* Search-back has a second, rhythm-guided stage for regular rhythms (RR within 20% of
+  the median): an MWI peak at a whole number of RR intervals (+-15%) and above twice
+  the noise level is accepted even below ``THR2``, so a few beats whose QRS shrinks
+  (electrode contact, MIT-BIH 100 V5 around 4:56) are not lost.
 * Bad input (NaN, or a flat run of identical values >= 100 ms: lead-off or saturation)
   is flagged per sample and skipped; on recovery the filters restart in their steady
   state, detection is blanked for 250 ms while the MWI refills, and no RR interval is
@@ -279,6 +283,43 @@ def _similarity(r, nabs, ring_s, prm, ist, tmpl):
 
 
 @njit(cache=True)
+def _rr_regular(rr, n, med):
+    # at least 4 intervals, all within 20% of their median
+    if n < 4:
+        return False
+    for k in range(n):
+        if abs(rr[k] - med) > 0.2 * med:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _rhythm_candidate(cands, ist, fst, prm):
+    """Rhythm-guided search-back for a low-amplitude beat in a regular rhythm.
+
+    When nothing exceeds THR2, take the largest MWI peak that lies within 15% of a whole
+    number of median RR intervals after the last beat and is at least twice the noise
+    level NPKI. This catches beats whose QRS briefly shrinks (electrode contact), which
+    amplitude thresholds alone cannot. Rhythm-based search-back in the spirit of
+    Hamilton and Tompkins (1986).
+    """
+    med = fst[F_RRMED]
+    best = -1
+    abest = 2.0 * fst[F_NPKI]
+    for j in range(ist[I_NCAND]):
+        dist = _r_index(cands[j], fst) - ist[I_LASTR]
+        if dist < prm[P_TWAVE]:
+            continue
+        k = np.floor(dist / med + 0.5)
+        if k < 1.0 or abs(dist - k * med) > 0.15 * med:
+            continue
+        if cands[j, C_A] > abest:
+            abest = cands[j, C_A]
+            best = j
+    return best
+
+
+@njit(cache=True)
 def _accept(cand, searchback, nabs, prm, fst, ist, rr, ring_s, tmpl, peaks, dec, sim, npk):
     r = _r_index(cand, fst)
     sim[npk] = _similarity(r, nabs, ring_s, prm, ist, tmpl)
@@ -491,6 +532,8 @@ def qrs_kernel(
                     if rj - ist[I_LASTR] >= prm[P_TWAVE] and cands[j, C_A] > abest:
                         abest = cands[j, C_A]
                         best = j
+                if best < 0 and _rr_regular(rr, ist[I_NRR], fst[F_RRMED]):
+                    best = _rhythm_candidate(cands, ist, fst, prm)
                 if best >= 0:
                     for j in range(N_C):
                         cand[j] = cands[best, j]
