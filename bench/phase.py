@@ -259,11 +259,97 @@ def cost_1khz(x500: np.ndarray, iaf: float) -> dict:
     }
 
 
+def sim_sweep(iafs=(8.0, 9.0, 10.0, 11.0, 12.0, 13.0), snrs=(-10.0, -5.0, 0.0, 5.0, 10.0)):
+    """Circular SD (deg) vs the simulator's known source phase across IAF and SNR.
+
+    ``devices.sim.eeg.EEGGenerator`` (19 channels, 500 Hz, alpha source under C3), 60 s
+    per cell, Hjorth at C3, scored after 10 s. stimloop tracks the IAF itself;
+    phastimate is given the true IAF (± 1 Hz) and is evaluated every 20 ms.
+    """
+    from stimloop.devices.sim.eeg import EEGGenerator
+
+    fs = 500.0
+    out = {}
+    for snr in snrs:
+        for iaf in iafs:
+            gen = EEGGenerator(
+                fs=fs, n_channels=19, iaf_hz=iaf, target="C3", seed=11, alpha_snr_db=snr
+            )
+            eeg, truth = gen.generate(int(60 * fs))
+            x = hjorth(eeg, gen.labels, "C3")
+            o = PhaseEstimator(fs).update(x)
+            s = slice(int(10 * fs), None)
+            sd_sl, mean_sl = circ(o.phase_rad[s] - truth[s, 0])
+            pts = np.arange(int(10 * fs), x.size, int(0.02 * fs))
+            pe = Phastimate(fs, iaf)
+            sd_ph, _ = circ(np.array([pe.phase(x, t) for t in pts]) - truth[pts, 0])
+            out[f"{snr:g}dB_{iaf:g}Hz"] = {
+                "snr_db": snr,
+                "iaf_hz": iaf,
+                "stimloop_sd_deg": sd_sl,
+                "stimloop_mean_deg": mean_sl,
+                "phastimate_sd_deg": sd_ph,
+                "confidence_mean": float(np.nanmean(o.confidence[s])),
+            }
+    return out
+
+
+def write_figures(folder: Path, results: dict) -> None:
+    """PNG figures for docs/phase.md (matplotlib, only needed for this option)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sw = results["sim"]
+    iafs = sorted({v["iaf_hz"] for v in sw.values()})
+    snrs = sorted({v["snr_db"] for v in sw.values()})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for iaf in iafs:
+        ax.plot(
+            snrs,
+            [sw[f"{s:g}dB_{iaf:g}Hz"]["stimloop_sd_deg"] for s in snrs],
+            "o-",
+            label=f"stimloop {iaf:g} Hz",
+        )
+    ph = [np.mean([sw[f"{s:g}dB_{i:g}Hz"]["phastimate_sd_deg"] for i in iafs]) for s in snrs]
+    ax.plot(snrs, ph, "k--", lw=2, label="phastimate (mean over IAF)")
+    ax.set_xlabel("alpha SNR at the target electrode (dB)")
+    ax.set_ylabel("circular SD of phase error (deg)")
+    ax.set_title("Simulated EEG: error vs known source phase")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "phase_sim_error.png", dpi=110)
+    plt.close(fig)
+    names = ["stimloop", "phastimate", "ecHT", "ETP"]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), sharey=True)
+    for ax, key in zip(axes, ("all", "top50"), strict=True):
+        for k, n in enumerate(names):
+            vals = [results["channels"][c][n][key]["sd_deg"] for c in CHANNELS]
+            ax.bar(np.arange(3) + 0.2 * k - 0.3, vals, 0.2, label=n)
+        ax.set_xticks(range(3), list(CHANNELS))
+        ax.set_title("all points" if key == "all" else "top-50 % amplitude")
+    axes[0].set_ylabel("circular SD of phase error (deg)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("eegmat subject 0, Hjorth derivations")
+    fig.tight_layout()
+    fig.savefig(folder / "phase_real_error.png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print machine-readable figures")
     ap.add_argument("--step-ms", type=float, default=10.0, help="evaluation step in ms")
+    ap.add_argument("--sim", action="store_true", help="also run the simulated IAF x SNR sweep")
+    ap.add_argument("--figures", type=Path, help="write PNG figures to this folder (implies --sim)")
+    ap.add_argument("--from-json", type=Path, help="print the table of a saved --json run")
     args = ap.parse_args(argv)
+    if args.from_json:
+        print_table(json.loads(args.from_json.read_text()))
+        return 0
     raw = mne.io.read_raw_edf(DATA / "eegmat_subject00_rest.edf", preload=True, verbose=False)
     fs = raw.info["sfreq"]
     data = raw.get_data().T * 1e6
@@ -283,10 +369,23 @@ def main(argv: list[str] | None = None) -> int:
         c = o.confidence[np.isfinite(o.phase_rad)]
         conf[label] = {"mean": float(c.mean()), "frac_above_0.5": float(np.mean(c > 0.5))}
     results["confidence"] = conf
+    if args.sim or args.figures:
+        results["sim"] = sim_sweep()
+    if args.figures:
+        write_figures(args.figures, results)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         print()
         return 0
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict) -> None:
+    """Print the side-by-side tables of one run."""
+    fs = results["fs_hz"]
+    conf = results["confidence"]
+    args = argparse.Namespace(step_ms=results["step_ms"])
     names = ["stimloop", "stimloop auto-IAF", "phastimate", "ecHT", "ETP"]
     print(f"Phase error vs ground truth, eegmat subject 0, {fs:g} Hz, every {args.step_ms:g} ms")
     print("circular SD / circular mean in degrees (all points | top-50 % amplitude)\n")
@@ -319,7 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     print("\nConfidence (stimloop, IAF tracked): mean, fraction of samples > 0.5")
     for k, v in conf.items():
         print(f"  {k:<26}{v['mean']:>7.3f}{v['frac_above_0.5']:>8.3f}")
-    return 0
+    if "sim" in results:
+        sw = results["sim"]
+        iafs = sorted({v["iaf_hz"] for v in sw.values()})
+        print(
+            "\nSimulated EEG (EEGGenerator, Hjorth C3): circular SD in deg, stimloop | phastimate"
+        )
+        print("  SNR dB " + "".join(f"{i:>14g} Hz" for i in iafs))
+        for snr in sorted({v["snr_db"] for v in sw.values()}):
+            cells = [sw[f"{snr:g}dB_{i:g}Hz"] for i in iafs]
+            print(
+                f"  {snr:>6g} "
+                + "".join(
+                    f"{c['stimloop_sd_deg']:>8.1f} |{c['phastimate_sd_deg']:>6.1f}" for c in cells
+                )
+            )
 
 
 if __name__ == "__main__":
