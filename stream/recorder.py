@@ -1,0 +1,405 @@
+"""A crash-safe XDF recorder for LSL streams (numeric and string/marker streams).
+
+Two threads and a queue keep acquisition away from the disk: the *acquisition* thread
+pulls every inlet and puts copies of the chunks on a queue; the *writer* thread encodes
+them as XDF chunks (:mod:`stimloop.stream.xdf`) and, every ``flush_interval_s``
+(0.5 s by default), writes what it has with one ``os.write`` on an unbuffered file
+descriptor followed by ``os.fsync``. Because only whole chunks are ever written, a
+recorder killed at any moment (even by SIGKILL) leaves a file that ends on a chunk
+boundary, which ``pyxdf.load_xdf`` opens with every sample up to the last flush.
+
+As LabRecorder does, the recorder stores each stream's full info XML as the
+StreamHeader, the *sender's* timestamps unchanged, and a ClockOffset measurement
+(``StreamInlet.time_correction``) every ``clock_offset_interval_s`` so that readers map
+them to the recording host's clock. A Boundary chunk is written every
+``boundary_interval_s`` and a StreamFooter per stream when the recording stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LSLTimeoutError
+
+from stimloop.stream import xdf
+from stimloop.stream.errors import StreamError, StreamNotFoundError
+from stimloop.stream.inlet import resolve_source
+
+log = logging.getLogger("stimloop.stream.recorder")
+
+_XDF_FORMATS = {
+    pylsl.cf_float32: "float32",
+    pylsl.cf_double64: "double64",
+    pylsl.cf_int8: "int8",
+    pylsl.cf_int16: "int16",
+    pylsl.cf_int32: "int32",
+    pylsl.cf_int64: "int64",
+    pylsl.cf_string: "string",
+}
+_NUMPY = {k: xdf.FORMATS[v] for k, v in _XDF_FORMATS.items() if v != "string"}
+_STOP = object()
+
+
+@dataclass
+class StreamStats:
+    """What has been recorded of one stream so far.
+
+    Attributes
+    ----------
+    stream_id : int
+        Id of the stream inside the XDF file.
+    source_id, name, type : str
+        From the stream's info.
+    rate_hz : float
+        Nominal rate in Hz (0 = irregular).
+    n_samples : int
+        Samples recorded.
+    first_ts, last_ts : float
+        First and last timestamp recorded (sender's LSL clock, s); NaN before any.
+    n_gaps : int
+        Jumps between consecutive timestamps larger than 1.5 sample periods.
+    missing_samples : int
+        Samples those gaps account for at the nominal rate.
+    lost : bool
+        The stream's outlet vanished during the recording.
+    """
+
+    stream_id: int
+    source_id: str
+    name: str
+    type: str
+    rate_hz: float
+    n_samples: int = 0
+    first_ts: float = float("nan")
+    last_ts: float = float("nan")
+    n_gaps: int = 0
+    missing_samples: int = 0
+    lost: bool = False
+
+    @property
+    def effective_rate_hz(self) -> float:
+        """Samples per second of timestamps ``(n - 1) / (last - first)``; NaN if < 2."""
+        span = self.last_ts - self.first_ts
+        return (self.n_samples - 1) / span if self.n_samples > 1 and span > 0 else float("nan")
+
+
+@dataclass
+class _Source:
+    stats: StreamStats
+    inlet: pylsl.StreamInlet
+    fmt: str
+    buf: np.ndarray | None
+    offsets: list[tuple[float, float]] = field(default_factory=list)
+    next_offset_at: float = 0.0
+
+
+class Recorder:
+    """Record LSL streams to an XDF file until :meth:`stop`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.xdf`` file; overwritten if it exists.
+    source_ids : sequence of str, optional
+        Streams to record, by source_id. None records every stream visible within
+        ``discover_s`` (markers included).
+    resolve_timeout : float
+        Seconds to wait for each named stream, and to open each inlet.
+    discover_s : float
+        Seconds to listen for streams when ``source_ids`` is None.
+    flush_interval_s : float
+        Longest time data waits before it is written and fsync'ed (s, ≤ 1).
+    clock_offset_interval_s : float
+        Period of ClockOffset measurements per stream (s).
+    boundary_interval_s : float
+        Period of Boundary chunks (s).
+
+    Examples
+    --------
+    >>> with Recorder("session.xdf", ["stimloop-sim-eeg"]) as rec:  # doctest: +SKIP
+    ...     time.sleep(10)
+    >>> rec.stats()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        source_ids: list[str] | tuple[str, ...] | None = None,
+        *,
+        resolve_timeout: float = 5.0,
+        discover_s: float = 1.0,
+        flush_interval_s: float = 0.5,
+        clock_offset_interval_s: float = 5.0,
+        boundary_interval_s: float = 10.0,
+    ) -> None:
+        if not 0 < flush_interval_s <= 1.0:
+            raise StreamError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
+        self.path = Path(path)
+        self.source_ids = list(source_ids) if source_ids is not None else None
+        self.resolve_timeout = resolve_timeout
+        self.discover_s = discover_s
+        self.flush_interval_s = flush_interval_s
+        self.clock_offset_interval_s = clock_offset_interval_s
+        self.boundary_interval_s = boundary_interval_s
+        self._sources: list[_Source] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.error: BaseException | None = None
+        self.bytes_written = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> Recorder:
+        """Resolve and open the streams, write the headers and start recording.
+
+        Raises
+        ------
+        StreamNotFoundError
+            A named stream is not there, or no stream is visible at all.
+        """
+        infos = self._resolve()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            head = [xdf.file_header()]
+            for k, info in enumerate(infos, start=1):
+                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False)
+                full = inlet.info(timeout=self.resolve_timeout)
+                inlet.open_stream(timeout=self.resolve_timeout)
+                fmt = _XDF_FORMATS.get(full.channel_format())
+                if fmt is None:
+                    raise StreamError(
+                        f"stream {full.source_id()!r} has an unsupported channel format "
+                        f"{full.channel_format()}"
+                    )
+                rate = full.nominal_srate()
+                buf = None
+                if fmt != "string":
+                    n_max = max(1024, int(4 * rate))
+                    buf = np.empty((n_max, full.channel_count()), _NUMPY[full.channel_format()])
+                stats = StreamStats(k, full.source_id(), full.name(), full.type(), rate)
+                self._sources.append(_Source(stats, inlet, fmt, buf))
+                head.append(xdf.stream_header(k, full.as_xml()))
+            _write_all(fd, b"".join(head))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            self._close_inlets()
+            raise
+        self._fd = fd
+        self._threads = [
+            threading.Thread(target=self._acquire, name="recorder-acquire", daemon=True),
+            threading.Thread(target=self._write, name="recorder-write", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        log.info("recording %d stream(s) to %s", len(self._sources), self.path)
+        return self
+
+    def _resolve(self) -> list[pylsl.StreamInfo]:
+        if self.source_ids is not None:
+            return [resolve_source(sid, timeout=self.resolve_timeout) for sid in self.source_ids]
+        found = {i.uid(): i for i in pylsl.resolve_streams(self.discover_s)}
+        if not found:
+            raise StreamNotFoundError(
+                f"no LSL streams visible within {self.discover_s} s; nothing to record"
+            )
+        return sorted(found.values(), key=lambda i: (i.source_id(), i.name()))
+
+    def stop(self) -> list[StreamStats]:
+        """Drain the inlets, write the footers, fsync and close the file.
+
+        Returns
+        -------
+        list of StreamStats
+            Final per-stream statistics.
+
+        Raises
+        ------
+        StreamError
+            A recorder thread failed (the file holds everything written before that).
+        """
+        if self._threads:
+            self._stop.set()
+            for t in self._threads:
+                t.join(timeout=30.0)
+            self._threads = []
+            self._close_inlets()
+        if self.error is not None:
+            raise StreamError(f"recorder of {self.path} failed: {self.error!r}") from self.error
+        return self.stats()
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the recorder threads are alive."""
+        return any(t.is_alive() for t in self._threads)
+
+    def stats(self) -> list[StreamStats]:
+        """A snapshot of per-stream statistics (copies, safe to keep)."""
+        with self._lock:
+            return [replace(s.stats) for s in self._sources]
+
+    def _close_inlets(self) -> None:
+        for s in self._sources:
+            with contextlib.suppress(Exception):
+                s.inlet.close_stream()
+
+    # -- acquisition thread ------------------------------------------------------
+    def _acquire(self) -> None:
+        try:
+            for s in self._sources:
+                self._measure_offset(s, self.resolve_timeout)
+            while True:
+                stopping = self._stop.is_set()
+                got = False
+                for s in self._sources:
+                    if not s.stats.lost:
+                        got |= self._pull(s)
+                        if pylsl.local_clock() >= s.next_offset_at:
+                            self._measure_offset(s, 0.0)
+                if stopping and not got:
+                    break  # drained after the stop request
+                if not got:
+                    self._stop.wait(0.005)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("recorder acquisition failed")
+        finally:
+            self._queue.put(_STOP)
+
+    def _pull(self, s: _Source) -> bool:
+        try:
+            if s.buf is not None:
+                _, ts = s.inlet.pull_chunk(timeout=0.0, max_samples=len(s.buf), dest_obj=s.buf)
+                values = s.buf[: len(ts)].copy()
+            else:
+                values, ts = s.inlet.pull_chunk(timeout=0.0, max_samples=4096)
+        except LostError:
+            with self._lock:
+                s.stats.lost = True
+            log.warning("stream %s vanished; its recording ends here", s.stats.source_id)
+            return False
+        if not ts:
+            return False
+        stamps = np.asarray(ts, dtype=np.float64)
+        self._queue.put((s, values, stamps))
+        self._update_stats(s.stats, stamps)
+        return True
+
+    def _update_stats(self, st: StreamStats, stamps: np.ndarray) -> None:
+        with self._lock:
+            if st.rate_hz > 0:
+                prev = st.last_ts if st.n_samples else stamps[0]
+                dt = np.diff(stamps, prepend=prev)
+                big = dt > 1.5 / st.rate_hz
+                if big.any():
+                    st.n_gaps += int(big.sum())
+                    st.missing_samples += int(np.round(dt[big] * st.rate_hz).sum() - big.sum())
+            if not st.n_samples:
+                st.first_ts = float(stamps[0])
+            st.n_samples += len(stamps)
+            st.last_ts = float(stamps[-1])
+
+    def _measure_offset(self, s: _Source, timeout: float) -> None:
+        try:
+            offset = s.inlet.time_correction(timeout=timeout)
+        except (LSLTimeoutError, LostError):
+            return  # no fresh estimate yet; try again on the next pass
+        now = pylsl.local_clock()
+        # Collection time in the sender's clock (local now minus offset), as LabRecorder
+        # stores it: readers regress offsets against the sender's timestamps.
+        self._queue.put(("offset", s, now - offset, offset))
+        s.offsets.append((now - offset, offset))
+        s.next_offset_at = now + self.clock_offset_interval_s
+
+    # -- writer thread -----------------------------------------------------------
+    def _write(self) -> None:
+        fd = self._fd
+        pending: list[bytes] = []
+        now = pylsl.local_clock()
+        next_flush = now + self.flush_interval_s
+        next_boundary = now + self.boundary_interval_s
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=max(0.0, next_flush - pylsl.local_clock()))
+                except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    break
+                if item is not None:
+                    pending.append(self._encode(item))
+                now = pylsl.local_clock()
+                if now >= next_boundary:
+                    pending.append(xdf.boundary_chunk())
+                    next_boundary = now + self.boundary_interval_s
+                if now >= next_flush:
+                    self._flush(fd, pending)
+                    next_flush = now + self.flush_interval_s
+            for s in self._sources:
+                st = s.stats
+                pending.append(
+                    xdf.stream_footer(st.stream_id, st.first_ts if st.n_samples else 0.0,
+                                      st.last_ts if st.n_samples else 0.0, st.n_samples,
+                                      s.offsets)
+                )  # fmt: skip
+            self._flush(fd, pending)
+        except BaseException as exc:
+            self.error = self.error or exc
+            log.exception("recorder writer failed")
+        finally:
+            os.close(fd)
+
+    def _encode(self, item: tuple) -> bytes:
+        if item[0] == "offset":
+            _, s, t, v = item
+            return xdf.clock_offset_chunk(s.stats.stream_id, t, v)
+        s, values, stamps = item
+        return xdf.samples_chunk(s.stats.stream_id, s.fmt, stamps, values)
+
+    def _flush(self, fd: int, pending: list[bytes]) -> None:
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            _write_all(fd, data)
+            self.bytes_written += len(data)
+        os.fsync(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def format_stats(stats: list[StreamStats]) -> str:
+    """Render recorder statistics as a table (streams, samples, rates, gaps)."""
+    head = (
+        f"{'source_id':<34} {'type':<9} {'nominal Hz':>10} {'samples':>9} "
+        f"{'eff. Hz':>9} {'gaps':>5} {'missing':>8}"
+    )
+    rows = []
+    for s in stats:
+        eff = s.effective_rate_hz
+        flag = "  LOST" if s.lost else ""
+        rows.append(
+            f"{s.source_id[:34]:<34} {s.type[:9]:<9} {s.rate_hz:>10g} {s.n_samples:>9d} "
+            f"{eff:>9.2f} {s.n_gaps:>5d} {s.missing_samples:>8d}{flag}"
+        )
+    return "\n".join([head, *rows])
