@@ -765,12 +765,12 @@ class SafeStimulator:
             if pylsl.local_clock() - self._wd_last_beat >= limit and not self._wd_tripped:
                 self._wd_tripped = True
                 logger.error("watchdog: no heartbeat for 2 periods (%g s); disarming", limit)
+                self._safe_disarm("watchdog")  # act first, then record
                 self._publish({"event": "watchdog_trip", "period_s": self._wd_period_s})
-                self._safe_disarm("watchdog")
 
     def _on_emergency_stop(self, reason: str) -> None:
+        self._safe_disarm("emergency stop")  # act first, then record
         self._publish({"event": "estop", "reason": reason})
-        self._safe_disarm("emergency stop")
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
