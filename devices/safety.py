@@ -847,7 +847,10 @@ class SafeStimulator:
 
     def configure_train(self, train: TrainSpec) -> None:
         """Load an rTMS train after checking rMT, the table and the device limit."""
-        train.validate()
+        try:
+            train.validate()
+        except DeviceError as exc:
+            raise self._refuse(SafetyError(exc.code, exc.message)) from exc
         with self._lock:
             self._check_common()
             self._check_train(train, self._intensity_pct)
