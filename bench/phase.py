@@ -9,7 +9,7 @@ its phastimate reference figures.
 
 Baselines, reimplemented from the papers' descriptions (no code copied):
 
-- **phastimate** (Zrenner et al. 2020, NeuroImage 219:116960; Zrenner et al. 2018):
+- **phastimate** (Zrenner et al. 2020, NeuroImage 214:116761; Zrenner et al. 2018):
   last 750 ms, zero-phase FIR band-pass IAF ± 1 Hz (window method, order 192 at 1 kHz),
   ``edge`` samples cut at both ends (64 at 1 kHz), Yule-Walker AR(30) fitted to the rest,
   forward prediction by ``edge + hilbert/2`` samples, Hilbert transform of the last

@@ -60,6 +60,7 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 from numba import njit
+
 from stimloop.dsp.iaf import AlphaPeak, IAFTracker
 
 __all__ = [

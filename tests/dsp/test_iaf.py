@@ -5,6 +5,7 @@ from __future__ import annotations
 import mne
 import numpy as np
 import pytest
+
 from stimloop.dsp.iaf import IAFTracker, estimate_iaf, fit_alpha_peak, welch_psd
 from stimloop.dsp.spatial import hjorth
 

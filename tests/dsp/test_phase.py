@@ -7,6 +7,7 @@ import mne
 import numpy as np
 import pytest
 import scipy.signal
+
 from stimloop.dsp.phase import PhaseEstimator, causal_phase
 from stimloop.dsp.spatial import hjorth
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mne
 import numpy as np
 import pytest
+
 from stimloop.dsp.spatial import (
     NEIGHBOURS_1020,
     default_neighbours,
