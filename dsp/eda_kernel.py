@@ -213,14 +213,15 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
         if s < pre:
             pre = s
         k += 1.0
-    if pre < np.inf and pre > d0:
+    if pre < np.inf:
         d0 = pre
     thr = d0 + p[P_ONSET_FRAC] * (smax - d0)
     k = kmax
     while k > lo and hs[int(k - 1.0) % h] > thr:
         k -= 1.0
     onset = k
-    # Onset level: the trough just before (or at) the onset.
+    # Onset level: the lowest point from just before the onset up to the peak (the
+    # trough of trough-to-peak scoring; on a decaying baseline it follows the onset).
     level = hy[int(onset) % h]
     k = onset - 1.0
     while k >= onset - p[P_TROUGH_WIN] and k >= st[S_WIN_START]:
@@ -228,6 +229,13 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
         if v < level:
             level = v
         k -= 1.0
+    y_on = level
+    k = onset + 1.0
+    while k <= peak:
+        v = hy[int(k) % h]
+        if v < level:
+            level = v
+        k += 1.0
     rise_n = peak - onset
     # An SCR on the recovery limb of an earlier one: the baseline keeps decaying toward
     # the SCL during the rise. Extrapolate it as an exponential whose time constant
@@ -246,10 +254,12 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
                 cnt += 1.0
                 k += 1.0
             s_pre = acc / cnt - min(st[S_DRIFT], 0.0)
-            r0 = level - st[S_SCL]
+            r0 = y_on - st[S_SCL]
             if s_pre < 0.0 and r0 > 0.0:
                 tau = r0 / -s_pre
-                base_at_peak = level - r0 * (1.0 - np.exp(-rise_n / fs / tau))
+                proj = y_on - r0 * (1.0 - np.exp(-rise_n / fs / tau))
+                if proj < base_at_peak:
+                    base_at_peak = proj
     amp = st[S_PEAK_VAL] - base_at_peak
     if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
         st[S_N_REJ_ART] += 1.0
