@@ -897,7 +897,10 @@ class SafeStimulator:
                     )
                 )
             run_n, run_gap = self._run_after(gap)
-            if run_n > 1 and self._rmt_pct is not None:
+            # The table covers rTMS at >= 1 Hz; slower single pulses (e.g. phase-locked
+            # TMS every 2-5 s) are single-pulse TMS and outside its scope. 10 ms of
+            # tolerance keeps a nominal 1 Hz run in scope despite trigger jitter.
+            if run_n > 1 and self._rmt_pct is not None and run_gap <= 1.01:
                 f_hz = 1.0 / run_gap
                 rel = self._intensity_rmt(self._intensity_pct)
                 limit = self.limits.rtms_table.max_duration(f_hz, rel)

@@ -413,3 +413,16 @@ def test_repeated_single_pulses_are_checked_as_a_train(sim):
         # after a pause of the minimum inter-train interval a new run starts
         g.fire(at=t + limits.min_inter_train_s)
         assert len(sim.pulses) == 2
+
+
+def test_slow_single_pulses_are_not_an_rtms_run(sim):
+    # Phase-locked single pulses every 1.5 s (< 1 Hz) are outside the table's scope.
+    limits = SafetyLimits.from_config({"rtms_duration_scale": 0.001})
+    with SafeStimulator(sim, limits) as g:
+        g.set_intensity(48)
+        g.set_resting_motor_threshold(40)
+        g.arm()
+        t = g.fire()
+        for k in range(1, 3):
+            g.fire(at=t + 1.5 * k)
+        assert len(sim.pulses) == 3
