@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import butter, sosfilt_zi
+
 from stimloop.dsp import qrs
 
 __all__ = [

@@ -7,6 +7,8 @@ source_id                          content
 =================================  ==========================================================
 ``{prefix}-heart-beats``           one marker per R peak, stamped at the R peak (LSL s);
                                    text is JSON: ``{"index", "ibi_ms", "hr_bpm", "flags"}``
+                                   (``index``: ECG sample on the time grid, lost samples
+                                   counted)
 ``{prefix}-heart-hr``              regular stream at ``rate_hz`` (default 4 Hz), float64:
                                    ``hr_bpm``, ``ibi_ms``, ``rmssd_ms``, ``sdnn_ms``,
                                    ``flags`` (bit field, see ``stimloop.dsp.heart.FLAG_*``);

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import wfdb
 from scipy.signal import butter, resample_poly, sosfilt
+
 from stimloop.dsp.heart import (
     FLAG_IBI_JUMP,
     FLAG_IBI_RANGE,
