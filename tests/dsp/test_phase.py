@@ -205,3 +205,12 @@ def test_simulated_known_phase_across_iaf_and_snr(iaf):
     # Error falls with SNR; measured ~35-41 deg at -5 dB, ~10-12 deg at 10 dB.
     assert sds[0] > sds[1] > sds[2], sds
     assert sds[2] < 15.0 and sds[0] < 50.0, sds
+
+
+def test_flat_or_missing_input_never_crashes():
+    fs = 500.0
+    for x in (np.zeros(int(6 * fs)), np.full(int(6 * fs), 3.0), np.full(int(6 * fs), np.nan)):
+        est = PhaseEstimator(fs)
+        out = est.update(x)
+        assert np.isnan(out.phase_rad).all() and (out.confidence == 0).all()
+        assert est.next_target_time(0.0) == (pytest.approx(np.nan, nan_ok=True), np.inf)
