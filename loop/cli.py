@@ -63,6 +63,74 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from stimloop.stream.recorder import Recorder, format_stats
+
+    rec = Recorder(args.output, args.source_id or None, discover_s=args.wait).start()
+    print(f"recording to {args.output}; Ctrl-C stops", file=sys.stderr)
+    print(format_stats(rec.stats()), file=sys.stderr)
+    t_start = time.monotonic()
+    t_end = t_start + args.duration if args.duration else float("inf")
+    tty = sys.stderr.isatty()
+    try:
+        while time.monotonic() < t_end and rec.running:
+            time.sleep(max(0.0, min(1.0, t_end - time.monotonic())))
+            parts = [
+                f"{s.source_id}: {s.n_samples}"
+                + (f" ({s.effective_rate_hz:.1f} Hz)" if s.rate_hz > 0 else "")
+                + (f" gaps {s.n_gaps}" if s.n_gaps else "")
+                + (" LOST" if s.lost else "")
+                for s in rec.stats()
+            ]
+            line = f"{time.monotonic() - t_start:6.1f} s  " + "  ".join(parts)
+            print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends the recording cleanly: footers are written below
+    finally:
+        if tty:
+            print(file=sys.stderr)
+        stats = rec.stop()
+    print(format_stats(stats))
+    print(f"wrote {args.output} ({rec.bytes_written} bytes)")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from stimloop.stream.replay import Player
+
+    player = Player(
+        args.file,
+        speed=args.speed,
+        loop=args.loop,
+        chunk_size=args.chunk_size,
+        suffix=args.source_id_suffix,
+    )
+    if player.damage:
+        print(f"warning: {player.damage}; replaying the data before it", file=sys.stderr)
+    print(
+        f"replaying {args.file} ({player.recording.duration_s:.1f} s at {args.speed:g}x"
+        f"{', looped' if args.loop else ''}); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    for s, sid in zip(player.streams, player.source_ids, strict=True):
+        print(
+            f"  {sid:<40} {s.type:<9} {s.rate_hz:>8g} Hz {len(s.channels):>4} ch "
+            f"{len(s):>9} samples",
+            file=sys.stderr,
+        )
+    player.start()
+    try:
+        while not player.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.stop()
+    pushed = player.samples_pushed()
+    print("pushed " + ", ".join(f"{sid}: {n}" for sid, n in pushed.items()))
+    return 0
+
+
 def _cmd_streams(args: argparse.Namespace) -> int:
     from stimloop.stream.discovery import format_streams, list_streams
 
@@ -112,6 +180,36 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_argument("--wait", type=float, default=1.0, help="seconds to listen")
     streams.add_argument("--json", action="store_true")
     streams.set_defaults(func=_cmd_streams)
+
+    rec = sub.add_parser(
+        "record",
+        help="record LSL streams to an XDF file",
+        description="Record LSL streams (all visible ones, markers included, or those "
+        "named with --source-id) to a crash-safe XDF file until Ctrl-C or --duration.",
+    )
+    rec.add_argument("-o", "--output", required=True, help="the .xdf file to write")
+    rec.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
+    rec.add_argument(
+        "--source-id", action="append", default=[], help="record this stream (repeatable)"
+    )
+    rec.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
+    rec.set_defaults(func=_cmd_record)
+
+    rep = sub.add_parser(
+        "replay",
+        help="replay a recording as LSL streams",
+        description="Replay every stream of an XDF file, a file mne.io.read_raw opens "
+        "(EDF, BDF, FIF, BrainVision; annotations as markers) or a WFDB record (path "
+        "without extension; annotations as markers) with the original timing.",
+    )
+    rep.add_argument("file", help=".xdf, .edf/.bdf/.fif/.vhdr, or WFDB record path")
+    rep.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    rep.add_argument("--loop", action="store_true", help="start over at the end")
+    rep.add_argument("--chunk-size", type=int, default=None, help="samples per push")
+    rep.add_argument(
+        "--source-id-suffix", default="", help="appended to every source_id (avoid clashes)"
+    )
+    rep.set_defaults(func=_cmd_replay)
     return parser
 
 
