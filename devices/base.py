@@ -20,6 +20,7 @@ All times are LSL local-clock seconds (``pylsl.local_clock()``), named ``t_lsl``
 
 from __future__ import annotations
 
+import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -60,6 +61,11 @@ def wait_until(t_lsl: float, spin_s: float = SPIN_S) -> float:
     while (now := pylsl.local_clock()) < t_lsl:
         pass
     return now
+
+
+def is_number(value: object) -> bool:
+    """True for real numbers (Python or numpy), False for bools, strings and None."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,14 @@ from typing import ClassVar
 
 import pylsl
 
-from stimloop.devices.base import FreshnessFn, Stimulator, StimulatorStatus, TrainSpec, wait_until
+from stimloop.devices.base import (
+    FreshnessFn,
+    Stimulator,
+    StimulatorStatus,
+    TrainSpec,
+    is_number,
+    wait_until,
+)
 from stimloop.devices.errors import (
     ConfigError,
     DeviceError,
@@ -822,7 +829,7 @@ class SafeStimulator:
     def set_intensity(self, intensity_pct: float) -> None:
         """Set the output in % MSO, after checking the session and train limits."""
         lo, hi = self._driver.intensity_range_pct
-        if not (isinstance(intensity_pct, int | float) and lo <= intensity_pct <= hi):
+        if not (is_number(intensity_pct) and lo <= intensity_pct <= hi):
             raise self._refuse(
                 SafetyError(
                     ErrorCode.BAD_ARGUMENT,
@@ -830,6 +837,7 @@ class SafeStimulator:
                     f"[{lo:g}, {hi:g}]",
                 )
             )
+        intensity_pct = float(intensity_pct)
         if intensity_pct > self.limits.max_intensity_pct:
             raise self._refuse(
                 SafetyError(

@@ -43,7 +43,7 @@ from typing import ClassVar
 import pylsl
 import serial
 
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, is_number, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
 try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
@@ -439,7 +439,7 @@ class _Magstim(Stimulator):
 
     def set_intensity(self, intensity_pct: float) -> None:
         lo, hi = self.intensity_range_pct
-        if not (isinstance(intensity_pct, int | float) and lo <= intensity_pct <= hi):
+        if not (is_number(intensity_pct) and lo <= intensity_pct <= hi):
             raise DeviceError(
                 ErrorCode.BAD_ARGUMENT,
                 f"{self.name}: intensity {intensity_pct!r} % outside [{lo:g}, {hi:g}]",

@@ -28,7 +28,7 @@ from typing import ClassVar
 import pylsl
 import serial
 
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, is_number, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
 
 try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
@@ -232,7 +232,7 @@ class MagProStimulator(Stimulator):
 
     def set_intensity(self, intensity_pct: float) -> None:
         lo, hi = self.intensity_range_pct
-        ok = isinstance(intensity_pct, int | float) and lo <= intensity_pct <= hi
+        ok = is_number(intensity_pct) and lo <= intensity_pct <= hi
         if not ok or int(intensity_pct) != intensity_pct:
             raise DeviceError(
                 ErrorCode.BAD_ARGUMENT,

@@ -155,7 +155,8 @@ def test_vanished_port_is_a_clear_error():
         with pytest.raises(DeviceError) as exc:
             gate.fire()
         assert exc.value.code in (ErrorCode.PORT_LOST, ErrorCode.NO_REPLY)
-        assert gate.status().error is not None
+        st = gate.status()
+        assert st.error is not None and not st.armed
     finally:
         gate.close()
     assert not gate.connected

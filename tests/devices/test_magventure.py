@@ -76,7 +76,8 @@ def test_missing_and_vanished_port():
     with pytest.raises(DeviceError) as exc:
         drv.fire()
     assert exc.value.code in (ErrorCode.PORT_LOST, ErrorCode.NO_REPLY)
-    assert drv.status().error is not None
+    st = drv.status()
+    assert st.error is not None and not st.armed
     drv.close()
     assert not drv.connected
 

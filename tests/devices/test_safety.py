@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import pylsl
 import pytest
 
@@ -86,7 +87,12 @@ def test_refusal_is_raised_logged_and_published(gate, sim, markers, caplog):
 
 def test_intensity_limit_refused_not_clamped(sim, source_id):
     with SafeStimulator(sim, SafetyLimits(max_intensity_pct=50)) as g:
+        g.set_intensity(np.int64(44))  # numpy numbers are numbers
         g.set_intensity(45)
+        for bad in ("45", None, True):
+            with pytest.raises(SafetyError) as exc:
+                g.set_intensity(bad)
+            assert exc.value.code == ErrorCode.BAD_ARGUMENT
         with pytest.raises(SafetyError) as exc:
             g.set_intensity(50.5)
         assert exc.value.code == ErrorCode.INTENSITY_LIMIT
