@@ -9,29 +9,57 @@ import sys
 import time
 from collections.abc import Sequence
 
-_DEMO_HELP = """Run a full simulated session: simulated EEG (64 ch, 1 kHz), ECG (500 Hz) and EDA
-(100 Hz) over LSL, read back through stimloop's inlets and DSP, scored against the
-simulators' ground truth."""
+_DEMO_HELP = """Run a full simulated closed-loop session: simulated EEG (64 ch, 1 kHz, mu rhythm
+at C3), ECG (500 Hz) and EDA (100 Hz) over LSL, the phase-locked TMS protocol on a
+simulated stimulator behind the HAL safety gate, live heart rate and SCRs. The summary
+scores the session against the simulators' ground truth."""
+
+
+def _live(args: argparse.Namespace):
+    """A one-line live display on stderr (until the GUI window exists)."""
+
+    def show(status: dict) -> None:
+        counts = "  ".join(f"{r}: {n}" for r, n in status["samples"].items())
+        line = f"samples {counts}  |  pulses {status['pulses']}  refused {status['refused']}"
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    return None if args.headless or args.json else show
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.loop.demo import format_summary, run_demo
 
-    def status(counts: dict[str, int]) -> None:
-        if not args.json:
-            text = "  ".join(f"{role}: {n} samples" for role, n in counts.items())
-            print(f"\r{text}", end="", file=sys.stderr, flush=True)
-
-    if not args.headless and not args.json:
-        print(
-            "stimloop demo: no session window yet (it comes with the GUI); showing live "
-            "status here. Use --headless to silence it.",
-            file=sys.stderr,
-        )
-    summary = run_demo(args.duration, on_status=None if args.headless else status)
-    if not args.headless and not args.json:
+    summary = run_demo(args.duration, on_status=_live(args))
+    if _live(args) is not None:
         print(file=sys.stderr)
     print(json.dumps(summary, default=float) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from stimloop.loop.config import load_session
+    from stimloop.loop.session import Session
+
+    cfg = load_session(args.config)
+    live = _live(args)
+    with Session(cfg) as session:
+
+        def tick(s: Session) -> None:
+            if live is not None:
+                eng = s.engine
+                live({"samples": {r: st.samples for r, st in eng.streams.items()},
+                      "pulses": len(eng.pulses), "refused": len(eng.refusals)})  # fmt: skip
+
+        result = session.run(args.duration, on_tick=tick)
+    summary = {
+        "pulses": len(result.pulses),
+        "refused": len(result.refusals),
+        "streams": result.streams,
+        "engine": result.engine,
+    }
+    if live is not None:
+        print(file=sys.stderr)
+    print(json.dumps(summary, default=float, indent=None if args.json else 2))
     return 0
 
 
@@ -153,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="no window or live display")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run a closed-loop session from a TOML file",
+        description="Run the closed-loop session described by a session TOML file "
+        "(see loop/configs/demo.toml for a commented example).",
+    )
+    run.add_argument("config", help="session .toml file")
+    run.add_argument("--duration", type=float, default=None, help="seconds (overrides the file)")
+    run.add_argument("--headless", action="store_true", help="no window or live display")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser(
         "simulate",

@@ -1,9 +1,11 @@
-"""``stimloop demo``: a complete simulated session that scores itself.
+"""``stimloop demo``: a full simulated closed-loop session that scores itself.
 
-The simulators run in a child process and publish EEG, ECG and EDA (plus their ground
-truth) over LSL on this machine. This process reads them through :class:`Inlet` exactly
-as it would read real amplifiers, feeds every chunk to the DSP stages, and at the end
-reports stream health (samples, gaps, latency) and each stage's score against the truth.
+The simulators run in a child process and publish EEG (64 ch, 1 kHz, alpha at C3), ECG
+and EDA, plus their ground truth, over LSL on this machine. This process runs the very
+same :class:`~stimloop.loop.session.Session` that ``stimloop run`` runs on a real
+session file (``loop/configs/demo.toml``), with the simulated stimulator behind the HAL
+gate. At the end it scores the session against the simulators' truth: the true phase
+of every delivered pulse, heart-rate error and SCR detection.
 """
 
 from __future__ import annotations
@@ -12,75 +14,66 @@ import json
 import logging
 import os
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import numpy as np
-import pylsl
 
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
-from stimloop.loop.heart_stage import HeartStage
-from stimloop.loop.stage import Stage
-from stimloop.stream.events import Gap, NonFinite, Stale
+from stimloop.loop.config import SessionConfig, parse_session
+from stimloop.loop.session import Session, circular_stats_deg
 from stimloop.stream.inlet import Inlet, MarkerInlet
 
 log = logging.getLogger("stimloop.loop")
 
-#: Factories of the DSP stages the demo runs, in order. Each consumes one role.
-STAGE_FACTORIES: list[Callable[[], Stage]] = [HeartStage]
+
+def demo_config(sim: SimConfig, **protocol: Any) -> SessionConfig:
+    """The packaged demo session, pointed at the simulators of ``sim``.
+
+    Parameters
+    ----------
+    sim : SimConfig
+        The simulators whose source_ids the session reads.
+    **protocol
+        Overrides of ``[protocol]`` keys (e.g. ``control="random_phase"``).
+    """
+    text = resources.files("stimloop.loop").joinpath("configs/demo.toml").read_text()
+    data = tomllib.loads(text)
+    for role in sim.roles:
+        data["sources"][role]["source_id"] = sim.source_id(role)
+    data["channels"]["eeg_target"] = sim.target
+    data["protocol"].update(protocol)
+    return parse_session(data, "configs/demo.toml")
 
 
-@dataclass
-class StreamStats:
-    """Health of one raw stream over a session."""
+class TruthRecorder:
+    """Collects the simulators' ground-truth streams while a session runs.
 
-    role: str
-    rate_hz: float
-    n_samples: int = 0
-    gaps: int = 0
-    lost_samples: int = 0
-    nonfinite: int = 0
-    stale_events: int = 0
-    first_t: float = np.nan
-    last_t: float = np.nan
-    ages_s: list[float] = field(default_factory=list)
+    Parameters
+    ----------
+    sim : SimConfig
+        The simulators whose truth streams to read.
+    """
 
-    def summary(self) -> dict[str, Any]:
-        span = self.last_t - self.first_t
-        expected = round(span * self.rate_hz) + 1 if self.n_samples else 0
-        ages = np.asarray(self.ages_s) * 1000.0
-        return {
-            "rate_hz": self.rate_hz,
-            "samples": self.n_samples,
-            "expected_samples": expected,
-            "effective_rate_hz": (self.n_samples - 1) / span if span > 0 else float("nan"),
-            "gaps": self.gaps,
-            "lost_samples": self.lost_samples,
-            "nonfinite_samples": self.nonfinite,
-            "stale_events": self.stale_events,
-            "age_ms_p50": float(np.percentile(ages, 50)) if ages.size else None,
-            "age_ms_p99": float(np.percentile(ages, 99)) if ages.size else None,
-        }
-
-
-class _Truth:
-    """Ground truth gathered from the simulators' truth streams."""
-
-    def __init__(self, prefix: str, roles: tuple[str, ...], eda_fs: float) -> None:
+    def __init__(self, sim: SimConfig) -> None:
+        self.sim = sim
         self.inlets = {
-            role: Inlet(f"{prefix}-{role}-truth", stale_after_s=3600.0) for role in roles
+            role: Inlet(f"{sim.prefix}-{role}-truth", stale_after_s=3600.0) for role in sim.roles
         }
-        self.events = MarkerInlet(f"{prefix}-events") if "eda" in roles else None
-        self.eda_fs = eda_fs
-        self.rows: dict[str, list[np.ndarray]] = {role: [] for role in roles}
-        self.stamps: dict[str, list[np.ndarray]] = {role: [] for role in roles}
+        self.events = MarkerInlet(f"{sim.prefix}-events") if "eda" in sim.roles else None
+        self.rows: dict[str, list[np.ndarray]] = {role: [] for role in sim.roles}
+        self.stamps: dict[str, list[np.ndarray]] = {role: [] for role in sim.roles}
         self.event_t: list[float] = []
 
-    def connectables(self) -> list[Inlet | MarkerInlet]:
-        return [*self.inlets.values(), *([self.events] if self.events else [])]
+    def connect(self) -> TruthRecorder:
+        items = [*self.inlets.values(), *([self.events] if self.events else [])]
+        with ThreadPoolExecutor(len(items)) as pool:
+            list(pool.map(lambda i: i.connect(), items))
+        return self
 
     def pull(self) -> None:
         for role, inlet in self.inlets.items():
@@ -91,24 +84,26 @@ class _Truth:
         if self.events is not None:
             self.event_t += [t for _, t in self.events.pull()]
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        def cat(role: str, width: int) -> tuple[np.ndarray, np.ndarray]:
-            if not self.rows.get(role):
-                return np.empty((0, width)), np.empty(0)
-            return np.concatenate(self.rows[role]), np.concatenate(self.stamps[role])
+    def _cat(self, role: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.rows.get(role):
+            return np.empty((0, width)), np.empty(0)
+        return np.concatenate(self.rows[role]), np.concatenate(self.stamps[role])
 
-        out: dict[str, np.ndarray] = {"eda_event_t": np.asarray(self.event_t)}
-        eeg, eeg_t = cat("eeg", 3)
-        out.update(eeg_t=eeg_t, eeg_phase_rad=eeg[:, 0], eeg_amplitude_uv=eeg[:, 1])
-        _, ecg_t = cat("ecg", 2)
-        out["ecg_rpeak_t"] = ecg_t
-        eda, eda_t = cat("eda", 4)
-        out.update(
-            eda_scr_onset_t=eda_t,
-            eda_scr_peak_t=eda_t + (eda[:, 1] - eda[:, 0]) / self.eda_fs,
-            eda_scr_amplitude_us=eda[:, 2],
-        )
-        return out
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Truth arrays keyed as the :class:`~stimloop.loop.stage.Stage` protocol names them."""
+        eeg, eeg_t = self._cat("eeg", 3)
+        _, ecg_t = self._cat("ecg", 2)
+        eda, eda_t = self._cat("eda", 4)
+        return {
+            "eeg_t": eeg_t,
+            "eeg_phase_rad": eeg[:, 0],
+            "eeg_amplitude_uv": eeg[:, 1],
+            "ecg_rpeak_t": ecg_t,
+            "eda_scr_onset_t": eda_t,
+            "eda_scr_peak_t": eda_t + (eda[:, 1] - eda[:, 0]) / self.sim.eda_fs,
+            "eda_scr_amplitude_us": eda[:, 2],
+            "eda_event_t": np.asarray(self.event_t),
+        }
 
     def close(self) -> None:
         for inlet in self.inlets.values():
@@ -117,13 +112,25 @@ class _Truth:
             self.events.close()
 
 
+def true_phase_at(truth: dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
+    """The simulator's true phase (rad) at LSL times ``t`` (nearest truth sample)."""
+    ts = truth["eeg_t"]
+    if ts.size == 0:
+        return np.full(len(t), np.nan)
+    idx = np.clip(np.searchsorted(ts, t), 1, ts.size - 1)
+    idx -= (t - ts[idx - 1]) < (ts[idx] - t)
+    out = truth["eeg_phase_rad"][idx]
+    out[(t < ts[0]) | (t > ts[-1])] = np.nan
+    return out
+
+
 def run_demo(
     duration_s: float = 30.0,
     sim: SimConfig | None = None,
-    stages: list[Stage] | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
+    **protocol: Any,
 ) -> dict[str, Any]:
-    """Run a simulated session and return its scored summary.
+    """Run a simulated closed-loop session and return its scored summary.
 
     Parameters
     ----------
@@ -131,103 +138,93 @@ def run_demo(
         Session length in s.
     sim : SimConfig, optional
         Simulator settings; a unique source_id prefix is chosen when not given.
-    stages : list of Stage, optional
-        DSP stages; defaults to one of each in :data:`STAGE_FACTORIES`.
     on_status : callable, optional
-        Called about once a second with a live status dict (used by the CLI display).
+        Called about once a second with a live status dict (the CLI's live display).
+    **protocol
+        Overrides of the demo config's ``[protocol]`` keys.
 
     Returns
     -------
     dict
-        ``{"duration_s", "streams": {role: stats}, "stages": {name: score}}``.
+        ``duration_s``, ``streams`` (health per stream), ``pulses`` (count, true-phase
+        circular mean/SD, refusals), ``engine`` (loop statistics) and ``stages``
+        (each DSP stage's score against the truth).
     """
     if duration_s <= 0:
         raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
     sim = sim or SimConfig(prefix=f"stimloop-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    stages = stages if stages is not None else [make() for make in STAGE_FACTORIES]
-    rates = {"eeg": sim.eeg_fs, "ecg": sim.ecg_fs, "eda": sim.eda_fs}
-    channels = {"eeg": sim.eeg_channels, "ecg": 1, "eda": 1}
-    with SimulatorProcess(sim) as proc:
-        inlets = {
-            role: Inlet(
-                sim.source_id(role),
-                expected_rate=rates[role],
-                expected_channels=channels[role],
-                chunk_period_s=sim.chunk_s,
-            )
-            for role in sim.roles
-        }
-        truth = _Truth(sim.prefix, sim.roles, sim.eda_fs)
-        # Resolving waits ~0.6 s per stream (duplicate check); do all of them at once.
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: i.connect(), [*inlets.values(), *truth.connectables()]))
-        for stage in stages:
-            inlet = inlets[stage.role]
-            stage.start(inlet.rate_hz, inlet.channel_labels, sim.prefix)
-        # Start every stream and its truth at the same moment: drop what queued up
-        # while the others were connecting and the stages warmed up.
-        for inlet in inlets.values():
-            inlet.pull(0.0)
-        truth.pull()
-        truth.rows = {role: [] for role in truth.rows}
-        truth.stamps = {role: [] for role in truth.stamps}
-        truth.event_t = []
-        stats = {role: StreamStats(role, rates[role]) for role in sim.roles}
-        # The fastest stream paces the loop: block on it, drain the others.
-        lead = max(sim.roles, key=lambda r: rates[r])
-        t_end = time.monotonic() + duration_s
-        next_status = time.monotonic() + 1.0
+    cfg = demo_config(sim, **protocol)
+    with SimulatorProcess(sim):
+        truth = TruthRecorder(sim)
         try:
-            while time.monotonic() < t_end:
-                for role, inlet in inlets.items():
-                    chunk = inlet.pull(sim.chunk_s if role == lead else 0.0)
-                    _account(stats[role], chunk)
-                    if len(chunk):
-                        for stage in stages:
-                            if stage.role == role:
-                                stage.update(chunk.data, chunk.timestamps, chunk.first_index)
+            with Session(cfg, prefix=f"{sim.prefix}-session") as session:
+                truth.connect()
+                truth.pull()  # start truth together with the session's fresh inlets
+                _reset(truth)
+                status = _Status(on_status)
+                result = session.run(duration_s, on_tick=lambda s: (truth.pull(), status(s)))
                 truth.pull()
-                if on_status is not None and time.monotonic() >= next_status:
-                    next_status += 1.0
-                    on_status({r: s.n_samples for r, s in stats.items()})
-            time.sleep(0.2)  # let late truth samples (stamped in the past) arrive
-            truth.pull()
-            summary = {
-                "duration_s": duration_s,
-                "streams": {role: s.summary() for role, s in stats.items()},
-                "stages": {s.name: s.score(truth.arrays()) for s in stages},
-            }
+                arrays = truth.arrays()
+                stage_scores = {name: st.score(arrays) for name, st in result.stages.items()}
         finally:
-            for stage in stages:
-                stage.close()
             truth.close()
-            for inlet in inlets.values():
-                inlet.close()
-        summary["simulator_samples"] = proc.samples_generated()
-    return summary
+    t_trig = np.array([p["t_trigger"] for p in result.pulses])
+    true_phase = true_phase_at(arrays, t_trig)
+    target = np.radians(cfg.protocol.target_phase_deg)
+    est = np.array([p.get("phase_at_fire_rad", np.nan) for p in result.pulses])
+    return {
+        "duration_s": duration_s,
+        "streams": result.streams,
+        "pulses": {
+            "delivered": len(result.pulses),
+            "refused": len(result.refusals),
+            "target_phase_deg": cfg.protocol.target_phase_deg,
+            "control": cfg.protocol.control,
+            "true_phase_error": circular_stats_deg(np.angle(np.exp(1j * (true_phase - target)))),
+            "true_phase": circular_stats_deg(true_phase),
+            "estimate_vs_truth": circular_stats_deg(np.angle(np.exp(1j * (est - true_phase)))),
+            "fire_error_ms_p99": _pct([p["fire_error_ms"] for p in result.pulses], 99),
+        },
+        "engine": result.engine,
+        "stages": stage_scores,
+    }
 
 
-def _account(st: StreamStats, chunk) -> None:
-    for ev in chunk.events:
-        if isinstance(ev, Gap):
-            st.gaps += 1
-            st.lost_samples += ev.missing
-        elif isinstance(ev, NonFinite):
-            st.nonfinite += ev.n_samples
-        elif isinstance(ev, Stale):
-            st.stale_events += 1
-    n = len(chunk)
-    if n:
-        if st.n_samples == 0:
-            st.first_t = float(chunk.timestamps[0])
-        st.n_samples += n
-        st.last_t = float(chunk.timestamps[-1])
-        st.ages_s.append(pylsl.local_clock() - st.last_t)
+def _reset(truth: TruthRecorder) -> None:
+    truth.rows = {role: [] for role in truth.rows}
+    truth.stamps = {role: [] for role in truth.stamps}
+    truth.event_t = []
+
+
+def _pct(values: list, q: float) -> float | None:
+    v = np.asarray([x for x in values if x is not None], float)
+    return float(np.percentile(v, q)) if v.size else None
+
+
+class _Status:
+    """Throttles the live status callback to about once a second."""
+
+    def __init__(self, callback: Callable[[dict[str, Any]], None] | None) -> None:
+        self.callback = callback
+        self.next_t = 0.0
+
+    def __call__(self, session: Session) -> None:
+        if self.callback is None or time.monotonic() < self.next_t:
+            return
+        self.next_t = time.monotonic() + 1.0
+        eng = session.engine
+        self.callback(
+            {
+                "samples": {r: s.samples for r, s in eng.streams.items()},
+                "pulses": len(eng.pulses),
+                "refused": len(eng.refusals),
+            }
+        )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """Human-readable table of a demo summary."""
-    lines = [f"stimloop demo: {summary['duration_s']:.0f} s simulated session", ""]
+    """Human-readable report of a demo summary."""
+    lines = [f"stimloop demo: {summary['duration_s']:.0f} s simulated closed-loop session", ""]
     lines.append(
         f"{'stream':<6} {'rate Hz':>8} {'samples':>9} {'gaps':>5} {'lost':>6} "
         f"{'age p50 ms':>11} {'age p99 ms':>11}"
@@ -239,6 +236,15 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{role:<6} {s['rate_hz']:>8.0f} {s['samples']:>9} {s['gaps']:>5} "
             f"{s['lost_samples']:>6} {p50:>11} {p99:>11}"
         )
+    p = summary["pulses"]
+    err = p["true_phase_error"]
+    lines += [
+        "",
+        f"pulses: {p['delivered']} delivered, {p['refused']} refused; target "
+        f"{p['target_phase_deg']:g}° ({p['control']})",
+        f"true phase error at the pulses: mean {err['mean_deg']:.1f}°, "
+        f"circular SD {err['sd_deg']:.1f}° (n = {err['n']})",
+    ]
     for name, score in summary["stages"].items():
         lines += ["", f"[{name}]", json.dumps(score, indent=2, default=float)]
     return "\n".join(lines)

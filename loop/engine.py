@@ -1,0 +1,386 @@
+"""The closed-loop engine: one real-time thread from LSL samples to the HAL.
+
+Per iteration the thread
+
+1. waits for the next EEG chunk (blocking-first pull, bounded by one chunk period, so
+   it wakes the moment data arrive and never sleeps through a stream loss),
+2. runs the protocol (spatial filter + phase kernel) and hands any pulse request to the
+   :class:`~stimloop.loop.scheduler.PulseScheduler` without waiting for it,
+3. heartbeats the HAL watchdog,
+4. drains the other streams (ECG, EDA) into their DSP stages.
+
+Every decision (scheduled, fired, refused, gated) and every stream-health event goes out
+as a JSON marker on the session's decision stream, so the recording is the complete
+truth of the session. The thread never waits on a GUI, a disk or a network peer: LSL
+pushes are non-blocking, recording runs elsewhere, and the only blocking call is the
+bounded pull. The cyclic garbage collector is frozen and disabled while the loop runs
+(reference counting still frees every temporary); ``bench/loop_latency.py`` measures
+the effect rather than assuming it.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pylsl
+
+from stimloop.devices.safety import SafeStimulator
+from stimloop.loop.protocol import Hold, PulseOutcome, PulseRequest, StimProtocol
+from stimloop.loop.scheduler import PulseScheduler
+from stimloop.loop.stage import Stage
+from stimloop.stream.errors import StreamError, StreamLostError
+from stimloop.stream.events import ClockJump, Gap, NonFinite, Recovered, Stale
+from stimloop.stream.inlet import Inlet
+from stimloop.stream.outlet import Outlet
+
+log = logging.getLogger("stimloop.loop")
+
+
+@dataclass
+class EngineStats:
+    """What the engine measured about itself.
+
+    Attributes
+    ----------
+    iterations : int
+        Loop iterations that processed an EEG chunk.
+    busy_us : ndarray
+        Processing time per iteration in µs (ring of the last 100 000).
+    allocated_blocks_growth : int
+        Net growth of Python's allocated memory blocks over the session (after warm-up).
+    gc_collections : int
+        Cyclic-GC collections that ran on any thread while the loop was running.
+    """
+
+    iterations: int = 0
+    busy_us: np.ndarray = field(default_factory=lambda: np.zeros(100_000))
+    allocated_blocks_growth: int = 0
+    gc_collections: int = 0
+
+    def busy_percentiles(self) -> dict[str, float]:
+        n = min(self.iterations, self.busy_us.size)
+        if n == 0:
+            return {}
+        b = self.busy_us[:n]
+        return {"p50_us": float(np.percentile(b, 50)), "p99_us": float(np.percentile(b, 99)),
+                "max_us": float(b.max())}  # fmt: skip
+
+
+@dataclass
+class StreamStats:
+    """Health of one input stream over a session, as the engine saw it.
+
+    Attributes
+    ----------
+    rate_hz : float
+        Nominal rate in Hz.
+    samples, gaps, lost_samples, nonfinite, stale_events : int
+        Counters over the session.
+    first_t, last_t : float
+        Timestamps (LSL s) of the first and last sample seen.
+    ages_ms : ndarray
+        Age of the newest sample at each non-empty pull, ms (ring of the last 100 000).
+    """
+
+    rate_hz: float
+    samples: int = 0
+    pulls: int = 0
+    gaps: int = 0
+    lost_samples: int = 0
+    nonfinite: int = 0
+    stale_events: int = 0
+    first_t: float = math.nan
+    last_t: float = math.nan
+    ages_ms: np.ndarray = field(default_factory=lambda: np.zeros(100_000))
+
+    def account(self, chunk) -> None:
+        """Add one pull's chunk (counts its samples, events and the newest sample's age)."""
+        for ev in chunk.events:
+            if isinstance(ev, Gap):
+                self.gaps += 1
+                self.lost_samples += ev.missing
+            elif isinstance(ev, NonFinite):
+                self.nonfinite += ev.n_samples
+            elif isinstance(ev, Stale):
+                self.stale_events += 1
+        n = len(chunk)
+        if n:
+            if self.samples == 0:
+                self.first_t = float(chunk.timestamps[0])
+            self.samples += n
+            self.last_t = float(chunk.timestamps[-1])
+            self.ages_ms[self.pulls % self.ages_ms.size] = (pylsl.local_clock() - self.last_t) * 1e3
+            self.pulls += 1
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Counters plus expected samples, effective rate and age percentiles."""
+        span = self.last_t - self.first_t
+        ages = self.ages_ms[: min(self.pulls, self.ages_ms.size)]
+        return {
+            "rate_hz": self.rate_hz,
+            "samples": self.samples,
+            "expected_samples": round(span * self.rate_hz) + 1 if self.samples else 0,
+            "effective_rate_hz": (self.samples - 1) / span if span > 0 else None,
+            "gaps": self.gaps,
+            "lost_samples": self.lost_samples,
+            "nonfinite_samples": self.nonfinite,
+            "stale_events": self.stale_events,
+            "age_ms_p50": float(np.percentile(ages, 50)) if ages.size else None,
+            "age_ms_p99": float(np.percentile(ages, 99)) if ages.size else None,
+        }
+
+
+class Engine:
+    """The real-time thread of a closed-loop session.
+
+    Parameters
+    ----------
+    eeg : Inlet
+        Connected EEG inlet that drives the protocol.
+    protocol : StimProtocol
+        Decides when to fire.
+    stimulator : SafeStimulator
+        Gated stimulator (connected, intensity set and armed by the caller).
+    markers : Outlet
+        String outlet for decision and health markers.
+    others : mapping of role to Inlet, optional
+        Further connected inlets (``"ecg"``, ``"eda"``) drained every iteration.
+    stages : sequence of Stage, optional
+        DSP stages (already started); each gets the chunks of its role.
+    chunk_period_s : float
+        Longest wait for an EEG chunk per iteration, s.
+    watchdog_period_s : float
+        HAL watchdog period; the loop heartbeats every iteration.
+    site : str
+        Stimulation site written into each pulse's log.
+    """
+
+    def __init__(
+        self,
+        eeg: Inlet,
+        protocol: StimProtocol,
+        stimulator: SafeStimulator,
+        markers: Outlet,
+        *,
+        others: Mapping[str, Inlet] | None = None,
+        stages: Sequence[Stage] = (),
+        chunk_period_s: float = 0.01,
+        watchdog_period_s: float = 0.1,
+        site: str = "",
+    ) -> None:
+        self.eeg = eeg
+        self.protocol = protocol
+        self.stimulator = stimulator
+        self.markers = markers
+        self.others = dict(others or {})
+        self.stages = list(stages)
+        self.chunk_period_s = chunk_period_s
+        self.watchdog_period_s = watchdog_period_s
+        self.stats = EngineStats()
+        self.streams = {"eeg": StreamStats(eeg.rate_hz)} | {
+            role: StreamStats(inlet.rate_hz) for role, inlet in self.others.items()
+        }
+        self.pulses: list[dict] = []
+        self.refusals: list[dict] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._stall = threading.Event()  # test hook: freeze the loop to trip the watchdog
+        self._lookups: list[dict] = []  # fired pulses awaiting the estimate at their time
+        self._lookups_lock = threading.Lock()
+        self._scheduler = PulseScheduler(stimulator, self._on_outcome, site)
+        self._thread = threading.Thread(target=self._run, name="stimloop-engine", daemon=True)
+        stimulator.bind_stream(self._freshness)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Engine:
+        """Start the watchdog and the real-time thread."""
+        self.stimulator.start_watchdog(self.watchdog_period_s)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while the real-time thread runs."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and the pulse thread, then stop the watchdog."""
+        self._stop.set()
+        self._stall.clear()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._scheduler.close()
+        self.stimulator.stop_watchdog()
+
+    def stall(self, seconds: float) -> None:
+        """Freeze the loop for ``seconds`` (fault injection: the watchdog must trip)."""
+        self._stall_until = time.monotonic() + seconds
+        self._stall.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the protocol is done or the loop stopped; True if it is."""
+        t_end = math.inf if timeout is None else time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if self.protocol.done or not self._thread.is_alive():
+                return True
+            time.sleep(0.05)
+        return False
+
+    # -- interlock -----------------------------------------------------------------------
+    def _freshness(self) -> tuple[float, bool]:
+        """Age of the newest EEG sample and whether the stream is good (for the HAL)."""
+        if not self.eeg.connected:
+            return math.inf, False
+        return self.eeg.age_s(), not self.eeg.is_stale()
+
+    # -- markers -------------------------------------------------------------------------
+    def _mark(self, event: str, **info: object) -> None:
+        info["event"] = event
+        self.markers.push_marker(json.dumps(info, default=_jsonable, allow_nan=True))
+
+    # -- the loop ------------------------------------------------------------------------
+    def _run(self) -> None:
+        gc.collect()
+        gc.freeze()
+        collections_before = sum(s["collections"] for s in gc.get_stats())
+        gc.disable()
+        blocks_before = sys.getallocatedblocks()
+        try:
+            self._mark("session_start", protocol=self.protocol.name)
+            while not self._stop.is_set() and not self.protocol.done:
+                if self._stall.is_set():
+                    while time.monotonic() < self._stall_until and not self._stop.is_set():
+                        time.sleep(0.005)
+                    self._stall.clear()
+                self._iterate()
+            self._mark("session_end", reason="protocol done" if self.protocol.done else "stopped")
+            # A loop that ends on purpose stops its watchdog rather than letting it trip.
+            self.stimulator.stop_watchdog()
+        except BaseException as exc:  # reported to the session runner, never swallowed
+            self.error = exc
+            log.exception("engine loop failed")
+            self._mark("engine_error", error=repr(exc))
+            self.stimulator.disarm()  # do not wait for the watchdog to notice
+        finally:
+            self.stats.allocated_blocks_growth = sys.getallocatedblocks() - blocks_before
+            gc.enable()
+            gc.unfreeze()
+            after = sum(s["collections"] for s in gc.get_stats())
+            self.stats.gc_collections = after - collections_before
+
+    def _iterate(self) -> None:
+        chunk = None
+        if self.eeg.connected:
+            try:
+                chunk = self.eeg.pull(self.chunk_period_s)
+            except StreamLostError as exc:
+                self._mark("stream_lost", role="eeg", error=str(exc))
+        else:
+            self._stop.wait(self.chunk_period_s)
+        t0 = time.perf_counter()
+        if chunk is not None:
+            self.streams["eeg"].account(chunk)
+            self._health("eeg", chunk.events)
+            if len(chunk):
+                self._decide(chunk.data, chunk.timestamps, chunk.first_index)
+                self._resolve_lookups()
+                for stage in self.stages:
+                    if stage.role == "eeg":
+                        stage.update(chunk.data, chunk.timestamps, chunk.first_index)
+        self.stimulator.heartbeat()
+        for role, inlet in self.others.items():
+            if not inlet.connected:
+                continue
+            try:
+                other = inlet.pull(0.0)
+            except StreamError as exc:
+                self._mark("stream_lost", role=role, error=str(exc))
+                continue
+            self.streams[role].account(other)
+            self._health(role, other.events)
+            if len(other):
+                for stage in self.stages:
+                    if stage.role == role:
+                        stage.update(other.data, other.timestamps, other.first_index)
+        if chunk is not None and len(chunk):
+            k = self.stats.iterations % self.stats.busy_us.size
+            self.stats.busy_us[k] = (time.perf_counter() - t0) * 1e6
+            self.stats.iterations += 1
+
+    def _decide(self, data: np.ndarray, stamps: np.ndarray, first: int) -> None:
+        decision = self.protocol.update(data, stamps, first)
+        if isinstance(decision, PulseRequest):
+            t_decided = pylsl.local_clock()
+            info = dict(decision.info)
+            info["t_decided"] = t_decided
+            info["decision_latency_ms"] = (t_decided - float(stamps[-1])) * 1e3
+            request = PulseRequest(decision.t_fire, info)
+            self._scheduler.submit(request)
+            self._mark("scheduled", t_fire=decision.t_fire, **info)
+        elif isinstance(decision, Hold):
+            self._mark("gated", reason=decision.reason, **decision.info)
+
+    def _on_outcome(self, result: PulseOutcome) -> None:
+        """Runs on the pulse thread."""
+        self.protocol.outcome(result)
+        info = dict(result.request.info)
+        if result.fired:
+            planned = result.request.t_fire
+            entry = {
+                **info,
+                "t_trigger": result.t_trigger,
+                "t_planned": planned,
+                "fire_error_ms": None if planned is None else (result.t_trigger - planned) * 1e3,
+            }
+            self.pulses.append(entry)
+            self._mark("fired", **entry)
+            with self._lookups_lock:
+                self._lookups.append(entry)
+        else:
+            entry = {**info, "error": result.error, "t_planned": result.request.t_fire}
+            self.refusals.append(entry)
+            self._mark("refused", **entry)
+
+    def _resolve_lookups(self) -> None:
+        """Log the phase estimate at each fire time once the data for it has arrived."""
+        phase_at = getattr(self.protocol, "phase_at", None)
+        if phase_at is None or not self._lookups:
+            return
+        with self._lookups_lock:
+            pending = []
+            for entry in self._lookups:
+                est = phase_at(entry["t_trigger"])
+                if math.isnan(est) and pylsl.local_clock() - entry["t_trigger"] < 1.0:
+                    pending.append(entry)  # its samples have not arrived yet
+                    continue
+                entry["phase_at_fire_rad"] = est
+                self._mark("pulse_phase", t_trigger=entry["t_trigger"], phase_rad=est)
+            self._lookups = pending
+
+    def _health(self, role: str, events: tuple) -> None:
+        for ev in events:
+            if isinstance(ev, Gap):
+                self._mark("gap", role=role, index=ev.index, missing=ev.missing)
+            elif isinstance(ev, Stale):
+                self._mark("stale", role=role, age_s=ev.age_s)
+            elif isinstance(ev, Recovered):
+                self._mark("recovered", role=role, index=ev.index)
+            elif isinstance(ev, NonFinite):
+                self._mark("nonfinite", role=role, index=ev.index, samples=ev.n_samples)
+            elif isinstance(ev, ClockJump):
+                self._mark("clock_jump", role=role, jump_s=ev.jump_s, cause=ev.cause)
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    return str(x)

@@ -1,0 +1,148 @@
+"""What a stimulation protocol is to the engine, and the simplest one.
+
+A protocol sees every EEG chunk and answers with at most one :class:`PulseRequest`
+(fire at an LSL time) or :class:`Hold` (it would fire, but a gate refused, and why).
+It never touches the stimulator: the engine hands requests to the pulse scheduler,
+which goes through the HAL safety gate. Only ``loop/`` decides; only ``devices/`` fires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PulseRequest:
+    """Ask for one pulse.
+
+    Attributes
+    ----------
+    t_fire : float or None
+        LSL local-clock time at which to call the stimulator, s; None = now.
+    info : dict
+        What the decision was based on (logged with the pulse).
+    """
+
+    t_fire: float | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The protocol wanted to fire but a gate said no.
+
+    Attributes
+    ----------
+    reason : str
+        Short machine-readable cause, e.g. ``"low_confidence"``.
+    info : dict
+        The values that failed the gate.
+    """
+
+    reason: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Decision = PulseRequest | Hold | None
+
+
+@dataclass(frozen=True)
+class PulseOutcome:
+    """What became of a :class:`PulseRequest`.
+
+    Attributes
+    ----------
+    request : PulseRequest
+    fired : bool
+        True if the stimulator was triggered.
+    t_trigger : float
+        LSL time of the trigger (NaN if refused).
+    error : str
+        Why it was refused ("" if fired).
+    """
+
+    request: PulseRequest
+    fired: bool
+    t_trigger: float = float("nan")
+    error: str = ""
+
+
+class StimProtocol(Protocol):
+    """Interface of a closed-loop protocol (see module docstring)."""
+
+    name: str
+
+    @property
+    def done(self) -> bool:
+        """True once the protocol has delivered everything it meant to."""
+        ...
+
+    def start(self, fs: float, channel_labels: Sequence[str]) -> None:
+        """Prepare for an EEG stream (rate in Hz, labels) and warm up kernels."""
+
+    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
+        """Consume an EEG chunk (µV, LSL s, absolute index) and decide."""
+        ...
+
+    def outcome(self, result: PulseOutcome) -> None:
+        """Learn what happened to the last request (called from the scheduler thread)."""
+
+
+class ThresholdProtocol:
+    """Fire immediately when a channel exceeds a threshold.
+
+    The simplest closed loop (EMG- or event-triggered stimulation), and the one the
+    loop-latency benchmark uses: the decision depends on a single sample, so the time
+    from that sample's push to the fire call is the pipeline's own latency.
+
+    Parameters
+    ----------
+    channel : int
+        Channel index to watch.
+    threshold : float
+        Fire when a sample exceeds this value (stream units).
+    n_pulses : int
+        Stop after this many requests.
+    """
+
+    name = "threshold"
+
+    def __init__(self, channel: int = 0, threshold: float = 1000.0, n_pulses: int = 1000):
+        self.channel = int(channel)
+        self.threshold = float(threshold)
+        self.n_pulses = int(n_pulses)
+        self.requested = 0
+        self.completed = 0
+        self._pending = False
+
+    @property
+    def done(self) -> bool:
+        """True once every requested pulse has an outcome (fired or refused)."""
+        return self.completed >= self.n_pulses
+
+    def start(self, fs: float, channel_labels: Sequence[str]) -> None:
+        if not 0 <= self.channel < len(channel_labels):
+            raise ValueError(
+                f"threshold channel {self.channel} is not in the stream's "
+                f"{len(channel_labels)} channels"
+            )
+
+    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
+        if self._pending or self.requested >= self.n_pulses:
+            return None
+        col = data[:, self.channel]
+        hits = np.flatnonzero(col > self.threshold)
+        if hits.size == 0:
+            return None
+        self._pending = True
+        self.requested += 1
+        k = int(hits[-1])
+        return PulseRequest(None, {"index": first_index + k, "t_sample": float(timestamps[k])})
+
+    def outcome(self, result: PulseOutcome) -> None:
+        self.completed += 1
+        self._pending = False

@@ -1,0 +1,79 @@
+"""Deliver pulse requests on time without ever blocking the real-time loop.
+
+``SafeStimulator.fire(at=t)`` waits until ``t`` (sleep, then a short spin) before it
+triggers. The engine must keep reading data meanwhile, so fires run on this dedicated
+thread: the engine hands over a request and returns at once; the scheduler waits, fires
+through the safety gate (which re-checks every interlock right before the trigger) and
+reports the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from stimloop.devices.errors import DeviceError
+from stimloop.devices.safety import SafeStimulator
+from stimloop.loop.protocol import PulseOutcome, PulseRequest
+
+log = logging.getLogger("stimloop.loop")
+
+
+class PulseScheduler:
+    """A thread that fires queued :class:`PulseRequest` s through the safety gate.
+
+    Parameters
+    ----------
+    stimulator : SafeStimulator
+        The gated stimulator; the only path to the hardware.
+    on_outcome : callable
+        Called (on this thread) with each :class:`PulseOutcome`.
+    site : str
+        Stimulation site written into each pulse's log.
+    """
+
+    def __init__(
+        self,
+        stimulator: SafeStimulator,
+        on_outcome: Callable[[PulseOutcome], None],
+        site: str = "",
+    ) -> None:
+        self.stimulator = stimulator
+        self.on_outcome = on_outcome
+        self.site = site
+        self._queue: queue.SimpleQueue[PulseRequest | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="stimloop-pulses", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: PulseRequest) -> None:
+        """Queue a request; returns immediately."""
+        self._queue.put(request)
+
+    def _run(self) -> None:
+        while (request := self._queue.get()) is not None:
+            try:
+                t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
+                outcome = PulseOutcome(request, True, t)
+            except DeviceError as exc:  # every refusal is typed; the gate logged it
+                outcome = PulseOutcome(request, False, error=str(exc))
+            except Exception as exc:  # a driver bug must not kill the pulse thread
+                log.exception("unexpected error while firing")
+                outcome = PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
+            try:
+                self.on_outcome(outcome)
+            except Exception:
+                log.exception("pulse outcome handler failed")
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop after the request in progress (queued ones are dropped)."""
+        while True:
+            try:
+                dropped = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if dropped is not None:
+                self.on_outcome(PulseOutcome(dropped, False, error="session ended"))
+        self._queue.put(None)
+        self._thread.join(timeout)

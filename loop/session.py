@@ -1,0 +1,241 @@
+"""Run a closed-loop session from a :class:`~stimloop.loop.config.SessionConfig`.
+
+Order of events (each step fails cleanly, leaving nothing armed):
+
+1. connect every inlet (in parallel; a missing or mismatched stream stops here);
+2. open the stimulator behind the HAL gate, set the intensity, arm;
+3. start the DSP stages (derived-stream outlets) and warm up every kernel;
+4. start the recorder on every stream of the session, config included;
+5. run the :class:`~stimloop.loop.engine.Engine` until the duration ends, the protocol
+   is done or the caller stops it;
+6. stop the engine, disarm and close the stimulator, stop the recorder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stimloop.devices.registry import stimulator_from_config
+from stimloop.devices.safety import SafeStimulator
+from stimloop.loop.config import SessionConfig
+from stimloop.loop.engine import Engine
+from stimloop.loop.heart_stage import HeartStage
+from stimloop.loop.phase_locked import PhaseLockedProtocol
+from stimloop.loop.stage import Stage
+from stimloop.stream.inlet import Inlet
+from stimloop.stream.outlet import marker_outlet
+
+log = logging.getLogger("stimloop.loop")
+
+
+@dataclass
+class SessionResult:
+    """What a session did.
+
+    Attributes
+    ----------
+    pulses : list of dict
+        Every delivered pulse with its decision data and latency components.
+    refusals : list of dict
+        Every pulse the HAL refused, with the reason.
+    engine : dict
+        Loop statistics (iterations, processing time, allocation, GC).
+    stages : dict
+        Each stage's object, for scoring by the caller.
+    decision_source_id : str
+        source_id of the session's decision marker stream.
+    recording : str or None
+        Path of the XDF recording.
+    """
+
+    pulses: list[dict] = field(default_factory=list)
+    refusals: list[dict] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=dict)
+    streams: dict[str, dict] = field(default_factory=dict)
+    stages: dict[str, Stage] = field(default_factory=dict)
+    decision_source_id: str = ""
+    recording: str | None = None
+
+
+class Session:
+    """A prepared session: inlets connected, stimulator armed, engine ready to start.
+
+    Parameters
+    ----------
+    cfg : SessionConfig
+        Validated configuration.
+    prefix : str, optional
+        Prefix of the session's own source_ids (derived streams, decisions).
+    seed : int
+        Seed of the protocol's random choices.
+    """
+
+    def __init__(self, cfg: SessionConfig, prefix: str | None = None, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.prefix = prefix or f"stimloop-{cfg.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.seed = seed
+        self.inlets: dict[str, Inlet] = {}
+        self.stages: list[Stage] = []
+        self.stimulator: SafeStimulator | None = None
+        self.engine: Engine | None = None
+        self.markers = None
+        self._closed = False
+
+    def open(self) -> Session:
+        """Steps 1-3 of the module docstring; on any failure everything is released."""
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        cfg = self.cfg
+        chunk_s = 0.01
+        self.inlets = {
+            role: Inlet(
+                src.source_id,
+                src.hostname,
+                expected_rate=src.rate_hz,
+                expected_channels=src.channels,
+                chunk_period_s=chunk_s,
+            )
+            for role, src in cfg.sources.items()
+        }
+        with ThreadPoolExecutor(len(self.inlets)) as pool:
+            list(pool.map(Inlet.connect, self.inlets.values()))
+        self.markers = marker_outlet(f"stimloop {cfg.name} decisions", f"{self.prefix}-decisions")
+        self.markers.push_marker(json.dumps({"event": "config", "config": cfg.model_dump()}))
+        protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
+        eeg = self.inlets["eeg"]
+        protocol.start(eeg.rate_hz, eeg.channel_labels)
+        if "ecg" in self.inlets:
+            self.stages.append(
+                HeartStage(cfg.channels.ecg, cfg.dsp.hr_rate_hz, cfg.dsp.hrv_window_s)
+            )
+        for stage in self.stages:
+            inlet = self.inlets[stage.role]
+            stage.start(inlet.rate_hz, inlet.channel_labels, self.prefix)
+        self.stimulator = stimulator_from_config(cfg.stimulator)
+        self.stimulator.connect()
+        self.stimulator.set_intensity(cfg.protocol.intensity_pct)
+        self.stimulator.arm()
+        others = {r: i for r, i in self.inlets.items() if r != "eeg"}
+        self.engine = Engine(
+            eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
+            chunk_period_s=chunk_s, site=cfg.protocol.site,
+        )  # fmt: skip
+        # Drop what queued up while connecting and warming up: the loop starts fresh.
+        for inlet in self.inlets.values():
+            inlet.pull(0.0)
+
+    def run(
+        self,
+        duration_s: float | None = None,
+        on_tick: Callable[[Session], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> SessionResult:
+        """Steps 4-6: run the engine until the duration, the protocol or ``stop`` ends it.
+
+        Parameters
+        ----------
+        duration_s : float, optional
+            Overrides the config's duration (None and no config duration: until stop).
+        on_tick : callable, optional
+            Called from this (non-real-time) thread about every 50 ms.
+        stop : threading.Event, optional
+            Set it to end the session early.
+        """
+        if self.engine is None:
+            raise RuntimeError("Session.run() needs open() first")
+        duration = duration_s if duration_s is not None else self.cfg.duration_s
+        t_end = time.monotonic() + (duration if duration is not None else math.inf)
+        stop = stop or threading.Event()
+        self.engine.start()
+        try:
+            while time.monotonic() < t_end and not stop.is_set() and self.engine.running:
+                if on_tick is not None:
+                    on_tick(self)
+                stop.wait(0.05)
+        finally:
+            self.engine.stop()
+        if self.engine.error is not None:
+            raise RuntimeError(f"engine failed: {self.engine.error!r}") from self.engine.error
+        st = self.engine.stats
+        return SessionResult(
+            pulses=list(self.engine.pulses),
+            refusals=list(self.engine.refusals),
+            engine={
+                "iterations": st.iterations,
+                "busy": st.busy_percentiles(),
+                "allocated_blocks_growth": st.allocated_blocks_growth,
+                "gc_collections": st.gc_collections,
+            },
+            streams={role: st.summary() for role, st in self.engine.streams.items()},
+            stages={s.name: s for s in self.stages},
+            decision_source_id=f"{self.prefix}-decisions",
+        )
+
+    def close(self) -> None:
+        """Disarm and release everything; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.engine is not None and self.engine.running:
+            self.engine.stop()
+        if self.stimulator is not None:
+            try:
+                self.stimulator.close()
+            except Exception:  # closing must continue; the gate already disarmed
+                log.exception("closing the stimulator failed")
+        for stage in self.stages:
+            stage.close()
+        for inlet in self.inlets.values():
+            inlet.close()
+        if self.markers is not None:
+            self.markers.close()
+
+    def __enter__(self) -> Session:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def circular_stats_deg(angles_rad: np.ndarray) -> dict[str, float]:
+    """Circular mean and SD (√(−2 ln R)) of angles, in degrees.
+
+    Parameters
+    ----------
+    angles_rad : ndarray
+        Angles in rad; NaN entries are ignored.
+    """
+    a = np.asarray(angles_rad, float)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"n": 0, "mean_deg": math.nan, "sd_deg": math.nan, "rayleigh_p": math.nan}
+    z = np.mean(np.exp(1j * a))
+    r = float(np.abs(z))
+    n = a.size
+    # Rayleigh test p-value with Zar's (1999) small-sample correction.
+    big_r = n * r
+    p = math.exp(math.sqrt(1 + 4 * n + 4 * (n * n - big_r * big_r)) - (1 + 2 * n))
+    return {
+        "n": n,
+        "mean_deg": math.degrees(math.atan2(z.imag, z.real)),
+        "sd_deg": math.degrees(math.sqrt(-2 * math.log(max(r, 1e-12)))),
+        "rayleigh_p": min(1.0, p),
+    }
