@@ -89,7 +89,7 @@ _UNITS = {
     "μmho": "uS",
     "kohm": "kohm",
     "kω": "kohm",
-    "kΩ".lower(): "kohm",
+    "kohms": "kohm",
 }
 
 FS_MIN_HZ = 4.0

@@ -2,9 +2,10 @@
 
 One kernel serves both the offline function (:func:`stimloop.dsp.eda.detect_scr`) and the
 streaming class (:class:`stimloop.dsp.eda.SCRDetector`). It processes samples one at a
-time and keeps *all* of its memory in a float64 state vector that is passed in and
-updated in place (the ``scipy.signal.sosfilt(..., zi=zi)`` idiom), so processing a
-recording in one call or in chunks of any size gives bit-identical outputs by
+time and keeps *all* of its memory in explicit state that is passed in and updated in
+place (the ``scipy.signal.sosfilt(..., zi=zi)`` idiom): a float64 state vector plus two
+ring buffers (smoothed signal and slope, indexed by absolute sample index). Processing a
+recording in one call or in chunks of any size therefore gives bit-identical outputs by
 construction.
 
 Method (each step causal, i.e. it uses samples up to now only):
@@ -21,16 +22,22 @@ Method (each step causal, i.e. it uses samples up to now only):
 4. Tonic level (SCL): a lower envelope. It follows the smoothed signal down at once and
    relaxes up with time constant ``tonic_tau`` only while no SCR is rising, so SCRs stay
    out of it. Phasic = smoothed - SCL (≥ 0). The SCL slope (EMA) is the local drift.
-5. SCR scoring: trough-to-peak (Boucsein et al. 2012, ch. 2.3; the "TTP" method of
-   Ledalab, Benedek & Kaernbach 2010) on the drift-corrected slope. The onset is the last
-   sample whose drift-corrected slope was at most ``slope_floor`` before a rise of at least
-   ``slope_on`` and ``rise_min_us``; the peak is the maximum of the rise, confirmed when the
-   signal has fallen ``fall_us`` below it or has not exceeded it for ``plateau`` s. The
-   amplitude is peak minus onset level. A new SCR starting on the recovery limb of the
-   previous one has its own onset, so overlapping SCRs are separated, not merged.
-   Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``, ``rise_hi``] s
+5. SCR scoring: trough-to-peak (Boucsein et al. 2012; the "TTP" method of Ledalab,
+   Benedek & Kaernbach 2010). A rise starts when the slope exceeds ``slope_on``, both
+   absolutely and relative to the tonic drift, and the signal has risen ``rise_min_us``.
+   Its peak (maximum) is confirmed when the signal has fallen ``fall_us`` below it, has
+   not exceeded it for ``plateau`` s, or its slope has been back at the pre-rise drift for
+   ``plateau`` s. The onset is then found by looking back from the steepest point of the
+   rise to the last sample whose slope was at most ``onset_frac`` of the way from the
+   pre-rise slope to the maximum; the onset level is the trough (lowest value from just
+   before the onset to the peak); amplitude = peak - onset level, optionally measured
+   from the extrapolated recovery of a preceding SCR (see :func:`_confirm`).
+   Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``, ``rise_hi``]
    (0.5-5 s; Boucsein et al. 2012). Half-recovery: the time from the peak until the
    signal falls to peak - amplitude/2, reported when seen before the next SCR.
+6. Overlap: the look-back never passes the previous peak, so an SCR on the recovery limb
+   of another gets its own onset; a slope dip-and-rebound within one rise (a shoulder)
+   splits it into two SCRs.
 """
 
 from __future__ import annotations
@@ -183,10 +190,13 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
     """Score the rise whose peak has just been confirmed at sample ``n``.
 
     The onset is found by looking back from the steepest point of the rise: it is the
-    last sample whose slope was at most ``onset_frac`` of the way from the tonic drift to
-    the maximum slope; the onset level is the lowest smoothed value in a short window
-    ending there (the trough of trough-to-peak scoring, Boucsein et al. 2012). Looking
-    back only as far as the previous peak keeps overlapping SCRs separate.
+    last sample whose slope was at most ``onset_frac`` of the way from the pre-rise slope
+    (lowest slope 0.4-1.2 s before the steepest point) to the maximum slope; on a decaying
+    baseline this is the knee where the new SCR starts, before the composite trough. The
+    onset level is the lowest smoothed value from just before the onset to the peak (the
+    trough of trough-to-peak scoring, Boucsein et al. 2012). Looking back only as far as
+    the previous peak keeps overlapping SCRs separate. Results are written to the event
+    buffer ``ev`` and the new row count to ``st[S_NE_TMP]``.
     """
     fs = p[P_FS]
     h = hy.shape[0]
