@@ -214,9 +214,10 @@ class HeartStage:
         Returns
         -------
         dict
-            ``beats_true``, ``beats_detected``, ``sensitivity``, ``ppv``, ``f1``
-            (true R peaks within ``tolerance_s``, over the span the stage saw, minus the
-            last 0.2 s whose beats cannot be confirmed yet); ``hr_mae_bpm`` and
+            ``beats_true``, ``beats_detected``, ``sensitivity``, ``ppv``, ``f1``,
+            ``false_negatives``, ``false_positives`` (true R peaks within ``tolerance_s``;
+            counted over the span the stage saw, from the first true beat on, minus its
+            last 0.2 s, whose beats cannot be confirmed yet); ``hr_mae_bpm`` and
             ``hr_p95_abs_err_bpm`` (beat-by-beat HR of matched beats vs the true interval);
             ``hr_series_mae_bpm`` (4 Hz series vs the true HR held the same way);
             ``hr_valid_fraction``; ``detection_delay_ms_p50/p95`` (R peak to the sample
@@ -228,15 +229,31 @@ class HeartStage:
         out: dict[str, Any] = {"beats_detected": int(det.size)}
         if not np.isfinite(self._last_t) or self.series_t == []:
             return {**out, "beats_true": int(t_true.size), "error": "no ECG received"}
-        t_true = t_true[(t_true >= self._t_first) & (t_true <= self._last_t - 0.2)]
-        det_in = det[det <= self._last_t - 0.2]
-        ti, di = _match(t_true, det_in, self.tolerance_s)
-        tp = ti.size
+        # Match everything, then count only inside the span both the stage and the truth
+        # saw: a beat at the very start, before the truth stream's first beat (its inlet
+        # may connect later than the ECG's), or in the last 0.2 s (not confirmable yet)
+        # is neither FN nor FP.
+        lo = self._t_first + self.tolerance_s
+        if t_true.size:
+            lo = max(lo, float(t_true[0]) - self.tolerance_s)
+        hi = self._last_t - 0.2
+        ti, di = _match(t_true, det, self.tolerance_s)
+        inner_true = (t_true >= lo) & (t_true <= hi)
+        inner_det = (det >= lo) & (det <= hi)
+        keep = inner_true[ti]
+        ti, di = ti[keep], di[keep]
+        tp = int(ti.size)
+        matched_det = np.zeros(det.size, bool)
+        matched_det[di] = True
+        fp = int(np.sum(inner_det & ~matched_det))
+        fn = int(np.sum(inner_true)) - tp
         out.update(
-            beats_true=int(t_true.size),
-            sensitivity=tp / t_true.size if t_true.size else None,
-            ppv=tp / det_in.size if det_in.size else None,
-            f1=2 * tp / (t_true.size + det_in.size) if t_true.size + det_in.size else None,
+            beats_true=int(np.sum(inner_true)),
+            sensitivity=tp / (tp + fn) if tp + fn else None,
+            ppv=tp / (tp + fp) if tp + fp else None,
+            f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+            false_negatives=fn,
+            false_positives=fp,
         )
         beats = np.concatenate(self.beats) if self.beats else np.empty(0)
         if tp and beats.size:
@@ -249,7 +266,7 @@ class HeartStage:
             err = np.abs(hr_det[good] - hr_true[good])
             out["hr_mae_bpm"] = float(np.mean(err)) if err.size else None
             out["hr_p95_abs_err_bpm"] = float(np.percentile(err, 95)) if err.size else None
-            delay = np.asarray(self.confirm_t)[di] - det_in[di]
+            delay = np.asarray(self.confirm_t)[di] - det[di]
             out["detection_delay_ms_p50"] = float(np.percentile(delay, 50) * 1e3)
             out["detection_delay_ms_p95"] = float(np.percentile(delay, 95) * 1e3)
             lat = np.asarray(self.report_latency_s)[di]
