@@ -18,7 +18,7 @@ from stimloop.loop.eda_stage import EDAStage
 from stimloop.stream.errors import StreamError
 
 
-def _resolve(source_id: str, deadline_s: float = 10.0) -> pylsl.StreamInlet:
+def _resolve(source_id: str, deadline_s: float = 30.0) -> pylsl.StreamInlet:
     t_end = time.monotonic() + deadline_s
     while time.monotonic() < t_end:
         found = pylsl.resolve_byprop("source_id", source_id, 1, 0.5)
