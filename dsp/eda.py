@@ -537,9 +537,14 @@ class SCRDetector:
         self.last_phasic = np.zeros(0)
         self.last_flags = np.zeros(0, dtype=np.uint8)
         self.last_recoveries = np.zeros(0, dtype=RECOVERY_DTYPE)
+        # Compile (or load from the on-disk cache) now, so the real-time loop never does.
+        self.warmup()
 
     def warmup(self) -> None:
-        """Compile the kernel now (cached on disk), without touching this detector's state."""
+        """Compile the kernel (cached on disk) without touching this detector's state.
+
+        Called by the constructor; calling it again is cheap.
+        """
         _run(np.full(8, 5.0), self._p, _new_state(self._p))
 
     @property
