@@ -324,8 +324,13 @@ class Engine:
             info["t_decided"] = t_decided
             info["decision_latency_ms"] = (t_decided - float(stamps[-1])) * 1e3
             request = PulseRequest(decision.t_fire, info)
-            self._scheduler.submit(request)
-            self._mark("scheduled", t_fire=decision.t_fire, **info)
+            if decision.t_fire is None:
+                # An immediate pulse fires from this thread: a hand-over to the pulse
+                # thread would add a thread wake-up (and a GIL hand-off) to its latency.
+                self._on_outcome(self._scheduler.fire(request))
+            else:
+                self._scheduler.submit(request)
+                self._mark("scheduled", t_fire=decision.t_fire, **info)
         elif isinstance(decision, Hold):
             self._mark("gated", reason=decision.reason, **decision.info)
 

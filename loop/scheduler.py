@@ -51,16 +51,20 @@ class PulseScheduler:
         """Queue a request; returns immediately."""
         self._queue.put(request)
 
+    def fire(self, request: PulseRequest) -> PulseOutcome:
+        """Fire one request through the gate on the calling thread; never raises."""
+        try:
+            t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
+            return PulseOutcome(request, True, t)
+        except DeviceError as exc:  # every refusal is typed; the gate logged it
+            return PulseOutcome(request, False, error=str(exc))
+        except Exception as exc:  # a driver bug must not kill the caller's thread
+            log.exception("unexpected error while firing")
+            return PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
+
     def _run(self) -> None:
         while (request := self._queue.get()) is not None:
-            try:
-                t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
-                outcome = PulseOutcome(request, True, t)
-            except DeviceError as exc:  # every refusal is typed; the gate logged it
-                outcome = PulseOutcome(request, False, error=str(exc))
-            except Exception as exc:  # a driver bug must not kill the pulse thread
-                log.exception("unexpected error while firing")
-                outcome = PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
+            outcome = self.fire(request)
             try:
                 self.on_outcome(outcome)
             except Exception:
