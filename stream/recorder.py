@@ -171,10 +171,21 @@ class Recorder:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             head = [xdf.file_header()]
-            for k, info in enumerate(infos, start=1):
-                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False)
-                full = inlet.info(timeout=self.resolve_timeout)
-                inlet.open_stream(timeout=self.resolve_timeout)
+            for info in infos:
+                try:
+                    inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False)
+                    full = inlet.info(timeout=self.resolve_timeout)
+                    inlet.open_stream(timeout=self.resolve_timeout)
+                except (LSLTimeoutError, LostError) as exc:
+                    if self.source_ids is not None:
+                        raise StreamError(
+                            f"could not open stream {info.source_id()!r}: {exc!r}"
+                        ) from exc
+                    # Recording whatever is visible: a stream that vanished between
+                    # discovery and opening is simply not part of the session.
+                    log.warning("stream %s vanished before opening", info.source_id())
+                    continue
+                k = len(self._sources) + 1
                 fmt = _XDF_FORMATS.get(full.channel_format())
                 if fmt is None:
                     raise StreamError(
@@ -189,6 +200,8 @@ class Recorder:
                 stats = StreamStats(k, full.source_id(), full.name(), full.type(), rate)
                 self._sources.append(_Source(stats, inlet, fmt, buf))
                 head.append(xdf.stream_header(k, full.as_xml()))
+            if not self._sources:
+                raise StreamNotFoundError("every stream found vanished before it was opened")
             _write_all(fd, b"".join(head))
             os.fsync(fd)
         except BaseException:
@@ -390,8 +403,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def format_stats(stats: list[StreamStats]) -> str:
     """Render recorder statistics as a table (streams, samples, rates, gaps)."""
+    w = max([9, *(len(s.source_id) for s in stats)])
     head = (
-        f"{'source_id':<34} {'type':<9} {'nominal Hz':>10} {'samples':>9} "
+        f"{'source_id':<{w}} {'type':<9} {'nominal Hz':>10} {'samples':>9} "
         f"{'eff. Hz':>9} {'gaps':>5} {'missing':>8}"
     )
     rows = []
@@ -399,7 +413,7 @@ def format_stats(stats: list[StreamStats]) -> str:
         eff = s.effective_rate_hz
         flag = "  LOST" if s.lost else ""
         rows.append(
-            f"{s.source_id[:34]:<34} {s.type[:9]:<9} {s.rate_hz:>10g} {s.n_samples:>9d} "
+            f"{s.source_id:<{w}} {s.type[:9]:<9} {s.rate_hz:>10g} {s.n_samples:>9d} "
             f"{eff:>9.2f} {s.n_gaps:>5d} {s.missing_samples:>8d}{flag}"
         )
     return "\n".join([head, *rows])
