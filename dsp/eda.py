@@ -445,7 +445,7 @@ def detect_scr(
     strict : bool
         Raise :class:`EDAInputError` on negative or > 100 µS input.
     params : EDAParams, optional
-        Full settings.
+        Full settings; ``min_amplitude`` overrides its field.
 
     Returns
     -------
@@ -502,7 +502,7 @@ class SCRDetector:
     unit : {"uS", "umho", "kohm"}
         Unit of the incoming samples; kΩ is converted as 1000 / R.
     params : EDAParams, optional
-        Full settings.
+        Full settings; ``min_amplitude`` overrides its field.
 
     Notes
     -----

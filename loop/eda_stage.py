@@ -169,7 +169,9 @@ class EDAStage:
         self._events: list[float] = []
 
     def _new_detector(self) -> None:
-        self.detector = SCRDetector(self.fs, unit=self.unit, params=self.params)
+        self.detector = SCRDetector(
+            self.fs, self.params.min_amplitude, unit=self.unit, params=self.params
+        )
         self._er = EventRelatedSCR(self.fs, self.event_window, self.params)
         self._event_index: dict[int, float] = {}
 

@@ -161,3 +161,13 @@ def test_stage_rejects_bad_channel_and_early_update(source_id):
         stage.start(100.0, ["EDA"], source_id)
     with pytest.raises(StreamError, match="before start"):
         EDAStage().update(np.zeros((4, 1)), np.arange(4.0), 0)
+
+
+def test_stage_min_amplitude_reaches_the_detector(source_id):
+    stage = EDAStage(min_amplitude=0.05)
+    stage.start(100.0, ["EDA"], source_id)
+    try:
+        assert stage.detector is not None
+        assert stage.detector.params.min_amplitude == 0.05
+    finally:
+        stage.close()
