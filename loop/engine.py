@@ -162,6 +162,9 @@ class Engine:
         HAL watchdog period; the loop heartbeats every iteration.
     site : str
         Stimulation site written into each pulse's log.
+    estimates : Outlet, optional
+        Irregular 3-channel outlet for the protocol's ``last_estimate`` (phase rad,
+        amplitude µV, confidence), pushed once per EEG chunk for displays.
     """
 
     def __init__(
@@ -176,8 +179,13 @@ class Engine:
         chunk_period_s: float = 0.01,
         watchdog_period_s: float = 0.1,
         site: str = "",
+        estimates: Outlet | None = None,
     ) -> None:
         self.eeg = eeg
+        self.estimates = estimates
+        #: Cleared to pause the protocol (estimates continue, no pulses are requested).
+        self.protocol_enabled = threading.Event()
+        self.protocol_enabled.set()
         self.protocol = protocol
         self.stimulator = stimulator
         self.markers = markers
@@ -318,6 +326,12 @@ class Engine:
 
     def _decide(self, data: np.ndarray, stamps: np.ndarray, first: int) -> None:
         decision = self.protocol.update(data, stamps, first)
+        if self.estimates is not None and hasattr(self.protocol, "last_estimate"):
+            self.estimates.push(np.asarray(self.protocol.last_estimate), float(stamps[-1]))
+        if not self.protocol_enabled.is_set():
+            if isinstance(decision, PulseRequest):  # release it: nothing is fired
+                self.protocol.outcome(PulseOutcome(decision, False, error="protocol paused"))
+            return
         if isinstance(decision, PulseRequest):
             t_decided = pylsl.local_clock()
             info = dict(decision.info)

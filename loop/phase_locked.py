@@ -58,6 +58,8 @@ class PhaseLockedProtocol:
         self._hist_t = np.full(1, np.nan)
         self._hist_phase = np.full(1, np.nan)
         self._hist_n = 0
+        #: (phase rad, amplitude µV, confidence) at the newest sample, for display.
+        self.last_estimate = (math.nan, math.nan, 0.0)
 
     @property
     def done(self) -> bool:
@@ -82,6 +84,11 @@ class PhaseLockedProtocol:
         x = data @ self.weights
         out = self.estimator.update(x, timestamps)
         self._remember(timestamps, out.phase_rad)
+        self.last_estimate = (
+            float(out.phase_rad[-1]),
+            float(out.amplitude[-1]),
+            float(out.confidence[-1]),
+        )
         if self._pending or self.done:
             return None
         now = float(timestamps[-1])

@@ -27,15 +27,22 @@ from typing import Any
 
 import numpy as np
 
+from stimloop.devices.errors import DeviceError
 from stimloop.devices.registry import stimulator_from_config
-from stimloop.devices.safety import SafeStimulator
+from stimloop.devices.safety import (
+    DEFAULT_ESTOP_PORT,
+    EmergencyStopListener,
+    SafeStimulator,
+    emergency_stop_engaged,
+)
 from stimloop.loop.config import SessionConfig
+from stimloop.loop.control import ControlServer, StatusPublisher
 from stimloop.loop.engine import Engine
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.phase_locked import PhaseLockedProtocol
 from stimloop.loop.stage import Stage
 from stimloop.stream.inlet import Inlet
-from stimloop.stream.outlet import marker_outlet
+from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
 
 log = logging.getLogger("stimloop.loop")
 
@@ -91,6 +98,11 @@ class Session:
         self.stimulator: SafeStimulator | None = None
         self.engine: Engine | None = None
         self.markers = None
+        self.estimates = None
+        self.control: ControlServer | None = None
+        self.estop: EmergencyStopListener | None = None
+        self.status: StatusPublisher | None = None
+        self._status_out = None
         self._closed = False
 
     def open(self) -> Session:
@@ -134,13 +146,117 @@ class Session:
         self.stimulator.set_intensity(cfg.protocol.intensity_pct)
         self.stimulator.arm()
         others = {r: i for r, i in self.inlets.items() if r != "eeg"}
+        self.estimates = Outlet(
+            f"stimloop {cfg.name} phase", "Phase", f"{self.prefix}-phase",
+            (*channel_specs(["phase"], "rad", "Phase"),
+             *channel_specs(["amplitude"], "uV", "Amplitude"),
+             *channel_specs(["confidence"], "", "Confidence")),
+            0.0, "float64",
+        )  # fmt: skip
         self.engine = Engine(
             eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
-            chunk_period_s=chunk_s, site=cfg.protocol.site,
+            chunk_period_s=chunk_s, site=cfg.protocol.site, estimates=self.estimates,
         )  # fmt: skip
+        self._open_channels()
         # Drop what queued up while connecting and warming up: the loop starts fresh.
         for inlet in self.inlets.values():
             inlet.pull(0.0)
+
+    def _open_channels(self) -> None:
+        """Emergency-stop listener, command channel and status stream."""
+        try:
+            self.estop = EmergencyStopListener(DEFAULT_ESTOP_PORT)
+        except DeviceError:
+            # Another session holds the default port; take a free one and announce it.
+            self.estop = EmergencyStopListener(0)
+        self.control = ControlServer(self._command, self._command_failed)
+        self._status_out = marker_outlet(
+            f"stimloop {self.cfg.name} status", f"{self.prefix}-status", stype="Status"
+        )
+        self.status = StatusPublisher(self._status_out, self.snapshot)
+
+    def _command(self, cmd: str, args: dict) -> None:
+        """Run one control command; every stimulator action goes through the gate."""
+        self.markers.push_marker(json.dumps({"event": "command", "cmd": cmd, **args}))
+        if cmd == "arm":
+            self.stimulator.arm()
+        elif cmd == "disarm":
+            self.stimulator.disarm()
+        elif cmd == "pause":
+            self.engine.protocol_enabled.clear()
+        elif cmd == "resume":
+            self.engine.protocol_enabled.set()
+        elif cmd == "marker":
+            text = str(args.get("text", "")).strip()
+            if not text:
+                raise ValueError("marker command needs a non-empty 'text'")
+            self.markers.push_marker(json.dumps({"event": "user_marker", "text": text}))
+        elif cmd == "gui_closed" and self.cfg.disarm_on_gui_close:
+            self.stimulator.disarm()
+
+    def _command_failed(self, cmd: str, message: str) -> None:
+        self.markers.push_marker(
+            json.dumps({"event": "command_refused", "cmd": cmd, "error": message})
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status the GUI shows: stimulator, safety headroom, streams, channels."""
+        eng, gate = self.engine, self.stimulator
+        st = gate.status()
+        limits = gate.limits
+        streams = {}
+        for role, inlet in self.inlets.items():
+            stats = eng.streams[role]
+            streams[role] = {
+                "source_id": inlet.source_id,
+                "connected": inlet.connected,
+                "stale": inlet.is_stale(),
+                "age_s": inlet.age_s() if inlet.connected else None,
+                "rate_hz": stats.rate_hz,
+                "samples": stats.samples,
+                "gaps": stats.gaps,
+                "lost_samples": stats.lost_samples,
+                "nonfinite": stats.nonfinite,
+            }
+        last_refusal = eng.refusals[-1]["error"] if eng.refusals else None
+        return {
+            "session": self.cfg.name,
+            "prefix": self.prefix,
+            "control_port": self.control.port,
+            "estop_port": self.estop.port,
+            "estop_engaged": emergency_stop_engaged(),
+            "source_ids": {
+                **{role: i.source_id for role, i in self.inlets.items()},
+                "decisions": f"{self.prefix}-decisions",
+                "phase": f"{self.prefix}-phase",
+                "heart_hr": f"{self.prefix}-heart-hr",
+                "heart_beats": f"{self.prefix}-heart-beats",
+            },
+            "stimulator": {
+                "driver": gate.driver_name,
+                "armed": st.armed,
+                "ready": st.ready,
+                "coil_present": st.coil_present,
+                "coil_temperature_c": st.coil_temperature_c,
+                "intensity_pct": st.intensity_pct,
+                "error": st.error,
+                "pulses_delivered": gate.pulses_delivered,
+                "refusals": len(eng.refusals),
+                "last_refusal": last_refusal,
+                "max_pulses": limits.max_pulses,
+                "pulse_headroom": limits.max_pulses - gate.pulses_delivered,
+                "max_intensity_pct": limits.max_intensity_pct,
+                "intensity_headroom_pct": limits.max_intensity_pct - st.intensity_pct,
+                "min_ipi_s": limits.min_ipi_s,
+            },
+            "protocol": {
+                "name": eng.protocol.name,
+                "running": eng.protocol_enabled.is_set(),
+                "target_phase_deg": self.cfg.protocol.target_phase_deg,
+                "control": self.cfg.protocol.control,
+            },
+            "streams": streams,
+        }
 
     def run(
         self,
@@ -196,6 +312,9 @@ class Session:
         self._closed = True
         if self.engine is not None and self.engine.running:
             self.engine.stop()
+        for channel in (self.status, self.control, self.estop):
+            if channel is not None:
+                channel.close()
         if self.stimulator is not None:
             try:
                 self.stimulator.close()
@@ -205,8 +324,9 @@ class Session:
             stage.close()
         for inlet in self.inlets.values():
             inlet.close()
-        if self.markers is not None:
-            self.markers.close()
+        for outlet in (self.markers, self.estimates, self._status_out):
+            if outlet is not None:
+                outlet.close()
 
     def __enter__(self) -> Session:
         return self.open()
