@@ -131,7 +131,7 @@ class Recording:
 
 
 # -- loading ----------------------------------------------------------------------------
-def load_recording(path: str | os.PathLike) -> Recording:
+def load_recording(path: str | os.PathLike, *, allow_corrupt: bool = False) -> Recording:
     """Load a recording for replay, choosing the reader from the file name.
 
     Parameters
@@ -139,6 +139,10 @@ def load_recording(path: str | os.PathLike) -> Recording:
     path : str or path-like
         An ``.xdf`` file; a file ``mne.io.read_raw`` opens (``.edf``, ``.bdf``, ``.fif``,
         ``.vhdr`` …); or a WFDB record (``.hea`` path, with or without the extension).
+    allow_corrupt : bool
+        Replay the intact part of an XDF file that is corrupt in the middle (garbage
+        where a chunk should be). A merely *truncated* file (the usual result of a
+        crash) always replays up to the damage, with a warning.
 
     Raises
     ------
@@ -149,14 +153,15 @@ def load_recording(path: str | os.PathLike) -> Recording:
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".xdf"):
-        return _load_xdf(p)
+        return _load_xdf(p, allow_corrupt)
     wfdb_header = p if name.endswith(".hea") else p.with_name(p.name + ".hea")
     if name.endswith(".hea") or (not p.suffix and wfdb_header.is_file()):
         return _load_wfdb(wfdb_header)
     if name.endswith(_MNE_EXTS):
         return _load_mne(p)
     if not p.exists():
-        raise ReplayError(f"recording {str(p)!r} does not exist")
+        hint = f" (nor does {wfdb_header.name}, for a WFDB record)" if not p.suffix else ""
+        raise ReplayError(f"recording {str(p)!r} does not exist{hint}")
     raise ReplayError(
         f"unknown recording format {p.suffix or '(no extension)'!r} of {str(p)!r}; "
         f"replay reads .xdf, WFDB records (path without extension, with a .hea beside it) "
@@ -164,11 +169,16 @@ def load_recording(path: str | os.PathLike) -> Recording:
     )
 
 
-def _load_xdf(p: Path) -> Recording:
+def _load_xdf(p: Path, allow_corrupt: bool) -> Recording:
     try:
         f = xdf.read_xdf(p)
     except xdf.XDFError as exc:
         raise ReplayError(str(exc)) from exc
+    if f.damage and f.damage.startswith("corrupt") and not allow_corrupt:
+        raise ReplayError(
+            f"{str(p)!r} is corrupt ({f.damage}); the data before that point is intact: "
+            "pass allow_corrupt=True to replay it"
+        )
     if f.damage:
         log.warning("%s is damaged (%s); replaying the data before the damage", p, f.damage)
     streams = []
@@ -327,6 +337,8 @@ class Player:
         consumer (so a recorder or pipeline under test misses nothing); 0 = start now.
     lead_s : float
         Time between the start of the clock and the first sample, s.
+    allow_corrupt : bool
+        Replay the intact part of a corrupt XDF file (see :func:`load_recording`).
 
     Examples
     --------
@@ -347,12 +359,13 @@ class Player:
         suffix: str = "",
         wait_for_consumers_s: float = 0.0,
         lead_s: float = 0.1,
+        allow_corrupt: bool = False,
     ) -> None:
         if not (speed > 0 and np.isfinite(speed)):
             raise ReplayError(f"speed must be a positive number, got {speed}")
         if chunk_size is not None and chunk_size < 1:
             raise ReplayError(f"chunk_size must be >= 1 sample, got {chunk_size}")
-        self.recording = load_recording(path)
+        self.recording = load_recording(path, allow_corrupt=allow_corrupt)
         if not any(len(s) for s in self.recording.streams):
             raise ReplayError(f"{str(path)!r} holds no samples to replay")
         self.speed = float(speed)

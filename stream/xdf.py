@@ -422,3 +422,75 @@ def channel_meta(info: ET.Element) -> list[dict[str, str]]:
             )
     out += [{"label": f"ch{i}", "unit": "", "type": ""} for i in range(len(out), n)]
     return out
+
+
+def info_xml(
+    name: str,
+    stype: str,
+    source_id: str,
+    channels: list[dict[str, str]],
+    rate_hz: float,
+    fmt: str,
+    extra_desc: dict[str, str] | None = None,
+) -> str:
+    """A StreamHeader ``<info>`` document in liblsl's layout, for files written offline.
+
+    Parameters
+    ----------
+    name, stype, source_id : str
+        Stream identity.
+    channels : list of dict
+        ``label``, ``unit`` and ``type`` of each channel.
+    rate_hz : float
+        Nominal rate in Hz (0 = irregular).
+    fmt : str
+        XDF channel format (``"float32"``, ``"double64"`` …, ``"string"``).
+    extra_desc : dict, optional
+        More ``desc`` fields.
+    """
+    info = ET.Element("info")
+    for key, value in (
+        ("name", name), ("type", stype), ("channel_count", str(len(channels))),
+        ("nominal_srate", repr(float(rate_hz))), ("channel_format", fmt),
+        ("source_id", source_id),
+    ):  # fmt: skip
+        ET.SubElement(info, key).text = value
+    desc = ET.SubElement(info, "desc")
+    chans = ET.SubElement(desc, "channels")
+    for c in channels:
+        ch = ET.SubElement(chans, "channel")
+        for key in ("label", "unit", "type"):
+            ET.SubElement(ch, key).text = c.get(key, "")
+    for key, value in (extra_desc or {}).items():
+        ET.SubElement(desc, key).text = str(value)
+    return '<?xml version="1.0"?>' + ET.tostring(info, encoding="unicode")
+
+
+def write_xdf(
+    path: str | os.PathLike,
+    streams: list[tuple[str, str, np.ndarray, np.ndarray | list]],
+    samples_per_chunk: int = 100,
+) -> None:
+    """Write a complete XDF file in one go (offline export, test fixtures).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    streams : list of (info_xml, fmt, timestamps, values)
+        One entry per stream; see :func:`info_xml` and :func:`samples_chunk`.
+    samples_per_chunk : int
+        Samples per Samples chunk.
+    """
+    parts = [file_header()]
+    for k, (xml, _, _, _) in enumerate(streams, start=1):
+        parts.append(stream_header(k, xml))
+    for k, (_, fmt, ts, values) in enumerate(streams, start=1):
+        for i in range(0, len(ts), samples_per_chunk):
+            parts.append(samples_chunk(k, fmt, ts[i : i + samples_per_chunk],
+                                       values[i : i + samples_per_chunk]))  # fmt: skip
+        parts.append(boundary_chunk())
+    for k, (_, _, ts, _) in enumerate(streams, start=1):
+        first, last = (float(ts[0]), float(ts[-1])) if len(ts) else (0.0, 0.0)
+        parts.append(stream_footer(k, first, last, len(ts), []))
+    Path(path).write_bytes(b"".join(parts))
