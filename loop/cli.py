@@ -27,9 +27,11 @@ def _live(args: argparse.Namespace):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
 
-    summary = run_demo(args.duration, on_status=_live(args))
+    sim = SimConfig(prefix=args.prefix) if args.prefix else None
+    summary = run_demo(args.duration, sim, on_status=_live(args))
     if _live(args) is not None:
         print(file=sys.stderr)
     print(json.dumps(summary, default=float) if args.json else format_summary(summary))
@@ -180,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
     demo.add_argument("--headless", action="store_true", help="no window or live display")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument(
+        "--prefix", help="source_id prefix of the simulators (default: unique per run)"
+    )
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser(

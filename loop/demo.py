@@ -128,6 +128,7 @@ def run_demo(
     duration_s: float = 30.0,
     sim: SimConfig | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
+    on_open: Callable[[Session], None] | None = None,
     **protocol: Any,
 ) -> dict[str, Any]:
     """Run a simulated closed-loop session and return its scored summary.
@@ -140,6 +141,8 @@ def run_demo(
         Simulator settings; a unique source_id prefix is chosen when not given.
     on_status : callable, optional
         Called about once a second with a live status dict (the CLI's live display).
+    on_open : callable, optional
+        Called with the opened session before it runs (e.g. to start the GUI).
     **protocol
         Overrides of the demo config's ``[protocol]`` keys.
 
@@ -157,11 +160,14 @@ def run_demo(
     with SimulatorProcess(sim):
         truth = TruthRecorder(sim)
         try:
-            with Session(cfg, prefix=f"{sim.prefix}-session") as session:
+            truth_ids = {role: f"{sim.prefix}-{role}-truth" for role in sim.roles}
+            with Session(cfg, f"{sim.prefix}-session", truth_source_ids=truth_ids) as session:
                 truth.connect()
                 truth.pull()  # start truth together with the session's fresh inlets
                 _reset(truth)
                 status = _Status(on_status)
+                if on_open is not None:
+                    on_open(session)
                 result = session.run(duration_s, on_tick=lambda s: (truth.pull(), status(s)))
                 truth.pull()
                 arrays = truth.arrays()

@@ -87,10 +87,20 @@ class Session:
         Prefix of the session's own source_ids (derived streams, decisions).
     seed : int
         Seed of the protocol's random choices.
+    truth_source_ids : dict of str to str, optional
+        Ground-truth streams (simulator or replay), announced in the status stream so a
+        display can show true phases, e.g. ``{"eeg": "demo-eeg-truth"}``.
     """
 
-    def __init__(self, cfg: SessionConfig, prefix: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: SessionConfig,
+        prefix: str | None = None,
+        seed: int = 0,
+        truth_source_ids: dict[str, str] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.truth_source_ids = dict(truth_source_ids or {})
         self.prefix = prefix or f"stimloop-{cfg.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.seed = seed
         self.inlets: dict[str, Inlet] = {}
@@ -225,6 +235,7 @@ class Session:
             "control_port": self.control.port,
             "estop_port": self.estop.port,
             "estop_engaged": emergency_stop_engaged(),
+            "truth_source_ids": self.truth_source_ids,
             "source_ids": {
                 **{role: i.source_id for role, i in self.inlets.items()},
                 "decisions": f"{self.prefix}-decisions",
