@@ -874,6 +874,16 @@ class SafeStimulator:
             return self._run_n + 1, min(self._run_min_gap_s, gap_s)
         return 1, math.inf
 
+    def _check_gap(
+        self, minimum_s: float, code: ErrorCode, what: str, t_plan: float | None = None
+    ) -> None:
+        t = pylsl.local_clock() if t_plan is None else t_plan
+        gap = t - max(self._last_pulse_t, self._last_train_end_t)
+        if gap < minimum_s:
+            raise self._refuse(
+                SafetyError(code, f"{what} {gap:.4f} s; session allows >= {minimum_s:g} s")
+            )
+
     def _check_pulse_budget(self, n: int) -> None:
         if self._pulses + n > self.limits.max_pulses:
             raise self._refuse(
@@ -931,6 +941,9 @@ class SafeStimulator:
             wait_until(float(at))
         with self._lock:
             self._check_common()
+            # Re-check what another caller may have changed while we waited unlocked.
+            self._check_pulse_budget(1)
+            self._check_gap(self.limits.min_ipi_s, ErrorCode.IPI_LIMIT, "inter-pulse interval")
             self._check_fresh()
             t = self._call("fire", self._driver.fire, None, site=site, reason=reason)
             self._run_n, self._run_min_gap_s = self._run_after(
@@ -962,21 +975,22 @@ class SafeStimulator:
             train = self._train
             self._check_train(train, self._intensity_pct)
             self._check_pulse_budget(train.n_pulses)
+            # A train needs the inter-train pause after *any* earlier pulse (a single
+            # pulse just before a train would lengthen it).
             t_plan = pylsl.local_clock() if at is None else float(at)
-            gap = t_plan - self._last_train_end_t
-            if gap < self.limits.min_inter_train_s:
-                raise self._refuse(
-                    SafetyError(
-                        ErrorCode.INTER_TRAIN_LIMIT,
-                        f"inter-train interval {gap:.3f} s; session allows >= "
-                        f"{self.limits.min_inter_train_s:g} s",
-                    )
-                )
+            self._check_gap(
+                self.limits.min_inter_train_s, ErrorCode.INTER_TRAIN_LIMIT, "inter-train interval",
+                t_plan,
+            )  # fmt: skip
             self._check_fresh()
         if at is not None:
             wait_until(float(at))
         with self._lock:
             self._check_common()
+            self._check_pulse_budget(train.n_pulses)
+            self._check_gap(
+                self.limits.min_inter_train_s, ErrorCode.INTER_TRAIN_LIMIT, "inter-train interval"
+            )
             self._check_fresh()
             t0 = self._call("fire_train", self._driver.fire_train, None, site=site, reason=reason)
             self._pulses += train.n_pulses

@@ -223,7 +223,10 @@ class SourceContract:
         source.connect()
         assert source.freshness()[1] is False  # nothing streamed yet: not good
         source.start()
-        infos = pylsl.resolve_byprop("source_id", source.source_ids[0], timeout=5.0)
+        infos: list = []
+        deadline = pylsl.local_clock() + 15.0  # resolution can be slow on a loaded machine
+        while not infos and pylsl.local_clock() < deadline:
+            infos = pylsl.resolve_byprop("source_id", source.source_ids[0], timeout=3.0)
         assert len(infos) == 1
         inlet = pylsl.StreamInlet(infos[0])
         try:

@@ -54,10 +54,13 @@ def gate(sim, source_id):
 @pytest.fixture
 def markers(gate):
     """An inlet on the gate's marker stream; call it to get the JSON markers so far."""
-    info = pylsl.resolve_byprop("source_id", gate.marker_source_id, timeout=5.0)
+    info: list = []
+    deadline = pylsl.local_clock() + 15.0  # resolution can be slow on a loaded machine
+    while not info and pylsl.local_clock() < deadline:
+        info = pylsl.resolve_byprop("source_id", gate.marker_source_id, timeout=3.0)
     assert len(info) == 1
     inlet = pylsl.StreamInlet(info[0])
-    inlet.open_stream(timeout=5.0)
+    inlet.open_stream(timeout=10.0)
     got: list[tuple[dict, float]] = []
 
     def pull(wait_for: str | None = None, deadline_s: float = 3.0):
@@ -432,3 +435,34 @@ def test_slow_single_pulses_are_not_an_rtms_run(sim):
         for k in range(1, 3):
             g.fire(at=t + 1.5 * k)
         assert len(sim.pulses) == 3
+
+
+def test_concurrent_fires_cannot_both_pass_the_interval_check(gate, sim):
+    gate.arm()
+    at = pylsl.local_clock() + 0.2
+    results: list[object] = []
+
+    def shoot():
+        try:
+            results.append(gate.fire(at=at))
+        except SafetyError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=shoot) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(5.0)
+    assert len(sim.pulses) == 1
+    assert sum(isinstance(r, SafetyError) and r.code == ErrorCode.IPI_LIMIT for r in results) == 1
+
+
+def test_train_needs_the_pause_after_a_single_pulse(gate, sim):
+    gate.set_resting_motor_threshold(40)
+    gate.configure_train(TrainSpec(10, 5))
+    gate.arm()
+    t = gate.fire()
+    with pytest.raises(SafetyError) as exc:
+        gate.fire_train(at=t + 1.0)
+    assert exc.value.code == ErrorCode.INTER_TRAIN_LIMIT
+    assert len(sim.pulses) == 1
