@@ -220,7 +220,8 @@ class EDAParams:
         Time constant of the slope smoother, s.
     onset_fraction : float
         The onset is the last sample before the steepest point of the rise whose slope was
-        at most this fraction of the way from the tonic drift to the maximum slope.
+        at most this fraction of the way from the pre-rise slope (lowest slope 0.4-1.2 s
+        before the steepest point) to the maximum slope.
     trough_window_s : float
         Window before the onset searched for the onset level (the trough), s.
     onset_delay_s : float
@@ -229,6 +230,16 @@ class EDAParams:
     shoulder_fraction : float
         Within one rise, a dip of the slope by this fraction of its maximum followed by a
         rebound of the same size splits the rise into two overlapping SCRs.
+    baseline : {"projected", "trough"}
+        Onset level of an SCR: ``"trough"`` is plain trough-to-peak; ``"projected"``
+        (default) also extrapolates a still-decaying recovery limb of an earlier SCR to
+        the time of the peak (exponential decay toward the SCL) and measures from there
+        when that lies below the trough, so overlapping SCRs are not underestimated.
+        Without a decaying baseline the two are identical.
+    knee_fraction : float
+        On a recovery limb, a rebound of the slope within 0.5-1 s by this fraction of the
+        decay slope starts a rise even if the signal never turns upward (an SCR hidden in
+        the recovery of a larger one); 0 disables the rule.
     """
 
     min_amplitude: float = 0.01
@@ -251,6 +262,7 @@ class EDAParams:
     onset_delay_s: float = -1.0
     shoulder_fraction: float = 0.25
     baseline: str = "projected"
+    knee_fraction: float = 0.5
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -309,6 +321,9 @@ class EDAParams:
         p[K.P_PRE_HI] = round(0.3 * fs)
         p[K.P_PRE_WIN_LO] = round(1.2 * fs)
         p[K.P_PRE_WIN_HI] = round(0.4 * fs)
+        p[K.P_KNEE] = self.knee_fraction
+        p[K.P_KNEE_W1] = round(0.5 * fs)
+        p[K.P_KNEE_W2] = round(1.0 * fs)
         return p
 
 

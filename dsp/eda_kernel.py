@@ -76,7 +76,10 @@ P_PRE_LO = 34  # samples before the onset where the pre-onset slope window start
 P_PRE_HI = 35  # samples before the onset where it ends
 P_PRE_WIN_LO = 36  # samples before the steepest point where the pre-rise slope window starts
 P_PRE_WIN_HI = 37  # samples before the steepest point where it ends
-N_PARAMS = 38
+P_KNEE = 38  # slope rebound, as a fraction of the preceding decay slope, that starts a rise
+P_KNEE_W1 = 39  # samples back to the first reference slope of the knee test
+P_KNEE_W2 = 40  # samples back to the second
+N_PARAMS = 41
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -114,7 +117,11 @@ S_SMIN = 33  # smallest slope since that maximum (a shoulder), µS/s
 S_SMIN_IDX = 34
 S_RISE_DRIFT = 35  # tonic drift when the rise started, µS/s
 S_FLAT_N = 36  # samples in a row whose slope is back at the pre-rise drift
-N_STATE = 37
+S_KNEE = 37  # 1 while a rise started by a knee (see _knee) has not turned upward yet
+S_KNEE_REF = 38  # decay slope before that knee, µS/s
+S_KMAX_LO = 39  # the steepest point of the rise is searched from this index on
+S_SMAX_IDX = 40
+N_STATE = 41
 
 # ---- per-sample flag bits ----------------------------------------------------------
 FLAG_NAN = 1
@@ -202,11 +209,12 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
     h = hy.shape[0]
     peak = st[S_PEAK_IDX]
     lo = max(st[S_WIN_START], peak - p[P_LOOKBACK], n - h + 1.0 + p[P_TROUGH_WIN] + p[P_PRE_LO])
-    # Steepest point of the rise.
+    # Steepest point of the rise (after the knee, for a rise started by one).
+    lo_k = max(lo, st[S_KMAX_LO])
     k = peak
     kmax = peak
     smax = -1.0e300
-    while k >= lo:
+    while k >= lo_k:
         s = hs[int(k) % h]
         if s > smax:
             smax = s
@@ -304,6 +312,22 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
     st[S_BASE_VAL] = y
     st[S_WIN_START] = peak
     st[S_NE_TMP] = ne
+
+
+@njit(cache=True)
+def _knee(hs, p, st, n, slope):
+    """A new SCR on a steep recovery limb: the slope rebounds faster than a recovery can.
+
+    An exponential recovery's slope rises by about a quarter of itself per second (time
+    constant ~3 s); an SCR adds its own rise within a fraction of a second. A rebound by
+    ``knee`` times the decay slope of 0.5-1 s earlier starts a rise, even before the signal
+    itself turns upward (an SCR hidden in the recovery of a larger one).
+    """
+    h = hs.shape[0]
+    if n - p[P_KNEE_W2] < st[S_WIN_START]:
+        return False
+    ref = min(hs[int(n - p[P_KNEE_W1]) % h], hs[int(n - p[P_KNEE_W2]) % h])
+    return ref < -p[P_SLOPE_ON] and slope - ref >= max(p[P_SLOPE_ON], -p[P_KNEE] * ref)
 
 
 @njit(cache=True)
@@ -422,20 +446,57 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             # A sample is an onset candidate when the signal is not rising, either in
             # absolute terms or relative to the tonic drift (whichever is lower), so a
             # lagging drift estimate can never hold the onset back before a flat stretch.
-            if min(rel, slope) <= p[P_SLOPE_FLOOR]:
+            knee = p[P_KNEE] > 0.0 and _knee(hs, p, st, n, slope)
+            if min(rel, slope) <= p[P_SLOPE_FLOOR] and not knee:
                 st[S_BASE_IDX] = n
                 st[S_BASE_VAL] = y
-            elif min(rel, slope) >= p[P_SLOPE_ON] and y - st[S_BASE_VAL] >= p[P_RISE_MIN_US]:
+            elif knee or (
+                min(rel, slope) >= p[P_SLOPE_ON] and y - st[S_BASE_VAL] >= p[P_RISE_MIN_US]
+            ):
                 st[S_MODE] = 1.0
                 st[S_ONSET_IDX] = n
                 st[S_ONSET_VAL] = y
                 st[S_PEAK_IDX] = n
                 st[S_PEAK_VAL] = y
                 st[S_SMAX] = slope
+                st[S_SMAX_IDX] = n
                 st[S_SMIN] = np.inf
+                st[S_KNEE] = 1.0 if knee else 0.0
+                if knee:
+                    h = hs.shape[0]
+                    st[S_KNEE_REF] = min(
+                        hs[int(n - p[P_KNEE_W1]) % h], hs[int(n - p[P_KNEE_W2]) % h]
+                    )
+                    st[S_KMAX_LO] = n - p[P_KNEE_W1]
+                else:
+                    st[S_KMAX_LO] = st[S_WIN_START]
                 st[S_RISE_DRIFT] = max(st[S_DRIFT], 0.0)
                 st[S_FLAT_N] = 0.0
+        elif st[S_KNEE] == 1.0 and slope <= 0.0:
+            # A rise started by a knee on a recovery limb, not (yet) turned upward: its
+            # "peak" is the flattest point of the composite signal (highest slope); it is
+            # confirmed when the slope falls back clearly, or abandoned after rise_hi.
+            if slope > st[S_SMAX]:
+                st[S_SMAX] = slope
+                st[S_SMAX_IDX] = n
+            if st[S_SMAX] - slope >= max(p[P_SLOPE_ON], 0.25 * (st[S_SMAX] - st[S_KNEE_REF])):
+                k = st[S_SMAX_IDX]
+                st[S_PEAK_IDX] = k
+                st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
+                _confirm(st, p, hy, hs, ev, ne, n, y)
+                ne = int(st[S_NE_TMP])
+            elif n - st[S_ONSET_IDX] > p[P_RISE_HI]:
+                st[S_N_REJ_SHAPE] += 1.0
+                st[S_MODE] = 0.0
+                st[S_BASE_IDX] = n
+                st[S_BASE_VAL] = y
         else:
+            if st[S_KNEE] == 1.0:
+                # The knee turned into a visible rise: score it as usual from here on,
+                # from the highest value since the knee.
+                st[S_KNEE] = 0.0
+                st[S_SMIN] = np.inf
+                st[S_FLAT_N] = 0.0
             # A second SCR starting while the first still rises (or before it has
             # visibly fallen) shows as a shoulder: the slope dips and rebounds. Split
             # there: the first SCR peaks at the dip (or its maximum before it), the second
@@ -463,6 +524,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                 st[S_FLAT_N] = 0.0
             elif slope >= smax:
                 st[S_SMAX] = slope
+                st[S_SMAX_IDX] = n
                 st[S_SMIN] = np.inf
             elif slope < smin:
                 st[S_SMIN] = slope

@@ -126,6 +126,28 @@ def test_overlapping_scrs_are_separated():
     assert 1.0 < scrs["half_recovery"][1] < 5.0
 
 
+def test_scr_hidden_in_a_recovery_limb_is_found_by_the_knee_rule():
+    """A 0.1 µS SCR 4 s after a 0.6 µS one: the signal never turns upward (no trough-to-
+    peak rise), but the slope rebounds faster than any recovery; the knee rule finds it."""
+    fs = 50.0
+    t = np.arange(int(30 * fs)) / fs
+
+    def scr(onset, amp, tr=0.75, td=3.0):
+        tp = tr * td / (td - tr) * np.log(td / tr)
+        norm = np.exp(-tp / td) - np.exp(-tp / tr)
+        d = np.clip(t - onset, 0, None)
+        return amp / norm * (np.exp(-d / td) - np.exp(-d / tr))
+
+    x = 4.0 + scr(10.0, 0.6) + scr(14.0, 0.1)
+    with_knee = detect_scr(x, fs)
+    without = detect_scr(x, fs, params=_params(knee_fraction=0.0))
+    assert len(without) == 1
+    assert len(with_knee) == 2
+    assert with_knee["onset"][1] / fs == pytest.approx(14.0, abs=0.3)
+    # Measured from the extrapolated recovery; the composite hides part of it (0.073).
+    assert 0.05 < with_knee["amplitude"][1] < 0.12
+
+
 def _params(**kw):
     from stimloop.dsp.eda import EDAParams
 
@@ -443,7 +465,9 @@ def test_real_data_event_related_vs_neurokit2(shared_data):
     # Bounds (docs/eda.md): stimloop finds what NeuroKit2 finds, plus SCRs it drops.
     assert nk_found >= 0.9
     assert (theirs["responded"] & ~ours["responded"]).sum() <= 2
-    assert theirs["responded"].sum() <= ours["responded"].sum() <= theirs["responded"].sum() + 18
+    # NK ≤ stimloop ≤ NK + 20 events: the excess is explained event by event in docs/eda.md
+    # (NK's relative height rule, its onsets < 1 s after the event, merged SCRs).
+    assert theirs["responded"].sum() <= ours["responded"].sum() <= theirs["responded"].sum() + 20
     # Where both score the same response, amplitudes agree (same trough-to-peak idea).
     assert same.sum() >= 0.7 * both.sum()
     assert 0.75 <= np.median(ratio) <= 1.35
