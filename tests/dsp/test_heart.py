@@ -166,6 +166,52 @@ def test_mitbih_resampled_rates(mitbih, fs_out):
     assert s["f1"] >= 0.995, s
 
 
+def _nk_reference(x: np.ndarray, fs: float) -> np.ndarray:
+    """NeuroKit2's offline default (clean + peaks) as a reference where no annotation exists."""
+    import warnings
+
+    import neurokit2 as nk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = nk.ecg_peaks(nk.ecg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs))
+    return np.asarray(info["ECG_R_Peaks"], np.int64)
+
+
+def test_systole_ecg_1000hz_agrees_with_offline_reference(shared_data):
+    """25 min of a different amplifier at 1 kHz (no annotations): agree with NeuroKit2."""
+    d = np.load(shared_data / "eda" / "systole_task1_1000hz.npz")
+    x, fs = d["ecg"].astype(np.float64), float(d["fs"])
+    up = HeartMonitor(fs).update(x)
+    s = scores(up.peaks, _nk_reference(x, fs), round(0.05 * fs))
+    assert s["f1"] >= 0.999, s
+    assert np.mean(up.beats["flags"] == 0) >= 0.99
+    assert 50.0 < np.nanmedian(up.beats["hr_bpm"]) < 100.0
+
+
+def test_eegmat_ecg_channel_and_its_saturated_tail(shared_data):
+    """The ECG channel of the EEGMAT recording (500 Hz) ends in a rail-saturated stretch:
+    beats agree with NeuroKit2 before it; inside it there are no beats and no HR."""
+    import mne
+
+    raw = mne.io.read_raw_edf(
+        shared_data / "eeg" / "eegmat_subject00_rest.edf", preload=True, verbose=False
+    )
+    x = raw.get_data(picks=["ECG ECG"])[0] * 1e3  # V -> mV
+    fs = float(raw.info["sfreq"])
+    up = HeartMonitor(fs).update(x)
+    flat = np.flatnonzero(up.bad)
+    assert flat.size and flat[0] > 0.9 * x.size  # only the tail is bad
+    ref = _nk_reference(x, fs)
+    good = round(0.05 * fs)
+    s = scores(up.peaks, ref[ref < flat[0] - good], round(0.05 * fs))
+    assert s["f1"] >= 0.995, s
+    assert not np.any(up.peaks > flat[0])
+    tail = up.series[up.series["index"] > flat[0]]
+    assert tail.size and np.all(np.isnan(tail["hr_bpm"]))
+    assert np.all(tail["flags"] & FLAG_SIGNAL_BAD)
+
+
 # --- latency, causality and chunking ----------------------------------------------
 
 
