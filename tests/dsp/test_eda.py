@@ -237,6 +237,28 @@ def test_real_data_chunked_equals_one_pass(shared_data):
         np.testing.assert_array_equal(det.scrs[name], whole[name])
 
 
+def test_real_data_streaming_event_related_equals_offline(shared_data):
+    """The 72 systole events resolved live (0.5 s chunks) give the offline answers."""
+    d = np.load(shared_data / "eda" / "systole_task1_1000hz.npz")
+    fs = float(d["fs"])
+    x = d["eda"].astype(np.float64)
+    events = np.flatnonzero(d["stim"])
+    offline = event_related_scr(detect_scr(x, fs), events, fs)
+    det, ers = SCRDetector(fs), EventRelatedSCR(fs)
+    parts, k, step = [], 0, 500
+    for i in range(0, x.size, step):
+        while k < events.size and events[k] < i + step:
+            ers.add_event(int(events[k]))
+            k += 1
+        parts.append(ers.update(det.update(x[i : i + step]), det.n_samples))
+    parts.append(ers.update(det.scrs[:0], 10**12))
+    live = np.concatenate(parts)
+    live = live[np.argsort(live["event"])]
+    assert len(live) == 72
+    for name in offline.dtype.names:
+        np.testing.assert_array_equal(live[name], offline[name])
+
+
 @pytest.mark.parametrize("cut_s", [61.3, 185.0, 333.33])
 def test_future_samples_never_change_past_outputs(sim100, cut_s):
     x, _, _ = sim100
