@@ -107,9 +107,10 @@ class RPeakDetector:
     the QRS: the maximum for an upright lead, the minimum for an inverted one (a complex
     deflecting more than twice as far the other way, e.g. a negative PVC in an upright
     lead, is marked at that larger extremum). Polarity is the sign of the dominant QRS
-    deflection, learnt in the first 2 s and tracked beat by beat (:attr:`polarity`). A
-    beat is confirmed on average ~70 ms after its R wave (see ``docs/heart.md``); beats recovered by
-    search-back or by the learning phase are confirmed later, still in time order.
+    deflection, learnt in the first 2 s and tracked beat by beat (:attr:`polarity`).
+    A beat is typically confirmed 45-90 ms after its R wave, depending on QRS width
+    (``docs/heart.md``); beats recovered by search-back or by the learning phase are
+    confirmed later, still in time order.
 
     Input samples that are NaN/inf, or flat (>= 100 ms of identical values: lead-off,
     saturation) are flagged in :attr:`last_bad` and skipped; detection restarts cleanly
@@ -120,9 +121,9 @@ class RPeakDetector:
         self,
         fs: float,
         band_hz: tuple[float, float] = (5.0, 20.0),
-        mwi_s: float = 0.08,
+        mwi_s: float = 0.06,
         order: int = 1,
-        drop: float = 0.9,
+        drop: float = 0.95,
     ) -> None:
         self.fs = _check_fs(fs)
         lo, hi = (float(b) for b in band_hz)
