@@ -292,6 +292,23 @@ def test_causality_future_samples_never_change_the_past(mitbih):
         assert np.array_equal(c2[c2 <= t], c_ref[c_ref <= t])
 
 
+def test_causality_of_heart_rate_outputs(mitbih):
+    """Beats and the 4 Hz series known at t are the same whatever follows t."""
+    x = mitbih[0][: int(90 * FS_MITBIH), 1]
+    ref = HeartMonitor(FS_MITBIH).update(x)
+    rng = np.random.default_rng(12)
+    for t in (int(20 * FS_MITBIH), int(47.3 * FS_MITBIH), int(71 * FS_MITBIH)):
+        y = x.copy()
+        y[t + 1 :] = np.where(rng.random(y.size - t - 1) < 0.1, np.nan, -3.0 * y[t + 1 :])
+        up = HeartMonitor(FS_MITBIH).update(y)
+        assert up.beats[up.beats["confirmed"] <= t].tobytes() == (
+            ref.beats[ref.beats["confirmed"] <= t].tobytes()
+        )
+        assert up.series[up.series["index"] <= t].tobytes() == (
+            ref.series[ref.series["index"] <= t].tobytes()
+        )
+
+
 # --- simulated ECG -------------------------------------------------------------------
 
 
