@@ -404,6 +404,24 @@ def test_bad_input_invalidates_hr_then_recovers_within_3_beats(mitbih, kind):
     assert np.isnan(first_after["ibi_ms"]) and first_after["flags"] & FLAG_NO_IBI
 
 
+@pytest.mark.parametrize("kind", ["nan", "flatline"])
+@pytest.mark.parametrize(("fs", "hr"), [(100.0, 45.0), (2048.0, 170.0), (250.0, 170.0)])
+def test_bad_input_recovery_on_simulator(fs, hr, kind):
+    x, truth = _sim(fs, hr, 15.0, seed=3, baseline_wander_mv=0.3)
+    x = x[: int(40 * fs)]
+    a, b = int(15 * fs), int(21.37 * fs)
+    x[a:b] = np.nan if kind == "nan" else 0.0
+    outs, _ = feed(HeartMonitor(fs), x, max(1, round(0.01 * fs)))
+    series = np.concatenate([o.series for o in outs])
+    seen = a + (0 if kind == "nan" else round(0.1 * fs))
+    during = series[(series["index"] >= seen) & (series["index"] < b)]
+    assert np.all(np.isnan(during["hr_bpm"])) and np.all(during["flags"] & FLAG_SIGNAL_BAD)
+    after = truth[truth >= b]
+    rec = series[series["index"] >= after[2] + round(0.1 * fs)][0]
+    assert rec["flags"] == 0, rec
+    assert abs(rec["hr_bpm"] - 60.0 * fs / (after[2] - after[1])) < 0.05 * hr
+
+
 def test_clipped_r_tops_are_still_detected(mitbih):
     x, ref = mitbih
     sig = np.clip(x[:, 0], -1.0, 0.7)  # R waves (~1.2 mV above baseline) lose their tops
