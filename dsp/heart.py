@@ -9,9 +9,11 @@ whole-array result equals the chunked one for any chunking, by construction.
 Heart rate and HRV follow the Task Force of the ESC and NASPE (1996), "Heart rate
 variability: standards of measurement, physiological interpretation and clinical use",
 Circulation 93:1043-1065 (RMSSD, SDNN of normal-to-normal intervals). Implausible
-intervals are flagged with the criteria of the issue (outside 0.25-2.5 s, or more than
-30% from the running median, in the spirit of the artefact rules of Berntson et al.
-1990) and are kept, flagged, never silently dropped or replaced.
+intervals (outside 0.25-2.5 s, or more than 30% from the running median; in the spirit
+of Berntson GG, Quigley KS, Jang JF, Boysen ST (1990), "An approach to artifact
+identification: application to heart period data", Psychophysiology 27(5):586-598) are
+kept and flagged, never silently dropped or replaced. Beat-template similarity as a
+noise check follows Orphanidou et al. (2015), see :class:`HeartRate`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from scipy.signal import butter, sosfilt_zi
 from stimloop.dsp import qrs
 
 __all__ = [
+    "BEAT_DTYPE",
     "FLAG_IBI_JUMP",
     "FLAG_IBI_RANGE",
     "FLAG_NOISY",
     "FLAG_NO_BEAT",
     "FLAG_NO_IBI",
     "FLAG_SIGNAL_BAD",
+    "SERIES_DTYPE",
     "HeartMonitor",
     "HeartRate",
     "HeartUpdate",
