@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter
+from scipy.signal import butter, lfilter
 
 from stimloop.dsp import eda_kernel as K
 
@@ -240,6 +240,11 @@ class EDAParams:
         On a recovery limb, a rebound of the slope within 0.5-1 s by this fraction of the
         decay slope starts a rise even if the signal never turns upward (an SCR hidden in
         the recovery of a larger one); 0 disables the rule.
+    noise_k : float
+        The rise thresholds (``slope_on``, ``slope_floor``, ``rise_min_us``, ``fall_us``)
+        are raised, when needed, to this many standard deviations of the sensor noise as
+        seen in the smoothed signal and its slope; the noise is estimated causally from the
+        raw signal's second difference (10 s EMA). 0 keeps them fixed.
     """
 
     min_amplitude: float = 0.01
@@ -263,6 +268,7 @@ class EDAParams:
     shoulder_fraction: float = 0.25
     baseline: str = "projected"
     knee_fraction: float = 0.5
+    noise_k: float = 4.0
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -324,6 +330,17 @@ class EDAParams:
         p[K.P_KNEE] = self.knee_fraction
         p[K.P_KNEE_W1] = round(0.5 * fs)
         p[K.P_KNEE_W2] = round(1.0 * fs)
+        p[K.P_NOISE_K] = self.noise_k
+        p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
+        # Noise gains from the impulse responses of the smoother and of the slope path
+        # (first difference x fs, then the EMA), for white input of unit variance.
+        imp = np.zeros(max(64, int(20.0 * fs / fc)))
+        imp[0] = 1.0
+        h_y = lfilter(b, a, imp)
+        a_s = p[K.P_SLOPE_A]
+        h_s = lfilter([a_s], [1.0, a_s - 1.0], np.diff(h_y, prepend=0.0) * fs)
+        p[K.P_GAIN_Y] = float(np.sqrt(np.sum(h_y**2)))
+        p[K.P_GAIN_S] = float(np.sqrt(np.sum(h_s**2)))
         return p
 
 

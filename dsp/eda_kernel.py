@@ -79,7 +79,11 @@ P_PRE_WIN_HI = 37  # samples before the steepest point where it ends
 P_KNEE = 38  # slope rebound, as a fraction of the preceding decay slope, that starts a rise
 P_KNEE_W1 = 39  # samples back to the first reference slope of the knee test
 P_KNEE_W2 = 40  # samples back to the second
-N_PARAMS = 41
+P_NOISE_K = 41  # thresholds are at least this many noise standard deviations (0: off)
+P_NOISE_A = 42  # EMA coefficient of the noise estimate per sample
+P_GAIN_Y = 43  # noise gain of the smoother (std of output per unit white input)
+P_GAIN_S = 44  # noise gain of the slope, per s
+N_PARAMS = 45
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -121,7 +125,14 @@ S_KNEE = 37  # 1 while a rise started by a knee (see _knee) has not turned upwar
 S_KNEE_REF = 38  # decay slope before that knee, µS/s
 S_KMAX_LO = 39  # the steepest point of the rise is searched from this index on
 S_SMAX_IDX = 40
-N_STATE = 41
+S_X1 = 41  # previous raw sample
+S_X2 = 42  # raw sample before that
+S_NOISE = 43  # EMA of |second difference| of the raw signal, µS
+S_SON = 44  # effective slope_on, µS/s (raised above the noise)
+S_SFLOOR = 45  # effective slope_floor, µS/s
+S_RISEMIN = 46  # effective rise_min_us, µS
+S_FALL = 47  # effective fall_us, µS
+N_STATE = 48
 
 # ---- per-sample flag bits ----------------------------------------------------------
 FLAG_NAN = 1
@@ -178,6 +189,8 @@ def _restart(st, p, x, n, settle):
     st[S_FZ2] = x * (p[P_FB2] - p[P_FA2])
     st[S_Y_PREV] = x
     st[S_FY_PREV] = x
+    st[S_X1] = x
+    st[S_X2] = x
     st[S_SLOPE] = 0.0
     st[S_SCL] = x
     st[S_SCL_PREV] = x
@@ -327,7 +340,7 @@ def _knee(hs, p, st, n, slope):
     if n - p[P_KNEE_W2] < st[S_WIN_START]:
         return False
     ref = min(hs[int(n - p[P_KNEE_W1]) % h], hs[int(n - p[P_KNEE_W2]) % h])
-    return ref < -p[P_SLOPE_ON] and slope - ref >= max(p[P_SLOPE_ON], -p[P_KNEE] * ref)
+    return ref < -st[S_SON] and slope - ref >= max(st[S_SON], -p[P_KNEE] * ref)
 
 
 @njit(cache=True)
@@ -398,6 +411,23 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
         st[S_FY_PREV] = fy
         raw_slope = (y - st[S_Y_PREV]) * fs
         st[S_Y_PREV] = y
+        # Sensor noise: the second difference of the raw signal is 6 sigma^2 for white
+        # noise and nearly free of SCRs (which are slow). Its mean absolute value, clipped
+        # at 4x the running estimate so that artifacts do not inflate it, gives sigma;
+        # the rise thresholds are kept at least noise_k noise-standard-deviations of the
+        # smoothed signal and of its slope above zero.
+        d2 = abs(xi - 2.0 * st[S_X1] + st[S_X2])
+        st[S_X2] = st[S_X1]
+        st[S_X1] = xi
+        if st[S_NOISE] > 0.0 and d2 > 4.0 * st[S_NOISE]:
+            d2 = 4.0 * st[S_NOISE]
+        st[S_NOISE] += p[P_NOISE_A] * (d2 - st[S_NOISE])
+        sigma = st[S_NOISE] * 1.2533 / 2.4495
+        kn = p[P_NOISE_K]
+        st[S_SON] = max(p[P_SLOPE_ON], kn * p[P_GAIN_S] * sigma)
+        st[S_SFLOOR] = max(p[P_SLOPE_FLOOR], 0.4 * kn * p[P_GAIN_S] * sigma)
+        st[S_RISEMIN] = max(p[P_RISE_MIN_US], kn * p[P_GAIN_Y] * sigma)
+        st[S_FALL] = max(p[P_FALL_US], kn * p[P_GAIN_Y] * sigma)
         st[S_SLOPE] += p[P_SLOPE_A] * (raw_slope - st[S_SLOPE])
         slope = st[S_SLOPE]
         # Motion artifact: too fast for skin conductance.
@@ -447,12 +477,10 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             # absolute terms or relative to the tonic drift (whichever is lower), so a
             # lagging drift estimate can never hold the onset back before a flat stretch.
             knee = p[P_KNEE] > 0.0 and _knee(hs, p, st, n, slope)
-            if min(rel, slope) <= p[P_SLOPE_FLOOR] and not knee:
+            if min(rel, slope) <= st[S_SFLOOR] and not knee:
                 st[S_BASE_IDX] = n
                 st[S_BASE_VAL] = y
-            elif knee or (
-                min(rel, slope) >= p[P_SLOPE_ON] and y - st[S_BASE_VAL] >= p[P_RISE_MIN_US]
-            ):
+            elif knee or (min(rel, slope) >= st[S_SON] and y - st[S_BASE_VAL] >= st[S_RISEMIN]):
                 st[S_MODE] = 1.0
                 st[S_ONSET_IDX] = n
                 st[S_ONSET_VAL] = y
@@ -479,7 +507,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             if slope > st[S_SMAX]:
                 st[S_SMAX] = slope
                 st[S_SMAX_IDX] = n
-            if st[S_SMAX] - slope >= max(p[P_SLOPE_ON], 0.25 * (st[S_SMAX] - st[S_KNEE_REF])):
+            if st[S_SMAX] - slope >= max(st[S_SON], 0.25 * (st[S_SMAX] - st[S_KNEE_REF])):
                 k = st[S_SMAX_IDX]
                 st[S_PEAK_IDX] = k
                 st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
@@ -506,7 +534,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             if (
                 smin < np.inf
                 and smax - smin >= p[P_SHOULDER] * smax
-                and slope - smin >= max(p[P_SLOPE_ON], p[P_SHOULDER] * smax)
+                and slope - smin >= max(st[S_SON], p[P_SHOULDER] * smax)
             ):
                 k = st[S_SMIN_IDX]
                 if st[S_PEAK_IDX] > k:
@@ -532,7 +560,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             # On a rising tonic level the signal may never fall after an SCR: the peak is
             # also confirmed once the slope has been back at the pre-rise drift for a
             # plateau period.
-            if slope - st[S_RISE_DRIFT] <= p[P_SLOPE_FLOOR]:
+            if slope - st[S_RISE_DRIFT] <= st[S_SFLOOR]:
                 st[S_FLAT_N] += 1.0
             else:
                 st[S_FLAT_N] = 0.0
@@ -540,7 +568,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                 st[S_PEAK_IDX] = n
                 st[S_PEAK_VAL] = y
             if (
-                st[S_PEAK_VAL] - y >= p[P_FALL_US]
+                st[S_PEAK_VAL] - y >= st[S_FALL]
                 or n - st[S_PEAK_IDX] >= p[P_PLATEAU]
                 or st[S_FLAT_N] >= p[P_PLATEAU]
             ):

@@ -95,8 +95,8 @@ def test_sampling_rate_extremes(fs):
     s = score(detect_scr(x, fs), truth, fs)
     print(f"\n{fs:g} Hz: {s.as_dict()}")
     # At 4 Hz one sample is 0.25 s, half the onset tolerance, and the white sensor noise
-    # fills the whole 0-2 Hz band the SCRs live in: allow a lower F1 (measured 0.86).
-    assert s.f1 >= (0.8 if fs < 10 else 0.93)
+    # fills the whole 0-2 Hz band the SCRs live in: allow a lower F1 (measured 0.92).
+    assert s.f1 >= (0.85 if fs < 10 else 0.93)
     assert s.amp_err_median <= 0.15
 
 
@@ -152,6 +152,26 @@ def _params(**kw):
     from stimloop.dsp.eda import EDAParams
 
     return EDAParams(**kw)
+
+
+def test_thresholds_adapt_to_sensor_noise():
+    """With 5x the default white noise, the noise-scaled thresholds cut false SCRs.
+
+    The remaining false ones are 0.01-0.02 µS noise bumps in the SCR band (measured: 12 vs
+    68 in 15 min); a noisy sensor also needs a higher ``min_amplitude``.
+    """
+    fs = 100.0
+    gen = EDAGenerator(fs=fs, seed=7, noise_us=0.01)
+    x, truth = gen.generate(int(15 * 60 * fs))
+    adaptive = score(detect_scr(x, fs), truth, fs)
+    fixed = score(detect_scr(x, fs, params=_params(noise_k=0.0)), truth, fs)
+    print(f"\nnoise 0.01 µS: adaptive {adaptive.as_dict()}\n  fixed {fixed.as_dict()}")
+    assert adaptive.fp * 3 <= fixed.fp
+    assert adaptive.tp >= fixed.tp - 1
+    assert adaptive.f1 > fixed.f1
+    high = score(detect_scr(x, fs, min_amplitude=0.02), truth, fs)
+    print(f"  adaptive, min_amplitude 0.02 µS: {high.as_dict()}")
+    assert high.f1 >= 0.85
 
 
 def test_min_amplitude_is_configurable(sim100):
