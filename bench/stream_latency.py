@@ -24,9 +24,10 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "tests" / "lsl_api.cfg"))
+from stimloop.stream.lslconfig import use_machine_scope
+
+use_machine_scope()  # before liblsl loads: benchmark streams stay on this machine
 
 import numpy as np
 import pylsl

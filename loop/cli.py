@@ -27,6 +27,10 @@ def _live(args: argparse.Namespace):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from stimloop.stream.lslconfig import use_machine_scope
+
+    # Simulated streams stay on this machine unless the user chose an LSL config.
+    use_machine_scope()
     from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
 
@@ -161,6 +165,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from stimloop.devices.registry import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+        return 0
+    print(f"{'name':<20} {'kind':<12} description")
+    for d in devices:
+        print(f"{d['name']:<20} {d['kind']:<12} {d['description']}")
+    return 0
+
+
+def _cmd_estop(args: argparse.Namespace) -> int:
+    from stimloop.devices.safety import send_emergency_stop
+
+    # UDP is fire-and-forget: send a few datagrams; the latch ignores duplicates.
+    for _ in range(3):
+        send_emergency_stop(args.reason, port=args.port)
+    print(f"emergency stop sent to 127.0.0.1:{args.port} ({args.reason})", file=sys.stderr)
+    return 0
+
+
 def _cmd_streams(args: argparse.Namespace) -> int:
     from stimloop.stream.discovery import format_streams, list_streams
 
@@ -216,6 +243,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
     sim.add_argument("--eda-rate", type=float, default=100.0, help="Hz")
     sim.set_defaults(func=_cmd_simulate)
+
+    devices = sub.add_parser(
+        "devices",
+        help="list installed device drivers",
+        description="List the drivers registered in the 'stimloop.devices' entry-point group.",
+    )
+    devices.add_argument("--json", action="store_true")
+    devices.set_defaults(func=_cmd_devices)
+
+    estop = sub.add_parser(
+        "estop",
+        help="engage a running session's emergency stop",
+        description="Engage the latching emergency stop of the session listening on PORT "
+        "(sessions listen on 47999 unless another session holds it; the status stream "
+        "announces the port). Only the session can reset it.",
+    )
+    estop.add_argument("--port", type=int, default=47999)
+    estop.add_argument("--reason", default="stimloop estop (command line)")
+    estop.set_defaults(func=_cmd_estop)
 
     streams = sub.add_parser(
         "streams",

@@ -43,8 +43,13 @@ def demo_config(sim: SimConfig, **protocol: Any) -> SessionConfig:
     """
     text = resources.files("stimloop.loop").joinpath("configs/demo.toml").read_text()
     data = tomllib.loads(text)
-    for role in sim.roles:
-        data["sources"][role]["source_id"] = sim.source_id(role)
+    rates = {"eeg": sim.eeg_fs, "ecg": sim.ecg_fs, "eda": sim.eda_fs}
+    data["sources"] = {role: data["sources"][role] for role in sim.roles}
+    for role, src in data["sources"].items():
+        src["source_id"] = sim.source_id(role)
+        src["rate_hz"] = rates[role]
+    if "eeg" in sim.roles:
+        data["sources"]["eeg"]["channels"] = sim.eeg_channels
     data["channels"]["eeg_target"] = sim.target
     data["protocol"].update(protocol)
     return parse_session(data, "configs/demo.toml")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
+from stimloop.stream.lslconfig import use_machine_scope
+
 # liblsl reads its configuration once, when the library is first used, so this must
-# happen before anything imports pylsl.
-os.environ["LSLAPICFG"] = str(Path(__file__).with_name("lsl_api.cfg"))
+# happen before anything imports pylsl. Tests always stay on this machine.
+use_machine_scope(force=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
