@@ -427,7 +427,7 @@ def qrs_kernel(
         nabs = ist[I_N]
         ist[I_N] = nabs + 1
         code = 0
-        if not np.isfinite(xv):
+        if not np.isfinite(xv) or abs(xv) > 1e100:  # absurd values would overflow d*d
             code = 1
         else:
             if ist[I_STARTED] == 1 and xv == fst[F_LASTX]:
