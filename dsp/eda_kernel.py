@@ -18,7 +18,9 @@ Method (each step causal, i.e. it uses samples up to now only):
    a 5 Hz low-passed copy flags the sample and a padding period after it; an SCR whose
    rise touches flagged samples is rejected, not counted.
 3. Smoothing: 2nd-order Butterworth low-pass (1 Hz by default) in direct form II
-   transposed, initialised at steady state.
+   transposed, initialised at steady state. Sensor noise is estimated from the raw
+   signal's second difference (10 s EMA); the rise thresholds below are kept at least
+   ``noise_k`` noise standard deviations (of the smoothed signal and its slope) high.
 4. Tonic level (SCL): a lower envelope. It follows the smoothed signal down at once and
    relaxes up with time constant ``tonic_tau`` only while no SCR is rising, so SCRs stay
    out of it. Phasic = smoothed - SCL (≥ 0). The SCL slope (EMA) is the local drift.
