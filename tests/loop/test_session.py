@@ -1,0 +1,122 @@
+"""A whole session on simulated streams: control channel, status, e-stop, stream loss."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stimloop.devices.safety import reset_emergency_stop
+from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
+from stimloop.loop.control import send_command
+from stimloop.loop.demo import demo_config
+from stimloop.loop.session import Session
+from stimloop.stream.inlet import MarkerInlet
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _fast_config(sim: SimConfig):
+    """Demo config with pulses every ~0.3 s (HAL override recorded) and no gates."""
+    cfg = demo_config(sim, min_ipi_s=0.25, jitter_s=0.0, min_confidence=0.0)
+    stim = dict(cfg.stimulator)
+    stim["safety"] = {**stim["safety"], "min_ipi_s": 0.2}
+    stim["override_reason"] = "test: fast pulses against the simulated stimulator"
+    return cfg.model_copy(update={"stimulator": stim})
+
+
+@pytest.mark.slow
+def test_control_status_and_emergency_stop(source_id):
+    sim = SimConfig(prefix=source_id, roles=("eeg", "ecg"), eeg_channels=32)
+    with SimulatorProcess(sim), Session(demo_config(sim), f"{source_id}-s") as session:
+        status_in = MarkerInlet(f"{source_id}-s-status").connect()
+        decisions = MarkerInlet(f"{source_id}-s-decisions").connect()
+        result_box = {}
+
+        def run():
+            result_box["r"] = session.run(8.0)
+
+        import threading
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            assert _wait(lambda: bool(status_in.pull()) or False, 3.0)
+            time.sleep(0.3)
+            snap = json.loads(status_in.pull()[-1][0])
+            assert snap["stimulator"]["armed"] and snap["protocol"]["running"]
+            assert snap["streams"]["eeg"]["rate_hz"] == 1000.0
+            port = snap["control_port"]
+            send_command(port, "pause")
+            assert _wait(lambda: not session.engine.protocol_enabled.is_set())
+            send_command(port, "resume")
+            send_command(port, "marker", text="exposure 1 start")
+            send_command(port, "disarm")
+            assert _wait(lambda: not session.stimulator.status().armed)
+            send_command(port, "arm")
+            assert _wait(lambda: session.stimulator.status().armed)
+            # The command-line e-stop reaches the session's listener and latches.
+            t0 = time.monotonic()
+            subprocess.run(
+                [sys.executable, "-m", "stimloop.loop.cli", "estop", "--port",
+                 str(snap["estop_port"]), "--reason", "test"], check=True, timeout=30,
+            )  # fmt: skip
+            assert _wait(lambda: not session.stimulator.status().armed, 2.0)
+            assert time.monotonic() - t0 < 30
+            send_command(port, "arm")  # refused while latched: reported, not obeyed
+            time.sleep(0.3)
+            assert not session.stimulator.status().armed
+        finally:
+            runner.join()
+            reset_emergency_stop("test over")
+        events = [json.loads(t) for t, _ in decisions.pull()]
+    kinds = [e["event"] for e in events]
+    assert {"command", "user_marker", "command_refused"} <= set(kinds)
+    assert any(e.get("text") == "exposure 1 start" for e in events)
+
+
+@pytest.mark.slow
+def test_killing_the_eeg_stream_stops_stimulation_within_50_ms(source_id):
+    eeg_sim = SimConfig(prefix=f"{source_id}-a", roles=("eeg",), eeg_channels=32)
+    body_sim = SimConfig(prefix=f"{source_id}-b", roles=("ecg", "eda"))
+    cfg = _fast_config(SimConfig(prefix=eeg_sim.prefix, eeg_channels=32))
+    sources = dict(cfg.sources)
+    for role in ("ecg", "eda"):
+        sources[role] = sources[role].model_copy(update={"source_id": body_sim.source_id(role)})
+    cfg = cfg.model_copy(update={"sources": sources})
+    eeg_proc = SimulatorProcess(eeg_sim)
+    try:
+        with SimulatorProcess(body_sim), Session(cfg, f"{source_id}-s") as session:
+            import threading
+
+            box = {}
+            runner = threading.Thread(target=lambda: box.update(r=session.run(9.0)))
+            runner.start()
+            assert _wait(lambda: len(session.engine.pulses) >= 5, 8.0)
+            eeg_proc.kill()
+            t_kill = time.monotonic()
+            ecg_at_kill = session.engine.streams["ecg"].samples
+            time.sleep(1.5)
+            ecg_later = session.engine.streams["ecg"].samples
+            runner.join()
+            result = box["r"]
+            last_eeg_t = session.engine.streams["eeg"].last_t
+    finally:
+        eeg_proc.stop()
+    assert time.monotonic() - t_kill > 1.0
+    last_pulse = max(p["t_trigger"] for p in result.pulses)
+    # No pulse once the newest EEG sample is older than the 50 ms interlock.
+    assert last_pulse <= last_eeg_t + 0.050
+    # The session went on with the other streams.
+    assert ecg_later > ecg_at_kill + 500
+    assert result.streams["eda"]["samples"] > 0
