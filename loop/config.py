@@ -189,6 +189,8 @@ class SessionConfig(_Model):
     recording : RecordingConfig
     disarm_on_gui_close : bool
         Whether closing the GUI disarms the stimulator (recording always continues).
+    watchdog_period_s : float
+        HAL watchdog period in s; the stimulator disarms after two missed heartbeats.
     """
 
     name: str = "session"
@@ -200,6 +202,7 @@ class SessionConfig(_Model):
     stimulator: dict[str, Any] = Field(default_factory=lambda: {"driver": "simulated"})
     recording: RecordingConfig = RecordingConfig()
     disarm_on_gui_close: bool = True
+    watchdog_period_s: float = Field(default=0.25, gt=0.01, le=5.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:

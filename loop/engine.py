@@ -159,7 +159,10 @@ class Engine:
     chunk_period_s : float
         Longest wait for an EEG chunk per iteration, s.
     watchdog_period_s : float
-        HAL watchdog period; the loop heartbeats every iteration.
+        HAL watchdog period in s; the loop heartbeats every iteration (at least every
+        ``chunk_period_s``), and two missed periods disarm. 0.25 s leaves room for a
+        loaded 2-core machine without tripping on scheduling hiccups, and still stops a
+        hung loop within half a second.
     site : str
         Stimulation site written into each pulse's log.
     estimates : Outlet, optional
@@ -177,7 +180,7 @@ class Engine:
         others: Mapping[str, Inlet] | None = None,
         stages: Sequence[Stage] = (),
         chunk_period_s: float = 0.01,
-        watchdog_period_s: float = 0.1,
+        watchdog_period_s: float = 0.25,
         site: str = "",
         estimates: Outlet | None = None,
     ) -> None:

@@ -166,6 +166,7 @@ class Session:
         self.engine = Engine(
             eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
             chunk_period_s=chunk_s, site=cfg.protocol.site, estimates=self.estimates,
+            watchdog_period_s=cfg.watchdog_period_s,
         )  # fmt: skip
         self._open_channels()
         # Drop what queued up while connecting and warming up: the loop starts fresh.
