@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault(
-    "LSLAPICFG", str(Path(__file__).resolve().parents[1] / "tests" / "lsl_api.cfg")
-)
+from stimloop.stream.lslconfig import use_machine_scope
 
-import pylsl  # (LSLAPICFG must be set before liblsl loads)
+use_machine_scope()  # keep the benchmark's streams on this machine (children inherit it)
+
+import pylsl  # after the LSL configuration is chosen
 from pylsl.util import LostError
 
 _OURS = """

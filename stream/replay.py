@@ -25,6 +25,7 @@ import heapq
 import logging
 import os
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -339,6 +340,8 @@ class Player:
         Time between the start of the clock and the first sample, s.
     allow_corrupt : bool
         Replay the intact part of a corrupt XDF file (see :func:`load_recording`).
+    linger_s : float
+        How long :meth:`stop` keeps the outlets after a completed replay, s.
 
     Examples
     --------
@@ -360,6 +363,7 @@ class Player:
         wait_for_consumers_s: float = 0.0,
         lead_s: float = 0.1,
         allow_corrupt: bool = False,
+        linger_s: float = 1.0,
     ) -> None:
         if not (speed > 0 and np.isfinite(speed)):
             raise ReplayError(f"speed must be a positive number, got {speed}")
@@ -374,6 +378,7 @@ class Player:
         self.suffix = suffix
         self.wait_for_consumers_s = wait_for_consumers_s
         self.lead_s = lead_s
+        self.linger_s = linger_s
         self.t_start: float | None = None
         self.error: BaseException | None = None
         self.iterations = 0
@@ -520,7 +525,14 @@ class Player:
         return {lane.stream.source_id + self.suffix: lane.pushed for lane in self._lanes}
 
     def stop(self) -> None:
-        """Stop the replay and destroy the outlets."""
+        """Stop the replay and destroy the outlets.
+
+        After a replay that ran to its end, the outlets live on for ``linger_s`` so
+        that consumers receive the last chunks: liblsl drops data an outlet has not
+        sent yet when it is destroyed.
+        """
+        if self._done.is_set() and not self._stop.is_set() and self._lanes:
+            time.sleep(self.linger_s)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10.0)
