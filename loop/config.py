@@ -179,7 +179,9 @@ class SessionConfig(_Model):
     duration_s : float or None
         Session length in s; None runs until stopped.
     sources : dict of str to SourceConfig
-        Keys are roles: ``eeg`` is required when a protocol needs EEG; ``ecg``, ``eda``.
+        Keys are roles: ``eeg`` (required: the protocol reads it), ``ecg``, ``eda``, and
+        ``events``, a marker stream of stimuli (e.g. exposure cues) whose event-related
+        SCRs are scored live.
     channels : ChannelRoles
     dsp : DSPConfig
     protocol : PhaseLockedConfig
@@ -195,7 +197,7 @@ class SessionConfig(_Model):
 
     name: str = "session"
     duration_s: float | None = Field(default=None, gt=0)
-    sources: dict[Literal["eeg", "ecg", "eda"], SourceConfig]
+    sources: dict[Literal["eeg", "ecg", "eda", "events"], SourceConfig]
     channels: ChannelRoles = ChannelRoles()
     dsp: DSPConfig = DSPConfig()
     protocol: PhaseLockedConfig = PhaseLockedConfig()

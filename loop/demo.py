@@ -50,6 +50,8 @@ def demo_config(sim: SimConfig, **protocol: Any) -> SessionConfig:
         src["rate_hz"] = rates[role]
     if "eeg" in sim.roles:
         data["sources"]["eeg"]["channels"] = sim.eeg_channels
+    if "eda" in sim.roles:
+        data["sources"]["events"] = {"source_id": sim.source_id("events")}
     data["channels"]["eeg_target"] = sim.target
     data["protocol"].update(protocol)
     return parse_session(data, "configs/demo.toml")

@@ -39,7 +39,7 @@ from stimloop.loop.scheduler import PulseScheduler
 from stimloop.loop.stage import Stage
 from stimloop.stream.errors import StreamError, StreamLostError
 from stimloop.stream.events import ClockJump, Gap, NonFinite, Recovered, Stale
-from stimloop.stream.inlet import Inlet
+from stimloop.stream.inlet import Inlet, MarkerInlet
 from stimloop.stream.outlet import Outlet
 
 log = logging.getLogger("stimloop.loop")
@@ -165,6 +165,9 @@ class Engine:
         hung loop within half a second.
     site : str
         Stimulation site written into each pulse's log.
+    events : MarkerInlet, optional
+        Stimulus markers; each is passed to the stages that score event-related
+        responses (``add_event(t_lsl)``) and echoed on the decision stream.
     estimates : Outlet, optional
         Irregular 3-channel outlet for the protocol's ``last_estimate`` (phase rad,
         amplitude µV, confidence), pushed once per EEG chunk for displays.
@@ -183,7 +186,9 @@ class Engine:
         watchdog_period_s: float = 0.25,
         site: str = "",
         estimates: Outlet | None = None,
+        events: MarkerInlet | None = None,
     ) -> None:
+        self.events = events
         self.eeg = eeg
         self.estimates = estimates
         #: Cleared to pause the protocol (estimates continue, no pulses are requested).
@@ -322,10 +327,25 @@ class Engine:
                 for stage in self.stages:
                     if stage.role == role:
                         stage.update(other.data, other.timestamps, other.first_index)
+        if self.events is not None:
+            self._forward_events()
         if chunk is not None and len(chunk):
             k = self.stats.iterations % self.stats.busy_us.size
             self.stats.busy_us[k] = (time.perf_counter() - t0) * 1e6
             self.stats.iterations += 1
+
+    def _forward_events(self) -> None:
+        try:
+            received = self.events.pull()
+        except StreamError as exc:
+            self._mark("stream_lost", role="events", error=str(exc))
+            self.events = None
+            return
+        for text, t in received:
+            self._mark("stimulus", text=text, t_event=t)
+            for stage in self.stages:
+                if hasattr(stage, "add_event"):
+                    stage.add_event(t)
 
     def _decide(self, data: np.ndarray, stamps: np.ndarray, first: int) -> None:
         decision = self.protocol.update(data, stamps, first)

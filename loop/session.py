@@ -37,11 +37,12 @@ from stimloop.devices.safety import (
 )
 from stimloop.loop.config import SessionConfig
 from stimloop.loop.control import ControlServer, StatusPublisher
+from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.phase_locked import PhaseLockedProtocol
 from stimloop.loop.stage import Stage
-from stimloop.stream.inlet import Inlet
+from stimloop.stream.inlet import Inlet, MarkerInlet
 from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
 
 log = logging.getLogger("stimloop.loop")
@@ -104,6 +105,7 @@ class Session:
         self.prefix = prefix or f"stimloop-{cfg.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.seed = seed
         self.inlets: dict[str, Inlet] = {}
+        self.events: MarkerInlet | None = None
         self.stages: list[Stage] = []
         self.stimulator: SafeStimulator | None = None
         self.engine: Engine | None = None
@@ -127,18 +129,24 @@ class Session:
     def _open(self) -> None:
         cfg = self.cfg
         chunk_s = 0.01
+        signals = {role: src for role, src in cfg.sources.items() if role != "events"}
+        # EEG drives stimulation, so it goes stale after 2 x 10 ms; ECG and EDA only
+        # feed displays and scores, so 2 x 50 ms of silence is tolerated first.
         self.inlets = {
             role: Inlet(
                 src.source_id,
                 src.hostname,
                 expected_rate=src.rate_hz,
                 expected_channels=src.channels,
-                chunk_period_s=chunk_s,
+                chunk_period_s=chunk_s if role == "eeg" else 0.05,
             )
-            for role, src in cfg.sources.items()
+            for role, src in signals.items()
         }
-        with ThreadPoolExecutor(len(self.inlets)) as pool:
-            list(pool.map(Inlet.connect, self.inlets.values()))
+        events = cfg.sources.get("events")
+        self.events = MarkerInlet(events.source_id, events.hostname) if events else None
+        connectables = [*self.inlets.values(), *([self.events] if self.events else [])]
+        with ThreadPoolExecutor(len(connectables)) as pool:
+            list(pool.map(lambda inlet: inlet.connect(), connectables))
         self.markers = marker_outlet(f"stimloop {cfg.name} decisions", f"{self.prefix}-decisions")
         self.markers.push_marker(json.dumps({"event": "config", "config": cfg.model_dump()}))
         protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
@@ -147,6 +155,10 @@ class Session:
         if "ecg" in self.inlets:
             self.stages.append(
                 HeartStage(cfg.channels.ecg, cfg.dsp.hr_rate_hz, cfg.dsp.hrv_window_s)
+            )
+        if "eda" in self.inlets:
+            self.stages.append(
+                EDAStage(cfg.channels.eda, min_amplitude=cfg.dsp.scr_min_amplitude_us)
             )
         for stage in self.stages:
             inlet = self.inlets[stage.role]
@@ -165,6 +177,7 @@ class Session:
         )  # fmt: skip
         self.engine = Engine(
             eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
+            events=self.events,
             chunk_period_s=chunk_s, site=cfg.protocol.site, estimates=self.estimates,
             watchdog_period_s=cfg.watchdog_period_s,
         )  # fmt: skip
@@ -243,6 +256,9 @@ class Session:
                 "phase": f"{self.prefix}-phase",
                 "heart_hr": f"{self.prefix}-heart-hr",
                 "heart_beats": f"{self.prefix}-heart-beats",
+                "eda_level": f"{self.prefix}-eda-level",
+                "eda_scr": f"{self.prefix}-eda-scr",
+                "eda_response": f"{self.prefix}-eda-response",
             },
             "stimulator": {
                 "driver": gate.driver_name,
@@ -334,7 +350,7 @@ class Session:
                 log.exception("closing the stimulator failed")
         for stage in self.stages:
             stage.close()
-        for inlet in self.inlets.values():
+        for inlet in [*self.inlets.values(), *([self.events] if self.events else [])]:
             inlet.close()
         for outlet in (self.markers, self.estimates, self._status_out):
             if outlet is not None:

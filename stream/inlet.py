@@ -404,7 +404,9 @@ class Inlet:
             if not self._stale and now - self._last_arrival > self.stale_after_s:
                 self._stale = True
                 events.append(Stale(now - self._last_arrival, self.stale_after_s))
-                log.warning("stream %s is stale", self.source_id)
+                # Reported as an event; INFO, not WARNING, so a jittery slow stream does
+                # not flood the console of a running session.
+                log.info("stream %s is stale", self.source_id)
             return Chunk(self._buf[:0], self._ts[:0], first, np.ones(0, bool), tuple(events))
         stamps = self._ts[:n]
         np.add(ts, self._offset, out=stamps)
