@@ -219,6 +219,11 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Engine:
         """Start the watchdog and the real-time thread."""
+        # A full collection of a process that has loaded numba, scipy and MNE takes a
+        # noticeable time: do it here, before the watchdog starts counting, then move
+        # every survivor to the permanent generation so the loop never rescans them.
+        gc.collect()
+        gc.freeze()
         self.stimulator.start_watchdog(self.watchdog_period_s)
         self._thread.start()
         return self
@@ -265,8 +270,6 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
-        gc.collect()
-        gc.freeze()
         collections_before = sum(s["collections"] for s in gc.get_stats())
         gc.disable()
         blocks_before = sys.getallocatedblocks()
