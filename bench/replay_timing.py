@@ -16,9 +16,10 @@ The first second of schedule (start-up backlog) is excluded from the lateness fi
 
 Rows: stimloop :class:`~stimloop.stream.replay.Player` at 1x and the reference
 MNE-LSL ``PlayerLSL`` (chunk_size 10 = 10 ms, its default, 1x only: it has no speed
-option); then stimloop at increasing speeds. The fastest speed at which every sample
-arrives, the median lateness stays under 20 ms (two chunks) and the drift under 10 ms is
-reported as sustained.
+option); then stimloop at increasing speeds, each looping the file for ``--loop-wall``
+seconds of wall-clock time (5 s), so fast runs last long enough to show drift. The
+fastest speed at which every sample arrives, the median lateness stays under 20 ms (two
+chunks) and the drift under 10 ms is reported as sustained.
 
 Usage: ``python bench/replay_timing.py [--duration 20] [--speeds 2,5,10,20,50] [--json]``
 """
@@ -46,12 +47,20 @@ import pylsl  # after the LSL configuration is chosen
 from pylsl.util import LostError
 
 _OURS = """
-import sys
+import sys, time
 from stimloop.stream.replay import Player
-p = Player(sys.argv[1], speed=float(sys.argv[2]), suffix=sys.argv[3], wait_for_consumers_s=30)
+loop_s = float(sys.argv[5])
+p = Player(sys.argv[1], speed=float(sys.argv[2]), suffix=sys.argv[3], wait_for_consumers_s=30,
+           loop=loop_s > 0)
 p.start()
-p.wait()
-p.stop()
+if loop_s > 0:
+    while p.t_start is None:
+        time.sleep(0.01)
+    time.sleep(loop_s)
+    p.stop()
+else:
+    p.wait()
+    p.stop()
 """
 _MNE = """
 import sys, time
@@ -80,15 +89,18 @@ def make_recording(path: Path, duration_s: float, n_ch: int = 64, fs: float = 10
     return n
 
 
-def run(player: str, path: Path, speed: float, n: int, fs: float, duration_s: float) -> dict:
-    """Replay once and measure at the consumer."""
+def run(
+    player: str, path: Path, speed: float, n: int, fs: float, duration_s: float, loop_s: float = 0
+) -> dict:
+    """Replay once (or, with ``loop_s``, in a loop for that many wall-clock seconds) and
+    measure at the consumer."""
     tag = uuid.uuid4().hex[:8]
     if player == "stimloop":
         code, sid = _OURS, f"{path.stem}-bench-{tag}"
     else:
         code, sid = _MNE, f"mnelsl-{tag}"
     args = [str(path), str(speed), f"-bench-{tag}" if player == "stimloop" else sid,
-            str(duration_s)]  # fmt: skip
+            str(duration_s), str(loop_s)]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args])
     try:
         infos = pylsl.resolve_bypred(f"source_id='{sid}'", 1, 30.0)
@@ -100,8 +112,10 @@ def run(player: str, path: Path, speed: float, n: int, fs: float, duration_s: fl
         dtype = np.float64 if infos[0].channel_format() == pylsl.cf_double64 else np.float32
         buf = np.empty((4096, n_ch), dtype)
         idx, stamps, arrivals = [], [], []
-        deadline = time.monotonic() + duration_s / speed + 20
-        while time.monotonic() < deadline and len(idx) < n:
+        wall = loop_s if loop_s else duration_s / speed
+        deadline = time.monotonic() + wall + 20
+        received = 0
+        while time.monotonic() < deadline and (loop_s or received < n):
             try:
                 _, ts = inlet.pull_chunk(timeout=0.5, max_samples=4096, dest_obj=buf, min_samples=1)
             except LostError:
@@ -109,14 +123,16 @@ def run(player: str, path: Path, speed: float, n: int, fs: float, duration_s: fl
             now = pylsl.local_clock()
             if ts:
                 k = len(ts)
+                received += k
                 idx.append(np.round(buf[:k, 0]).astype(np.int64))
                 stamps.append(np.asarray(ts))
                 arrivals.append(np.full(k, now))
             elif idx and proc.poll() is not None:
                 break
     finally:
-        proc.wait(timeout=duration_s / speed + 30)
+        proc.wait(timeout=wall + 30)
     k = np.concatenate(idx)
+    k = k + n * np.concatenate(([0], np.cumsum(np.diff(k) < 0)))  # unwrap loops
     # Player and consumer share this host's monotonic clock: no clock correction needed.
     ts = np.concatenate(stamps)
     arr = np.concatenate(arrivals)
@@ -132,7 +148,7 @@ def run(player: str, path: Path, speed: float, n: int, fs: float, duration_s: fl
         "player": player,
         "speed": speed,
         "received": len(k),
-        "expected": int(n - k[0]),
+        "expected": int(k[-1] - k[0] + 1) if loop_s else int(n - k[0]),
         "ts_err_p50_ms": float(np.percentile(err, 50)),
         "ts_err_p99_ms": float(np.percentile(err, 99)),
         "ts_err_max_ms": float(err.max()),
@@ -154,6 +170,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=20.0, help="recording length, s")
     ap.add_argument("--speeds", default="2,5,10,20,50,100", help="speeds to try for stimloop")
+    ap.add_argument("--loop-wall", type=float, default=5.0,
+                    help="wall-clock seconds of each speed run (the file loops)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     fs = 1000.0
@@ -164,7 +182,7 @@ def main() -> None:
                 run("mne-lsl", path, 1.0, n, fs, args.duration)]  # fmt: skip
         fastest = rows[0] if sustained(rows[0]) else None
         for speed in (float(s) for s in args.speeds.split(",")):
-            r = run("stimloop", path, speed, n, fs, args.duration)
+            r = run("stimloop", path, speed, n, fs, args.duration, loop_s=args.loop_wall)
             rows.append(r)
             if sustained(r):
                 fastest = r
@@ -173,6 +191,7 @@ def main() -> None:
         "channels": 64,
         "rate_hz": fs,
         "duration_s": args.duration,
+        "loop_wall_s": args.loop_wall,
         "rows": rows,
         "fastest_sustained_speed": fastest["speed"] if fastest else None,
     }
@@ -182,13 +201,13 @@ def main() -> None:
     print(f"replay timing, 64 ch x {fs:g} Hz, {args.duration:g} s recording, "
           f"{os.cpu_count()} cores")  # fmt: skip
     head = (
-        f"{'player':<9} {'speed':>6} {'samples':>13} | {'ts err p50':>10} {'p99':>7} "
+        f"{'player':<9} {'speed':>6} {'samples':>17} | {'ts err p50':>10} {'p99':>7} "
         f"{'max':>7} | {'arrival p50':>11} {'p99':>7} {'max':>7} | {'drift':>7}  (ms)"
     )
     print(head)
     for r in rows:
         print(
-            f"{r['player']:<9} {r['speed']:>5g}x {r['received']:>6}/{r['expected']:<6} | "
+            f"{r['player']:<9} {r['speed']:>5g}x {r['received']:>8}/{r['expected']:<8} | "
             f"{r['ts_err_p50_ms']:>10.3f} {r['ts_err_p99_ms']:>7.3f} {r['ts_err_max_ms']:>7.3f} | "
             f"{r['late_p50_ms']:>11.2f} {r['late_p99_ms']:>7.2f} {r['late_max_ms']:>7.2f} | "
             f"{r['drift_ms']:>7.2f}" + ("" if sustained(r) else "  (not sustained)")
