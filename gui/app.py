@@ -1,0 +1,93 @@
+"""``stimloop gui``: attach a session window to a running session (its own process)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stimloop.gui.feed import find_sessions
+
+
+class NoSessionError(RuntimeError):
+    """No session, or several and none chosen; the message lists what is visible."""
+
+
+def choose_session(prefix: str | None, timeout: float = 2.0) -> str:
+    """The session prefix to attach to.
+
+    Parameters
+    ----------
+    prefix : str, optional
+        The wanted session; when given it is returned as is (the window waits for it).
+    timeout : float
+        Seconds to look for sessions when ``prefix`` is None.
+
+    Raises
+    ------
+    NoSessionError
+        None visible, or several (they are listed) and none chosen.
+    """
+    if prefix:
+        return prefix
+    found = find_sessions(timeout)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NoSessionError(f"no stimloop session is running (looked for {timeout:g} s)")
+    raise NoSessionError(
+        f"{len(found)} sessions are running; choose one with --session: " + ", ".join(found)
+    )
+
+
+def run_window(
+    prefix: str, fps: float = 32.0, duration_s: float | None = None, screenshot: str | None = None
+) -> int:
+    """Open the session window and run the Qt event loop until it closes.
+
+    Parameters
+    ----------
+    prefix : str
+        Session prefix (``{prefix}-status`` is its status stream).
+    fps : float
+        Redraw rate in Hz.
+    duration_s : float, optional
+        Close the window after this many seconds (benchmarks, scripts).
+    screenshot : str, optional
+        Save the window as this PNG just before closing after ``duration_s``.
+    """
+    from pyqtgraph.Qt import QtCore, QtWidgets
+
+    from stimloop.gui.feed import LiveFeed
+    from stimloop.gui.window import SessionWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    feed = LiveFeed(prefix).start()
+    win = SessionWindow(feed, fps)
+    win.show()
+    if duration_s is not None:
+
+        def finish() -> None:
+            if screenshot:
+                win.grab().save(screenshot)
+            win.close()
+
+        QtCore.QTimer.singleShot(int(duration_s * 1000), finish)
+    app.exec()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m stimloop.gui``."""
+    ap = argparse.ArgumentParser(prog="stimloop gui", description=__doc__)
+    ap.add_argument("--session", help="session prefix (default: the only one running)")
+    ap.add_argument("--fps", type=float, default=32.0, help="redraw rate, Hz")
+    ap.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    try:
+        prefix = choose_session(args.session)
+    except NoSessionError as exc:
+        print(f"stimloop gui: error: {exc}", file=sys.stderr)
+        return 2
+    return run_window(prefix, args.fps, args.duration, args.screenshot)

@@ -1,0 +1,598 @@
+"""The session window: signals, trends, phase, stimulator, stream health and controls.
+
+Everything is drawn from :class:`~stimloop.gui.feed.LiveFeed` copies by a QTimer
+(:attr:`SessionWindow.fps` Hz). A redraw does a bounded amount of work whatever the
+channel count or rate: every trace is min/max-decimated to about the plot's width in
+pixels, and the multichannel EEG is drawn as a single polyline. The emergency stop
+sends its datagram from the click (or key) handler itself, before anything else, so it
+waits for at most the one redraw that may be running when the click arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pylsl
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+
+from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
+from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
+from stimloop.gui.plotting import circular_summary, minmax_decimate, stack_channels
+from stimloop.loop.control import send_command
+
+RED = "#d62728"
+GREEN = "#2ca02c"
+GREY = "#7f7f7f"
+EEG_WINDOW_S = 10.0
+TREND_WINDOW_S = 120.0
+ECG_WINDOW_S = 6.0
+EDA_WINDOW_S = 60.0
+N_PHASE_BINS = 18
+
+
+def _plot(title: str, left: str = "", bottom: str = "s") -> pg.PlotWidget:
+    w = pg.PlotWidget(title=title)
+    w.setLabel("left", left)
+    w.setLabel("bottom", bottom)
+    # No grid: its translucent lines cost more to paint than the traces (measured).
+    w.setMenuEnabled(False)
+    # Ranges are set by the window (with hysteresis): autorange would re-lay the axes out,
+    # tick labels included, on every frame.
+    w.getPlotItem().vb.disableAutoRange()
+    w.setMinimumSize(10, 10)
+    w.getPlotItem().setClipToView(True)
+    return w
+
+
+class SessionWindow(QtWidgets.QMainWindow):
+    """The live window of one session.
+
+    Parameters
+    ----------
+    feed : LiveFeed
+        The started feed of the session (the window closes it on close).
+    fps : float
+        Redraw rate in Hz.
+    """
+
+    def __init__(self, feed: LiveFeed, fps: float = 32.0) -> None:
+        super().__init__()
+        # Light theme, no antialiasing (cheaper lines); set before any plot exists.
+        pg.setConfigOptions(antialias=False, background="w", foreground="k")
+        self.feed = feed
+        self.fps = fps
+        self.setWindowTitle(f"stimloop: {feed.prefix}")
+        self.frames = 0
+        self.frame_ms: list[float] = []
+        self.last_error: str | None = None
+        self.estop_sent_t: float | None = None
+        self.estop_handled_t: float | None = None  # local LSL clock at the last stop, s
+        self._eeg_gen = -1
+        self._scales = np.zeros(0)
+        self._shown = np.zeros(0, bool)
+        self._build()
+        self.timer = QtCore.QTimer(self)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start(max(1, int(1000 / fps)))
+
+    # -- layout ------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QtWidgets.QWidget()
+        outer = QtWidgets.QVBoxLayout(root)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addLayout(self._controls())
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        split.addWidget(self._signals())
+        split.addWidget(self._trends())
+        split.addWidget(self._side())
+        split.setSizes([700, 380, 380])
+        split.setChildrenCollapsible(True)
+        outer.addWidget(split, 1)
+        self.setCentralWidget(root)
+        self.resize(1500, 900)
+
+    def _controls(self) -> QtWidgets.QLayout:
+        bar = QtWidgets.QHBoxLayout()
+        self.estop_button = QtWidgets.QPushButton("EMERGENCY STOP  (Esc / F12)")
+        self.estop_button.setStyleSheet(
+            f"QPushButton {{background: {RED}; color: white; font-weight: bold; "
+            "font-size: 18px; padding: 10px 24px; border-radius: 6px;}"
+        )
+        self.estop_button.setMinimumHeight(48)
+        # pressed, not clicked: the stop goes out on the press, without waiting for release.
+        self.estop_button.pressed.connect(self.emergency_stop)
+        for key in (QtCore.Qt.Key.Key_Escape, QtCore.Qt.Key.Key_F12):
+            sc = QtGui.QShortcut(QtGui.QKeySequence(key), self)
+            sc.setContext(QtCore.Qt.ShortcutContext.ApplicationShortcut)
+            sc.activated.connect(self.emergency_stop)
+        bar.addWidget(self.estop_button)
+        self.arm_button = QtWidgets.QPushButton("Arm")
+        self.disarm_button = QtWidgets.QPushButton("Disarm")
+        self.start_button = QtWidgets.QPushButton("Start protocol")
+        self.stop_button = QtWidgets.QPushButton("Stop protocol")
+        self.arm_button.clicked.connect(lambda: self.command("arm"))
+        self.disarm_button.clicked.connect(lambda: self.command("disarm"))
+        self.start_button.clicked.connect(lambda: self.command("resume"))
+        self.stop_button.clicked.connect(lambda: self.command("pause"))
+        for b in (self.arm_button, self.disarm_button, self.start_button, self.stop_button):
+            bar.addWidget(b)
+        self.marker_text = QtWidgets.QLineEdit()
+        self.marker_text.setPlaceholderText("event marker label (e.g. exposure 1 start)")
+        self.marker_button = QtWidgets.QPushButton("Mark")
+        self.marker_button.clicked.connect(self.send_marker)
+        self.marker_text.returnPressed.connect(self.send_marker)
+        bar.addWidget(self.marker_text, 1)
+        bar.addWidget(self.marker_button)
+        self.banner = QtWidgets.QLabel("waiting for the session status…")
+        self.banner.setMinimumWidth(10)
+        bar.addWidget(self.banner, 1)
+        return bar
+
+    def _signals(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QtWidgets.QHBoxLayout()
+        self.filter_box = QtWidgets.QCheckBox(
+            f"display filter {DISPLAY_BAND_HZ[0]:g}-{DISPLAY_BAND_HZ[1]:g} Hz"
+        )
+        self.filter_box.setChecked(True)
+        self.scale_spin = QtWidgets.QDoubleSpinBox()
+        self.scale_spin.setRange(0.1, 100000.0)
+        self.scale_spin.setValue(50.0)
+        self.scale_spin.setSuffix(" µV/row")
+        self.scale_spin.setToolTip("scale of the selected channels (all when none is selected)")
+        self.scale_spin.valueChanged.connect(self._apply_scale)
+        row.addWidget(self.filter_box)
+        row.addWidget(self.scale_spin)
+        row.addStretch(1)
+        lay.addLayout(row)
+        inner = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.channel_list = QtWidgets.QListWidget()
+        self.channel_list.setSelectionMode(
+            QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection
+        )
+        self.channel_list.setMaximumWidth(90)
+        self.channel_list.itemChanged.connect(self._channels_changed)
+        self.eeg_plot = _plot("EEG", "", "s")
+        self.eeg_plot.getAxis("left").setStyle(tickLength=0)
+        self.eeg_curve = self.eeg_plot.plot(pen=pg.mkPen("#1f77b4", width=1))
+        self.eeg_curve.setSkipFiniteCheck(True)
+        inner.addWidget(self.channel_list)
+        inner.addWidget(self.eeg_plot)
+        inner.setSizes([70, 630])
+        lay.addWidget(inner, 5)
+        self.ecg_plot = _plot("ECG with R peaks", "mV")
+        self.ecg_curve = self.ecg_plot.plot(pen=pg.mkPen("#d62728"))
+        self.beat_marks = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("#000000"), symbol="t")
+        self.ecg_plot.addItem(self.beat_marks)
+        lay.addWidget(self.ecg_plot, 2)
+        self.eda_plot = _plot("EDA", "µS")
+        self.eda_curve = self.eda_plot.plot(pen=pg.mkPen("#2ca02c"))
+        lay.addWidget(self.eda_plot, 2)
+        return box
+
+    def _trends(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.hr_plot = _plot("heart rate", "bpm")
+        self.hr_curve = self.hr_plot.plot(pen=pg.mkPen("#d62728", width=2))
+        self.hrv_label = QtWidgets.QLabel("HRV: –")
+        self.scl_plot = _plot("SCL with SCRs", "µS")
+        self.scl_curve = self.scl_plot.plot(pen=pg.mkPen("#2ca02c", width=2))
+        self.scr_marks = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#ff7f0e"), symbol="o")
+        self.scl_plot.addItem(self.scr_marks)
+        self.alpha_plot = _plot("alpha amplitude (target)", "µV")
+        self.alpha_curve = self.alpha_plot.plot(pen=pg.mkPen("#9467bd", width=1))
+        self.conf_plot = _plot("phase confidence", "")
+        self.conf_plot.setYRange(0, 1)
+        self.conf_curve = self.conf_plot.plot(pen=pg.mkPen("#8c564b", width=1))
+        for w in (self.hr_plot, self.hrv_label, self.scl_plot, self.alpha_plot, self.conf_plot):
+            lay.addWidget(w, 0 if w is self.hrv_label else 1)
+        return box
+
+    def _side(self) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        dials = QtWidgets.QHBoxLayout()
+        self.dial_plot = self._polar("phase now")
+        self.dial_needle = self.dial_plot.plot(pen=pg.mkPen("#1f77b4", width=4))
+        self.dial_target = self.dial_plot.plot(
+            pen=pg.mkPen(RED, width=2, style=QtCore.Qt.PenStyle.DashLine)
+        )
+        self.hist_plot = self._polar("pulse phases")
+        self.hist_curve = self.hist_plot.plot(
+            pen=pg.mkPen("#ff7f0e", width=1), brush=pg.mkBrush(255, 127, 14, 90), fillLevel=None
+        )
+        self.hist_mean = self.hist_plot.plot(pen=pg.mkPen("#000000", width=3))
+        self.hist_target = self.hist_plot.plot(
+            pen=pg.mkPen(RED, width=2, style=QtCore.Qt.PenStyle.DashLine)
+        )
+        dials.addWidget(self.dial_plot)
+        dials.addWidget(self.hist_plot)
+        lay.addLayout(dials, 3)
+        self.phase_label = QtWidgets.QLabel("pulses: –")
+        lay.addWidget(self.phase_label)
+        stim = QtWidgets.QGroupBox("Stimulator")
+        grid = QtWidgets.QFormLayout(stim)
+        self.stim_fields: dict[str, QtWidgets.QLabel] = {}
+        for key in ("state", "intensity", "coil", "pulses", "refusals", "headroom", "protocol"):
+            lab = QtWidgets.QLabel("–")
+            lab.setWordWrap(True)
+            self.stim_fields[key] = lab
+            grid.addRow(key, lab)
+        lay.addWidget(stim, 2)
+        self.health = QtWidgets.QTableWidget(0, 6)
+        self.health.setHorizontalHeaderLabels(
+            ["stream", "age ms", "rate Hz", "gaps", "lost", "NaN"]
+        )
+        self.health.verticalHeader().setVisible(False)
+        self.health.horizontalHeader().setSectionResizeMode(
+            QtWidgets.QHeaderView.ResizeMode.ResizeToContents
+        )
+        self.health.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        lay.addWidget(self.health, 3)
+        return box
+
+    def _polar(self, title: str) -> pg.PlotWidget:
+        w = pg.PlotWidget(title=title)
+        w.setAspectLocked(True)
+        w.hideAxis("left")
+        w.hideAxis("bottom")
+        w.setMenuEnabled(False)
+        w.setMouseEnabled(False, False)
+        w.setMinimumSize(10, 10)
+        a = np.linspace(0, 2 * np.pi, 181)
+        for r in (0.5, 1.0):
+            w.plot(r * np.cos(a), r * np.sin(a), pen=pg.mkPen(GREY, width=1))
+        labels = (
+            (0, "0°\npeak", (0, 0.5)),
+            (np.pi, "180°\ntrough", (1, 0.5)),
+            (np.pi / 2, "90°", (0.5, 1)),
+            (-np.pi / 2, "-90°", (0.5, 0)),
+        )
+        for ang, text, anchor in labels:
+            t = pg.TextItem(text, color=GREY, anchor=anchor)
+            t.setPos(1.03 * np.cos(ang), 1.03 * np.sin(ang))
+            w.addItem(t)
+        w.setRange(xRange=(-1.6, 1.6), yRange=(-1.25, 1.25), padding=0)
+        return w
+
+    # -- actions -----------------------------------------------------------------------
+    def emergency_stop(self) -> None:
+        """Send the emergency stop to the session's HAL listener, now (Qt thread)."""
+        self.estop_handled_t = pylsl.local_clock()
+        status = self.feed.status()
+        port = int(status["estop_port"]) if status and status.get("estop_port") else None
+        # The datagram goes out first; UDP is fire-and-forget, so a few copies are sent
+        # (duplicates are harmless: the latch is idempotent).
+        for _ in range(3):
+            send_emergency_stop("gui emergency stop", port or DEFAULT_ESTOP_PORT)
+        self.estop_sent_t = time.perf_counter()
+        self.banner.setText("EMERGENCY STOP SENT")
+        self.banner.setStyleSheet(f"color: {RED}; font-weight: bold;")
+
+    def command(self, cmd: str, **args) -> bool:
+        """Send a control command (checked by the session's HAL gate); False if no session."""
+        status = self.feed.status()
+        if not status or not status.get("control_port"):
+            self.last_error = f"{cmd}: no session status yet"
+            self.banner.setText(self.last_error)
+            return False
+        send_command(int(status["control_port"]), cmd, **args)
+        return True
+
+    def send_marker(self) -> None:
+        """Send the marker label as a ``user_marker`` event (empty labels are refused)."""
+        text = self.marker_text.text().strip()
+        if not text:
+            self.banner.setText("marker needs a label")
+            return
+        if self.command("marker", text=text):
+            self.marker_text.clear()
+
+    def _apply_scale(self, value: float) -> None:
+        rows = [self.channel_list.row(i) for i in self.channel_list.selectedItems()]
+        if self._scales.size:
+            idx = np.asarray(rows, int) if rows else np.arange(self._scales.size)
+            self._scales[idx] = value
+
+    def _channels_changed(self, _item=None) -> None:
+        n = self.channel_list.count()
+        self._shown = np.array(
+            [
+                self.channel_list.item(i).checkState() == QtCore.Qt.CheckState.Checked
+                for i in range(n)
+            ],
+            bool,
+        )
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        """Tell the session the GUI is gone; it decides (by config) whether to disarm."""
+        self.timer.stop()
+        try:
+            self.command("gui_closed")
+        except OSError:
+            pass
+        self.feed.close()
+        super().closeEvent(event)
+
+    # -- redraw ------------------------------------------------------------------------
+    def redraw(self) -> None:
+        """One frame: copy from the feed, decimate, draw. Never blocks on LSL."""
+        t0 = time.perf_counter()
+        now = pylsl.local_clock()
+        k = self.frames
+        try:
+            # Fast signals every frame; slow trends, dials and text at a fraction of it,
+            # which is all they change at (status arrives at 10 Hz, HR at 4 Hz).
+            self._draw_eeg(now)
+            self._draw_ecg(now)
+            if k % 3 == 0:
+                self._draw_phase()
+                self._draw_status()
+            if k % 6 == 1:
+                self._line(self.eda_curve, self.eda_plot, "eda", EDA_WINDOW_S, now)
+                self._draw_trends(now)
+        except Exception as exc:  # a bad frame must never take the window down
+            self.last_error = f"redraw: {exc!r}"
+            self.banner.setText(self.last_error)
+        self.frames += 1
+        self.frame_ms.append((time.perf_counter() - t0) * 1e3)
+        if len(self.frame_ms) > 2000:
+            del self.frame_ms[:1000]
+
+    def _bins(self, plot: pg.PlotWidget) -> int:
+        return max(2, int(plot.getPlotItem().vb.width()) // 2)
+
+    def _draw_eeg(self, now: float) -> None:
+        tr = self.feed.track("eeg")
+        if tr is None:
+            return
+        data, ts, gen = tr.latest(EEG_WINDOW_S, filtered=self.filter_box.isChecked())
+        if gen != self._eeg_gen:
+            self._rebuild_channels(tr.labels)
+            self._eeg_gen = gen
+        if ts.size == 0 or data.shape[1] != self._shown.size:
+            self.eeg_curve.setData([], [])
+            return
+        idx = np.flatnonzero(self._shown)
+        if idx.size == 0:
+            self.eeg_curve.setData([], [])
+            return
+        t, y = minmax_decimate(ts - now, data[:, idx], self._bins(self.eeg_plot))
+        x, yy, conn = stack_channels(t, y, self._scales[idx])
+        self.eeg_curve.setData(x, yy, connect=conn)
+        ticks = [((idx.size - 1 - k), tr.labels[i]) for k, i in enumerate(idx)]
+        step = max(1, len(ticks) // 24)
+        self.eeg_plot.getAxis("left").setTicks([ticks[::step]])
+        self.eeg_plot.setXRange(-EEG_WINDOW_S, 0, padding=0)
+        self.eeg_plot.setYRange(-1, idx.size, padding=0)
+
+    def _rebuild_channels(self, labels: list[str]) -> None:
+        self.channel_list.blockSignals(True)
+        self.channel_list.clear()
+        for lab in labels:
+            item = QtWidgets.QListWidgetItem(lab)
+            item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(QtCore.Qt.CheckState.Checked)
+            self.channel_list.addItem(item)
+        self.channel_list.blockSignals(False)
+        self._scales = np.full(len(labels), self.scale_spin.value())
+        self._shown = np.ones(len(labels), bool)
+
+    def _draw_ecg(self, now: float) -> None:
+        self._line(self.ecg_curve, self.ecg_plot, "ecg", ECG_WINDOW_S, now)
+        beats = self.feed.beats() - now
+        beats = beats[beats > -ECG_WINDOW_S]
+        tr = self.feed.track("ecg")
+        if tr is not None and beats.size:
+            data, ts, _ = tr.latest(ECG_WINDOW_S)
+            if ts.size and data.shape[1]:
+                beats = beats[(beats >= ts[0] - now) & (beats <= ts[-1] - now)]
+                k = np.clip(np.searchsorted(ts - now, beats), 0, ts.size - 1)
+                self.beat_marks.setData(beats, data[k, 0])
+        else:
+            self.beat_marks.setData([], [])
+
+    def _line(self, curve, plot, role: str, seconds: float, now: float, col: int = 0) -> np.ndarray:
+        tr = self.feed.track(role)
+        if tr is None:
+            return np.empty(0)
+        data, ts, _ = tr.latest(seconds)
+        if ts.size == 0 or data.shape[1] <= col:
+            curve.setData([], [])
+            return np.empty(0)
+        t, y = minmax_decimate(ts - now, data[:, col], self._bins(plot))
+        curve.setData(t, y, connect="finite")
+        plot.setXRange(-seconds, 0, padding=0)
+        if plot is not self.conf_plot:
+            _fit_y(plot, y)
+        return data[:, col]
+
+    def _draw_trends(self, now: float) -> None:
+        self._line(self.hr_curve, self.hr_plot, "heart_hr", TREND_WINDOW_S, now, 0)
+        hr = self.feed.track("heart_hr")
+        if hr is not None:
+            data, _, _ = hr.latest(1.0)
+            if data.shape[0] and data.shape[1] >= 4:
+                bpm, ibi, rmssd, sdnn = data[-1, :4]
+                self.hrv_label.setText(
+                    f"HR {bpm:.0f} bpm   IBI {ibi:.0f} ms   "
+                    f"RMSSD {rmssd:.0f} ms   SDNN {sdnn:.0f} ms"
+                )
+        level = self.feed.track("eda_level")
+        if level is not None and level.connected:
+            self.scl_plot.setTitle("SCL with SCRs (EDA stage)")
+            self._line(self.scl_curve, self.scl_plot, "eda_level", TREND_WINDOW_S, now, 0)
+        else:
+            self.scl_plot.setTitle("skin conductance (raw EDA)")
+            self._line(self.scl_curve, self.scl_plot, "eda", TREND_WINDOW_S, now, 0)
+        scr = self.feed.track("eda_scr")
+        if scr is not None and scr.connected:
+            data, _, _ = scr.latest(0)
+            onset = data[:, 0] - now if data.shape[1] >= 4 else np.empty(0)
+            keep = onset > -TREND_WINDOW_S
+            lvl = self.feed.track("eda_level")
+            y = np.zeros(keep.sum())
+            if lvl is not None and keep.any():
+                ld, lt, _ = lvl.latest(TREND_WINDOW_S)
+                if lt.size:
+                    k = np.clip(np.searchsorted(lt - now, onset[keep]), 0, lt.size - 1)
+                    y = ld[k, 0]
+            self.scr_marks.setData(onset[keep], y)
+        self._line(self.alpha_curve, self.alpha_plot, "phase", TREND_WINDOW_S / 4, now, 1)
+        self._line(self.conf_curve, self.conf_plot, "phase", TREND_WINDOW_S / 4, now, 2)
+
+    def _draw_phase(self) -> None:
+        status = self.feed.status() or {}
+        target = (status.get("protocol") or {}).get("target_phase_deg")
+        tr = self.feed.track("phase")
+        if tr is not None:
+            data, _, _ = tr.latest(0)
+            if data.shape[0] and data.shape[1] >= 3:
+                ph, _, conf = data[-1, :3]
+                r = float(np.clip(conf, 0.05, 1.0)) if math.isfinite(conf) else 0.05
+                if math.isfinite(ph):
+                    self.dial_needle.setData([0, r * math.cos(ph)], [0, r * math.sin(ph)])
+        for curve in (self.dial_target, self.hist_target):
+            if target is not None:
+                a = math.radians(float(target))
+                curve.setData([0, 1.1 * math.cos(a)], [0, 1.1 * math.sin(a)])
+        pulses = self.feed.pulses()
+        phases = np.array([p.phase_rad for p in pulses])
+        n_true = sum(math.isfinite(p.phase_true_rad) for p in pulses)
+        n, mean, sd = circular_summary(phases)
+        if n:
+            finite = phases[np.isfinite(phases)]
+            counts, edges = np.histogram(np.mod(finite, 2 * np.pi), N_PHASE_BINS, (0, 2 * np.pi))
+            r = counts / counts.max()
+            xs, ys = [], []
+            for c, a0, a1 in zip(r, edges[:-1], edges[1:], strict=True):
+                arc = np.linspace(a0, a1, 6)
+                xs += [0, *(c * np.cos(arc)), 0]
+                ys += [0, *(c * np.sin(arc)), 0]
+            self.hist_curve.setData(xs, ys)
+            z = np.mean(np.exp(1j * finite))
+            self.hist_mean.setData([0, z.real], [0, z.imag])
+            source = "true" if n_true == n else ("estimated" if n_true == 0 else "true/estimated")
+            self.phase_label.setText(
+                f"pulses {n} ({source} phase): circular mean {mean:.0f}°, SD {sd:.0f}°"
+                + (f"   target {float(target):g}°" if target is not None else "")
+            )
+
+    def _draw_status(self) -> None:
+        status = self.feed.status()
+        age = self.feed.status_age_s()
+        if status is None or age > 1.0:
+            self.banner.setText(
+                "session not responding" if status else "waiting for the session status…"
+            )
+            self.banner.setStyleSheet(f"color: {RED}; font-weight: bold;")
+        elif self.estop_sent_t is None:
+            engaged = status.get("estop_engaged")
+            self.banner.setText(
+                f"session {status.get('session')} ({status.get('prefix')})"
+                + ("  —  EMERGENCY STOP ENGAGED" if engaged else "")
+            )
+            self.banner.setStyleSheet(f"color: {RED if engaged else GREEN}; font-weight: bold;")
+        st = (status or {}).get("stimulator") or {}
+        if st:
+            f = self.stim_fields
+            armed = st.get("armed")
+            f["state"].setText(
+                f"{'ARMED' if armed else 'disarmed'}, {'ready' if st.get('ready') else 'not ready'}"
+                + (f", error: {st['error']}" if st.get("error") else "")
+                + f"  ({st.get('driver')})"
+            )
+            f["state"].setStyleSheet(f"color: {RED if armed else GREY}; font-weight: bold;")
+            f["intensity"].setText(f"{_num(st.get('intensity_pct'))} % MSO")
+            f["coil"].setText(
+                f"{'present' if st.get('coil_present') else 'ABSENT'}, "
+                f"{_num(st.get('coil_temperature_c'))} °C"
+            )
+            f["pulses"].setText(f"{st.get('pulses_delivered')} delivered")
+            f["refusals"].setText(f"{st.get('refusals')}; last: {st.get('last_refusal') or '–'}")
+            f["headroom"].setText(
+                f"{st.get('pulse_headroom')} of {st.get('max_pulses')} pulses, "
+                f"{_num(st.get('intensity_headroom_pct'))} % below the "
+                f"{_num(st.get('max_intensity_pct'))} % limit, IPI ≥ {_num(st.get('min_ipi_s'))} s"
+            )
+            pr = status.get("protocol") or {}
+            f["protocol"].setText(
+                f"{pr.get('name')} {'running' if pr.get('running') else 'PAUSED'}, "
+                f"target {pr.get('target_phase_deg')}° ({pr.get('control')})"
+            )
+        self._draw_health(status)
+
+    def _draw_health(self, status: dict | None) -> None:
+        session_streams = (status or {}).get("streams") or {}
+        # Optional derived streams (an EDA stage) get a row once they have appeared.
+        roles = [
+            r
+            for r in ("eeg", "ecg", "eda", "phase", "heart_hr", "eda_level")
+            if (tr := self.feed.track(r)) is not None and (r != "eda_level" or tr.generation)
+        ]
+        if self.health.rowCount() != len(roles):
+            self.health.setRowCount(len(roles))
+        for row, role in enumerate(roles):
+            tr = self.feed.track(role)
+            s = session_streams.get(role) or {}
+            stale = tr.is_stale() or (
+                bool(s.get("stale")) and (s.get("age_s") or 0) > STALE_AFTER_S
+            )
+            age = tr.age_s()
+            cells = [
+                role + (" STALE" if stale else ""),
+                "–" if not math.isfinite(age) else f"{age * 1e3:.0f}",
+                _num(s.get("rate_hz", tr.rate_hz)) if tr.rate_hz > 0 else "irregular",
+                str(s.get("gaps", tr.gaps)),
+                str(s.get("lost_samples", tr.lost_samples)),
+                str(s.get("nonfinite", tr.nonfinite)),
+            ]
+            color = QtGui.QColor(RED if stale else "#ffffff")
+            fg = QtGui.QColor("#ffffff" if stale else "#000000")
+            for col, text in enumerate(cells):
+                item = self.health.item(row, col)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    self.health.setItem(row, col, item)
+                item.setText(text)
+                item.setBackground(color)
+                item.setForeground(fg)
+
+    def stale_roles(self) -> set[str]:
+        """Roles whose health row is currently red (for tests and scripts)."""
+        out = set()
+        for row in range(self.health.rowCount()):
+            item = self.health.item(row, 0)
+            if item is not None and item.text().endswith(" STALE"):
+                out.add(item.text().split()[0])
+        return out
+
+
+def _fit_y(plot: pg.PlotWidget, y: np.ndarray) -> None:
+    """Fit the y range to the data, changing it only when the data leave it or use less
+    than half of it (a steady axis costs no tick re-layout)."""
+    finite = y[np.isfinite(y)]
+    if finite.size == 0:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    span = max(hi - lo, 1e-9)
+    (cur_lo, cur_hi) = plot.getPlotItem().vb.viewRange()[1]
+    if lo < cur_lo or hi > cur_hi or span < 0.5 * (cur_hi - cur_lo):
+        pad = 0.1 * span if hi > lo else max(abs(hi) * 0.01, 1e-3)
+        plot.setYRange(lo - pad, hi + pad, padding=0)
+
+
+def _num(x: object) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{v:.1f}" if math.isfinite(v) else "–"
