@@ -2,6 +2,12 @@
 
 import sys
 
-from stimloop.gui.app import main
+from stimloop.stream.lslconfig import use_machine_scope
+
+# Sessions are local (their control channel listens on 127.0.0.1): resolve on this machine,
+# unless the user chose an LSL configuration. This must precede the first use of liblsl.
+use_machine_scope()
+
+from stimloop.gui.app import main  # noqa: E402
 
 sys.exit(main())

@@ -26,6 +26,35 @@ def _live(args: argparse.Namespace):
     return None if args.headless or args.json else show
 
 
+def _window(args: argparse.Namespace):
+    """Session hook that opens the live window in its own process (not with --headless or
+    --json). The window only reads the session's streams; closing or crashing it never
+    stops the session."""
+    if args.headless or args.json:
+        return None
+
+    def start(session) -> None:
+        import subprocess
+
+        cmd = [sys.executable, "-m", "stimloop.gui", "--session", session.prefix]
+        try:
+            subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            print(f"stimloop: no window ({exc}); the session runs on", file=sys.stderr)
+
+    return start
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from stimloop.stream.lslconfig import use_machine_scope
+
+    # Sessions are local (their control channel is on 127.0.0.1); so is the window.
+    use_machine_scope()
+    from stimloop.gui.app import main as gui_main
+
+    return gui_main(["--session", args.session] if args.session else [])
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.stream.lslconfig import use_machine_scope
 
@@ -35,7 +64,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.loop.demo import format_summary, run_demo
 
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
-    summary = run_demo(args.duration, sim, on_status=_live(args))
+    summary = run_demo(args.duration, sim, on_status=_live(args), on_open=_window(args))
     if _live(args) is not None:
         print(file=sys.stderr)
     print(json.dumps(summary, default=float) if args.json else format_summary(summary))
@@ -49,6 +78,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_session(args.config)
     live = _live(args)
     with Session(cfg) as session:
+        if (open_window := _window(args)) is not None:
+            open_window(session)
 
         def tick(s: Session) -> None:
             if live is not None:
@@ -225,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no window or live display")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run)
+
+    gui = sub.add_parser(
+        "gui",
+        help="open the live window of a running session",
+        description="Attach the session window (signals, trends, phase, stimulator, stream "
+        "health, controls and the emergency stop) to a running session.",
+    )
+    gui.add_argument("--session", help="session prefix (default: the only one running)")
+    gui.set_defaults(func=_cmd_gui)
 
     sim = sub.add_parser(
         "simulate",
