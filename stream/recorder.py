@@ -171,11 +171,15 @@ class Recorder:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             head = [xdf.file_header()]
+            # Discovered streams that vanish again should not hold up the start for long.
+            open_timeout = (
+                self.resolve_timeout if self.source_ids else min(2.0, self.resolve_timeout)
+            )
             for info in infos:
                 try:
                     inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False)
-                    full = inlet.info(timeout=self.resolve_timeout)
-                    inlet.open_stream(timeout=self.resolve_timeout)
+                    full = inlet.info(timeout=open_timeout)
+                    inlet.open_stream(timeout=open_timeout)
                 except (LSLTimeoutError, LostError) as exc:
                     if self.source_ids is not None:
                         raise StreamError(

@@ -2,7 +2,7 @@
 
 Each test replays a file, records the replay with the XDF recorder and compares the
 recording with the source, read independently (wfdb, mne, pyxdf). Long files replay at
-high speed to keep the suite short: MIT-BIH 100 (30 min) at 300x, EEGMAT (182 s) at 30x.
+high speed to keep the suite short: MIT-BIH 100 (30 min) at 300x, EEGMAT (182 s) at 60x.
 Relative timing is compared on the sender's timestamps (pyxdf without clock
 synchronisation), which are exact; at 300x a 10 µs clock-offset estimate difference
 between two streams would otherwise look like 3 ms of original time.
@@ -88,9 +88,9 @@ def test_replay_mitbih_record_100(shared_data, tmp_path, source_id):
 
 
 def test_replay_eegmat_edf(shared_data, tmp_path, source_id):
-    """182 s of 21-channel EEG at 500 Hz from EDF, replayed at 30x, units as stored."""
+    """182 s of 21-channel EEG at 500 Hz from EDF, replayed at 60x, units as stored."""
     edf = shared_data / "eeg" / "eegmat_subject00_rest.edf"
-    speed = 30.0
+    speed = 60.0
     _, got = _replay_and_record(edf, tmp_path / "edf.xdf", f"-{source_id}", speed)
     raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
     data = got[f"eegmat_subject00_rest-{source_id}"]
