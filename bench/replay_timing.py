@@ -101,7 +101,9 @@ def run(
         code, sid = _MNE, f"mnelsl-{tag}"
     args = [str(path), str(speed), f"-bench-{tag}" if player == "stimloop" else sid,
             str(duration_s), str(loop_s)]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.DEVNULL
+    )
     try:
         infos = pylsl.resolve_bypred(f"source_id='{sid}'", 1, 30.0)
         if not infos:

@@ -310,6 +310,8 @@ class _Lane:
 
 def _copy_desc(src: ET.Element, dst: pylsl.XMLElement) -> None:
     for child in src:
+        if child.tag in ("replay_file", "replay_speed"):
+            continue  # a replay of a replay describes only the latest replay
         if len(child):
             _copy_desc(child, dst.append_child(child.tag))
         else:
