@@ -38,6 +38,9 @@ log = logging.getLogger("stimloop.gui")
 #: A stream is shown stale (red) when nothing arrived for this long, in s.
 STALE_AFTER_S = 0.25
 
+#: Period at which the readers drain their inlets, in s.
+READ_PERIOD_S = 0.025
+
 #: Band of the display-only EEG filter, in Hz.
 DISPLAY_BAND_HZ = (1.0, 40.0)
 
@@ -358,7 +361,10 @@ class LiveFeed:
                     self._stop.wait(self.retry_s)
                     continue
             try:
-                chunk = inlet.pull(0.05)
+                # A fixed 25 ms poll, not a blocking wait: a 1-sample-per-push source
+                # would otherwise wake this thread 1000 times a second. The display needs
+                # batches, not latency (DESIGN.md's no-polling rule is for the hot loop).
+                chunk = inlet.pull(0.0)
             except StreamError as exc:
                 track.connected, track.error = False, str(exc)
                 inlet = None
@@ -367,8 +373,7 @@ class LiveFeed:
                 track.write(chunk.data, chunk.timestamps)
                 track.lost_samples = inlet.lost_samples
                 track.gaps += sum(type(e).__name__ == "Gap" for e in chunk.events)
-            elif track.rate_hz == 0:
-                self._stop.wait(0.02)  # irregular streams: pull(timeout) may return at once
+            self._stop.wait(READ_PERIOD_S)
         if inlet is not None:
             inlet.close()
 

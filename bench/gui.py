@@ -1,0 +1,135 @@
+"""The live window's cost: frame rate and CPU at 64 ch × 1 kHz EEG + ECG + EDA, and the
+closed loop's latency with and without the window, in the same run.
+
+Setup: ``bench/loop_latency.py``'s producer pushes 64-channel EEG at 1000 Hz one sample
+at a time, ECG at 500 Hz and EDA at 100 Hz, with a trigger sample every ``--every`` ms.
+This process runs ``loop_latency.run_engine`` (the real engine, HAL gate and simulated
+stimulator, with the phase and heart DSP load) and publishes a session status stream
+naming those sources, so that ``python -m stimloop.gui`` (its own process, offscreen Qt
+unless a display is set) attaches to them exactly as to a session. The engine runs
+``--rounds`` times without the window and ``--rounds`` times with it, alternating; the
+reference is the same engine without a window. Latency = push of the trigger sample →
+the stimulator driver's fire call.
+
+Usage: ``python bench/gui.py [--triggers 750] [--every 40] [--rounds 1] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stimloop.stream.lslconfig import use_machine_scope
+
+use_machine_scope()
+
+import numpy as np
+from loop_latency import run_engine
+
+from stimloop.stream.outlet import marker_outlet
+
+
+def publish_status(prefix: str, stop: threading.Event) -> threading.Thread:
+    """A minimal session status stream naming the producer's streams (10 Hz)."""
+    out = marker_outlet("bench status", f"{prefix}-session-status", stype="Status")
+    snap = json.dumps(
+        {
+            "session": "bench",
+            "prefix": f"{prefix}-session",
+            "source_ids": {r: f"{prefix}-{r}" for r in ("eeg", "ecg", "eda")},
+            "truth_source_ids": {},
+        }
+    )
+
+    def run() -> None:
+        while not stop.wait(0.1):
+            out.push_marker(snap)
+        out.close()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--triggers", type=int, default=750, help="pulses per engine run")
+    ap.add_argument("--every", type=int, default=40, help="ms between trigger samples")
+    ap.add_argument("--rounds", type=int, default=1, help="runs with and without the window")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    prefix = f"bench-gui-{uuid.uuid4().hex[:8]}"
+    run_s = args.triggers * args.every / 1000.0
+    seconds = 10.0 + 2 * args.rounds * (run_s + 15.0)
+    here = Path(__file__).resolve().parent
+    producer = subprocess.Popen(
+        [sys.executable, str(here / "loop_latency.py"), "--produce", prefix,
+         "--every", str(args.every), "--seconds", str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    producer.stdout.readline()
+    stop = threading.Event()
+    publish_status(prefix, stop)
+    without, with_gui, windows = [], [], []
+    env = {**os.environ}
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    try:
+        for _ in range(args.rounds):
+            without.append(run_engine(prefix, args.triggers))
+            with tempfile.TemporaryDirectory() as tmp:
+                report = Path(tmp) / "gui.json"
+                gui = subprocess.Popen(
+                    [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
+                     "--duration", str(run_s + 8.0), "--report", str(report)],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(6.0)  # the window is up and drawing all streams
+                with_gui.append(run_engine(prefix, args.triggers))
+                gui.wait(60.0)
+                windows.append(json.loads(report.read_text()))
+    finally:
+        stop.set()
+        producer.kill()
+    p99_without = float(np.mean([r["p99_ms"] for r in without]))
+    p99_with = float(np.mean([r["p99_ms"] for r in with_gui]))
+    result = {
+        "window": windows,
+        "engine_without_gui": without,
+        "engine_with_gui": with_gui,
+        "p99_increase_ms": p99_with - p99_without,
+        "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
+                  "trigger_every_ms": args.every, "triggers_per_run": args.triggers,
+                  "cpus": os.cpu_count(),
+                  "qt_platform": env["QT_QPA_PLATFORM"]},
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+        return
+    print("session window at 64 ch x 1 kHz EEG + ECG 500 Hz + EDA 100 Hz "
+          f"(Qt platform {env['QT_QPA_PLATFORM']})")  # fmt: skip
+    print(f"{'window run':<11} {'fps':>6} {'CPU %':>6} {'update p50 ms':>14} {'p99 ms':>7}")
+    for k, w in enumerate(windows):
+        print(f"{k:<11} {w['fps']:>6.1f} {w['cpu_pct']:>6.1f} {w['update_ms_p50']:>14.2f} "
+              f"{w['update_ms_p99']:>7.2f}")  # fmt: skip
+    print()
+    print("engine loop latency, push of the trigger sample -> fire call (ms)")
+    print(f"{'engine':<16} {'p50':>7} {'p99':>7} {'max':>7} {'n':>6}")
+    for name, runs in (("without window", without), ("with window", with_gui)):
+        for r in runs:
+            print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
+                  f"{r['n']:>6}")  # fmt: skip
+    print(f"p99 increase with the window: {result['p99_increase_ms']:+.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
