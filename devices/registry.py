@@ -108,6 +108,7 @@ def open_stimulator(
     name: str,
     limits: SafetyLimits | None = None,
     override_reason: str | None = None,
+    marker_source_id: str | None = None,
     **options: object,
 ) -> SafeStimulator:
     """Instantiate stimulator ``name`` with ``options`` and wrap it in the safety gate.
@@ -125,10 +126,12 @@ def open_stimulator(
         raise ConfigError(
             ErrorCode.BAD_CONFIG, f"driver {name!r}: bad options {options!r}: {exc}"
         ) from exc
-    return SafeStimulator(driver, limits, override_reason=override_reason)
+    return SafeStimulator(
+        driver, limits, override_reason=override_reason, marker_source_id=marker_source_id
+    )
 
 
-def stimulator_from_config(cfg: Mapping) -> SafeStimulator:
+def stimulator_from_config(cfg: Mapping, marker_source_id: str | None = None) -> SafeStimulator:
     """Build a gated stimulator from a session config section.
 
     Expected shape (e.g. a TOML table)::
@@ -163,7 +166,9 @@ def stimulator_from_config(cfg: Mapping) -> SafeStimulator:
         )
     reason = cfg.get("override_reason")
     limits = SafetyLimits.from_config(cfg.get("safety", {}), override_reason=reason)
-    return open_stimulator(name, limits, override_reason=reason, **dict(options))
+    return open_stimulator(
+        name, limits, override_reason=reason, marker_source_id=marker_source_id, **dict(options)
+    )
 
 
 def open_source(name: str, **options: object) -> Source:

@@ -635,3 +635,37 @@ def causal_phase(
         Phase in rad (0 = positive peak, ±π = trough); NaN until calibrated.
     """
     return PhaseEstimator(fs, band, **kwargs).update(x).phase_rad
+
+
+def reference_phase(
+    x: np.ndarray, fs: float, iaf_hz: float, half_width_hz: float = 2.0, order: int = 4
+) -> np.ndarray:
+    """The field's offline ground-truth phase (non-causal; for validation only).
+
+    Zero-phase Butterworth band-pass at ``iaf_hz ± half_width_hz`` over the whole
+    recording (``sosfiltfilt``), then the angle of the analytic signal (Hilbert), as in
+    Zrenner et al. 2018 and ``../shared/data/README.md``. Discard the first and last 2 s
+    before scoring: the filter and the Hilbert transform are unreliable at the edges.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,)
+        One channel, e.g. a Hjorth derivation, in any unit.
+    fs : float
+        Sampling rate in Hz.
+    iaf_hz : float
+        Individual alpha frequency in Hz.
+    half_width_hz : float
+        Half-width of the pass band in Hz.
+    order : int
+        Butterworth order (of the single pass).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Phase in rad, 0 at the positive peak and ±π at the trough.
+    """
+    band = (iaf_hz - half_width_hz, iaf_hz + half_width_hz)
+    sos = scipy.signal.butter(order, band, btype="bandpass", fs=fs, output="sos")
+    filtered = scipy.signal.sosfiltfilt(sos, np.asarray(x, dtype=np.float64))
+    return np.angle(scipy.signal.hilbert(filtered))

@@ -17,12 +17,16 @@ import json
 import logging
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +46,7 @@ from stimloop.loop.engine import Engine
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.phase_locked import PhaseLockedProtocol
 from stimloop.loop.stage import Stage
+from stimloop.stream.discovery import list_streams
 from stimloop.stream.inlet import Inlet, MarkerInlet
 from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
 
@@ -115,6 +120,8 @@ class Session:
         self.estop: EmergencyStopListener | None = None
         self.status: StatusPublisher | None = None
         self._status_out = None
+        self.recorder: subprocess.Popen | None = None
+        self.recording_path: Path | None = None
         self._closed = False
 
     def open(self) -> Session:
@@ -147,8 +154,14 @@ class Session:
         connectables = [*self.inlets.values(), *([self.events] if self.events else [])]
         with ThreadPoolExecutor(len(connectables)) as pool:
             list(pool.map(lambda inlet: inlet.connect(), connectables))
-        self.markers = marker_outlet(f"stimloop {cfg.name} decisions", f"{self.prefix}-decisions")
-        self.markers.push_marker(json.dumps({"event": "config", "config": cfg.model_dump()}))
+        self._config_json = json.dumps(cfg.model_dump())
+        # The config rides in the decision stream's header too, so every recording of
+        # that stream carries it even if the config marker itself were missed.
+        self.markers = Outlet(
+            f"stimloop {cfg.name} decisions", "Markers", f"{self.prefix}-decisions",
+            channel_specs(["decision"], "", "Marker"), 0.0, "string",
+            extra_desc={"session_config": self._config_json},
+        )  # fmt: skip
         protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
         eeg = self.inlets["eeg"]
         protocol.start(eeg.rate_hz, eeg.channel_labels)
@@ -163,7 +176,15 @@ class Session:
         for stage in self.stages:
             inlet = self.inlets[stage.role]
             stage.start(inlet.rate_hz, inlet.channel_labels, self.prefix)
-        self.stimulator = stimulator_from_config(cfg.stimulator)
+        stim_cfg = dict(cfg.stimulator)
+        if stim_cfg["driver"] == "simulated":
+            # The simulated stimulator publishes its pulses; give that stream the
+            # session prefix so the recorder picks it up with the session's own.
+            stim_cfg["options"] = {
+                "source_id": f"{self.prefix}-pulses",
+                **stim_cfg.get("options", {}),
+            }
+        self.stimulator = stimulator_from_config(stim_cfg, marker_source_id=f"{self.prefix}-safety")
         self.stimulator.connect()
         self.stimulator.set_intensity(cfg.protocol.intensity_pct)
         self.stimulator.arm()
@@ -182,9 +203,13 @@ class Session:
             watchdog_period_s=cfg.watchdog_period_s,
         )  # fmt: skip
         self._open_channels()
+        if cfg.recording.path:
+            self._start_recorder(cfg.recording.path)
+        self.markers.push_marker(json.dumps({"event": "config", "config": cfg.model_dump()}))
         # Drop what queued up while connecting and warming up: the loop starts fresh.
         for inlet in self.inlets.values():
-            inlet.pull(0.0)
+            while len(inlet.pull(0.0)):  # one pull returns at most ~2 s of backlog
+                pass
 
     def _open_channels(self) -> None:
         """Emergency-stop listener, command channel and status stream."""
@@ -198,6 +223,44 @@ class Session:
             f"stimloop {self.cfg.name} status", f"{self.prefix}-status", stype="Status"
         )
         self.status = StatusPublisher(self._status_out, self.snapshot)
+
+    def _start_recorder(self, template: str) -> None:
+        """Record every input and every stream of this session in a separate process.
+
+        A separate process keeps the recorder's pulls and disk writes off this
+        process's GIL, so recording can never delay the real-time loop.
+        """
+        path = Path(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        inputs = [src.source_id for src in self.cfg.sources.values()]
+        own = [s["source_id"] for s in list_streams(1.0)
+               if s["source_id"].startswith(f"{self.prefix}-")]  # fmt: skip
+        args = [sys.executable, "-m", "stimloop.loop.cli", "record", "-o", str(path)]
+        for sid in dict.fromkeys(inputs + own):
+            args += ["--source-id", sid]
+        log_path = path.with_suffix(".recorder.log")
+        with open(log_path, "w") as log_file:
+            self.recorder = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30.0
+        while "recording to" not in log_path.read_text():
+            if self.recorder.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the recorder did not start (exit code {self.recorder.poll()}); "
+                    f"see {log_path}:\n{log_path.read_text()[-2000:]}"
+                )
+            time.sleep(0.05)
+        self.recording_path = path
+
+    def _stop_recorder(self) -> None:
+        if self.recorder is None or self.recorder.poll() is not None:
+            return
+        self.recorder.send_signal(signal.SIGINT)  # clean stop: footers are written
+        try:
+            self.recorder.wait(15.0)
+        except subprocess.TimeoutExpired:
+            log.error("recorder did not stop within 15 s; killing it")
+            self.recorder.kill()
+            self.recorder.wait(5.0)
 
     def _command(self, cmd: str, args: dict) -> None:
         """Run one control command; every stimulator action goes through the gate."""
@@ -331,6 +394,7 @@ class Session:
             streams={role: st.summary() for role, st in self.engine.streams.items()},
             stages={s.name: s for s in self.stages},
             decision_source_id=f"{self.prefix}-decisions",
+            recording=str(self.recording_path) if self.recording_path else None,
         )
 
     def close(self) -> None:
@@ -345,8 +409,19 @@ class Session:
                 channel.close()
         if self.stimulator is not None:
             try:
+                self.stimulator.disarm()
+            except Exception:  # the gate's own disarm paths already ran; keep closing
+                log.exception("disarming the stimulator failed")
+        # Every outlet must outlive the recorder: liblsl drops what a vanished stream
+        # still had buffered. Give the last markers time to arrive, stop the recorder,
+        # then destroy the outlets.
+        if self.recorder is not None:
+            time.sleep(0.3)
+        self._stop_recorder()
+        if self.stimulator is not None:
+            try:
                 self.stimulator.close()
-            except Exception:  # closing must continue; the gate already disarmed
+            except Exception:  # closing must continue; it was disarmed above
                 log.exception("closing the stimulator failed")
         for stage in self.stages:
             stage.close()

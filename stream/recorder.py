@@ -279,8 +279,9 @@ class Recorder:
     # -- acquisition thread ------------------------------------------------------
     def _acquire(self) -> None:
         try:
-            for s in self._sources:
-                self._measure_offset(s, self.resolve_timeout)
+            # Clock offsets are asked for without waiting (liblsl estimates them in the
+            # background); a stream without an estimate yet is asked again next pass.
+            # Waiting here, stream by stream, left data unpulled for seconds at start.
             while True:
                 stopping = self._stop.is_set()
                 got = False

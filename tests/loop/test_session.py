@@ -120,3 +120,37 @@ def test_killing_the_eeg_stream_stops_stimulation_within_50_ms(source_id):
     # The session went on with the other streams.
     assert ecg_later > ecg_at_kill + 500
     assert result.streams["eda"]["samples"] > 0
+
+
+@pytest.mark.slow
+def test_session_recording_holds_every_stream_refusal_and_the_config(source_id, tmp_path):
+    import pyxdf
+
+    sim = SimConfig(prefix=source_id, eeg_channels=32)
+    # The protocol asks every ~0.3 s but the HAL allows one pulse a second: refusals.
+    cfg = demo_config(sim, min_ipi_s=0.3, jitter_s=0.0, min_confidence=0.0)
+    cfg = cfg.model_copy(
+        update={"recording": cfg.recording.model_copy(update={"path": str(tmp_path / "s.xdf")})}
+    )
+    with SimulatorProcess(sim), Session(cfg, f"{source_id}-s") as session:
+        result = session.run(6.0)
+    assert result.refusals and result.pulses
+    streams, _ = pyxdf.load_xdf(result.recording, synchronize_clocks=False, dejitter_timestamps=False)
+    by_id = {s["info"]["source_id"][0]: s for s in streams}
+    for sid in (sim.source_id("eeg"), sim.source_id("ecg"), sim.source_id("eda"),
+                f"{source_id}-s-decisions", f"{source_id}-s-status", f"{source_id}-s-phase",
+                f"{source_id}-s-heart-hr", f"{source_id}-s-safety", f"{source_id}-s-pulses"):  # fmt: skip
+        assert sid in by_id, f"{sid} not recorded; got {sorted(by_id)}"
+        assert len(by_id[sid]["time_stamps"]) > 0, sid
+    decisions = [json.loads(x[0]) for x in by_id[f"{source_id}-s-decisions"]["time_series"]]
+    refused = [d for d in decisions if d["event"] == "refused"]
+    fired = [d for d in decisions if d["event"] == "fired"]
+    assert len(fired) == len(result.pulses)
+    planned = sorted(r["t_planned"] for r in result.refusals)
+    assert sorted(d["t_planned"] for d in refused) == pytest.approx(planned)
+    configs = [d for d in decisions if d["event"] == "config"]
+    assert configs and configs[0]["config"]["protocol"]["min_ipi_s"] == 0.3
+    desc = by_id[f"{source_id}-s-decisions"]["info"]["desc"][0]
+    assert json.loads(desc["session_config"][0])["name"] == cfg.name
+    safety = [json.loads(x[0]) for x in by_id[f"{source_id}-s-safety"]["time_series"]]
+    assert sum(1 for m in safety if m.get("event") == "refused") >= len(result.refusals)
