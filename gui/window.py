@@ -347,8 +347,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         if len(self.frame_ms) > 2000:
             del self.frame_ms[:1000]
 
-    def _bins(self, plot: pg.PlotWidget) -> int:
-        return max(2, int(plot.getPlotItem().vb.width()) // 2)
+    def _bins(self, plot: pg.PlotWidget, px_per_bin: int = 2) -> int:
+        """Decimation bins for ``plot``: one (min, max) pair per ``px_per_bin`` pixels."""
+        return max(2, int(plot.getPlotItem().vb.width()) // px_per_bin)
 
     def _draw_eeg(self, now: float) -> None:
         tr = self.feed.track("eeg")
@@ -365,7 +366,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         if idx.size == 0:
             self.eeg_curve.setData([], [])
             return
-        t, y = minmax_decimate(ts - now, data[:, idx], self._bins(self.eeg_plot))
+        # 3 px per (min, max) pair: 64 stacked rows are ~7 px high, so finer detail is not
+        # visible, and every point costs paint time.
+        t, y = minmax_decimate(ts - now, data[:, idx], self._bins(self.eeg_plot, 3))
         x, yy, conn = stack_channels(t, y, self._scales[idx])
         self.eeg_curve.setData(x, yy, connect=conn)
         ticks = [((idx.size - 1 - k), tr.labels[i]) for k, i in enumerate(idx)]
