@@ -527,7 +527,6 @@ class SafeStimulator:
         self._max_age_s = self.limits.max_stream_age_s
         self._wd_period_s: float | None = None
         self._wd_last_beat = -math.inf
-        self._wd_beat = threading.Event()
         self._wd_stop = threading.Event()
         self._wd_thread: threading.Thread | None = None
         self._wd_tripped = False
@@ -740,7 +739,6 @@ class SafeStimulator:
         self._wd_last_beat = pylsl.local_clock()
         self._wd_tripped = False
         self._wd_stop.clear()
-        self._wd_beat.clear()
         self._wd_thread = threading.Thread(
             target=self._watchdog, name="stimloop-watchdog", daemon=True
         )
@@ -750,30 +748,36 @@ class SafeStimulator:
         """Stop the watchdog thread (heartbeats are no longer required)."""
         if self._wd_thread is not None:
             self._wd_stop.set()
-            self._wd_beat.set()
             self._wd_thread.join(timeout=2.0)
             self._wd_thread = None
         self._wd_period_s = None
 
     def heartbeat(self) -> None:
-        """Tell the watchdog the controlling loop is alive."""
+        """Tell the watchdog the controlling loop is alive.
+
+        Only a timestamp is written: no lock, no system call and no thread wake-up, so
+        a loop can heartbeat every iteration without its latency paying for it.
+        """
         self._wd_last_beat = pylsl.local_clock()
-        self._wd_beat.set()
 
     def _watchdog(self) -> None:
         assert self._wd_period_s is not None
         limit = 2 * self._wd_period_s
         while not self._wd_stop.is_set():
-            if self._wd_beat.wait(timeout=limit):
-                self._wd_beat.clear()
+            # Sleep exactly until the deadline the last heartbeat set, then look again:
+            # the thread wakes about twice per limit, never once per heartbeat.
+            remaining = self._wd_last_beat + limit - pylsl.local_clock()
+            if remaining > 0:
+                self._wd_stop.wait(remaining)
                 continue
             if self._wd_stop.is_set():
                 return
-            if pylsl.local_clock() - self._wd_last_beat >= limit and not self._wd_tripped:
+            if not self._wd_tripped:
                 self._wd_tripped = True
                 logger.error("watchdog: no heartbeat for 2 periods (%g s); disarming", limit)
                 self._safe_disarm("watchdog")  # act first, then record
                 self._publish({"event": "watchdog_trip", "period_s": self._wd_period_s})
+            self._wd_stop.wait(self._wd_period_s)  # tripped: keep watching, never spin
 
     def _on_emergency_stop(self, reason: str) -> None:
         self._safe_disarm("emergency stop")  # act first, then record
