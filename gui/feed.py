@@ -63,6 +63,61 @@ def find_sessions(timeout: float = 1.0) -> list[str]:
     return sorted(out)
 
 
+class BlockEnvelope:
+    """Running min/max of fixed blocks of samples (a pre-decimated copy of a stream).
+
+    The reader reduces every ``block`` samples to their per-channel min and max as they
+    arrive, so a redraw copies and reduces ``block`` times fewer values. A block with a
+    NaN is NaN (shown as a break). The newest partial block is not yet visible.
+
+    Parameters
+    ----------
+    block : int
+        Samples per block.
+    n_channels : int
+        Channels.
+    capacity : int
+        Blocks kept.
+    """
+
+    def __init__(self, block: int, n_channels: int, capacity: int) -> None:
+        self.block = int(block)
+        self.n_channels = n_channels
+        self.ring = RingBuffer(capacity, 2 * n_channels, np.float32)
+        self._pend = np.empty((self.block, n_channels), np.float32)
+        self._pend_t = np.empty(self.block)
+        self._n = 0
+
+    def write(self, x: np.ndarray, t: np.ndarray) -> None:
+        """Add samples ``x`` (n, n_channels) stamped ``t`` (n,); caller holds the lock."""
+        i, n, b = 0, len(x), self.block
+        if self._n:
+            k = min(b - self._n, n)
+            self._pend[self._n : self._n + k] = x[:k]
+            self._pend_t[self._n : self._n + k] = t[:k]
+            self._n += k
+            i = k
+            if self._n == b:
+                self._emit(self._pend[None], self._pend_t[None])
+                self._n = 0
+        m = (n - i) // b
+        if m:
+            self._emit(x[i : i + m * b].reshape(m, b, -1), t[i : i + m * b].reshape(m, b))
+            i += m * b
+        if i < n:
+            self._pend[: n - i] = x[i:]
+            self._pend_t[: n - i] = t[i:]
+            self._n = n - i
+
+    def _emit(self, xb: np.ndarray, tb: np.ndarray) -> None:
+        self.ring.write(np.concatenate((xb.min(axis=1), xb.max(axis=1)), axis=1), tb[:, 0])
+
+    def latest(self, n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Newest blocks: start times (n,), minima (n, n_channels), maxima (n, n_channels)."""
+        d, t = _latest(self.ring, n_blocks)
+        return t, d[:, : self.n_channels], d[:, self.n_channels :]
+
+
 class Track:
     """The newest samples of one numeric stream, shared between a reader and the GUI.
 
@@ -96,6 +151,7 @@ class Track:
         self.rate_hz = 0.0
         self.ring: RingBuffer | None = None
         self.filtered: RingBuffer | None = None
+        self.envelopes: dict[bool, BlockEnvelope] = {}  # filtered? -> block min/max
         self._sos = None
         self._zi = None
         self.last_arrival = -math.inf  # local LSL clock, s
@@ -119,6 +175,14 @@ class Track:
                 self.filtered = RingBuffer(cap, n_ch, np.float32)
                 self._sos = butter(2, DISPLAY_BAND_HZ, "bandpass", fs=rate_hz, output="sos")
                 self._zi = None
+            self.envelopes = {}
+            if self.display_filter and rate_hz >= 250:
+                block = int(rate_hz // 125)  # 8 ms blocks at 1 kHz
+                n_blocks = int(self.seconds * rate_hz) // block + 1
+                self.envelopes = {
+                    False: BlockEnvelope(block, n_ch, n_blocks),
+                    True: BlockEnvelope(block, n_ch, n_blocks),
+                }
             self.generation += 1
             self.connected = True
             self.error = None
@@ -138,8 +202,12 @@ class Track:
             filt[~finite] = np.nan
         with self.lock:
             self.ring.write(x, stamps)
+            if self.envelopes:
+                self.envelopes[False].write(x, stamps)
             if filt is not None and self.filtered is not None:
                 self.filtered.write(filt.astype(np.float32), stamps)
+                if self.envelopes:
+                    self.envelopes[True].write(filt, stamps)
             self.received += len(x)
             self.nonfinite += int((~finite.all(axis=1)).sum())
             self.last_arrival = pylsl.local_clock()
@@ -158,6 +226,22 @@ class Track:
             n = int(seconds * self.rate_hz) if self.rate_hz > 0 else ring.capacity
             data, ts = _latest(ring, max(1, n))
             return data, ts, self.generation
+
+    def latest_envelope(self, seconds: float, filtered: bool = False):
+        """Block min/max of the newest ``seconds`` (GUI thread), or None when this track
+        keeps no envelope.
+
+        Returns
+        -------
+        t : ndarray (n,), lo : ndarray (n, n_channels), hi : ndarray (n, n_channels),
+        generation : int
+        """
+        with self.lock:
+            env = self.envelopes.get(bool(filtered and self.filtered is not None))
+            if env is None:
+                return None
+            n = int(seconds * self.rate_hz) // env.block
+            return (*env.latest(max(1, n)), self.generation)
 
     def age_s(self) -> float:
         """Local time since the last chunk arrived, in s (inf before any)."""

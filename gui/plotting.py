@@ -49,6 +49,41 @@ def minmax_decimate(t: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarr
     return t_out, y_out
 
 
+def merge_envelope(
+    t: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`minmax_decimate`, from block minima and maxima already reduced.
+
+    Parameters
+    ----------
+    t : ndarray, shape (n,)
+        Block start times in s.
+    lo, hi : ndarray, shape (n, n_channels)
+        Per-block minima and maxima.
+    n_bins : int
+        Bins wanted (about the plot's width in pixels).
+
+    Returns
+    -------
+    t_out : ndarray, shape (2 m,)
+    y_out : ndarray, shape (2 m, n_channels)
+        Alternating min and max per bin (blocks merged ``n // n_bins`` at a time).
+    """
+    n = len(t)
+    k = max(1, n // max(1, int(n_bins)))
+    m = n // k
+    start = n - m * k
+    with np.errstate(invalid="ignore"):
+        lo_b = lo[start:].reshape(m, k, -1).min(axis=1)
+        hi_b = hi[start:].reshape(m, k, -1).max(axis=1)
+    y_out = np.empty((2 * m, lo.shape[1]), lo.dtype)
+    y_out[0::2], y_out[1::2] = lo_b, hi_b
+    tt = t[start:].reshape(m, k)
+    t_out = np.empty(2 * m)
+    t_out[0::2], t_out[1::2] = tt[:, 0], tt[:, k // 2]
+    return t_out, y_out
+
+
 def stack_channels(
     t: np.ndarray, y: np.ndarray, scales: np.ndarray, spacing: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,12 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
-from stimloop.gui.plotting import circular_summary, minmax_decimate, stack_channels
+from stimloop.gui.plotting import (
+    circular_summary,
+    merge_envelope,
+    minmax_decimate,
+    stack_channels,
+)
 from stimloop.loop.control import send_command
 
 RED = "#d62728"
@@ -355,11 +360,18 @@ class SessionWindow(QtWidgets.QMainWindow):
         tr = self.feed.track("eeg")
         if tr is None:
             return
-        data, ts, gen = tr.latest(EEG_WINDOW_S, filtered=self.filter_box.isChecked())
+        filtered = self.filter_box.isChecked()
+        env = tr.latest_envelope(EEG_WINDOW_S, filtered)
+        if env is not None:  # the reader's block min/max: 8x fewer values to copy
+            ts, lo, hi, gen = env
+            n_ch = lo.shape[1]
+        else:
+            data, ts, gen = tr.latest(EEG_WINDOW_S, filtered=filtered)
+            n_ch = data.shape[1]
         if gen != self._eeg_gen:
             self._rebuild_channels(tr.labels)
             self._eeg_gen = gen
-        if ts.size == 0 or data.shape[1] != self._shown.size:
+        if ts.size == 0 or n_ch != self._shown.size:
             self.eeg_curve.setData([], [])
             return
         idx = np.flatnonzero(self._shown)
@@ -368,7 +380,11 @@ class SessionWindow(QtWidgets.QMainWindow):
             return
         # 3 px per (min, max) pair: 64 stacked rows are ~7 px high, so finer detail is not
         # visible, and every point costs paint time.
-        t, y = minmax_decimate(ts - now, data[:, idx], self._bins(self.eeg_plot, 3))
+        bins = self._bins(self.eeg_plot, 3)
+        if env is not None:
+            t, y = merge_envelope(ts - now, lo[:, idx], hi[:, idx], bins)
+        else:
+            t, y = minmax_decimate(ts - now, data[:, idx], bins)
         x, yy, conn = stack_channels(t, y, self._scales[idx])
         self.eeg_curve.setData(x, yy, connect=conn)
         ticks = [((idx.size - 1 - k), tr.labels[i]) for k, i in enumerate(idx)]
