@@ -44,6 +44,11 @@ from stimloop.stream.outlet import Outlet
 
 log = logging.getLogger("stimloop.loop")
 
+#: GIL switch interval while an engine runs, s (CPython's default is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
+#: Period at which the non-EEG streams are drained, s.
+OTHERS_PERIOD_S = 0.005
+
 
 @dataclass
 class EngineStats:
@@ -212,6 +217,8 @@ class Engine:
         self._stall = threading.Event()  # test hook: freeze the loop to trip the watchdog
         self._lookups: list[dict] = []  # fired pulses awaiting the estimate at their time
         self._lookups_lock = threading.Lock()
+        self._switch_interval: float | None = None
+        self._next_others = 0.0
         self._scheduler = PulseScheduler(stimulator, self._on_outcome, site)
         self._thread = threading.Thread(target=self._run, name="stimloop-engine", daemon=True)
         stimulator.bind_stream(self._freshness)
@@ -224,6 +231,11 @@ class Engine:
         # every survivor to the permanent generation so the loop never rescans them.
         gc.collect()
         gc.freeze()
+        # A thread woken by data or by a pulse deadline must get the GIL promptly:
+        # CPython's default 5 ms switch interval would let another thread of this
+        # process hold it that long and make a scheduled pulse late by as much.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self.stimulator.start_watchdog(self.watchdog_period_s)
         self._thread.start()
         return self
@@ -241,6 +253,9 @@ class Engine:
             self._thread.join(timeout)
         self._scheduler.close()
         self.stimulator.stop_watchdog()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     def stall(self, seconds: float) -> None:
         """Freeze the loop for ``seconds`` (fault injection: the watchdog must trip)."""
@@ -316,6 +331,13 @@ class Engine:
                     if stage.role == "eeg":
                         stage.update(chunk.data, chunk.timestamps, chunk.first_index)
         self.stimulator.heartbeat()
+        now = time.perf_counter()
+        if now < self._next_others:
+            self._finish_iteration(chunk, t0)
+            return
+        # ECG and EDA feed displays and scores, not decisions: draining them every
+        # 5 ms instead of every EEG sample keeps the loop's own cost low.
+        self._next_others = now + OTHERS_PERIOD_S
         for role, inlet in self.others.items():
             if not inlet.connected:
                 continue
@@ -332,6 +354,9 @@ class Engine:
                         stage.update(other.data, other.timestamps, other.first_index)
         if self.events is not None:
             self._forward_events()
+        self._finish_iteration(chunk, t0)
+
+    def _finish_iteration(self, chunk, t0: float) -> None:
         if chunk is not None and len(chunk):
             k = self.stats.iterations % self.stats.busy_us.size
             self.stats.busy_us[k] = (time.perf_counter() - t0) * 1e6
