@@ -306,10 +306,11 @@ class Engine:
             self.stimulator.disarm()  # do not wait for the watchdog to notice
         finally:
             self.stats.allocated_blocks_growth = sys.getallocatedblocks() - blocks_before
-            gc.enable()
-            gc.unfreeze()
+            # Count before re-enabling: the first allocation after enable() may collect.
             after = sum(s["collections"] for s in gc.get_stats())
             self.stats.gc_collections = after - collections_before
+            gc.enable()
+            gc.unfreeze()
 
     def _iterate(self) -> None:
         chunk = None
