@@ -32,7 +32,9 @@ def list_streams(wait_s: float = 1.0) -> list[dict[str, Any]]:
         ``rate_hz``, ``channels`` and ``format``, sorted by source_id.
     """
     out = []
-    for info in pylsl.resolve_streams(wait_s):
+    # A stream can answer through several resolve addresses; its uid is unique.
+    unique = {info.uid(): info for info in pylsl.resolve_streams(wait_s)}
+    for info in unique.values():
         out.append(
             {
                 "name": info.name(),

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -224,7 +225,12 @@ class Recorder:
 
     def _resolve(self) -> list[pylsl.StreamInfo]:
         if self.source_ids is not None:
-            return [resolve_source(sid, timeout=self.resolve_timeout) for sid in self.source_ids]
+            # Each resolve listens ~0.6 s for duplicates; do them all at once.
+            with ThreadPoolExecutor(max(1, min(16, len(self.source_ids)))) as pool:
+                return list(
+                    pool.map(lambda sid: resolve_source(sid, timeout=self.resolve_timeout),
+                             self.source_ids)
+                )  # fmt: skip
         found = {i.uid(): i for i in pylsl.resolve_streams(self.discover_s)}
         if not found:
             raise StreamNotFoundError(
