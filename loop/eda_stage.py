@@ -40,6 +40,7 @@ from stimloop.dsp.eda import (
     scr_rate,
 )
 from stimloop.dsp.eda_score import score_scrs
+from stimloop.loop.stage import channel_index, finite_or_none
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet, marker_outlet
 
@@ -99,19 +100,7 @@ class EDAStage:
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
         """Pick the channel, build the detector (kernel warmed up here) and the outlets."""
         labels = list(channel_labels)
-        if isinstance(self.channel, str):
-            if self.channel not in labels:
-                raise StreamError(
-                    f"eda stage: EDA channel {self.channel!r} not in the stream's channels {labels}"
-                )
-            self._ch = labels.index(self.channel)
-        else:
-            if not 0 <= int(self.channel) < max(1, len(labels)):
-                raise StreamError(
-                    f"eda stage: EDA channel index {self.channel} out of range for "
-                    f"{len(labels)} channel(s)"
-                )
-            self._ch = int(self.channel)
+        self._ch = channel_index(self.channel, labels, "EDA")
         self.fs = float(fs)
         self._new_detector()
         self.detector.warmup()  # type: ignore[union-attr]
@@ -275,9 +264,9 @@ class EDAStage:
         info = {
             "event_t": t_ev,
             "responded": bool(res["responded"]),
-            "latency_s": _num(res["latency"]),
-            "amplitude_us": _num(res["amplitude"]),
-            "rise_time_s": _num(res["rise_time"]),
+            "latency_s": finite_or_none(res["latency"]),
+            "amplitude_us": finite_or_none(res["amplitude"]),
+            "rise_time_s": finite_or_none(res["rise_time"]),
         }
         self.responses.append(info)
         self._resp_out.push_marker(json.dumps(info), t_ev if np.isfinite(t_ev) else 0.0)  # type: ignore[union-attr]
@@ -319,11 +308,11 @@ class EDAStage:
             tp=s.tp,
             fp=s.fp,
             fn=s.fn,
-            f1=_num(s.f1),
-            amplitude_err_median=_num(s.amp_err_median),
-            amplitude_bias_median=_num(s.amp_bias_median),
-            onset_err_median_s=_num(s.onset_err_median_s),
-            onset_bias_s=_num(s.onset_bias_s),
+            f1=finite_or_none(s.f1),
+            amplitude_err_median=finite_or_none(s.amp_err_median),
+            amplitude_bias_median=finite_or_none(s.amp_bias_median),
+            onset_err_median_s=finite_or_none(s.onset_err_median_s),
+            onset_bias_s=finite_or_none(s.onset_bias_s),
         )
         if scrs is not None and len(scrs):
             delay = np.asarray(self.confirm_t) - scrs["onset_t"]
@@ -344,16 +333,11 @@ class EDAStage:
             )
             out["events"] = int(ev_t.size)
             out["event_response_rate"] = float(er["responded"].mean())
-            out["event_amplitude_median_us"] = _num(np.nanmedian(er["amplitude"]))
+            out["event_amplitude_median_us"] = finite_or_none(np.nanmedian(er["amplitude"]))
         if self.level:
             lv = np.concatenate(self.level)
             out["scl_median_us"] = (
-                _num(np.nanmedian(lv[:, 0])) if np.isfinite(lv[:, 0]).any() else None
+                finite_or_none(np.nanmedian(lv[:, 0])) if np.isfinite(lv[:, 0]).any() else None
             )
             out["flagged_fraction"] = float(np.mean(lv[:, 3] != 0))
         return out
-
-
-def _num(v: float) -> float | None:
-    v = float(v)
-    return v if np.isfinite(v) else None

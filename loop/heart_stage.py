@@ -29,6 +29,7 @@ import numpy as np
 import pylsl
 
 from stimloop.dsp.heart import FLAG_NO_IBI, HeartMonitor
+from stimloop.loop.stage import channel_index, finite_or_none
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet, marker_outlet
 
@@ -74,20 +75,7 @@ class HeartStage:
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
         """Pick the channel, build the monitor (kernels warm up here) and the outlets."""
         labels = list(channel_labels)
-        if isinstance(self.channel, str):
-            if self.channel not in labels:
-                raise StreamError(
-                    f"heart stage: ECG channel {self.channel!r} not in the stream's "
-                    f"channels {labels}"
-                )
-            self._ch = labels.index(self.channel)
-        else:
-            if not 0 <= int(self.channel) < max(1, len(labels)):
-                raise StreamError(
-                    f"heart stage: ECG channel index {self.channel} out of range for "
-                    f"{len(labels)} channel(s)"
-                )
-            self._ch = int(self.channel)
+        self._ch = channel_index(self.channel, labels, "ECG")
         self.fs = float(fs)
         self.monitor = HeartMonitor(self.fs, rate_hz=self.rate_hz, hrv_window_s=self.hrv_window_s)
         provenance = {
@@ -163,8 +151,8 @@ class HeartStage:
                 text = json.dumps(
                     {
                         "index": int(rec["index"]) + self._t0_index,
-                        "ibi_ms": _num(rec["ibi_ms"]),
-                        "hr_bpm": _num(rec["hr_bpm"]),
+                        "ibi_ms": finite_or_none(rec["ibi_ms"]),
+                        "hr_bpm": finite_or_none(rec["hr_bpm"]),
                         "flags": int(rec["flags"]),
                     }
                 )
@@ -288,10 +276,6 @@ class HeartStage:
                 )
             out["hr_mean_bpm"] = float(np.nanmean(ser["hr_bpm"])) if valid.any() else None
         return out
-
-
-def _num(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
 
 
 def _match(ref: np.ndarray, det: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:

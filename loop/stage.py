@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stimloop.stream.errors import StreamError
+
 
 class Stage(Protocol):
     """One DSP consumer of one raw stream role.
@@ -68,3 +70,38 @@ class Stage(Protocol):
 
     def close(self) -> None:
         """Release outlets."""
+
+
+def channel_index(channel: int | str, labels: Sequence[str], what: str) -> int:
+    """Index of a stage's input channel, given by label or by index.
+
+    Parameters
+    ----------
+    channel : int or str
+        Channel label, or index into ``labels``.
+    labels : sequence of str
+        The stream's channel labels.
+    what : str
+        What the channel is, for the error message (e.g. ``"ECG"``).
+
+    Raises
+    ------
+    StreamError
+        The label is not in the stream, or the index is out of range.
+    """
+    labels = list(labels)
+    if isinstance(channel, str):
+        if channel not in labels:
+            raise StreamError(f"{what} channel {channel!r} is not among the stream's {labels}")
+        return labels.index(channel)
+    if not 0 <= int(channel) < max(1, len(labels)):
+        raise StreamError(
+            f"{what} channel index {channel} is out of range for {len(labels)} channel(s)"
+        )
+    return int(channel)
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value`` as a float, or None (JSON null) when it is NaN or infinite."""
+    value = float(value)
+    return value if np.isfinite(value) else None
