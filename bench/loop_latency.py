@@ -154,7 +154,7 @@ def run_engine(prefix: str, n_triggers: int) -> dict:
 
 
 def run_floor(prefix: str, n_triggers: int) -> dict:
-    (info,) = pylsl.resolve_byprop("source_id", f"{prefix}-eeg", 1, 5.0)
+    info = pylsl.resolve_byprop("source_id", f"{prefix}-eeg", 1, 5.0)[0]
     inlet = pylsl.StreamInlet(info, recover=False)
     inlet.open_stream(5.0)
     inlet.time_correction(5.0)

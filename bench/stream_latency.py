@@ -22,8 +22,10 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from stimloop.stream.lslconfig import use_machine_scope
 
@@ -88,7 +90,7 @@ def consume(kind: str, source_id: str, seconds: float) -> dict:
                 time.sleep(0.0002)
         stream.disconnect()
     elif kind == "pylsl_floor":
-        (info,) = pylsl.resolve_byprop("source_id", source_id, 1, 5.0)
+        info = pylsl.resolve_byprop("source_id", source_id, 1, 5.0)[0]
         inlet = pylsl.StreamInlet(info, recover=False)
         inlet.open_stream(5.0)
         offset = inlet.time_correction(5.0)
@@ -138,11 +140,17 @@ def main() -> None:
     )
     producer.stdout.readline()
     results = {}
+    # MNE-LSL bundles its own liblsl, which resolves nothing through the loopback
+    # broadcast address and does not merge the duplicate answers of the two addresses in
+    # stimloop's config; it gets liblsl's plain machine scope (fine with one producer).
+    plain = Path(tempfile.mkdtemp()) / "lsl_plain_machine.cfg"
+    plain.write_text("[multicast]\nResolveScope = machine\n[log]\nlevel = -3\n")
     try:
         for kind in kinds:
+            env = {**os.environ, "LSLAPICFG": str(plain)} if kind == "mne_lsl" else None
             out = subprocess.run(
                 [*me, "--role", "consume", "--kind", kind, "--seconds", str(args.seconds)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=True, env=env,
             )  # fmt: skip
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
