@@ -110,13 +110,15 @@ def main() -> None:
         "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
                   "trigger_every_ms": args.every, "triggers_per_run": args.triggers,
                   "cpus": os.cpu_count(),
-                  "qt_platform": env["QT_QPA_PLATFORM"]},
+                  "qt_platform": env["QT_QPA_PLATFORM"],
+                  "window_scheduling": "nice +10"},
     }  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
+    sched = result["setup"]["window_scheduling"]
     print("session window at 64 ch x 1 kHz EEG + ECG 500 Hz + EDA 100 Hz "
-          f"(Qt platform {env['QT_QPA_PLATFORM']})")  # fmt: skip
+          f"(Qt platform {env['QT_QPA_PLATFORM']}, {sched})")  # fmt: skip
     print(f"{'window run':<11} {'fps':>6} {'CPU %':>6} {'update p50 ms':>14} {'p99 ms':>7}")
     for k, w in enumerate(windows):
         print(f"{k:<11} {w['fps']:>6.1f} {w['cpu_pct']:>6.1f} {w['update_ms_p50']:>14.2f} "
