@@ -53,6 +53,7 @@ def run_window(
     screenshot: str | None = None,
     report: str | None = None,
     settle_s: float = 3.0,
+    exit_with_session: bool = False,
 ) -> int:
     """Open the session window and run the Qt event loop until it closes.
 
@@ -71,6 +72,8 @@ def run_window(
         when the window closes (``bench/gui.py``).
     settle_s : float
         Start-up time excluded from the report, in s.
+    exit_with_session : bool
+        Close when the session's status stream falls silent (the session ended).
     """
     from pyqtgraph.Qt import QtCore, QtWidgets
 
@@ -79,7 +82,7 @@ def run_window(
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     feed = LiveFeed(prefix).start()
-    win = SessionWindow(feed, fps)
+    win = SessionWindow(feed, fps, exit_with_session=exit_with_session)
     win.show()
     mark: dict[str, float] = {}
 
@@ -121,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--nice", type=int, default=10, help="scheduling niceness of the window process (0-19)"
     )
+    ap.add_argument(
+        "--exit-with-session",
+        action="store_true",
+        help="close when the session ends (its status stream silent for 5 s)",
+    )
     ap.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -133,4 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoSessionError as exc:
         print(f"stimloop gui: error: {exc}", file=sys.stderr)
         return 2
-    return run_window(prefix, args.fps, args.duration, args.screenshot, args.report)
+    return run_window(
+        prefix,
+        args.fps,
+        args.duration,
+        args.screenshot,
+        args.report,
+        exit_with_session=args.exit_with_session,
+    )

@@ -61,14 +61,27 @@ class SessionWindow(QtWidgets.QMainWindow):
         The started feed of the session (the window closes it on close).
     fps : float
         Redraw rate in Hz.
+    exit_with_session : bool
+        Close the window once the session's status has been silent for
+        ``exit_after_s`` (the session ended); used when a session starts its own window.
+    exit_after_s : float
+        Silence of the status stream, in s, that counts as the end of the session.
     """
 
-    def __init__(self, feed: LiveFeed, fps: float = 32.0) -> None:
+    def __init__(
+        self,
+        feed: LiveFeed,
+        fps: float = 32.0,
+        exit_with_session: bool = False,
+        exit_after_s: float = 5.0,
+    ) -> None:
         super().__init__()
         # Light theme, no antialiasing (cheaper lines); set before any plot exists.
         pg.setConfigOptions(antialias=False, background="w", foreground="k")
         self.feed = feed
         self.fps = fps
+        self.exit_with_session = exit_with_session
+        self.exit_after_s = exit_after_s
         self.setWindowTitle(f"stimloop: {feed.prefix}")
         self.frames = 0
         self.frame_ms: list[float] = []
@@ -508,6 +521,9 @@ class SessionWindow(QtWidgets.QMainWindow):
     def _draw_status(self) -> None:
         status = self.feed.status()
         age = self.feed.status_age_s()
+        if self.exit_with_session and status is not None and age > self.exit_after_s:
+            self.close()
+            return
         if status is None or age > 1.0:
             self.banner.setText(
                 "session not responding" if status else "waiting for the session status…"

@@ -36,7 +36,8 @@ def _window(args: argparse.Namespace):
     def start(session) -> None:
         import subprocess
 
-        cmd = [sys.executable, "-m", "stimloop.gui", "--session", session.prefix]
+        cmd = [sys.executable, "-m", "stimloop.gui", "--session", session.prefix,
+               "--exit-with-session"]  # fmt: skip
         try:
             subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         except OSError as exc:
