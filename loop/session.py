@@ -316,6 +316,7 @@ class Session:
             "source_ids": {
                 **{role: i.source_id for role, i in self.inlets.items()},
                 "decisions": f"{self.prefix}-decisions",
+                "safety": self.stimulator.marker_source_id,
                 "phase": f"{self.prefix}-phase",
                 "heart_hr": f"{self.prefix}-heart-hr",
                 "heart_beats": f"{self.prefix}-heart-beats",
