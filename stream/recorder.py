@@ -297,6 +297,11 @@ class Recorder:
                         if pylsl.local_clock() >= s.next_offset_at:
                             self._measure_offset(s, 0.0)
                 if stopping and not got:
+                    # Every footer carries at least one clock offset: a stream whose
+                    # estimate never arrived during a short recording waits for it now.
+                    for s in self._sources:
+                        if not s.offsets and not s.stats.lost:
+                            self._measure_offset(s, min(2.0, self.resolve_timeout))
                     break  # drained after the stop request
                 if not got:
                     self._stop.wait(0.005)

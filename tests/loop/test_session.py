@@ -91,7 +91,7 @@ def test_killing_the_eeg_stream_stops_stimulation_within_50_ms(source_id):
     body_sim = SimConfig(prefix=f"{source_id}-b", roles=("ecg", "eda"))
     cfg = _fast_config(SimConfig(prefix=eeg_sim.prefix, eeg_channels=32))
     sources = dict(cfg.sources)
-    for role in ("ecg", "eda"):
+    for role in ("ecg", "eda", "events"):
         sources[role] = sources[role].model_copy(update={"source_id": body_sim.source_id(role)})
     cfg = cfg.model_copy(update={"sources": sources})
     eeg_proc = SimulatorProcess(eeg_sim)
@@ -135,11 +135,13 @@ def test_session_recording_holds_every_stream_refusal_and_the_config(source_id, 
     with SimulatorProcess(sim), Session(cfg, f"{source_id}-s") as session:
         result = session.run(6.0)
     assert result.refusals and result.pulses
-    streams, _ = pyxdf.load_xdf(result.recording, synchronize_clocks=False, dejitter_timestamps=False)
+    streams, _ = pyxdf.load_xdf(
+        result.recording, synchronize_clocks=False, dejitter_timestamps=False
+    )
     by_id = {s["info"]["source_id"][0]: s for s in streams}
-    for sid in (sim.source_id("eeg"), sim.source_id("ecg"), sim.source_id("eda"),
-                f"{source_id}-s-decisions", f"{source_id}-s-status", f"{source_id}-s-phase",
-                f"{source_id}-s-heart-hr", f"{source_id}-s-safety", f"{source_id}-s-pulses"):  # fmt: skip
+    own = ("decisions", "status", "phase", "heart-hr", "safety", "pulses")
+    inputs = (sim.source_id("eeg"), sim.source_id("ecg"), sim.source_id("eda"))
+    for sid in (*inputs, *(f"{source_id}-s-{name}" for name in own)):
         assert sid in by_id, f"{sid} not recorded; got {sorted(by_id)}"
         assert len(by_id[sid]["time_stamps"]) > 0, sid
     decisions = [json.loads(x[0]) for x in by_id[f"{source_id}-s-decisions"]["time_series"]]
