@@ -2,7 +2,7 @@
 
 Subclass :class:`StimulatorContract` or :class:`SourceContract` in a test module and
 provide one fixture that builds a new, unconnected driver; see
-:mod:`stimloop.devices.testing.contract` and docs/drivers.md.
+:mod:`stimloop.devices.testing.contract` and the README section "Adding a device driver".
 
 The contracts are imported lazily: this package is also the home of the pytest plugin
 (``stimloop.devices.testing.plugin``), which pytest loads before any conftest, and that
