@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +32,15 @@ def _window(args: argparse.Namespace):
     --json). The window only reads the session's streams; closing or crashing it never
     stops the session."""
     if args.headless or args.json:
+        return None
+    if not (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        # A machine without a screen (a server, CI) runs the session with the live
+        # status line instead of failing to open a window.
+        print("stimloop: no display found; showing live status here", file=sys.stderr)
         return None
 
     def start(session) -> None:
