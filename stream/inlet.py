@@ -13,12 +13,13 @@ which liblsl re-estimates in the background; the inlet re-reads it every
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pylsl
-from pylsl.util import LostError
+from pylsl.util import LostError, handle_error
 from pylsl.util import TimeoutError as LSLTimeoutError
 
 from stimloop.stream.errors import (
@@ -241,6 +242,17 @@ class Inlet:
             self._max_chunk = max(64, int(2 * rate)) if rate > 0 else 1024
             self._buf = np.empty((self._max_chunk, n_ch), dtype=dtype)
             self._ts = np.empty(self._max_chunk, dtype=np.float64)
+            self._ts_raw = np.empty(self._max_chunk, dtype=np.float64)
+            # Pointers to rows 0 and 1 of each buffer (see _pull_into_buffers).
+            row, base, tbase = self._buf.strides[0], self._buf.ctypes.data, self._ts_raw.ctypes.data
+            self._c_buf = (ctypes.c_void_p(base), ctypes.c_void_p(base + row))
+            self._c_ts = (ctypes.c_void_p(tbase), ctypes.c_void_p(tbase + 8))
+            self._c_obj = inlet.obj
+            self._c_pull_sample = inlet.do_pull_sample
+            self._c_pull_chunk = inlet.do_pull_chunk
+            self._c_nch = ctypes.c_int32(n_ch)
+            self._c_errcode = ctypes.c_int()
+            self._c_err = ctypes.byref(self._c_errcode)
             capacity = max(int(self.buffer_s * rate), self._max_chunk) if rate > 0 else 4096
             self.ring = RingBuffer(capacity, n_ch, dtype)
             inlet.open_stream(timeout=self.resolve_timeout)
@@ -380,13 +392,7 @@ class Inlet:
             raise StreamError(f"inlet {self.source_id!r} is not connected; call connect()")
         events: list[StreamEvent] = []
         try:
-            _, ts = self._inlet.pull_chunk(
-                timeout=timeout,
-                max_samples=self._max_chunk,
-                dest_obj=self._buf,
-                min_samples=1 if timeout > 0 else None,
-                as_numpy=True,
-            )
+            n = self._pull_into_buffers(timeout)
         except LostError as exc:
             name = self.source_id
             self.close()
@@ -398,7 +404,6 @@ class Inlet:
         if now >= self._next_clock_refresh:
             self._refresh_clock(events)
             self._next_clock_refresh = now + self.clock_refresh_s
-        n = len(ts)
         first = self.ring.n_written
         if n == 0:
             if not self._stale and now - self._last_arrival > self.stale_after_s:
@@ -409,7 +414,7 @@ class Inlet:
                 log.info("stream %s is stale", self.source_id)
             return Chunk(self._buf[:0], self._ts[:0], first, np.ones(0, bool), tuple(events))
         stamps = self._ts[:n]
-        np.add(ts, self._offset, out=stamps)
+        np.add(self._ts_raw[:n], self._offset, out=stamps)
         data = self._buf[:n]
         if self._stale:
             self._stale = False
@@ -424,6 +429,32 @@ class Inlet:
         self._last_ts = stamps[-1]
         self._last_arrival = now
         return Chunk(data, stamps, first, finite, tuple(events))
+
+    def _pull_into_buffers(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for one sample, then drain the rest; return the count.
+
+        This is ``pull_chunk(dest_obj=…, min_samples=1)`` done with liblsl's C calls
+        directly (the functions pylsl binds for this stream's format), into buffers
+        allocated once at connect: pylsl's wrapper allocates a timestamp array and two
+        views per call, which at 1000 pulls/s is most of a pull's cost.
+        """
+        n = 0
+        if timeout > 0:
+            t = self._c_pull_sample(
+                self._c_obj, self._c_buf[0], self._c_nch, ctypes.c_double(timeout), self._c_err
+            )
+            handle_error(self._c_errcode)
+            if not t:
+                return 0
+            self._ts_raw[0] = t
+            n = 1
+        values = self._c_pull_chunk(
+            self._c_obj, self._c_buf[n], self._c_ts[n],
+            ctypes.c_size_t((self._max_chunk - n) * self._c_nch.value),
+            ctypes.c_size_t(self._max_chunk - n), ctypes.c_double(0.0), self._c_err,
+        )  # fmt: skip
+        handle_error(self._c_errcode)
+        return n + values // self._c_nch.value
 
     def _refresh_clock(self, events: list[StreamEvent]) -> None:
         try:
