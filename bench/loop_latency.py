@@ -148,6 +148,7 @@ def run_engine(prefix: str, n_triggers: int) -> dict:
         "refused": len(engine.refusals),
         "engine_busy": engine.stats.busy_percentiles(),
         "gc_collections": engine.stats.gc_collections,
+        "realtime_priority": engine.stats.realtime,
         "allocated_blocks_growth": engine.stats.allocated_blocks_growth,
         "iterations": engine.stats.iterations,
     }
@@ -213,6 +214,7 @@ def main() -> None:
     print(f"stimloop from the sample's nominal stamp (includes producer lateness): "
           f"p50 {p50:.3f}, p99 {p99:.3f}")  # fmt: skip
     print(f"engine busy per iteration: {engine['engine_busy']}")
+    print(f"engine thread real-time priority: {engine['realtime_priority']}")
     print(f"GC collections during the loop: {engine['gc_collections']}; "
           f"net allocated blocks: {engine['allocated_blocks_growth']}")  # fmt: skip
 

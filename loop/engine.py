@@ -24,6 +24,7 @@ import gc
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -48,6 +49,35 @@ log = logging.getLogger("stimloop.loop")
 SWITCH_INTERVAL_S = 0.0005
 #: Period at which the non-EEG streams are drained, s.
 OTHERS_PERIOD_S = 0.005
+#: SCHED_FIFO priority of the engine and pulse threads (when permitted).
+REALTIME_PRIORITY = 10
+
+
+def request_realtime_priority(priority: int = REALTIME_PRIORITY) -> bool:
+    """Move the calling thread to the SCHED_FIFO real-time class, if allowed.
+
+    On a 2-core machine the loop's latency tail comes from waiting for a core, not from
+    its own work; a real-time thread preempts ordinary ones the moment its data arrive.
+    It only ever runs briefly (it blocks on LSL between chunks), so it cannot starve
+    the machine. Needs CAP_SYS_NICE (root, or ``ulimit -r``); without it the thread
+    keeps normal priority and the session runs on.
+
+    Parameters
+    ----------
+    priority : int
+        SCHED_FIFO priority (1-99); low values leave room for the kernel's own threads.
+
+    Returns
+    -------
+    bool
+        True if the thread now runs with real-time priority.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, PermissionError, OSError) as exc:
+        log.info("real-time priority not available (%s); running at normal priority", exc)
+        return False
+    return True
 
 
 @dataclass
@@ -64,12 +94,15 @@ class EngineStats:
         Net growth of Python's allocated memory blocks over the session (after warm-up).
     gc_collections : int
         Cyclic-GC collections that ran on any thread while the loop was running.
+    realtime : bool
+        Whether the engine thread got real-time (SCHED_FIFO) priority.
     """
 
     iterations: int = 0
     busy_us: np.ndarray = field(default_factory=lambda: np.zeros(100_000))
     allocated_blocks_growth: int = 0
     gc_collections: int = 0
+    realtime: bool = False
 
     def busy_percentiles(self) -> dict[str, float]:
         n = min(self.iterations, self.busy_us.size)
@@ -285,6 +318,7 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
+        self.stats.realtime = request_realtime_priority()
         collections_before = sum(s["collections"] for s in gc.get_stats())
         gc.disable()
         blocks_before = sys.getallocatedblocks()

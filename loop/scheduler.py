@@ -63,6 +63,10 @@ class PulseScheduler:
             return PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
 
     def _run(self) -> None:
+        # Pulses are due at exact times: this thread preempts ordinary ones too.
+        from stimloop.loop.engine import request_realtime_priority
+
+        request_realtime_priority()
         while (request := self._queue.get()) is not None:
             outcome = self.fire(request)
             try:
