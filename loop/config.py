@@ -140,9 +140,12 @@ class PhaseLockedConfig(_Model):
     min_ipi_s: float = Field(default=2.0, gt=0)
     jitter_s: float = Field(default=0.5, ge=0)
     min_amplitude_uv: float = Field(default=0.0, ge=0)
-    min_confidence: float = Field(default=0.3, ge=0, le=1)
-    min_lead_s: float = Field(default=0.02, ge=0)
-    max_lead_s: float = Field(default=0.25, gt=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # Forecast error grows with the horizon; 10-30 ms ahead keeps pulses close to the
+    # estimator's own error (measured on EEGMAT, docs/loop.md). The window must stay
+    # wider than the chunk period, so that some chunk always falls inside it.
+    min_lead_s: float = Field(default=0.01, ge=0)
+    max_lead_s: float = Field(default=0.03, gt=0)
     trigger_latency_s: float = Field(default=0.0, ge=0, le=0.1)
     intensity_pct: float = Field(default=50.0, gt=0, le=100)
     site: str = "C3"
