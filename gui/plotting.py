@@ -3,8 +3,6 @@ phase statistics. Pure numpy; no Qt, no LSL."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -125,21 +123,3 @@ def stack_channels(
     yy = rows.T.reshape(-1)
     x = np.tile(t, n_ch)
     return x, yy, conn.T.reshape(-1)
-
-
-def circular_summary(phases_rad: np.ndarray) -> tuple[int, float, float]:
-    """Count, circular mean (deg) and circular SD (deg, √(−2 ln R); Mardia 1972).
-
-    NaNs are ignored; with no angle the mean and SD are NaN.
-    """
-    a = np.asarray(phases_rad, float)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return 0, math.nan, math.nan
-    z = np.mean(np.exp(1j * a))
-    r = max(float(abs(z)), 1e-12)
-    return (
-        a.size,
-        math.degrees(math.atan2(z.imag, z.real)),
-        math.degrees(math.sqrt(-2 * math.log(r))),
-    )

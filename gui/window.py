@@ -19,9 +19,9 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
+from stimloop.dsp.circular import circular_stats
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
 from stimloop.gui.plotting import (
-    circular_summary,
     merge_envelope,
     minmax_decimate,
     stack_channels,
@@ -499,7 +499,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         pulses = self.feed.pulses()
         phases = np.array([p.phase_rad for p in pulses])
         n_true = sum(math.isfinite(p.phase_true_rad) for p in pulses)
-        n, mean, sd = circular_summary(phases)
+        stats = circular_stats(phases)
+        n, mean, sd = stats["n"], stats["mean_deg"], stats["sd_deg"]
         if n:
             finite = phases[np.isfinite(phases)]
             counts, edges = np.histogram(np.mod(finite, 2 * np.pi), N_PHASE_BINS, (0, 2 * np.pi))

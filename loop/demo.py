@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
+from stimloop.dsp.circular import circular_stats
 from stimloop.loop.config import SessionConfig, parse_session
-from stimloop.loop.session import Session, circular_stats_deg
+from stimloop.loop.session import Session
 from stimloop.stream.inlet import Inlet, MarkerInlet
 
 log = logging.getLogger("stimloop.loop")
@@ -193,9 +194,9 @@ def run_demo(
             "refused": len(result.refusals),
             "target_phase_deg": cfg.protocol.target_phase_deg,
             "control": cfg.protocol.control,
-            "true_phase_error": circular_stats_deg(np.angle(np.exp(1j * (true_phase - target)))),
-            "true_phase": circular_stats_deg(true_phase),
-            "estimate_vs_truth": circular_stats_deg(np.angle(np.exp(1j * (est - true_phase)))),
+            "true_phase_error": circular_stats(np.angle(np.exp(1j * (true_phase - target)))),
+            "true_phase": circular_stats(true_phase),
+            "estimate_vs_truth": circular_stats(np.angle(np.exp(1j * (est - true_phase)))),
             "fire_error_ms_p99": _pct([p["fire_error_ms"] for p in result.pulses], 99),
         },
         "engine": result.engine,

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from stimloop.devices.errors import DeviceError
 from stimloop.devices.registry import stimulator_from_config
 from stimloop.devices.safety import (
@@ -437,29 +435,3 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def circular_stats_deg(angles_rad: np.ndarray) -> dict[str, float]:
-    """Circular mean and SD (√(−2 ln R)) of angles, in degrees.
-
-    Parameters
-    ----------
-    angles_rad : ndarray
-        Angles in rad; NaN entries are ignored.
-    """
-    a = np.asarray(angles_rad, float)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return {"n": 0, "mean_deg": math.nan, "sd_deg": math.nan, "rayleigh_p": math.nan}
-    z = np.mean(np.exp(1j * a))
-    r = float(np.abs(z))
-    n = a.size
-    # Rayleigh test p-value with Zar's (1999) small-sample correction.
-    big_r = n * r
-    p = math.exp(math.sqrt(1 + 4 * n + 4 * (n * n - big_r * big_r)) - (1 + 2 * n))
-    return {
-        "n": n,
-        "mean_deg": math.degrees(math.atan2(z.imag, z.real)),
-        "sd_deg": math.degrees(math.sqrt(-2 * math.log(max(r, 1e-12)))),
-        "rayleigh_p": min(1.0, p),
-    }

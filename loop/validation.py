@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from stimloop.dsp.circular import circular_stats
 from stimloop.dsp.phase import causal_phase, reference_phase
 from stimloop.dsp.spatial import hjorth
 from stimloop.loop.config import parse_session
-from stimloop.loop.session import Session, circular_stats_deg
+from stimloop.loop.session import Session
 from stimloop.stream.replay import Player, load_recording
 
 #: Ground truth and scoring ignore this much at each end of the recording, s.
@@ -163,9 +164,9 @@ def phase_locked_on_recording(
             "control": cond.control,
             "pulses": int(ok.sum()),
             "refused": len(results[cond.name].refusals),
-            "true_phase_error": circular_stats_deg(np.angle(np.exp(1j * (true_phase - target)))),
-            "true_phase": circular_stats_deg(true_phase),
-            "offline_causal_sd_deg": circular_stats_deg(err)["sd_deg"],
+            "true_phase_error": circular_stats(np.angle(np.exp(1j * (true_phase - target)))),
+            "true_phase": circular_stats(true_phase),
+            "offline_causal_sd_deg": circular_stats(err)["sd_deg"],
             "fire_error_ms_p50_p99": _percentiles(
                 [p["fire_error_ms"] for p in results[cond.name].pulses], (50, 99)
             ),

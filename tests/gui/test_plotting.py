@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stimloop.gui.feed import BlockEnvelope
-from stimloop.gui.plotting import circular_summary, merge_envelope, minmax_decimate, stack_channels
+from stimloop.gui.plotting import merge_envelope, minmax_decimate, stack_channels
 
 
 def test_minmax_decimate_keeps_every_extreme():
@@ -65,9 +65,3 @@ def test_stack_channels_breaks_at_nan_and_between_rows():
     assert np.isfinite(yy).all()
     assert not conn[4] and not conn[9]  # rows are not joined
     assert not conn[1] and not conn[2]  # no line into or out of the NaN sample
-
-
-def test_circular_summary():
-    n, mean, sd = circular_summary(np.array([np.pi - 0.1, -np.pi + 0.1, np.nan]))
-    assert n == 2 and abs(abs(mean) - 180.0) < 1e-9 and 5.0 < sd < 6.0
-    assert circular_summary(np.array([np.nan]))[0] == 0
