@@ -207,6 +207,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from stimloop.loop.report import format_report, session_report
+
+    report = session_report(args.recording)
+    print(json.dumps(report, default=float, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from stimloop.devices.registry import list_devices
 
@@ -294,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
     sim.add_argument("--eda-rate", type=float, default=100.0, help="Hz")
     sim.set_defaults(func=_cmd_simulate)
+
+    analyze = sub.add_parser(
+        "analyze",
+        help="report on a recorded session",
+        description="Summarise a session recording (XDF): pulses delivered and refused "
+        "by reason, the phase estimate at the pulses, stream health, heart rate and skin "
+        "conductance.",
+    )
+    analyze.add_argument("recording", help="the session's .xdf file")
+    analyze.add_argument("--json", action="store_true")
+    analyze.set_defaults(func=_cmd_analyze)
 
     devices = sub.add_parser(
         "devices",

@@ -22,9 +22,18 @@ def _stimloop(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess
 def test_every_subcommand_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert {"demo", "run", "simulate", "streams", "devices", "estop", "record", "replay"} <= set(
-        commands
-    )
+    assert {
+        "demo",
+        "run",
+        "simulate",
+        "streams",
+        "devices",
+        "estop",
+        "record",
+        "replay",
+        "analyze",
+        "gui",
+    } <= set(commands)
     for name in commands:
         out = _stimloop(name, "--help")
         assert out.returncode == 0, out.stderr

@@ -156,3 +156,15 @@ def test_session_recording_holds_every_stream_refusal_and_the_config(source_id, 
     assert json.loads(desc["session_config"][0])["name"] == cfg.name
     safety = [json.loads(x[0]) for x in by_id[f"{source_id}-s-safety"]["time_series"]]
     assert sum(1 for m in safety if m.get("event") == "refused") >= len(result.refusals)
+    # The offline report, from the file alone, agrees with what the session did.
+    out = subprocess.run(
+        [sys.executable, "-m", "stimloop.loop.cli", "analyze", result.recording, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["pulses"]["delivered"] == len(result.pulses)
+    assert report["pulses"]["refused"] == len(result.refusals)
+    assert report["pulses"]["refused_by_reason"].get("ipi_limit", 0) >= 1
+    assert report["streams"][sim.source_id("eeg")]["effective_rate_hz"] == pytest.approx(
+        1000.0, rel=1e-3
+    )
