@@ -117,6 +117,7 @@ def run_engine(prefix: str, n_triggers: int) -> dict:
     markers = marker_outlet("bench decisions", f"{prefix}-decisions")
     for inlet in inlets.values():
         inlet.pull(0.0)
+
     class PushAwareThreshold(ThresholdProtocol):
         """The threshold protocol, also logging the trigger sample's push lateness."""
 
