@@ -40,7 +40,7 @@ from stimloop.dsp.eda import (
     scr_rate,
 )
 from stimloop.dsp.eda_score import score_scrs
-from stimloop.loop.stage import channel_index, finite_or_none
+from stimloop.loop.stage import channel_index, finite_or_none, nan_fill, samples_missing
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet, marker_outlet
 
@@ -200,15 +200,13 @@ class EDAStage:
             return
         x = np.array(data[:, self._ch], dtype=np.float64)
         stamps = np.array(timestamps, dtype=np.float64)
-        if np.isfinite(self._last_t):
-            missing = round((stamps[0] - self._last_t) * self.fs) - 1
-            if missing > MAX_GAP_S * self.fs:
-                # Too long to bridge: start over, as a new recording.
-                self._index0 += self.detector.n_samples + missing
-                self._new_detector()
-            elif missing > 0:
-                fill_t = self._last_t + np.arange(1, missing + 1) / self.fs
-                self._feed(np.full(missing, np.nan), fill_t)
+        missing = samples_missing(self._last_t, stamps[0], self.fs)
+        if missing > MAX_GAP_S * self.fs:
+            # Too long to bridge: start over, as a new recording.
+            self._index0 += self.detector.n_samples + missing
+            self._new_detector()
+        elif missing:
+            self._feed(*nan_fill(self._last_t, missing, self.fs))
         self._feed(x, stamps)
 
     def _feed(self, x: np.ndarray, stamps: np.ndarray) -> None:

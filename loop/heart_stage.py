@@ -29,7 +29,7 @@ import numpy as np
 import pylsl
 
 from stimloop.dsp.heart import FLAG_NO_IBI, HeartMonitor
-from stimloop.loop.stage import channel_index, finite_or_none
+from stimloop.loop.stage import channel_index, finite_or_none, nan_fill, samples_missing
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet, marker_outlet
 
@@ -181,18 +181,16 @@ class HeartStage:
             return
         x = np.array(data[:, self._ch], dtype=np.float64)
         stamps = np.array(timestamps, dtype=np.float64)
-        if np.isfinite(self._last_t):
-            missing = round((stamps[0] - self._last_t) * self.fs) - 1
-            if missing > MAX_GAP_S * self.fs:
-                # too long to bridge: start over, as a new recording
-                self.monitor = HeartMonitor(
-                    self.fs, rate_hz=self.rate_hz, hrv_window_s=self.hrv_window_s
-                )
-                self._t0_index += self._n + missing
-                self._restart_detector_clock()
-            elif missing > 0:
-                fill_t = self._last_t + np.arange(1, missing + 1) / self.fs
-                self._feed(np.full(missing, np.nan), fill_t)
+        missing = samples_missing(self._last_t, stamps[0], self.fs)
+        if missing > MAX_GAP_S * self.fs:
+            # too long to bridge: start over, as a new recording
+            self.monitor = HeartMonitor(
+                self.fs, rate_hz=self.rate_hz, hrv_window_s=self.hrv_window_s
+            )
+            self._t0_index += self._n + missing
+            self._restart_detector_clock()
+        elif missing:
+            self._feed(*nan_fill(self._last_t, missing, self.fs))
         self._feed(x, stamps)
 
     # ------------------------------------------------------------------ scoring

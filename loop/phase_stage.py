@@ -30,6 +30,7 @@ import numpy as np
 
 from stimloop.dsp.phase import PhaseEstimator
 from stimloop.dsp.spatial import hjorth_weights
+from stimloop.loop.stage import nan_fill, samples_missing
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet
 
@@ -159,13 +160,11 @@ class PhaseStage:
             return
         x = np.asarray(data[:, self._idx], dtype=np.float64) @ self._w
         stamps = np.array(timestamps, dtype=np.float64)
-        if np.isfinite(self._last_t):
-            missing = round((stamps[0] - self._last_t) * self.fs) - 1
-            if missing > MAX_GAP_S * self.fs:
-                self.estimator.reset()
-            elif missing > 0:
-                fill_t = self._last_t + np.arange(1, missing + 1) / self.fs
-                self._feed(np.full(missing, np.nan), fill_t)
+        missing = samples_missing(self._last_t, stamps[0], self.fs)
+        if missing > MAX_GAP_S * self.fs:
+            self.estimator.reset()
+        elif missing:
+            self._feed(*nan_fill(self._last_t, missing, self.fs))
         self._feed(x, stamps)
         now = self._last_t
         fc = [now]

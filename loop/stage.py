@@ -105,3 +105,40 @@ def finite_or_none(value: float) -> float | None:
     """``value`` as a float, or None (JSON null) when it is NaN or infinite."""
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def samples_missing(last_t: float, first_t: float, fs: float) -> int:
+    """Samples lost between the last sample a stage fed and a new chunk's first one.
+
+    Parameters
+    ----------
+    last_t : float
+        LSL time of the last sample fed, s (NaN before the first chunk).
+    first_t : float
+        LSL time of the new chunk's first sample, s.
+    fs : float
+        Nominal rate in Hz.
+
+    Returns
+    -------
+    int
+        0 when nothing is missing (or nothing was fed yet).
+    """
+    if not np.isfinite(last_t):
+        return 0
+    return max(0, round((first_t - last_t) * fs) - 1)
+
+
+def nan_fill(last_t: float, missing: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """NaN samples and their times for a gap, so a kernel sees the hole as invalid data.
+
+    Parameters
+    ----------
+    last_t : float
+        LSL time of the last sample before the gap, s.
+    missing : int
+        Samples missing.
+    fs : float
+        Nominal rate in Hz.
+    """
+    return np.full(missing, np.nan), last_t + np.arange(1, missing + 1) / fs
