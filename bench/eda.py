@@ -34,31 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stimloop.devices.sim.eda import EDAGenerator
+from stimloop.devices.sim.eda import EDAGenerator, simulate_labelled_eda
 from stimloop.dsp.eda import SCR_DTYPE, SCRDetector, detect_scr, event_related_scr
 from stimloop.dsp.eda_score import score_scrs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eda" / "systole_task1_1000hz.npz"
-
-
-def simulate(fs: float, minutes: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """EDA with events every 8-20 s (each evokes an SCR 1-3 s later) plus 2 NS.SCR/min."""
-    gen = EDAGenerator(fs=fs, seed=seed)
-    rng = np.random.default_rng(seed + 1000)
-    n = int(minutes * 60 * fs)
-    xs, truth, events = [], [], []
-    done = 0
-    while done < n:
-        k = min(int(rng.uniform(8.0, 20.0) * fs), n - done)
-        x, t = gen.generate(k)
-        xs.append(x)
-        truth.append(t)
-        done += k
-        if done < n:
-            events.append(gen.trigger_event())
-    tr = np.concatenate(truth)
-    tr = tr[np.argsort(tr["onset"], kind="stable")]
-    return np.concatenate(xs), tr, np.asarray(events, dtype=np.int64)
 
 
 def nk_scrs(x: np.ndarray, fs: float, amplitude_min: float | None = None) -> np.ndarray:
@@ -93,7 +73,7 @@ def accuracy(seeds: int) -> dict[str, dict[str, float]]:
     }
     truths = []
     for seed in range(1, seeds + 1):
-        x, truth, _ = simulate(fs, 20.0, seed)
+        x, truth, _ = simulate_labelled_eda(fs, 20.0, seed)
         truths.append(truth)
         for name, scrs in (
             ("stimloop", detect_scr(x, fs)),
@@ -169,7 +149,7 @@ def update_cost() -> dict[str, dict[str, float]]:
 
     out: dict[str, dict[str, float]] = {"stimloop": {}, "neurokit2 eda_process": {}}
     for fs in (100.0, 1000.0):
-        x, _, _ = simulate(fs, 10.0, seed=2)
+        x, _, _ = simulate_labelled_eda(fs, 10.0, seed=2)
         step = round(0.01 * fs)
         det = SCRDetector(fs)
         det.warmup()

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from stimloop.devices.sim.eda import EDAGenerator
+from stimloop.devices.sim.eda import EDAGenerator, simulate_labelled_eda
 from stimloop.dsp.eda import (
     FLAG_INVALID,
     FLAG_MOTION,
@@ -32,26 +32,6 @@ from stimloop.dsp.eda import (
 from stimloop.dsp.eda_score import score_scrs
 
 
-def simulate(fs: float, minutes: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """EDA with events every 8-20 s (each evokes an SCR 1-3 s later) plus 2 NS.SCR/min."""
-    gen = EDAGenerator(fs=fs, seed=seed)
-    rng = np.random.default_rng(seed + 1000)
-    n = int(minutes * 60 * fs)
-    xs, truth, events = [], [], []
-    done = 0
-    while done < n:
-        k = min(int(rng.uniform(8.0, 20.0) * fs), n - done)
-        x, t = gen.generate(k)
-        xs.append(x)
-        truth.append(t)
-        done += k
-        if done < n:
-            events.append(gen.trigger_event())
-    tr = np.concatenate(truth)
-    tr = tr[np.argsort(tr["onset"], kind="stable")]
-    return np.concatenate(xs), tr, np.asarray(events, dtype=np.int64)
-
-
 def score(scrs: np.ndarray, truth: np.ndarray, fs: float):
     return score_scrs(
         scrs["onset"] / fs, scrs["amplitude"], truth["onset"] / fs, truth["amplitude"]
@@ -60,7 +40,7 @@ def score(scrs: np.ndarray, truth: np.ndarray, fs: float):
 
 @pytest.fixture(scope="module")
 def sim100():
-    return simulate(100.0, 20.0, seed=11)
+    return simulate_labelled_eda(100.0, 20.0, seed=11)
 
 
 # ---------------------------------------------------------------- accuracy (simulated)
@@ -72,7 +52,7 @@ def test_simulated_accuracy_meets_acceptance():
     on_d, amp_d, on_t, amp_t = [], [], [], []
     offset = 0.0
     for seed in (1, 2, 3):
-        x, truth, _ = simulate(fs, 20.0, seed)
+        x, truth, _ = simulate_labelled_eda(fs, 20.0, seed)
         scrs = detect_scr(x, fs)
         on_d.append(scrs["onset"] / fs + offset)
         amp_d.append(scrs["amplitude"])
@@ -91,7 +71,7 @@ def test_simulated_accuracy_meets_acceptance():
 
 @pytest.mark.parametrize("fs", [4.0, 2048.0], ids=["4Hz", "2048Hz"])
 def test_sampling_rate_extremes(fs):
-    x, truth, _ = simulate(fs, 8.0, seed=5)
+    x, truth, _ = simulate_labelled_eda(fs, 8.0, seed=5)
     s = score(detect_scr(x, fs), truth, fs)
     print(f"\n{fs:g} Hz: {s.as_dict()}")
     # At 4 Hz one sample is 0.25 s, half the onset tolerance, and the white sensor noise
@@ -311,7 +291,7 @@ def test_future_samples_never_change_past_outputs(sim100, cut_s):
 
 def test_bad_input_flagged_and_recovers():
     fs = 32.0
-    x, truth, _ = simulate(fs, 14.0, seed=21)
+    x, truth, _ = simulate_labelled_eda(fs, 14.0, seed=21)
     bad = x.copy()
     n = len(x)
     nan_run = slice(int(100 * fs), int(110 * fs))
@@ -359,7 +339,7 @@ def test_unit_conversion():
     r_kohm = np.array([200.0, 100.0, 50.0, np.nan])
     np.testing.assert_allclose(to_microsiemens(r_kohm, "kohm"), [5.0, 10.0, 20.0, np.nan])
     np.testing.assert_allclose(to_microsiemens(r_kohm[:3] / 100, "µmho"), [2.0, 1.0, 0.5])
-    x, _truth, _ = simulate(50.0, 5.0, seed=4)
+    x, _truth, _ = simulate_labelled_eda(50.0, 5.0, seed=4)
     a = detect_scr(x, 50.0)
     b = detect_scr(1000.0 / x, 50.0, unit="kΩ")
     np.testing.assert_array_equal(a["onset"], b["onset"])
@@ -368,7 +348,7 @@ def test_unit_conversion():
 
 def test_motion_artifacts_are_flagged_not_counted():
     fs = 100.0
-    x, truth, _ = simulate(fs, 6.0, seed=8)
+    x, truth, _ = simulate_labelled_eda(fs, 6.0, seed=8)
     rng = np.random.default_rng(2)
     # Spikes away from true SCRs (>= 6 s from any onset), so any SCR near one is spurious.
     cand = np.arange(int(30 * fs), len(x) - int(30 * fs), int(fs))
@@ -396,7 +376,7 @@ def test_motion_artifacts_are_flagged_not_counted():
 
 def test_event_related_scrs_offline_and_streaming():
     fs = 50.0
-    x, truth, events = simulate(fs, 15.0, seed=9)
+    x, truth, events = simulate_labelled_eda(fs, 15.0, seed=9)
     scrs = detect_scr(x, fs)
     er = event_related_scr(scrs, events, fs)
     evoked = truth[truth["evoked"]]
@@ -443,7 +423,7 @@ def test_nonspecific_rate():
     events = np.array([280])  # onset 300 is 2 s after it: elicited, not non-specific
     rate_ns = scr_rate(scrs, np.array([599]), fs, window_s=60.0, events=events)
     np.testing.assert_allclose(rate_ns, [3.0])
-    x, truth, _ = simulate(20.0, 20.0, seed=30)
+    x, truth, _ = simulate_labelled_eda(20.0, 20.0, seed=30)
     got = scr_rate(detect_scr(x, 20.0), len(x) - 1, 20.0, window_s=1200.0)
     want = len(truth) * 60 / 1200.0
     assert got[0] == pytest.approx(want, rel=0.15)
