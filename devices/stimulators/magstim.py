@@ -43,15 +43,18 @@ from typing import ClassVar
 import pylsl
 import serial
 
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, is_number, wait_until
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
-
-try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
-    from termios import error as _TermiosError
-except ImportError:  # Windows
-    _TermiosError = OSError  # type: ignore[misc,assignment]
-
-_IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
+from stimloop.devices.stimulators.serial_driver import (
+    IO_ERRORS,
+    check_whole_percent,
+    close_serial_port,
+    open_serial_port,
+    refuse_if_connected,
+    require_armed,
+    require_port,
+    require_usable,
+)
 
 logger = logging.getLogger("stimloop.devices")
 
@@ -219,11 +222,7 @@ class _Magstim(Stimulator):
 
     def _transact(self, command: str, reply_len: int) -> bytes:
         """Send ``command`` (+ checksum); return the validated reply (including checksum)."""
-        ser = self._ser
-        if ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
+        ser = require_port(self.name, self._ser)
         with self._io:
             try:
                 ser.reset_input_buffer()
@@ -240,7 +239,7 @@ class _Magstim(Stimulator):
                         reply += ser.read(max(reply_len - 2, 0))
                 elif reply == b"?":
                     reply += ser.read(1)
-            except _IO_ERRORS as exc:
+            except IO_ERRORS as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"serial port {self.port} failed: {exc}")
                 raise PortError(
                     ErrorCode.PORT_LOST, f"{self.name}: serial port {self.port} failed: {exc}"
@@ -310,30 +309,13 @@ class _Magstim(Stimulator):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> None:
-        if self._ser is not None:
-            raise DeviceError(
-                ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}"
-            )
-        try:
-            ser = serial.Serial(
-                self.port,
-                baudrate=9600,
-                bytesize=serial.EIGHTBITS,
-                parity=serial.PARITY_NONE,
-                stopbits=serial.STOPBITS_ONE,
-                timeout=self.timeout_s,
-                write_timeout=self.timeout_s,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(
-                ErrorCode.PORT_UNAVAILABLE,
-                f"{self.name}: cannot open serial port {self.port!r}: {exc}",
-            ) from exc
+        refuse_if_connected(self.name, self._ser, self.port)
+        ser = open_serial_port(self.name, self.port, 9600, self.timeout_s)
         if self.trigger == "rts":
             try:
                 ser.rts = False
-            except _IO_ERRORS as exc:
-                ser.close()
+            except IO_ERRORS as exc:
+                close_serial_port(ser)
                 raise PortError(
                     ErrorCode.UNSUPPORTED,
                     f"{self.name}: port {self.port!r} has no RTS modem-control line for QuickFire "
@@ -350,7 +332,7 @@ class _Magstim(Stimulator):
             self._intensity = self._read_intensity()
         except DeviceError:
             self._ser = None
-            ser.close()
+            close_serial_port(ser)
             raise
         self._armed = instr["armed"]
         self._ka_stop.clear()
@@ -375,20 +357,12 @@ class _Magstim(Stimulator):
                 logger.warning("%s: %s during close failed: %s", self.name, cmd, exc.message)
         self._armed = False
         self._ser = None
-        try:
-            ser.close()
-        except (serial.SerialException, OSError):
-            pass
+        close_serial_port(ser)
 
     def _check_usable(self) -> None:
-        if self._ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
-        if self._fault is not None:
-            raise DeviceError(
-                self._fault_code or ErrorCode.KEEPALIVE_LOST, f"{self.name}: {self._fault}"
-            )
+        require_usable(
+            self.name, self._ser, self._fault, self._fault_code or ErrorCode.KEEPALIVE_LOST
+        )
 
     def arm(self) -> None:
         self._check_usable()
@@ -419,10 +393,7 @@ class _Magstim(Stimulator):
         self._armed = False
 
     def disarm(self) -> None:
-        if self._ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
+        require_port(self.name, self._ser)
         self._armed = False
         self._transact("EA", 3)
 
@@ -438,25 +409,14 @@ class _Magstim(Stimulator):
     _power_at: ClassVar[int] = 2
 
     def set_intensity(self, intensity_pct: float) -> None:
-        lo, hi = self.intensity_range_pct
-        if not (is_number(intensity_pct) and lo <= intensity_pct <= hi):
-            raise DeviceError(
-                ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: intensity {intensity_pct!r} % outside [{lo:g}, {hi:g}]",
-            )
-        if int(intensity_pct) != intensity_pct:
-            raise DeviceError(
-                ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: power is set in whole percent, got {intensity_pct!r}",
-            )
+        power = check_whole_percent(self.name, intensity_pct, *self.intensity_range_pct)
         self._check_usable()
-        self._transact(f"@{int(intensity_pct):03d}", 3)
+        self._transact(f"@{power:03d}", 3)
         self._intensity = float(intensity_pct)
 
     def _trigger(self, at: float | None) -> float:
         self._check_usable()
-        if not self._armed:
-            raise DeviceError(ErrorCode.NOT_ARMED, f"{self.name}: not armed; call arm() first")
+        require_armed(self.name, self._armed)
         if at is not None:
             wait_until(float(at))
         if self.trigger == "rts":
@@ -466,7 +426,7 @@ class _Magstim(Stimulator):
                 self._ser.rts = True
                 wait_until(t + self.quickfire_width_s)
                 self._ser.rts = False
-            except _IO_ERRORS as exc:
+            except IO_ERRORS as exc:
                 self._set_fault(ErrorCode.PORT_LOST, f"QuickFire on {self.port} failed: {exc}")
                 raise PortError(
                     ErrorCode.PORT_LOST, f"{self.name}: QuickFire failed: {exc}"

@@ -28,15 +28,18 @@ from typing import ClassVar
 import pylsl
 import serial
 
-from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, is_number, wait_until
+from stimloop.devices.base import Stimulator, StimulatorStatus, TrainSpec, wait_until
 from stimloop.devices.errors import DeviceError, ErrorCode, PortError, ProtocolError
-
-try:  # tcflush on a hung-up tty raises termios.error, which is not an OSError
-    from termios import error as _TermiosError
-except ImportError:  # Windows
-    _TermiosError = OSError  # type: ignore[misc,assignment]
-
-_IO_ERRORS = (serial.SerialException, OSError, _TermiosError)
+from stimloop.devices.stimulators.serial_driver import (
+    IO_ERRORS,
+    check_whole_percent,
+    close_serial_port,
+    open_serial_port,
+    refuse_if_connected,
+    require_armed,
+    require_port,
+    require_usable,
+)
 
 logger = logging.getLogger("stimloop.devices")
 
@@ -130,17 +133,13 @@ class MagProStimulator(Stimulator):
         return self._ser is not None
 
     def _transact(self, payload: bytes) -> bytes:
-        ser = self._ser
-        if ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
+        ser = require_port(self.name, self._ser)
         with self._io:
             try:
                 ser.reset_input_buffer()
                 ser.write(frame(payload))
                 reply = read_frame(ser, self.name)
-            except _IO_ERRORS as exc:
+            except IO_ERRORS as exc:
                 self._fault = f"serial port {self.port} failed: {exc}"
                 raise PortError(ErrorCode.PORT_LOST, f"{self.name}: {self._fault}") from exc
         if reply[0] != payload[0]:
@@ -160,27 +159,15 @@ class MagProStimulator(Stimulator):
         return reply
 
     def connect(self) -> None:
-        if self._ser is not None:
-            raise DeviceError(
-                ErrorCode.ALREADY_CONNECTED, f"{self.name}: already connected to {self.port}"
-            )
-        try:
-            ser = serial.Serial(
-                self.port, 38400, serial.EIGHTBITS, serial.PARITY_NONE, serial.STOPBITS_ONE,
-                timeout=self.timeout_s, write_timeout=self.timeout_s,
-            )  # fmt: skip
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(
-                ErrorCode.PORT_UNAVAILABLE,
-                f"{self.name}: cannot open serial port {self.port!r}: {exc}",
-            ) from exc
+        refuse_if_connected(self.name, self._ser, self.port)
+        ser = open_serial_port(self.name, self.port, 38400, self.timeout_s)
         self._ser = ser
         self._fault = None
         try:
             st = self._status_raw()
         except DeviceError:
             self._ser = None
-            ser.close()
+            close_serial_port(ser)
             raise
         self._armed = bool(st[1] & ENABLED_BIT)
         self._intensity = float(st[7])
@@ -195,18 +182,10 @@ class MagProStimulator(Stimulator):
             logger.warning("%s: disable during close failed: %s", self.name, exc.message)
         self._armed = False
         self._ser = None
-        try:
-            ser.close()
-        except (serial.SerialException, OSError):
-            pass
+        close_serial_port(ser)
 
     def _check_usable(self) -> None:
-        if self._ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
-        if self._fault is not None:
-            raise DeviceError(ErrorCode.PORT_LOST, f"{self.name}: {self._fault}")
+        require_usable(self.name, self._ser, self._fault, ErrorCode.PORT_LOST)
 
     def arm(self) -> None:
         self._check_usable()
@@ -223,25 +202,15 @@ class MagProStimulator(Stimulator):
         )
 
     def disarm(self) -> None:
-        if self._ser is None:
-            raise DeviceError(
-                ErrorCode.NOT_CONNECTED, f"{self.name}: not connected; call connect()"
-            )
+        require_port(self.name, self._ser)
         self._armed = False
         self._transact(bytes([CMD_ENABLE, 0]))
 
     def set_intensity(self, intensity_pct: float) -> None:
-        lo, hi = self.intensity_range_pct
-        ok = is_number(intensity_pct) and lo <= intensity_pct <= hi
-        if not ok or int(intensity_pct) != intensity_pct:
-            raise DeviceError(
-                ErrorCode.BAD_ARGUMENT,
-                f"{self.name}: amplitude must be a whole % in [{lo:g}, {hi:g}], "
-                f"got {intensity_pct!r}",
-            )
+        amplitude = check_whole_percent(self.name, intensity_pct, *self.intensity_range_pct)
         self._check_usable()
-        reply = self._transact(bytes([CMD_AMPLITUDE, int(intensity_pct)]))
-        if len(reply) < 2 or reply[1] != int(intensity_pct):
+        reply = self._transact(bytes([CMD_AMPLITUDE, amplitude]))
+        if len(reply) < 2 or reply[1] != amplitude:
             raise ProtocolError(
                 ErrorCode.DEVICE_REJECTED,
                 f"{self.name}: amplitude {intensity_pct!r} requested; "
@@ -251,8 +220,7 @@ class MagProStimulator(Stimulator):
 
     def _trigger(self, cmd: bytes, at: float | None) -> float:
         self._check_usable()
-        if not self._armed:
-            raise DeviceError(ErrorCode.NOT_ARMED, f"{self.name}: not armed; call arm() first")
+        require_armed(self.name, self._armed)
         if at is not None:
             wait_until(float(at))
         t = pylsl.local_clock()
