@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from stimloop.gui.feed import find_sessions
+from stimloop.gui.priority import IdlePriority
 
 
 class NoSessionError(RuntimeError):
@@ -54,6 +54,7 @@ def run_window(
     report: str | None = None,
     settle_s: float = 3.0,
     exit_with_session: bool = False,
+    priority: IdlePriority | None = None,
 ) -> int:
     """Open the session window and run the Qt event loop until it closes.
 
@@ -74,6 +75,9 @@ def run_window(
         Start-up time excluded from the report, in s.
     exit_with_session : bool
         Close when the session's status stream falls silent (the session ended).
+    priority : IdlePriority, optional
+        The process's started priority guard; the frame timer is its heartbeat and the
+        status bar shows its state.
     """
     from pyqtgraph.Qt import QtCore, QtWidgets
 
@@ -83,6 +87,18 @@ def run_window(
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     feed = LiveFeed(prefix).start()
     win = SessionWindow(feed, fps, exit_with_session=exit_with_session)
+    if priority is not None:
+        win.timer.timeout.connect(priority.beat)
+        win.closing.connect(priority.close)
+        shown = [""]
+
+        def show_priority() -> None:
+            text = priority.state.describe()
+            if text != shown[0]:
+                shown[0] = text
+                win.statusBar().showMessage(text)
+
+        win.timer.timeout.connect(show_priority)
     win.show()
     mark: dict[str, float] = {}
 
@@ -99,6 +115,8 @@ def run_window(
 
         QtCore.QTimer.singleShot(int(duration_s * 1000), finish)
     app.exec()
+    if priority is not None:
+        priority.close()
     if report and mark:
         dt = time.perf_counter() - mark["t"]
         ms = np.asarray(win.frame_ms[int(mark["frames"]) - win.frames :] or [np.nan])
@@ -110,6 +128,8 @@ def run_window(
             "update_ms_p50": float(np.percentile(ms, 50)),
             "update_ms_p99": float(np.percentile(ms, 99)),
             "eeg_samples": win.feed.track("eeg").received if win.feed.track("eeg") else 0,
+            "priority": priority.state.mode if priority else "inherited",
+            "priority_raises": priority.state.promotions if priority else 0,
         }
         Path(report).write_text(json.dumps(out))
     return 0
@@ -122,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=32.0, help="redraw rate, Hz")
     ap.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
-        "--nice", type=int, default=10, help="scheduling niceness of the window process (0-19)"
+        "--nice",
+        type=int,
+        default=10,
+        help="niceness (0-19) of the window when it may not use SCHED_IDLE, or when it is "
+        "raised out of it because the machine is saturated",
     )
     ap.add_argument(
         "--exit-with-session",
@@ -132,10 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.nice and hasattr(os, "nice"):
-        # The window yields the CPU to the closed loop: on a busy machine it drops frames
-        # rather than delaying the engine (bench/gui.py measures both).
-        os.nice(args.nice)
+    # Before Qt or the feed start any thread, so that they all inherit the policy.
+    try:
+        priority = IdlePriority(nice=args.nice)
+    except ValueError as exc:
+        print(f"stimloop gui: error: {exc}", file=sys.stderr)
+        return 2
+    priority.start()
     try:
         prefix = choose_session(args.session)
     except NoSessionError as exc:
@@ -148,4 +175,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.screenshot,
         args.report,
         exit_with_session=args.exit_with_session,
+        priority=priority,
     )

@@ -68,6 +68,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         Silence of the status stream, in s, that counts as the end of the session.
     """
 
+    closing = QtCore.Signal()  # emitted first thing on close, before the frame timer stops
+
     def __init__(
         self,
         feed: LiveFeed,
@@ -332,6 +334,7 @@ class SessionWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Tell the session the GUI is gone; it decides (by config) whether to disarm."""
+        self.closing.emit()
         self.timer.stop()
         try:
             self.command("gui_closed")
