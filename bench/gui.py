@@ -63,11 +63,52 @@ def publish_status(prefix: str, stop: threading.Event) -> threading.Thread:
     return th
 
 
+# A stand-in for the window's main thread: it beats every 20 ms (as the frame timer does)
+# under gui/priority.py's policy and prints its beat intervals, in ms, as one JSON line.
+BEATER = """
+import json, sys, time
+from stimloop.gui.priority import IdlePriority
+p = IdlePriority(starve_s=float(sys.argv[2]), recover_s=5.0, nice=10)
+p.start()
+t_end = time.monotonic() + float(sys.argv[1])
+last, gaps = time.monotonic(), []
+while time.monotonic() < t_end:
+    p.beat()
+    time.sleep(0.02)
+    now = time.monotonic()
+    gaps.append((now - last) * 1e3)
+    last = now
+p.close()
+print(json.dumps({"mode": p.state.mode, "raises": p.state.promotions, "gaps_ms": gaps}))
+"""
+
+
+def starved_beats(seconds: float, starve_s: float) -> dict:
+    """Beat intervals of an idle-policy main thread while busy processes (2 per core, at
+    normal priority) saturate the machine; ``starve_s`` huge = no guard."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(2 * (os.cpu_count() or 1))]  # fmt: skip
+    try:
+        out = subprocess.run([sys.executable, "-c", BEATER, str(seconds), str(starve_s)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    g = np.asarray(res.pop("gaps_ms"))
+    res.update(beats=int(g.size), p50_ms=float(np.percentile(g, 50)),
+               p99_ms=float(np.percentile(g, 99)), max_ms=float(g.max()))  # fmt: skip
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--triggers", type=int, default=750, help="pulses per engine run")
     ap.add_argument("--every", type=int, default=40, help="ms between trigger samples")
     ap.add_argument("--rounds", type=int, default=1, help="runs with and without the window")
+    ap.add_argument("--starve-seconds", type=float, default=10.0,
+                    help="length of each saturated-machine run (0: skip)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     prefix = f"bench-gui-{uuid.uuid4().hex[:8]}"
@@ -102,6 +143,10 @@ def main() -> None:
     finally:
         stop.set()
         producer.kill()
+    starvation = {}
+    if args.starve_seconds > 0:
+        starvation = {"guard": starved_beats(args.starve_seconds, 0.25),
+                      "no guard": starved_beats(args.starve_seconds, 1e9)}  # fmt: skip
     # Rounds are paired (each run with the window follows one without it); the median of
     # the paired differences keeps one round disturbed by unrelated load from deciding.
     paired = [w["p99_ms"] - n["p99_ms"] for n, w in zip(without, with_gui, strict=True)]
@@ -111,6 +156,7 @@ def main() -> None:
         "engine_with_gui": with_gui,
         "p99_increase_ms": float(np.median(paired)),
         "p99_increase_per_round_ms": paired,
+        "saturated_main_thread": starvation,
         "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
                   "trigger_every_ms": args.every, "triggers_per_run": args.triggers,
                   "cpus": os.cpu_count(),
@@ -135,6 +181,15 @@ def main() -> None:
         for r in runs:
             print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
                   f"{r['n']:>6}")  # fmt: skip
+    if starvation:
+        print()
+        print("window main thread on a saturated machine (2 busy processes per core): "
+              "interval between beats of a 20 ms timer (ms)")  # fmt: skip
+        print(f"{'policy':<24} {'p50':>7} {'p99':>8} {'max':>8} {'beats':>6} {'raises':>7}")
+        for name, r in starvation.items():
+            label = f"{r['mode']}, {name}"
+            print(f"{label:<24} {r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} "
+                  f"{r['beats']:>6} {r['raises']:>7}")  # fmt: skip
     rounds = ", ".join(f"{d:+.3f}" for d in paired)
     print(f"p99 increase with the window: {result['p99_increase_ms']:+.3f} ms "
           f"(median over rounds; per round {rounds})")  # fmt: skip
