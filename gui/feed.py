@@ -29,6 +29,7 @@ import numpy as np
 import pylsl
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from stimloop.dsp.series import value_at
 from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import Inlet, MarkerInlet
 from stimloop.stream.ring import RingBuffer
@@ -526,11 +527,9 @@ class LiveFeed:
         data, ts, _ = truth.latest(truth.seconds)
         if ts.size < 2 or data.shape[1] < 1:
             return
-        for p in todo:
-            if ts[0] <= p.t_trigger <= ts[-1]:
-                k = int(np.clip(np.searchsorted(ts, p.t_trigger), 1, ts.size - 1))
-                k -= (p.t_trigger - ts[k - 1]) < (ts[k] - p.t_trigger)
-                p.phase_true_rad = float(data[k, 0])
+        phases = value_at(ts, data[:, 0], np.array([p.t_trigger for p in todo]))
+        for p, phase in zip(todo, phases, strict=True):
+            p.phase_true_rad = float(phase)  # NaN until the truth covers the pulse
 
 
 def _latest(ring: RingBuffer, n: int) -> tuple[np.ndarray, np.ndarray]:

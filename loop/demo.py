@@ -25,6 +25,7 @@ import numpy as np
 
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
 from stimloop.dsp.circular import circular_stats
+from stimloop.dsp.series import value_at
 from stimloop.loop.config import SessionConfig, parse_session
 from stimloop.loop.session import Session
 from stimloop.stream.inlet import Inlet, MarkerInlet
@@ -120,18 +121,6 @@ class TruthRecorder:
             self.events.close()
 
 
-def true_phase_at(truth: dict[str, np.ndarray], t: np.ndarray) -> np.ndarray:
-    """The simulator's true phase (rad) at LSL times ``t`` (nearest truth sample)."""
-    ts = truth["eeg_t"]
-    if ts.size == 0:
-        return np.full(len(t), np.nan)
-    idx = np.clip(np.searchsorted(ts, t), 1, ts.size - 1)
-    idx -= (t - ts[idx - 1]) < (ts[idx] - t)
-    out = truth["eeg_phase_rad"][idx]
-    out[(t < ts[0]) | (t > ts[-1])] = np.nan
-    return out
-
-
 def run_demo(
     duration_s: float = 30.0,
     sim: SimConfig | None = None,
@@ -183,7 +172,7 @@ def run_demo(
         finally:
             truth.close()
     t_trig = np.array([p["t_trigger"] for p in result.pulses])
-    true_phase = true_phase_at(arrays, t_trig)
+    true_phase = value_at(arrays["eeg_t"], arrays["eeg_phase_rad"], t_trig)
     target = np.radians(cfg.protocol.target_phase_deg)
     est = np.array([p.get("phase_at_fire_rad", np.nan) for p in result.pulses])
     return {
