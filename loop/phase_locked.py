@@ -20,6 +20,7 @@ from stimloop.dsp.phase import PhaseEstimator
 from stimloop.dsp.spatial import hjorth_weights
 from stimloop.loop.config import ChannelRoles, DSPConfig, PhaseLockedConfig
 from stimloop.loop.protocol import Decision, Hold, PulseOutcome, PulseRequest
+from stimloop.stream.outlet import Outlet, channel_specs
 
 
 class PhaseLockedProtocol:
@@ -158,3 +159,44 @@ class PhaseLockedProtocol:
         jitter = float(self._rng.uniform(0.0, self.cfg.jitter_s)) if self.cfg.jitter_s else 0.0
         self._next_allowed = t + self.cfg.min_ipi_s + jitter
         self._pending = False
+
+
+def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Outlet:
+    """The outlet on which the engine publishes the protocol's phase estimate.
+
+    One irregular (rate 0) float64 stream of three channels: ``phase`` (rad; 0 = positive
+    peak, ±π = trough; NaN until the estimator is calibrated), ``amplitude`` (envelope,
+    µV) and ``confidence`` (0-1). The :class:`~stimloop.loop.engine.Engine` pushes
+    :attr:`PhaseLockedProtocol.last_estimate` once per EEG chunk, stamped with the LSL
+    time (s) of the chunk's newest sample. The stream's description records the target
+    electrode, its Hjorth neighbours, the band and the phase convention.
+
+    Parameters
+    ----------
+    protocol : PhaseLockedProtocol
+        A started protocol (its Hjorth neighbours are known).
+    name : str
+        LSL stream name.
+    source_id : str
+        LSL source_id, ``{prefix}-phase`` in a session.
+
+    Returns
+    -------
+    Outlet
+        The open outlet; the caller closes it.
+    """
+    band = protocol.dsp.phase_band_hz
+    return Outlet(
+        name, "Phase", source_id,
+        (*channel_specs(["phase"], "rad", "Phase"),
+         *channel_specs(["amplitude"], "uV", "Amplitude"),
+         *channel_specs(["confidence"], "", "Confidence")),
+        0.0, "float64",
+        extra_desc={
+            "method": "causal Wiener filter for the analytic signal (stimloop.dsp.phase)",
+            "target": protocol.channels.eeg_target,
+            "hjorth_neighbours": ",".join(protocol.neighbours),
+            "band_hz": "tracked IAF +/- 2" if band is None else f"{band[0]:g}-{band[1]:g}",
+            "phase_convention": "0 = positive peak, +/-pi = trough",
+        },
+    )  # fmt: skip

@@ -42,7 +42,7 @@ from stimloop.loop.control import ControlServer, StatusPublisher
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
 from stimloop.loop.heart_stage import HeartStage
-from stimloop.loop.phase_locked import PhaseLockedProtocol
+from stimloop.loop.phase_locked import PhaseLockedProtocol, phase_outlet
 from stimloop.loop.stage import Stage
 from stimloop.stream.discovery import list_streams
 from stimloop.stream.inlet import Inlet, MarkerInlet
@@ -187,13 +187,9 @@ class Session:
         self.stimulator.set_intensity(cfg.protocol.intensity_pct)
         self.stimulator.arm()
         others = {r: i for r, i in self.inlets.items() if r != "eeg"}
-        self.estimates = Outlet(
-            f"stimloop {cfg.name} phase", "Phase", f"{self.prefix}-phase",
-            (*channel_specs(["phase"], "rad", "Phase"),
-             *channel_specs(["amplitude"], "uV", "Amplitude"),
-             *channel_specs(["confidence"], "", "Confidence")),
-            0.0, "float64",
-        )  # fmt: skip
+        self.estimates = phase_outlet(
+            protocol, f"stimloop {cfg.name} phase", f"{self.prefix}-phase"
+        )
         self.engine = Engine(
             eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
             events=self.events,
