@@ -75,7 +75,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.loop.demo import format_summary, run_demo
 
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
-    summary = run_demo(args.duration, sim, on_status=_live(args), on_open=_window(args))
+    summary = run_demo(
+        args.duration, sim, on_status=_live(args), on_open=_window(args), recording=args.record
+    )
     if _live(args) is not None:
         print(file=sys.stderr)
     print(json.dumps(summary, default=float) if args.json else format_summary(summary))
@@ -208,10 +210,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from stimloop.loop.report import format_report, session_report
+    from stimloop.loop.report import format_report, read_session, session_report
 
-    report = session_report(args.recording)
+    rec = read_session(args.recording)
+    report = session_report(rec)
+    if args.plot:
+        try:
+            from stimloop.gui.figure import save_session_figure
+        except ImportError as exc:
+            print(f"stimloop analyze: error: --plot needs the gui extra "
+                  f"(pip install 'stimloop[gui]'): {exc}", file=sys.stderr)  # fmt: skip
+            return 2
+        report["figure"] = {"path": args.plot, **save_session_figure(rec, args.plot)}
     print(json.dumps(report, default=float, indent=2) if args.json else format_report(report))
+    if args.plot and not args.json:
+        print(f"\nfigure: {args.plot}")
     return 0
 
 
@@ -261,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument(
         "--prefix", help="source_id prefix of the simulators (default: unique per run)"
+    )
+    demo.add_argument(
+        "--record",
+        metavar="XDF",
+        help="record the session, with the simulators' truth, to this XDF file "
+        "({time} becomes the start time); read it with stimloop analyze",
     )
     demo.set_defaults(func=_cmd_demo)
 
@@ -312,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("recording", help="the session's .xdf file")
     analyze.add_argument("--json", action="store_true")
+    analyze.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw the session (trends, pulse-phase histogram) with the live "
+        "window's panels and save it here",
+    )
     analyze.set_defaults(func=_cmd_analyze)
 
     devices = sub.add_parser(

@@ -126,6 +126,7 @@ def run_demo(
     sim: SimConfig | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
     on_open: Callable[[Session], None] | None = None,
+    recording: str | None = None,
     **protocol: Any,
 ) -> dict[str, Any]:
     """Run a simulated closed-loop session and return its scored summary.
@@ -140,6 +141,9 @@ def run_demo(
         Called about once a second with a live status dict (the CLI's live display).
     on_open : callable, optional
         Called with the opened session before it runs (e.g. to start the GUI).
+    recording : str, optional
+        Record the session (inputs, truth, every derived stream and decision) to this
+        XDF path; ``{time}`` is replaced by the start time. ``stimloop analyze`` reads it.
     **protocol
         Overrides of the demo config's ``[protocol]`` keys.
 
@@ -147,13 +151,17 @@ def run_demo(
     -------
     dict
         ``duration_s``, ``streams`` (health per stream), ``pulses`` (count, true-phase
-        circular mean/SD, refusals), ``engine`` (loop statistics) and ``stages``
-        (each DSP stage's score against the truth).
+        circular mean/SD, refusals), ``engine`` (loop statistics), ``stages``
+        (each DSP stage's score against the truth) and ``recording`` (path or None).
     """
     if duration_s <= 0:
         raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
     sim = sim or SimConfig(prefix=f"stimloop-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     cfg = demo_config(sim, **protocol)
+    if recording:
+        cfg = cfg.model_copy(
+            update={"recording": cfg.recording.model_copy(update={"path": recording})}
+        )
     with SimulatorProcess(sim):
         truth = TruthRecorder(sim)
         try:
@@ -190,6 +198,7 @@ def run_demo(
         },
         "engine": result.engine,
         "stages": stage_scores,
+        "recording": result.recording,
     }
 
 
@@ -250,4 +259,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     for name, score in summary["stages"].items():
         lines += ["", f"[{name}]", json.dumps(score, indent=2, default=float)]
+    if summary.get("recording"):
+        rec = summary["recording"]
+        lines += ["", f"recorded to {rec}", f"report: stimloop analyze {rec} --plot report.png"]
     return "\n".join(lines)

@@ -92,8 +92,10 @@ class Session:
     seed : int
         Seed of the protocol's random choices.
     truth_source_ids : dict of str to str, optional
-        Ground-truth streams (simulator or replay), announced in the status stream so a
-        display can show true phases, e.g. ``{"eeg": "demo-eeg-truth"}``.
+        Ground-truth streams (simulator or replay), e.g. ``{"eeg": "demo-eeg-truth"}``.
+        They are announced in the status stream and named in the decision stream's
+        header, and recorded with the session, so that the live window and
+        ``stimloop analyze`` both show true phases.
     """
 
     def __init__(
@@ -158,7 +160,10 @@ class Session:
         self.markers = Outlet(
             f"stimloop {cfg.name} decisions", "Markers", f"{self.prefix}-decisions",
             channel_specs(["decision"], "", "Marker"), 0.0, "string",
-            extra_desc={"session_config": self._config_json},
+            extra_desc={
+                "session_config": self._config_json,
+                "truth_source_ids": json.dumps(self.truth_source_ids),
+            },
         )  # fmt: skip
         protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
         eeg = self.inlets["eeg"]
@@ -227,6 +232,7 @@ class Session:
         path = Path(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         inputs = [src.source_id for src in self.cfg.sources.values()]
+        inputs += list(self.truth_source_ids.values())
         own = [s["source_id"] for s in list_streams(1.0)
                if s["source_id"].startswith(f"{self.prefix}-")]  # fmt: skip
         args = [sys.executable, "-m", "stimloop.loop.cli", "record", "-o", str(path)]
