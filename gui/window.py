@@ -19,8 +19,20 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
-from stimloop.dsp.circular import circular_stats
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
+from stimloop.gui.panels import (
+    COLOURS,
+    GREEN,
+    GREY,
+    RED,
+    PhaseHistogram,
+    TrendPanels,
+    phase_summary,
+    polar_plot,
+    show_target,
+    target_line,
+    time_plot,
+)
 from stimloop.gui.plotting import (
     merge_envelope,
     minmax_decimate,
@@ -28,28 +40,10 @@ from stimloop.gui.plotting import (
 )
 from stimloop.loop.control import send_command
 
-RED = "#d62728"
-GREEN = "#2ca02c"
-GREY = "#7f7f7f"
 EEG_WINDOW_S = 10.0
 TREND_WINDOW_S = 120.0
 ECG_WINDOW_S = 6.0
 EDA_WINDOW_S = 60.0
-N_PHASE_BINS = 18
-
-
-def _plot(title: str, left: str = "", bottom: str = "s") -> pg.PlotWidget:
-    w = pg.PlotWidget(title=title)
-    w.setLabel("left", left)
-    w.setLabel("bottom", bottom)
-    # No grid: its translucent lines cost more to paint than the traces (measured).
-    w.setMenuEnabled(False)
-    # Ranges are set by the window (with hysteresis): autorange would re-lay the axes out,
-    # tick labels included, on every frame.
-    w.getPlotItem().vb.disableAutoRange()
-    w.setMinimumSize(10, 10)
-    w.getPlotItem().setClipToView(True)
-    return w
 
 
 class SessionWindow(QtWidgets.QMainWindow):
@@ -177,21 +171,21 @@ class SessionWindow(QtWidgets.QMainWindow):
         )
         self.channel_list.setMaximumWidth(90)
         self.channel_list.itemChanged.connect(self._channels_changed)
-        self.eeg_plot = _plot("EEG", "", "s")
+        self.eeg_plot = time_plot("EEG", "", "s")
         self.eeg_plot.getAxis("left").setStyle(tickLength=0)
-        self.eeg_curve = self.eeg_plot.plot(pen=pg.mkPen("#1f77b4", width=1))
+        self.eeg_curve = self.eeg_plot.plot(pen=pg.mkPen(COLOURS["eeg"], width=1))
         self.eeg_curve.setSkipFiniteCheck(True)
         inner.addWidget(self.channel_list)
         inner.addWidget(self.eeg_plot)
         inner.setSizes([70, 630])
         lay.addWidget(inner, 5)
-        self.ecg_plot = _plot("ECG with R peaks", "mV")
-        self.ecg_curve = self.ecg_plot.plot(pen=pg.mkPen("#d62728"))
+        self.ecg_plot = time_plot("ECG with R peaks", "mV")
+        self.ecg_curve = self.ecg_plot.plot(pen=pg.mkPen(COLOURS["ecg"]))
         self.beat_marks = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("#000000"), symbol="t")
         self.ecg_plot.addItem(self.beat_marks)
         lay.addWidget(self.ecg_plot, 2)
-        self.eda_plot = _plot("EDA", "µS")
-        self.eda_curve = self.eda_plot.plot(pen=pg.mkPen("#2ca02c"))
+        self.eda_plot = time_plot("EDA", "µS")
+        self.eda_curve = self.eda_plot.plot(pen=pg.mkPen(COLOURS["eda"]))
         lay.addWidget(self.eda_plot, 2)
         return box
 
@@ -199,18 +193,13 @@ class SessionWindow(QtWidgets.QMainWindow):
         box = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.hr_plot = _plot("heart rate", "bpm")
-        self.hr_curve = self.hr_plot.plot(pen=pg.mkPen("#d62728", width=2))
+        self.trends = TrendPanels()
+        t = self.trends
+        self.hr_plot, self.hr_curve = t.hr_plot, t.hr_curve
+        self.scl_plot, self.scl_curve, self.scr_marks = t.scl_plot, t.scl_curve, t.scr_marks
+        self.alpha_plot, self.alpha_curve = t.alpha_plot, t.alpha_curve
+        self.conf_plot, self.conf_curve = t.conf_plot, t.conf_curve
         self.hrv_label = QtWidgets.QLabel("HRV: –")
-        self.scl_plot = _plot("SCL with SCRs", "µS")
-        self.scl_curve = self.scl_plot.plot(pen=pg.mkPen("#2ca02c", width=2))
-        self.scr_marks = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#ff7f0e"), symbol="o")
-        self.scl_plot.addItem(self.scr_marks)
-        self.alpha_plot = _plot("alpha amplitude (target)", "µV")
-        self.alpha_curve = self.alpha_plot.plot(pen=pg.mkPen("#9467bd", width=1))
-        self.conf_plot = _plot("phase confidence", "")
-        self.conf_plot.setYRange(0, 1)
-        self.conf_curve = self.conf_plot.plot(pen=pg.mkPen("#8c564b", width=1))
         for w in (self.hr_plot, self.hrv_label, self.scl_plot, self.alpha_plot, self.conf_plot):
             lay.addWidget(w, 0 if w is self.hrv_label else 1)
         return box
@@ -220,19 +209,11 @@ class SessionWindow(QtWidgets.QMainWindow):
         lay = QtWidgets.QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
         dials = QtWidgets.QHBoxLayout()
-        self.dial_plot = self._polar("phase now")
-        self.dial_needle = self.dial_plot.plot(pen=pg.mkPen("#1f77b4", width=4))
-        self.dial_target = self.dial_plot.plot(
-            pen=pg.mkPen(RED, width=2, style=QtCore.Qt.PenStyle.DashLine)
-        )
-        self.hist_plot = self._polar("pulse phases")
-        self.hist_curve = self.hist_plot.plot(
-            pen=pg.mkPen("#ff7f0e", width=1), brush=pg.mkBrush(255, 127, 14, 90), fillLevel=None
-        )
-        self.hist_mean = self.hist_plot.plot(pen=pg.mkPen("#000000", width=3))
-        self.hist_target = self.hist_plot.plot(
-            pen=pg.mkPen(RED, width=2, style=QtCore.Qt.PenStyle.DashLine)
-        )
+        self.dial_plot = polar_plot("phase now")
+        self.dial_needle = self.dial_plot.plot(pen=pg.mkPen(COLOURS["eeg"], width=4))
+        self.dial_target = target_line(self.dial_plot)
+        self.histogram = PhaseHistogram("pulse phases")
+        self.hist_plot = self.histogram.plot
         dials.addWidget(self.dial_plot)
         dials.addWidget(self.hist_plot)
         lay.addLayout(dials, 3)
@@ -258,30 +239,6 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.health.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         lay.addWidget(self.health, 3)
         return box
-
-    def _polar(self, title: str) -> pg.PlotWidget:
-        w = pg.PlotWidget(title=title)
-        w.setAspectLocked(True)
-        w.hideAxis("left")
-        w.hideAxis("bottom")
-        w.setMenuEnabled(False)
-        w.setMouseEnabled(False, False)
-        w.setMinimumSize(10, 10)
-        a = np.linspace(0, 2 * np.pi, 181)
-        for r in (0.5, 1.0):
-            w.plot(r * np.cos(a), r * np.sin(a), pen=pg.mkPen(GREY, width=1))
-        labels = (
-            (0, "0°\npeak", (0, 0.5)),
-            (np.pi, "180°\ntrough", (1, 0.5)),
-            (np.pi / 2, "90°", (0.5, 1)),
-            (-np.pi / 2, "-90°", (0.5, 0)),
-        )
-        for ang, text, anchor in labels:
-            t = pg.TextItem(text, color=GREY, anchor=anchor)
-            t.setPos(1.03 * np.cos(ang), 1.03 * np.sin(ang))
-            w.addItem(t)
-        w.setRange(xRange=(-1.6, 1.6), yRange=(-1.25, 1.25), padding=0)
-        return w
 
     # -- actions -----------------------------------------------------------------------
     def emergency_stop(self) -> None:
@@ -495,32 +452,13 @@ class SessionWindow(QtWidgets.QMainWindow):
                 r = float(np.clip(conf, 0.05, 1.0)) if math.isfinite(conf) else 0.05
                 if math.isfinite(ph):
                     self.dial_needle.setData([0, r * math.cos(ph)], [0, r * math.sin(ph)])
-        for curve in (self.dial_target, self.hist_target):
-            if target is not None:
-                a = math.radians(float(target))
-                curve.setData([0, 1.1 * math.cos(a)], [0, 1.1 * math.sin(a)])
+        show_target(self.dial_target, target)
         pulses = self.feed.pulses()
         phases = np.array([p.phase_rad for p in pulses])
         n_true = sum(math.isfinite(p.phase_true_rad) for p in pulses)
-        stats = circular_stats(phases)
-        n, mean, sd = stats["n"], stats["mean_deg"], stats["sd_deg"]
-        if n:
-            finite = phases[np.isfinite(phases)]
-            counts, edges = np.histogram(np.mod(finite, 2 * np.pi), N_PHASE_BINS, (0, 2 * np.pi))
-            r = counts / counts.max()
-            xs, ys = [], []
-            for c, a0, a1 in zip(r, edges[:-1], edges[1:], strict=True):
-                arc = np.linspace(a0, a1, 6)
-                xs += [0, *(c * np.cos(arc)), 0]
-                ys += [0, *(c * np.sin(arc)), 0]
-            self.hist_curve.setData(xs, ys)
-            z = np.mean(np.exp(1j * finite))
-            self.hist_mean.setData([0, z.real], [0, z.imag])
-            source = "true" if n_true == n else ("estimated" if n_true == 0 else "true/estimated")
-            self.phase_label.setText(
-                f"pulses {n} ({source} phase): circular mean {mean:.0f}°, SD {sd:.0f}°"
-                + (f"   target {float(target):g}°" if target is not None else "")
-            )
+        stats = self.histogram.show(phases, target)
+        if stats["n"]:
+            self.phase_label.setText(phase_summary(stats, n_true, target))
 
     def _draw_status(self) -> None:
         status = self.feed.status()

@@ -1,0 +1,85 @@
+"""``stimloop analyze --plot``: the offline figure of a recorded demo session, drawn with
+the live window's panels, agrees with what the session measured live."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pyqtgraph.Qt import QtGui
+
+from stimloop.devices.sim.runner import SimConfig
+from stimloop.loop.demo import run_demo
+from stimloop.loop.report import read_session, session_report
+
+
+def _pixels(path) -> np.ndarray:
+    img = QtGui.QImage(str(path)).convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    assert not img.isNull(), f"{path} is not an image"
+    w, h, stride = img.width(), img.height(), img.bytesPerLine()
+    raw = np.frombuffer(img.constBits(), np.uint8, count=stride * h).reshape(h, stride)
+    return raw[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def _has_colour(region: np.ndarray, hex_colour: str, tol: int = 40) -> int:
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(region.astype(int) - rgb).max(axis=2) < tol).sum())
+
+
+@pytest.mark.slow
+def test_analyze_plot_agrees_with_the_live_session(source_id, tmp_path, qapp):
+    xdf = tmp_path / "demo.xdf"
+    summary = run_demo(12.0, SimConfig(prefix=source_id), recording=str(xdf))
+    assert summary["recording"] == str(xdf)
+    live = summary["pulses"]["true_phase"]
+    assert live["n"] >= 3, summary["pulses"]
+
+    # The report, from the file alone: the truth was recorded with the session, and the
+    # true phase at each pulse is the one the demo scored live.
+    rec = read_session(xdf)
+    assert rec.truth_source_ids.get("eeg") == f"{source_id}-eeg-truth"
+    report = session_report(rec)
+    offline = report["pulses"]["true_phase_at_fire"]
+    assert offline["n"] == live["n"] == summary["pulses"]["delivered"]
+    assert offline["mean_deg"] == pytest.approx(live["mean_deg"], abs=1e-6)
+    assert offline["sd_deg"] == pytest.approx(live["sd_deg"], abs=1e-6)
+
+    png = tmp_path / "report.png"
+    out = subprocess.run(
+        [sys.executable, "-m", "stimloop.loop.cli", "analyze", str(xdf), "--plot", str(png),
+         "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    fig = json.loads(out.stdout)["figure"]
+    assert fig["phase"]["n"] == live["n"] and fig["n_true"] == live["n"]
+    assert f"pulses {live['n']} (true phase)" in fig["phase_text"]
+    assert all(fig["points"][k] > 10 for k in ("heart rate", "SCL", "alpha amplitude"))
+
+    px = _pixels(png)
+    h, w, _ = px.shape
+    assert (w, h) == (1400, 860)
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 50, "the figure is blank"
+    trends, side = px[:, : int(w * 0.58)], px[:, int(w * 0.6) :]
+    # Each panel's own colour where that panel is: HR red and SCL green on the left,
+    # the histogram's orange bars on the right.
+    assert _has_colour(trends[: h // 4], "#d62728") > 200
+    assert _has_colour(trends[h // 4 : h // 2], "#2ca02c") > 200
+    assert _has_colour(trends[h // 2 : 3 * h // 4], "#9467bd") > 200
+    assert _has_colour(side[: int(h * 0.7)], "#ff7f0e") > 100
+
+
+def test_analyze_plot_of_a_file_that_is_not_a_session(tmp_path):
+    bad = tmp_path / "x.xdf"
+    bad.write_bytes(b"not xdf at all")
+    out = subprocess.run(
+        [sys.executable, "-m", "stimloop.loop.cli", "analyze", str(bad), "--plot",
+         str(tmp_path / "r.png")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "x.xdf" in out.stderr
+    assert not (tmp_path / "r.png").exists()
