@@ -252,7 +252,11 @@ class Engine:
         self._lookups_lock = threading.Lock()
         self._switch_interval: float | None = None
         self._next_others = 0.0
-        self._scheduler = PulseScheduler(stimulator, self._on_outcome, site)
+        # A protocol that can take back a planned pulse (phase-locked: an EEG gap voids
+        # its forecast) gets the last word right before the trigger.
+        self._scheduler = PulseScheduler(
+            stimulator, self._on_outcome, site, veto=getattr(protocol, "fire_veto", None)
+        )
         self._thread = threading.Thread(target=self._run, name="stimloop-engine", daemon=True)
         stimulator.bind_stream(self._freshness)
 

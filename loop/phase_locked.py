@@ -7,20 +7,55 @@ time the rhythm reaches the target phase; if that time is within the allowed lea
 pulse is requested for the forecast time minus the stimulator's known trigger latency.
 The *random-phase* control condition draws the target phase uniformly for every pulse
 (Zrenner et al. 2018 used such a control against mu-phase-triggered TMS).
+
+Gaps in the EEG
+---------------
+The estimator's filter window and high-pass state must never be stitched across lost
+samples: the phase right after the seam would be computed from two pieces of signal
+that were never adjacent. Missing samples are found from the timestamps (at a chunk's
+start and inside it) with :func:`~stimloop.loop.stage.samples_missing`, as the ECG and
+EDA stages do, and handled in one of two ways:
+
+- up to :data:`MAX_GAP_S`, the gap is filled with NaN (:func:`~stimloop.loop.stage.nan_fill`)
+  and fed to the estimator, whose own invalid-input logic then applies: its output is
+  NaN (confidence 0) until a whole filter window (``taps_s``, 0.75 s) of post-gap
+  samples has arrived, its high-pass restarts on the first post-gap sample, and no
+  autocorrelation block or IAF segment that overlaps the gap is learned from. The
+  learned spectrum is kept, so the estimate is back after one filter window, and the
+  NaN samples keep the refit blocks on their absolute sample grid.
+- a longer gap restarts the estimator (:meth:`PhaseEstimator.reset`), which
+  recalibrates on post-gap data only (``calib_s``, 2 s, and more).
+
+Either way the protocol publishes one ``eeg_gap`` hold per chunk with a gap and requests
+nothing until the estimate at the newest sample is valid again. A pulse already planned
+when a gap (or any invalid estimate) arrives is cancelled through :meth:`fire_veto`,
+which the pulse scheduler asks right before the trigger.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from stimloop.dsp.phase import PhaseEstimator
+from stimloop.dsp.phase import PhaseEstimator, PhaseOutput
 from stimloop.dsp.spatial import hjorth_weights
 from stimloop.loop.config import ChannelRoles, DSPConfig, PhaseLockedConfig
 from stimloop.loop.protocol import Decision, Hold, PulseOutcome, PulseRequest
+from stimloop.loop.stage import nan_fill, samples_missing
 from stimloop.stream.outlet import Outlet, channel_specs
+
+#: Longest EEG gap (s) bridged with NaN; a longer one restarts the estimator.
+#: Bridging keeps the spectrum learned from this subject and montage, so the estimate
+#: returns after one filter window (0.75 s) instead of a recalibration (2 s, and ~20 s
+#: until the filter is as good). Its cost grows with the gap, on the real-time thread:
+#: the kernel runs over the NaN samples and the filter is redesigned at the skipped
+#: block ends (about 1 ms each); 10 s of NaN at 1 kHz measured 2.5 ms. A gap longer
+#: than this is an interrupted acquisition (amplifier restart, reconnection) after which
+#: the old spectrum is not to be trusted; the heart stage bridges the same length.
+MAX_GAP_S = 10.0
 
 
 class PhaseLockedProtocol:
@@ -55,6 +90,14 @@ class PhaseLockedProtocol:
         self._pending = False
         self._next_allowed = -math.inf
         self._last_hold = ""
+        self.fs = math.nan
+        self._last_t = math.nan  # LSL time of the last sample fed to the estimator
+        self._reconverging = False  # a gap was seen and the estimate is not yet back
+        self._chunk_gap: dict | None = None  # the current chunk's gaps, for update()
+        self._veto = ""  # why the pending pulse must not fire ("" = it may)
+        #: Gaps bridged with NaN and gaps that restarted the estimator.
+        self.gaps_bridged = 0
+        self.gaps_restarted = 0
         # The last second of per-sample estimates, to log the estimate at each fire time.
         self._hist_t = np.full(1, np.nan)
         self._hist_phase = np.full(1, np.nan)
@@ -75,26 +118,118 @@ class PhaseLockedProtocol:
         self.weights, self.neighbours = hjorth_weights(
             channel_labels, self.channels.eeg_target, nmap
         )
+        self.fs = float(fs)
         self.estimator = PhaseEstimator(fs, self.dsp.phase_band_hz)
         self.estimator.warmup()
         self._hist_t = np.full(round(fs), np.nan)
         self._hist_phase = np.full(round(fs), np.nan)
 
-    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
-        """Run the estimator on a chunk and decide whether to request a pulse."""
+    def estimate(self, data: np.ndarray, timestamps: np.ndarray) -> PhaseOutput:
+        """Hjorth derivation and causal phase of one EEG chunk, with gaps handled.
+
+        Samples missing before the chunk or inside it (found from ``timestamps``) are
+        bridged with NaN up to :data:`MAX_GAP_S`, or restart the estimator beyond it
+        (see the module docstring). A gap, or any invalid estimate, while a pulse is
+        pending sets the reason :meth:`fire_veto` returns.
+
+        Parameters
+        ----------
+        data : ndarray, shape (n, n_channels)
+            EEG in µV, the stream's channel order.
+        timestamps : ndarray, shape (n,)
+            LSL time of each sample in s.
+
+        Returns
+        -------
+        PhaseOutput
+            Phase (rad), amplitude (µV) and confidence of each of the chunk's samples
+            (the NaN fill of a gap is not included).
+        """
         x = data @ self.weights
-        out = self.estimator.update(x, timestamps)
-        self._remember(timestamps, out.phase_rad)
+        fs = self.fs
+        n = timestamps.size
+        starts = [0]
+        # One scalar test per chunk; the per-sample search runs only when the chunk
+        # spans more sample periods than it holds samples.
+        if n > 1 and round((timestamps[-1] - timestamps[0]) * fs) > n - 1:
+            starts += (np.flatnonzero(np.diff(timestamps) * fs >= 1.5) + 1).tolist()
+        starts.append(n)
+        outs = []
+        for a, b in itertools.pairwise(starts):
+            missing = samples_missing(self._last_t, float(timestamps[a]), fs)
+            if missing:
+                self._bridge(missing, float(timestamps[a]))
+            out = self.estimator.update(x[a:b], timestamps[a:b])
+            self._remember(timestamps[a:b], out.phase_rad)
+            self._last_t = float(timestamps[b - 1])
+            outs.append(out)
+        if len(outs) == 1:
+            out = outs[0]
+        else:
+            out = PhaseOutput(*(np.concatenate(f) for f in zip(*outs, strict=True)))
+        if self._pending and not self._veto and np.isnan(out.phase_rad.min()):
+            # NaN input invalidates the estimate like a gap does: the forecast the
+            # pending pulse was planned on can no longer be checked against the data.
+            self._veto = "the phase estimate became invalid (non-finite EEG) after it was planned"
+        if self._reconverging and math.isfinite(out.phase_rad[-1]):
+            self._reconverging = False
+        return out
+
+    def _bridge(self, missing: int, t_after: float) -> None:
+        """Handle ``missing`` lost samples before the sample at ``t_after``."""
+        restart = missing > MAX_GAP_S * self.fs
+        if restart:
+            self.estimator.reset()
+            self.gaps_restarted += 1
+        else:
+            fill_x, fill_t = nan_fill(self._last_t, missing, self.fs)
+            self._remember(fill_t, self.estimator.update(fill_x, fill_t).phase_rad)
+            self.gaps_bridged += 1
+        gap_s = missing / self.fs
+        if self._pending and not self._veto:
+            self._veto = (
+                f"EEG gap of {missing} samples ({gap_s * 1e3:.0f} ms) after it was planned: "
+                "its phase forecast spans data that never arrived"
+            )
+        g = self._chunk_gap
+        if g is None:
+            g = self._chunk_gap = {"gaps": 0, "missing": 0, "t_before": self._last_t}
+        g["gaps"] += 1
+        g["missing"] += missing
+        g["gap_s"] = g["missing"] / self.fs
+        g["t_after"] = t_after
+        g["action"] = "restarted" if restart or g.get("action") == "restarted" else "bridged"
+        g["pending_vetoed"] = bool(self._veto)
+        self._reconverging = True
+
+    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
+        """Run the estimator on a chunk and decide whether to request a pulse.
+
+        A chunk with a gap returns ``Hold("eeg_gap", info)`` (samples missing, their
+        span in s, the LSL times around the gap, ``"bridged"`` or ``"restarted"``, and
+        whether a pending pulse was vetoed); no pulse is requested until the estimate
+        is valid again.
+        """
+        out = self.estimate(data, timestamps)
         self.last_estimate = (
             float(out.phase_rad[-1]),
             float(out.amplitude[-1]),
             float(out.confidence[-1]),
         )
-        if self._pending or self.done:
+        gap, self._chunk_gap = self._chunk_gap, None
+        if self.done:
+            return None
+        if gap is not None:
+            # Every gap is published, pending pulse or not: it may have vetoed one.
+            self._last_hold = "eeg_gap"
+            return Hold("eeg_gap", gap)
+        if self._pending:
             return None
         now = float(timestamps[-1])
         if now < self._next_allowed:
             return None
+        if self._reconverging:
+            return self._hold("eeg_gap", {"reconverging": True})
         amp, conf = float(out.amplitude[-1]), float(out.confidence[-1])
         if not math.isfinite(out.phase_rad[-1]):
             return self._hold("no_estimate", {})
@@ -111,6 +246,7 @@ class PhaseLockedProtocol:
         if not math.isfinite(t_target) or t_target - now > self.cfg.max_lead_s + latency:
             return None  # the next crossing is too far ahead; a later chunk is closer
         self._last_hold = ""
+        self._veto = ""
         self._pending = True
         self.requested += 1
         return PulseRequest(
@@ -136,6 +272,9 @@ class PhaseLockedProtocol:
 
     def _remember(self, stamps: np.ndarray, phase: np.ndarray) -> None:
         size = self._hist_t.size
+        if stamps.size > size:  # only the last second is kept; no index written twice
+            self._hist_n += stamps.size - size
+            stamps, phase = stamps[-size:], phase[-size:]
         idx = (self._hist_n + np.arange(stamps.size)) % size
         self._hist_t[idx] = stamps
         self._hist_phase[idx] = phase
@@ -151,6 +290,15 @@ class PhaseLockedProtocol:
             return math.nan
         return float(self._hist_phase[int(np.nanargmin(np.abs(ts - t)))])
 
+    def fire_veto(self, request: PulseRequest) -> str:
+        """Why the pending pulse must not fire now ("" if it may).
+
+        The pulse scheduler asks this before it waits for the pulse's time and again
+        just before handing it to the stimulator. Non-empty once a gap, or an invalid
+        phase estimate, has been seen since the pulse was planned.
+        """
+        return self._veto
+
     def outcome(self, result: PulseOutcome) -> None:
         """Start the next inter-pulse interval (after a fire or a refusal)."""
         t = result.t_trigger if result.fired else (result.request.t_fire or 0.0)
@@ -159,6 +307,7 @@ class PhaseLockedProtocol:
         jitter = float(self._rng.uniform(0.0, self.cfg.jitter_s)) if self.cfg.jitter_s else 0.0
         self._next_allowed = t + self.cfg.min_ipi_s + jitter
         self._pending = False
+        self._veto = ""
 
 
 def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Outlet:

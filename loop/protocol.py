@@ -72,7 +72,13 @@ class PulseOutcome:
 
 
 class StimProtocol(Protocol):
-    """Interface of a closed-loop protocol (see module docstring)."""
+    """Interface of a closed-loop protocol (see module docstring).
+
+    A protocol may also define ``fire_veto(request) -> str``: why a pulse it planned
+    must not fire after all ("" if it may), e.g. because an EEG gap arrived after the
+    decision. The engine's pulse scheduler asks it before waiting for the pulse's time
+    and again just before the trigger, and refuses the pulse with that reason.
+    """
 
     name: str
 

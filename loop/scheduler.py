@@ -5,6 +5,13 @@ triggers. The engine must keep reading data meanwhile, so fires run on this dedi
 thread: the engine hands over a request and returns at once; the scheduler waits, fires
 through the safety gate (which re-checks every interlock right before the trigger) and
 reports the outcome.
+
+A protocol may also take back a pulse it planned, when data that arrived after the
+decision void it (an EEG gap: the phase forecast spans samples that never arrived).
+The scheduler asks its ``veto`` before waiting and again :data:`VETO_CHECK_LEAD_S`
+before the pulse's time, then hands the pulse to the gate, whose own wait ends with the
+last interlock checks. Data arrive in chunks of about 10 ms, so the 1 ms left after the
+last veto check is shorter than the time in which any new chunk could void the pulse.
 """
 
 from __future__ import annotations
@@ -14,11 +21,16 @@ import queue
 import threading
 from collections.abc import Callable
 
+from stimloop.devices.base import wait_until
 from stimloop.devices.errors import DeviceError
 from stimloop.devices.safety import SafeStimulator
 from stimloop.loop.protocol import PulseOutcome, PulseRequest
 
 log = logging.getLogger("stimloop.loop")
+
+#: How long before a pulse's time the veto is asked the last time, s: the gate's own
+#: wait then only spins (it spins the last 1 ms), so the pulse's timing is unchanged.
+VETO_CHECK_LEAD_S = 0.001
 
 
 class PulseScheduler:
@@ -32,6 +44,10 @@ class PulseScheduler:
         Called (on this thread) with each :class:`PulseOutcome`.
     site : str
         Stimulation site written into each pulse's log.
+    veto : callable, optional
+        ``veto(request) -> str``: why the request must not fire ("" if it may); asked
+        before the wait and again :data:`VETO_CHECK_LEAD_S` before the pulse's time.
+        A vetoed request is refused (not fired) with the reason as its error.
     """
 
     def __init__(
@@ -39,10 +55,12 @@ class PulseScheduler:
         stimulator: SafeStimulator,
         on_outcome: Callable[[PulseOutcome], None],
         site: str = "",
+        veto: Callable[[PulseRequest], str] | None = None,
     ) -> None:
         self.stimulator = stimulator
         self.on_outcome = on_outcome
         self.site = site
+        self.veto = veto
         self._queue: queue.SimpleQueue[PulseRequest | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="stimloop-pulses", daemon=True)
         self._thread.start()
@@ -54,6 +72,13 @@ class PulseScheduler:
     def fire(self, request: PulseRequest) -> PulseOutcome:
         """Fire one request through the gate on the calling thread; never raises."""
         try:
+            if self.veto is not None:
+                if why := self.veto(request):
+                    return PulseOutcome(request, False, error=f"vetoed: {why}")
+                if request.t_fire is not None:
+                    wait_until(request.t_fire - VETO_CHECK_LEAD_S)
+                    if why := self.veto(request):
+                        return PulseOutcome(request, False, error=f"vetoed: {why}")
             t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
             return PulseOutcome(request, True, t)
         except DeviceError as exc:  # every refusal is typed; the gate logged it
