@@ -28,8 +28,9 @@ from stimloop.loop.protocol import PulseOutcome, PulseRequest
 
 log = logging.getLogger("stimloop.loop")
 
-#: How long before a pulse's time the veto is asked the last time, s: the gate's own
-#: wait then only spins (it spins the last 1 ms), so the pulse's timing is unchanged.
+#: How long before a pulse's time the veto is asked the last time, s. The scheduler
+#: sleeps (no spin) until then; the gate's own wait spins the rest (it spins the last
+#: 1 ms), so a pulse is timed as it was without a veto.
 VETO_CHECK_LEAD_S = 0.001
 
 
@@ -76,7 +77,8 @@ class PulseScheduler:
                 if why := self.veto(request):
                     return PulseOutcome(request, False, error=f"vetoed: {why}")
                 if request.t_fire is not None:
-                    wait_until(request.t_fire - VETO_CHECK_LEAD_S)
+                    # Sleep only: the gate's own wait spins the last 1 ms, as without a veto.
+                    wait_until(request.t_fire - VETO_CHECK_LEAD_S, spin_s=0.0)
                     if why := self.veto(request):
                         return PulseOutcome(request, False, error=f"vetoed: {why}")
             t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
