@@ -102,12 +102,6 @@ def starved_beats(seconds: float, starve_s: float) -> dict:
     return res
 
 
-def _scheduling(window: dict) -> str:
-    """How the window process ran, from its report (gui/priority.py)."""
-    cpu = window.get("priority_cpu")
-    return window.get("priority", "?") + ("" if cpu is None else f", core {cpu} only")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--triggers", type=int, default=750, help="pulses per engine run")
@@ -170,7 +164,7 @@ def main() -> None:
                   "trigger_every_ms": args.every, "triggers_per_run": args.triggers,
                   "cpus": os.cpu_count(),
                   "qt_platform": env["QT_QPA_PLATFORM"],
-                  "window_scheduling": _scheduling(windows[0]) if windows else "?"},
+                  "window_scheduling": windows[0].get("priority", "?") if windows else "?"},
     }  # fmt: skip
     if args.json:
         print(json.dumps(result))

@@ -130,7 +130,6 @@ def run_window(
             "eeg_samples": win.feed.track("eeg").received if win.feed.track("eeg") else 0,
             "priority": priority.state.mode if priority else "inherited",
             "priority_raises": priority.state.promotions if priority else 0,
-            "priority_cpu": priority.state.cpu if priority else None,
         }
         Path(report).write_text(json.dumps(out))
     return 0

@@ -5,9 +5,9 @@ from the threads that carry samples to the engine (liblsl's receive threads, the
 acquisition process) waiting for a core the window holds. Linux preempts a SCHED_IDLE
 task as soon as any normal task wakes on its core; a niced task is preempted only when
 the fair scheduler finds it has run long enough. ``bench/gui.py`` (2 cores, 64 ch × 1 kHz,
-window at 32 fps) measured the engine's p99 increase with the window as +0.4 to +0.8 ms
-at nice 10, +0.2 to +2.1 ms at nice 19 and +0.09 to +0.16 ms at SCHED_IDLE
-(``docs/benchmarks.md``). See sched(7) for the policies.
+window at 32 fps) measured the engine's p99 increase with the window as +0.5 to +0.8 ms
+at nice 10, +0.2 to +2.1 ms at nice 19 and +0.06 to +0.68 ms (median +0.24 ms) at
+SCHED_IDLE (``docs/benchmarks.md``). See sched(7) for the policies.
 
 The risk, and the guard against it: a SCHED_IDLE thread gets almost no CPU while normal
 work saturates the machine, and the emergency-stop button is handled on the Qt main
@@ -17,12 +17,6 @@ thread to SCHED_OTHER at nice ``nice``, so the e-stop stays reachable at the cos
 loop's tail (already at risk on a saturated machine). After ``recover_s`` of on-time
 beats the main thread returns itself to SCHED_IDLE. Feed threads stay idle throughout:
 they only feed the display.
-
-The window also keeps to one core, the last one it may use, when it may use two or
-more: its threads then never run on, and never evict the caches of, the other cores,
-where the engine and the threads feeding it run. Measured with SCHED_IDLE in
-``bench/gui.py`` (4 paired rounds each): p99 increase +0.07 to +0.58 ms unpinned,
-+0.04 to +0.23 ms pinned.
 
 Leaving SCHED_IDLE again needs CAP_SYS_NICE or an RLIMIT_NICE that allows ``nice``
 (``ulimit -e``); see sched(7), "Privileges and resource limits". Without it the window
@@ -76,24 +70,6 @@ def can_leave_idle(nice: int) -> bool:
     return result[0]
 
 
-def keep_to_last_cpu() -> int | None:
-    """Restrict the calling thread, and the threads it starts later, to the last core it
-    may use, when it may use two or more.
-
-    Returns
-    -------
-    int or None
-        That core; None when there is only one, or the system cannot pin threads.
-    """
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        return None
-    os.sched_setaffinity(0, {allowed[-1]})
-    return allowed[-1]
-
-
 @dataclass
 class PriorityState:
     """What the guard has done, for the window and the benchmark report.
@@ -107,23 +83,19 @@ class PriorityState:
         The main thread is at normal priority now because it was starved.
     promotions : int
         How often the guard has promoted the main thread.
-    cpu : int or None
-        The one core the window's threads run on (None: any).
     """
 
     mode: str = "nice"
     promoted: bool = False
     promotions: int = 0
-    cpu: int | None = None
 
     def describe(self) -> str:
         """One line for the status bar."""
         if self.mode != "idle":
             return "window priority: nice (SCHED_IDLE not available to this user)"
-        core = "" if self.cpu is None else f", core {self.cpu} only"
         if self.promoted:
-            return f"window priority: raised, the machine is saturated (loop tail at risk){core}"
-        return f"window priority: idle (yields to the closed loop){core}"
+            return "window priority: raised, the machine is saturated (loop tail at risk)"
+        return "window priority: idle (yields every core to the closed loop)"
 
 
 class IdlePriority:
@@ -184,12 +156,10 @@ class IdlePriority:
             return self.state
         self.state.mode = "idle"
         self._last_beat = time.monotonic()
-        # The guard is started first so that it keeps the main thread's normal policy and
-        # may run on any core; every thread started after the switches below inherits
-        # SCHED_IDLE and the one core.
+        # The guard is started first so that it keeps the main thread's normal policy;
+        # every thread started after the switch below inherits SCHED_IDLE.
         threading.Thread(target=self._guard, name="gui-priority-guard", daemon=True).start()
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        self.state.cpu = keep_to_last_cpu()
         return self.state
 
     def beat(self) -> None:

@@ -37,7 +37,6 @@ while time.monotonic() < t_end:
         print(json.dumps({"mode": state.mode, "promoted": state.promoted,
                           "promotions": state.promotions,
                           "policy": os.sched_getscheduler(tid),
-                          "cpus": sorted(os.sched_getaffinity(0)),
                           "nice": os.getpriority(os.PRIO_PROCESS, tid)}), flush=True)
     time.sleep(0.02)
 p.close()
@@ -76,9 +75,6 @@ def test_starved_main_thread_is_raised_and_returns_to_idle(privileged):
         assert first["mode"] == "idle"
         assert first["policy"] == os.SCHED_IDLE
         assert first["promotions"] == 0
-        # The window keeps to one core, the last, when it has two or more.
-        allowed = sorted(os.sched_getaffinity(0))
-        assert first["cpus"] == (allowed[-1:] if len(allowed) > 1 else allowed)
         # Unloaded, the idle thread keeps beating on time: no raise for 1 s.
         calm = [read_until(child, lambda r: True, 5.0) for _ in range(20)]
         assert all(r["promotions"] == 0 for r in calm)
