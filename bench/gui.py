@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--triggers", type=int, default=750, help="pulses per engine run")
     ap.add_argument("--every", type=int, default=40, help="ms between trigger samples")
     ap.add_argument("--rounds", type=int, default=1, help="runs with and without the window")
+    ap.add_argument("--window-fps", type=float, default=32.0,
+                    help="window redraw rate, Hz (1: mostly its LSL readers' cost)")  # fmt: skip
     ap.add_argument("--starve-seconds", type=float, default=10.0,
                     help="length of each saturated-machine run (0: skip)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
@@ -136,7 +138,8 @@ def main() -> None:
                 report = Path(tmp) / "gui.json"
                 gui = subprocess.Popen(
                     [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
-                     "--duration", str(run_s + 8.0), "--report", str(report)],
+                     "--duration", str(run_s + 8.0), "--report", str(report),
+                     "--fps", str(args.window_fps)],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(6.0)  # the window is up and drawing all streams

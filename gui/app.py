@@ -14,6 +14,9 @@ import numpy as np
 from stimloop.gui.feed import find_sessions
 from stimloop.gui.priority import IdlePriority
 
+#: Period of the Qt thread's heartbeat to the priority guard, ms (its threshold: 250 ms).
+HEARTBEAT_MS = 50
+
 
 class NoSessionError(RuntimeError):
     """No session, or several and none chosen; the message lists what is visible."""
@@ -76,8 +79,9 @@ def run_window(
     exit_with_session : bool
         Close when the session's status stream falls silent (the session ended).
     priority : IdlePriority, optional
-        The process's started priority guard; the frame timer is its heartbeat and the
-        status bar shows its state.
+        The process's started priority guard; a 50 ms timer on the Qt thread is its
+        heartbeat (not the frame timer: below 4 fps frames are further apart than the
+        guard's starvation threshold) and the status bar shows its state.
     """
     from pyqtgraph.Qt import QtCore, QtWidgets
 
@@ -88,7 +92,9 @@ def run_window(
     feed = LiveFeed(prefix).start()
     win = SessionWindow(feed, fps, exit_with_session=exit_with_session)
     if priority is not None:
-        win.timer.timeout.connect(priority.beat)
+        heartbeat = QtCore.QTimer(win)
+        heartbeat.timeout.connect(priority.beat)
+        heartbeat.start(HEARTBEAT_MS)
         win.closing.connect(priority.close)
         shown = [""]
 

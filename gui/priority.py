@@ -11,8 +11,8 @@ SCHED_IDLE (``docs/benchmarks.md``). See sched(7) for the policies.
 
 The risk, and the guard against it: a SCHED_IDLE thread gets almost no CPU while normal
 work saturates the machine, and the emergency-stop button is handled on the Qt main
-thread. A guard thread at normal priority watches the main thread's heartbeat (its
-frame timer). When the heartbeat is late by ``starve_s``, the guard moves the main
+thread. A guard thread at normal priority watches the main thread's heartbeat (a 50 ms
+Qt timer). When the heartbeat is late by ``starve_s``, the guard moves the main
 thread to SCHED_OTHER at nice ``nice``, so the e-stop stays reachable at the cost of the
 loop's tail (already at risk on a saturated machine). After ``recover_s`` of on-time
 beats the main thread returns itself to SCHED_IDLE. Feed threads stay idle throughout:
@@ -103,7 +103,8 @@ class IdlePriority:
     with a guard that raises the main thread when it starves.
 
     Call :meth:`start` on the main thread before any other thread exists (before Qt),
-    and :meth:`beat` from the main thread's event loop (e.g. its frame timer).
+    and :meth:`beat` from the main thread's event loop, from a timer that fires well
+    within ``starve_s`` whatever the frame rate.
 
     Parameters
     ----------

@@ -136,3 +136,17 @@ def test_unprivileged_window_falls_back_to_nice():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="must be"):
         IdlePriority(**kwargs)
+
+
+def test_window_at_one_frame_per_second_is_not_taken_for_starved(privileged, tmp_path):
+    # The guard's heartbeat is its own timer: slow redraws must not read as starvation.
+    report = tmp_path / "window.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "stimloop.gui", "--session", f"no-such-session-{os.getpid()}",
+         "--fps", "1", "--duration", "5", "--report", str(report)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(report.read_text())
+    assert got["priority"] == "idle"
+    assert got["priority_raises"] == 0, out.stderr
