@@ -328,7 +328,8 @@ class LiveFeed:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> LiveFeed:
         """Start the status reader; the others start once the first status arrives."""
-        self._spawn("status", self._read_status)
+        # Only the newest status counts: it is a full snapshot, sent at 10 Hz.
+        self._spawn("status", self._read_markers, f"{self.prefix}-status", self._on_status, True)
         return self
 
     def close(self) -> None:
@@ -387,32 +388,11 @@ class LiveFeed:
             return list(self.markers.events)[-n:]
 
     # -- readers -------------------------------------------------------------------
-    def _read_status(self) -> None:
-        sid = f"{self.prefix}-status"
-        inlet = None
-        while not self._stop.is_set():
-            if inlet is None:
-                try:
-                    inlet = MarkerInlet(sid, resolve_timeout=3.0).connect()
-                except Exception:  # not found, or liblsl timed out: try again later
-                    self._stop.wait(self.retry_s)
-                    continue
-            try:
-                items = inlet.pull()
-            except StreamError:
-                inlet = None
-                continue
-            for text, _ in items[-1:]:
-                try:
-                    status = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(status, dict):
-                    self._status, self._status_t = status, time.monotonic()
-                    self._discover(status)
-            self._stop.wait(0.05)
-        if inlet is not None:
-            inlet.close()
+    def _on_status(self, msg: dict, t: float) -> None:
+        if msg.get("event") == "text":  # not JSON: not a status
+            return
+        self._status, self._status_t = msg, time.monotonic()
+        self._discover(msg)
 
     def _discover(self, status: dict) -> None:
         ids = dict(status.get("source_ids") or {})
@@ -473,7 +453,10 @@ class LiveFeed:
         track.reset(inlet.rate_hz, inlet.channel_labels, inlet.channel_units, None)
         return inlet
 
-    def _read_markers(self, source_id: str, handle) -> None:
+    def _read_markers(self, source_id: str, handle, latest_only: bool = False) -> None:
+        """Pass each JSON marker of a stream to ``handle(msg, t)`` (non-JSON text as
+        ``{"event": "text"}``), reconnecting when the stream goes; only the newest one
+        of each pull when ``latest_only``."""
         inlet = None
         while not self._stop.is_set():
             if inlet is None:
@@ -487,7 +470,7 @@ class LiveFeed:
             except StreamError:
                 inlet = None
                 continue
-            for text, t in items:
+            for text, t in items[-1:] if latest_only else items:
                 try:
                     msg = json.loads(text)
                 except ValueError:
