@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from stimloop.dsp.series import value_at
 from stimloop.loop.report import RecordedSession
 
 
@@ -93,9 +94,9 @@ def save_session_figure(
             plot.enableAutoRange(axis="y")
     scr_t, _ = rec.series("eda-scr", 0)  # column 0: onset time, s (LSL clock)
     level_t, level = rec.series("eda-level", 0)
-    if scr_t.size and level_t.size:
-        k = np.clip(np.searchsorted(level_t, scr_t), 0, level_t.size - 1)
-        trends.scr_marks.setData(scr_t - t0, level[k])
+    at_onset = value_at(level_t, level, scr_t)
+    shown = np.isfinite(at_onset)
+    trends.scr_marks.setData(scr_t[shown] - t0, at_onset[shown])
     points["SCR"] = int(scr_t.size)
     for t in rec.pulse_t - t0:
         trends.hr_plot.addItem(pg.InfiniteLine(t, angle=90, pen=pg.mkPen(COLOURS["scr"], width=1)))

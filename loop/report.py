@@ -164,7 +164,7 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
         (m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error", ""))) else e.get("error", "?"))
         for e in refused
     )
-    at_fire = np.array([e["phase_rad"] for e in events if e.get("event") == "pulse_phase"])
+    at_fire = rec.pulse_phase_est
     target = np.radians(config["protocol"]["target_phase_deg"])
     streams = {}
     for sid, s in rec.streams.items():
