@@ -1,6 +1,7 @@
 """The session's local control channel and status snapshot.
 
-*Commands* (arm, disarm, pause/resume the protocol, an event marker, the GUI closing)
+*Commands* (arm, disarm, pause/resume the protocol, an event marker, a GUI attaching or
+closing)
 arrive as one JSON datagram each on a UDP socket bound to 127.0.0.1. A dedicated thread
 executes them, always through the HAL gate, so a command can never bypass a safety
 check, and the real-time thread never waits for it. The emergency stop has its own
@@ -27,7 +28,7 @@ from typing import Any
 log = logging.getLogger("stimloop.loop")
 
 #: Commands the channel accepts, and what each needs.
-COMMANDS = ("arm", "disarm", "pause", "resume", "marker", "gui_closed")
+COMMANDS = ("arm", "disarm", "pause", "resume", "marker", "gui_open", "gui_closed")
 
 
 def send_command(port: int, cmd: str, **args: Any) -> None:

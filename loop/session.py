@@ -39,6 +39,7 @@ from stimloop.devices.safety import (
 )
 from stimloop.loop.config import SessionConfig
 from stimloop.loop.control import ControlServer, StatusPublisher
+from stimloop.loop.cpus import SessionPinning
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
 from stimloop.loop.heart_stage import HeartStage
@@ -122,6 +123,8 @@ class Session:
         self._status_out = None
         self.recorder: subprocess.Popen | None = None
         self.recording_path: Path | None = None
+        # Taken before any thread starts, so "all CPUs" means what this process was given.
+        self.cpus = SessionPinning()
         self._closed = False
 
     def open(self) -> Session:
@@ -278,8 +281,13 @@ class Session:
             if not text:
                 raise ValueError("marker command needs a non-empty 'text'")
             self.markers.push_marker(json.dumps({"event": "user_marker", "text": text}))
-        elif cmd == "gui_closed" and self.cfg.disarm_on_gui_close:
-            self.stimulator.disarm()
+        elif cmd == "gui_open":
+            self.cpus.window_opened()
+        elif cmd == "gui_closed":
+            if args.get("attached"):
+                self.cpus.window_closed()
+            if self.cfg.disarm_on_gui_close:
+                self.stimulator.disarm()
 
     def _command_failed(self, cmd: str, message: str) -> None:
         self.markers.push_marker(
@@ -313,6 +321,7 @@ class Session:
             "estop_port": self.estop.port,
             "estop_engaged": emergency_stop_engaged(),
             "truth_source_ids": self.truth_source_ids,
+            "cpus": self.cpus.describe(),
             "source_ids": {
                 **{role: i.source_id for role, i in self.inlets.items()},
                 "decisions": f"{self.prefix}-decisions",
@@ -408,6 +417,7 @@ class Session:
         for channel in (self.status, self.control, self.estop):
             if channel is not None:
                 channel.close()
+        self.cpus.release()  # a crashed window never said it left
         if self.stimulator is not None:
             try:
                 self.stimulator.disarm()

@@ -1,0 +1,152 @@
+"""Which CPUs the closed loop and the live window run on.
+
+Why partition at all: scheduling priority alone does not keep the window out of the
+loop's way. On a 2-core virtual machine (``bench/gui.py``, docs/benchmarks.md) a plain
+SCHED_IDLE busy loop taking a third of a core raised the engine's loop-latency p99 by a
+median +0.6 to +0.8 ms over paired rounds, whether it spun in cache or streamed memory.
+Linux counts a core that runs only SCHED_IDLE tasks as idle when it places a waking
+thread (``sched_idle_cpu`` in ``select_idle_sibling``, kernel 5.4 and later), so the
+threads that carry a trigger to the stimulator keep waking on the busy core, behind its
+cache footprint and, in a virtual machine, on a virtual CPU the host has seen busy. With
+the engine's process on one core and the busy loop on the other, the increase was
++0.02 to +0.03 ms. With the real window: see docs/gui.md.
+
+So while a window is attached, the session keeps to :func:`split_cpus`'s session CPUs
+and the window to the display CPU (the highest-numbered allowed one). This is the
+standard isolation of real-time work from housekeeping, done per process with
+sched_setaffinity(2) rather than with boot-time ``isolcpus``, which a researcher's
+workstation does not have. A session without a window runs on every allowed CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def allowed_cpus() -> frozenset[int]:
+    """The CPUs the calling thread may run on (all of them where affinity is unknown).
+
+    Returns
+    -------
+    frozenset of int
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return frozenset(os.sched_getaffinity(0))
+    return frozenset(range(os.cpu_count() or 1))
+
+
+def split_cpus(cpus: frozenset[int] | set[int]) -> tuple[frozenset[int], frozenset[int]]:
+    """Split CPUs between the session (the closed loop) and the live window.
+
+    Parameters
+    ----------
+    cpus : set of int
+        The CPUs available (:func:`allowed_cpus`).
+
+    Returns
+    -------
+    session : frozenset of int
+        All but the highest-numbered CPU (all of them when there is only one).
+    display : frozenset of int
+        The highest-numbered CPU (the same single CPU on a one-CPU machine).
+
+    Raises
+    ------
+    ValueError
+        If ``cpus`` is empty.
+    """
+    if not cpus:
+        raise ValueError("no CPUs to split; expected at least one CPU number")
+    display = frozenset({max(cpus)})
+    session = frozenset(cpus) - display
+    return (session or display), display
+
+
+def pin_process(cpus: frozenset[int] | set[int]) -> bool:
+    """Restrict every thread of this process to ``cpus``.
+
+    sched_setaffinity(2) acts on one thread, so each entry of ``/proc/self/task`` is set;
+    threads started later (Python's or liblsl's) inherit their creator's affinity.
+
+    Parameters
+    ----------
+    cpus : set of int
+        CPU numbers.
+
+    Returns
+    -------
+    bool
+        False where affinity cannot be set (not Linux, or refused); the process then
+        runs on as before.
+    """
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return False
+    ok = True
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue
+        except OSError as exc:
+            log.info("cannot pin thread %s to CPUs %s: %s", tid, sorted(cpus), exc)
+            ok = False
+    return ok
+
+
+class SessionPinning:
+    """Keeps the session on its CPUs while at least one window is attached.
+
+    Windows announce themselves (``gui_open``) and leave (``gui_closed``) through the
+    session's control channel. A window that crashes never says it left, so the session
+    stays on its CPUs: that costs it a core, never timing.
+
+    Parameters
+    ----------
+    cpus : set of int, optional
+        The CPUs to split (default :func:`allowed_cpus` of the creating thread).
+    """
+
+    def __init__(self, cpus: frozenset[int] | set[int] | None = None) -> None:
+        self.all = frozenset(cpus) if cpus is not None else allowed_cpus()
+        self.session, self.display = split_cpus(self.all)
+        self.windows = 0
+        self.pinned = False
+        self._lock = threading.Lock()
+
+    def window_opened(self) -> None:
+        """A window attached: move the session onto its CPUs (if there is a spare one)."""
+        with self._lock:
+            self.windows += 1
+            if self.windows == 1 and self.session != self.all:
+                self.pinned = pin_process(self.session)
+
+    def window_closed(self) -> None:
+        """A window left: give the session every CPU again when none is attached."""
+        with self._lock:
+            self.windows = max(0, self.windows - 1)
+            if self.windows == 0:
+                self._unpin()
+
+    def release(self) -> None:
+        """The session ends: every CPU again, whatever windows are still counted."""
+        with self._lock:
+            self.windows = 0
+            self._unpin()
+
+    def _unpin(self) -> None:
+        if self.pinned:
+            pin_process(self.all)
+            self.pinned = False
+
+    def describe(self) -> dict[str, object]:
+        """The partition, for the status snapshot: ``session`` and ``display`` CPU lists
+        and whether the session is pinned now."""
+        return {
+            "session": sorted(self.session),
+            "display": sorted(self.display),
+            "pinned": self.pinned,
+        }
