@@ -13,6 +13,7 @@ import numpy as np
 
 from stimloop.gui.feed import find_sessions
 from stimloop.gui.priority import IdlePriority
+from stimloop.loop.cpus import allowed_cpus, pin_process, split_cpus
 
 #: Period of the Qt thread's heartbeat to the priority guard, ms (its threshold: 250 ms).
 HEARTBEAT_MS = 50
@@ -136,6 +137,7 @@ def run_window(
             "eeg_samples": win.feed.track("eeg").received if win.feed.track("eeg") else 0,
             "priority": priority.state.mode if priority else "inherited",
             "priority_raises": priority.state.promotions if priority else 0,
+            "cpus": sorted(allowed_cpus()),
         }
         Path(report).write_text(json.dumps(out))
     return 0
@@ -169,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stimloop gui: error: {exc}", file=sys.stderr)
         return 2
     priority.start()
+    # The session keeps its threads on the other CPUs while this window is attached.
+    pin_process(split_cpus(allowed_cpus())[1])
     try:
         prefix = choose_session(args.session)
     except NoSessionError as exc:

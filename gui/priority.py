@@ -7,7 +7,9 @@ task as soon as any normal task wakes on its core; a niced task is preempted onl
 the fair scheduler finds it has run long enough. ``bench/gui.py`` (2 cores, 64 ch × 1 kHz,
 window at 32 fps) measured the engine's p99 increase with the window as +0.5 to +0.8 ms
 at nice 10, +0.2 to +2.1 ms at nice 19 and +0.06 to +0.68 ms (median +0.24 ms) at
-SCHED_IDLE (``docs/benchmarks.md``). See sched(7) for the policies.
+SCHED_IDLE (``docs/benchmarks.md``). See sched(7) for the policies. Priority alone was
+not enough: the rest came from the loop's threads waking on the window's core, which
+``stimloop.loop.cpus`` prevents by giving the window a CPU of its own.
 
 The risk, and the guard against it: a SCHED_IDLE thread gets almost no CPU while normal
 work saturates the machine, and the emergency-stop button is handled on the Qt main

@@ -87,6 +87,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         self._eeg_gen = -1
         self._scales = np.zeros(0)
         self._shown = np.zeros(0, bool)
+        self._announced = False  # gui_open sent to the session
         self._build()
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.redraw)
@@ -294,7 +295,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.closing.emit()
         self.timer.stop()
         try:
-            self.command("gui_closed")
+            # "attached": this window announced itself (gui_open), so the session counts
+            # it out; one closed before its first status never counted in.
+            self.command("gui_closed", attached=self._announced)
         except OSError:
             pass
         self.feed.close()
@@ -466,6 +469,10 @@ class SessionWindow(QtWidgets.QMainWindow):
         if self.exit_with_session and status is not None and age > self.exit_after_s:
             self.close()
             return
+        if status is not None and not self._announced and status.get("control_port"):
+            # The session keeps its threads off this window's CPU while it is attached
+            # (loop/cpus.py); closeEvent's gui_closed gives them back.
+            self._announced = self.command("gui_open")
         if status is None or age > 1.0:
             self.banner.setText(
                 "session not responding" if status else "waiting for the session status…"

@@ -250,6 +250,39 @@ def test_choose_session_lists_several(live_session):
         other.close()
 
 
+CPUS = sorted(os.sched_getaffinity(0))
+
+
+def _thread_cpus(pid: int) -> set[tuple[int, ...]]:
+    """The distinct CPU sets of the threads of process ``pid``."""
+    out = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out.add(tuple(sorted(os.sched_getaffinity(int(tid)))))
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+@pytest.mark.skipif(len(CPUS) < 2, reason="a split needs at least two CPUs")
+def test_attached_window_keeps_the_session_off_its_cpu(qtbot, live_session):
+    """While a window is attached, every thread of the session process (engine, pulse
+    scheduler, liblsl, control) keeps off the window's CPU; closing gives them back."""
+    pid = live_session.proc.pid
+    assert _thread_cpus(pid) == {tuple(CPUS)}
+    feed = LiveFeed(live_session.prefix).start()
+    win = SessionWindow(feed)
+    qtbot.addWidget(win)
+    win.show()
+    # (a callback returning None counts as done for waitUntil: compare explicitly)
+    qtbot.waitUntil(lambda: (feed.status() or {}).get("cpus", {}).get("pinned") is True,
+                    timeout=15_000)  # fmt: skip
+    assert _thread_cpus(pid) == {tuple(CPUS[:-1])}
+    assert feed.status()["cpus"]["display"] == CPUS[-1:]
+    win.close()
+    qtbot.waitUntil(lambda: _thread_cpus(pid) == {tuple(CPUS)}, timeout=3000)
+
+
 def test_gui_process_crash_keeps_session_and_close_sends_gui_closed(qtbot, live_session):
     """SIGKILL of the GUI process changes nothing; closing a window sends gui_closed."""
     live_session.rearm()
@@ -261,6 +294,7 @@ def test_gui_process_crash_keeps_session_and_close_sends_gui_closed(qtbot, live_
     try:
         time.sleep(6.0)
         assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-2000:]
+        assert _thread_cpus(proc.pid) == {tuple(CPUS[-1:])}  # the window's own CPU
         proc.send_signal(signal.SIGKILL)
         proc.wait(5.0)
     finally:
@@ -282,6 +316,8 @@ def test_gui_process_crash_keeps_session_and_close_sends_gui_closed(qtbot, live_
     qtbot.wait(200)
     events = [json.loads(t) for t, _ in decisions.pull()]
     decisions.close()
-    assert {"event": "command", "cmd": "gui_closed"} in events
+    assert any(e.get("event") == "command" and e.get("cmd") == "gui_closed" for e in events)
     assert live_session.state()["running"]  # the session (and its recording) goes on
+    if len(CPUS) > 1:  # the killed window never said it left: the session stays apart
+        assert _thread_cpus(live_session.proc.pid) == {tuple(CPUS[:-1])}
     live_session.rearm()
