@@ -1,19 +1,28 @@
 """The live window's cost: frame rate and CPU at 64 ch × 1 kHz EEG + ECG + EDA, and the
 closed loop's latency with and without the window, in the same run.
 
-Setup: ``bench/loop_latency.py``'s producer pushes 64-channel EEG at 1000 Hz one sample
-at a time, ECG at 500 Hz and EDA at 100 Hz, with a trigger sample every ``--every`` ms.
-This process runs ``loop_latency.run_engine`` (the real engine, HAL gate and simulated
-stimulator, with the phase and heart DSP load) and publishes a session status stream
-naming those sources, so that ``python -m stimloop.gui`` (its own process, offscreen Qt
-unless a display is set) attaches to them exactly as to a session. The engine runs
-``--rounds`` times without the window and ``--rounds`` times with it, alternating; the
-reference is the same engine without a window. The p99 increase is the median over rounds
-of the paired differences. The window runs as ``stimloop gui`` does: SCHED_IDLE with a
-starvation guard (``gui/priority.py``), or nice 10 where it may not use SCHED_IDLE.
+Setup: ``bench/loop_latency.py``'s producer (its own process, like a device's LSL app)
+pushes 64-channel EEG at 1000 Hz one sample at a time, ECG at 500 Hz and EDA at 100 Hz,
+with a trigger sample every ``--every`` ms. This process is the session: it runs
+``loop_latency.run_engine`` (the real engine, HAL gate and simulated stimulator, with the
+phase and heart DSP load) once for the whole benchmark, and publishes a status stream and
+a control channel as a session does. A toggler process opens the window
+(``python -m stimloop.gui``, its own process, offscreen Qt unless a display is set) for
+``--on`` s, closes it for ``--off`` s, ``--cycles`` times. The window attaches exactly as
+to a session: SCHED_IDLE with the starvation guard (``gui/priority.py``), on the display
+CPU, announcing itself so the session keeps to the other CPUs (``loop/cpus.py``).
+
+Each trigger is classed by when its sample was pushed: *with window* from ``--warm`` s
+after the window's launch (it is drawing every stream) until its drawing time is up,
+*without* from 1 s after a window has exited until the next launch. Launch and exit are
+left out. One engine run, alternating conditions every ``--on``/``--off`` s, keeps slow
+changes of the machine (other tenants of a virtual machine, thermal state) from landing
+on one condition. Reported: p99 of each condition pooled over the run and its increase
+with the window (the acceptance figure), and the median over cycles of the paired
+increases (each on-period against the off-period before it).
 Latency = push of the trigger sample → the stimulator driver's fire call.
 
-Usage: ``python bench/gui.py [--triggers 750] [--every 40] [--rounds 1] [--json]``
+Usage: ``python bench/gui.py [--cycles 8] [--on 20] [--off 20] [--every 40] [--json]``
 """
 
 from __future__ import annotations
@@ -36,31 +45,91 @@ from stimloop.stream.lslconfig import use_machine_scope
 use_machine_scope()
 
 import numpy as np
+import pylsl
 from loop_latency import run_engine
 
+from stimloop.loop.control import ControlServer
+from stimloop.loop.cpus import SessionPinning
 from stimloop.stream.outlet import marker_outlet
 
 
-def publish_status(prefix: str, stop: threading.Event) -> threading.Thread:
-    """A minimal session status stream naming the producer's streams (10 Hz)."""
+def publish_status(prefix: str, pinning: SessionPinning, stop: threading.Event) -> ControlServer:
+    """A session's status stream (10 Hz) naming the producer's streams, and its control
+    channel, on which windows announce themselves (``gui_open``/``gui_closed``)."""
+
+    def command(cmd: str, args: dict) -> None:
+        if cmd == "gui_open":
+            pinning.window_opened()
+        elif cmd == "gui_closed" and args.get("attached"):
+            pinning.window_closed()
+
+    control = ControlServer(command, lambda cmd, msg: print(f"command {cmd}: {msg}"))
     out = marker_outlet("bench status", f"{prefix}-session-status", stype="Status")
-    snap = json.dumps(
-        {
-            "session": "bench",
-            "prefix": f"{prefix}-session",
-            "source_ids": {r: f"{prefix}-{r}" for r in ("eeg", "ecg", "eda")},
-            "truth_source_ids": {},
-        }
-    )
 
     def run() -> None:
         while not stop.wait(0.1):
-            out.push_marker(snap)
+            snap = {
+                "session": "bench",
+                "prefix": f"{prefix}-session",
+                "control_port": control.port,
+                "cpus": pinning.describe(),
+                "source_ids": {r: f"{prefix}-{r}" for r in ("eeg", "ecg", "eda")},
+                "truth_source_ids": {},
+            }
+            out.push_marker(json.dumps(snap))
         out.close()
+        control.close()
 
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th
+    threading.Thread(target=run, daemon=True).start()
+    return control
+
+
+def toggle_window(prefix: str, args: argparse.Namespace, out: Path) -> None:
+    """The toggler process: ``--cycles`` times, wait ``--off`` s, then run the window for
+    ``--warm`` + ``--on`` s; write launch/exit times (local LSL clock) and its reports."""
+    env = {**os.environ}
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    cycles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.cycles):
+            time.sleep(args.off)
+            report = Path(tmp) / f"gui{k}.json"
+            t_launch = pylsl.local_clock()
+            subprocess.run(
+                [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
+                 "--duration", str(args.warm + args.on), "--report", str(report),
+                 "--fps", str(args.window_fps)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+            )  # fmt: skip
+            cycles.append({"t_launch": t_launch, "t_exit": pylsl.local_clock(),
+                           "window": json.loads(report.read_text())})  # fmt: skip
+    out.write_text(json.dumps({"t_end": pylsl.local_clock(), "cycles": cycles}))
+
+
+def classify(engine: dict, schedule: dict, warm: float, on: float) -> dict[str, np.ndarray]:
+    """Split the engine's per-pulse latencies into with/without-window periods, and the
+    same per cycle (``"cycles"``: list of (without, with) arrays)."""
+    t = np.asarray(engine["t_sample"])
+    lat = np.asarray(engine["from_push_ms"])
+    with_mask = np.zeros(t.size, bool)
+    without_mask = np.zeros(t.size, bool)
+    cycles, t_free = [], t[0] + 2.0  # the engine's own start-up left out
+    for c in schedule["cycles"]:
+        off = (t >= t_free) & (t < c["t_launch"])
+        on_ = (t >= c["t_launch"] + warm) & (t < c["t_launch"] + warm + on)
+        without_mask |= off
+        with_mask |= on_
+        cycles.append((lat[off], lat[on_]))
+        t_free = c["t_exit"] + 1.0
+    without_mask |= (t >= t_free) & (t < schedule["t_end"])
+    return {"without": lat[without_mask], "with": lat[with_mask], "cycles": cycles}
+
+
+def stats(lat: np.ndarray) -> dict:
+    if lat.size == 0:
+        return {"n": 0}
+    return {"n": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}  # fmt: skip
 
 
 # A stand-in for the window's main thread: it beats every 20 ms (as the frame timer does)
@@ -104,89 +173,100 @@ def starved_beats(seconds: float, starve_s: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--triggers", type=int, default=750, help="pulses per engine run")
+    ap.add_argument("--cycles", type=int, default=8, help="window on/off cycles")
+    ap.add_argument("--on", type=float, default=20.0, help="s of drawing per cycle")
+    ap.add_argument("--off", type=float, default=20.0, help="s without a window per cycle")
+    ap.add_argument("--warm", type=float, default=6.0,
+                    help="s from launch until the window counts as drawing")  # fmt: skip
     ap.add_argument("--every", type=int, default=40, help="ms between trigger samples")
-    ap.add_argument("--rounds", type=int, default=1, help="runs with and without the window")
     ap.add_argument("--window-fps", type=float, default=32.0,
                     help="window redraw rate, Hz (1: mostly its LSL readers' cost)")  # fmt: skip
     ap.add_argument("--starve-seconds", type=float, default=10.0,
                     help="length of each saturated-machine run (0: skip)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--toggle", nargs=2, help=argparse.SUPPRESS)  # prefix, output file
     args = ap.parse_args()
+    if args.toggle:
+        toggle_window(args.toggle[0], args, Path(args.toggle[1]))
+        return
     prefix = f"bench-gui-{uuid.uuid4().hex[:8]}"
-    run_s = args.triggers * args.every / 1000.0
-    seconds = 20.0 + 100 * args.every / 1000.0 + 2 * args.rounds * (run_s + 15.0)
+    # Window launch and exit take a few s on top of warm + on (imports, Qt, LSL resolve).
+    cycle_s = args.off + args.warm + args.on + 6.0
+    run_s = 10.0 + args.cycles * cycle_s + args.off
     here = Path(__file__).resolve().parent
     producer = subprocess.Popen(
         [sys.executable, str(here / "loop_latency.py"), "--produce", prefix,
-         "--every", str(args.every), "--seconds", str(seconds)],
+         "--every", str(args.every), "--seconds", str(run_s + 60.0)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     producer.stdout.readline()
     stop = threading.Event()
-    publish_status(prefix, stop)
-    without, with_gui, windows = [], [], []
-    env = {**os.environ}
-    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    pinning = SessionPinning()
+    publish_status(prefix, pinning, stop)
     try:
         # The first engine of a process loads kernels and pages in code, and its p99 is
-        # several ms worse (measured): one short run, discarded, before the rounds.
+        # several ms worse (measured): one short run, discarded.
         run_engine(prefix, 100)
-        for _ in range(args.rounds):
-            without.append(run_engine(prefix, args.triggers))
-            with tempfile.TemporaryDirectory() as tmp:
-                report = Path(tmp) / "gui.json"
-                gui = subprocess.Popen(
-                    [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
-                     "--duration", str(run_s + 8.0), "--report", str(report),
-                     "--fps", str(args.window_fps)],
-                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(6.0)  # the window is up and drawing all streams
-                with_gui.append(run_engine(prefix, args.triggers))
-                gui.wait(60.0)
-                windows.append(json.loads(report.read_text()))
+        with tempfile.TemporaryDirectory() as tmp:
+            sched_file = Path(tmp) / "schedule.json"
+            toggler = subprocess.Popen(
+                [sys.executable, __file__, "--toggle", prefix, str(sched_file),
+                 "--cycles", str(args.cycles), "--on", str(args.on), "--off", str(args.off),
+                 "--warm", str(args.warm), "--window-fps", str(args.window_fps)],
+            )  # fmt: skip
+            engine = run_engine(prefix, int(run_s * 1000 / args.every), per_pulse=True)
+            toggler.wait(120.0)
+            schedule = json.loads(sched_file.read_text())
     finally:
         stop.set()
         producer.kill()
+    split = classify(engine, schedule, args.warm, args.on)
+    windows = [c["window"] for c in schedule["cycles"]]
     starvation = {}
     if args.starve_seconds > 0:
         starvation = {"guard": starved_beats(args.starve_seconds, 0.25),
                       "no guard": starved_beats(args.starve_seconds, 1e9)}  # fmt: skip
-    # Rounds are paired (each run with the window follows one without it); the median of
-    # the paired differences keeps one round disturbed by unrelated load from deciding.
-    paired = [w["p99_ms"] - n["p99_ms"] for n, w in zip(without, with_gui, strict=True)]
+    without, with_gui = stats(split["without"]), stats(split["with"])
+    per_cycle = [(stats(a), stats(b)) for a, b in split["cycles"]]
+    paired = [b["p99_ms"] - a["p99_ms"] for a, b in per_cycle if a["n"] and b["n"]]
     result = {
         "window": windows,
         "engine_without_gui": without,
         "engine_with_gui": with_gui,
-        "p99_increase_ms": float(np.median(paired)),
-        "p99_increase_per_round_ms": paired,
+        "p99_increase_ms": with_gui["p99_ms"] - without["p99_ms"],
+        "p99_increase_cycle_median_ms": float(np.median(paired)),
+        "p99_per_cycle_ms": [(a.get("p99_ms"), b.get("p99_ms")) for a, b in per_cycle],
+        "engine": {k: engine[k] for k in ("realtime_priority", "gc_collections", "refused")},
         "saturated_main_thread": starvation,
         "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
-                  "trigger_every_ms": args.every, "triggers_per_run": args.triggers,
-                  "cpus": os.cpu_count(),
-                  "qt_platform": env["QT_QPA_PLATFORM"],
-                  "window_scheduling": windows[0].get("priority", "?") if windows else "?"},
+                  "trigger_every_ms": args.every, "cycles": args.cycles, "on_s": args.on,
+                  "off_s": args.off, "cpus": os.cpu_count(),
+                  "session_cpus_with_window": pinning.describe()["session"],
+                  "qt_platform": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+                  "window_scheduling": windows[0].get("priority", "?") if windows else "?",
+                  "window_cpus": windows[0].get("cpus") if windows else None},
     }  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
-    sched = result["setup"]["window_scheduling"]
+    setup = result["setup"]
     print("session window at 64 ch x 1 kHz EEG + ECG 500 Hz + EDA 100 Hz "
-          f"(Qt platform {env['QT_QPA_PLATFORM']}, {sched})")  # fmt: skip
-    print(f"{'window run':<11} {'fps':>6} {'CPU %':>6} {'update p50 ms':>14} {'p99 ms':>7} "
-          f"{'raised':>7}")  # fmt: skip
-    for k, w in enumerate(windows):
-        print(f"{k:<11} {w['fps']:>6.1f} {w['cpu_pct']:>6.1f} {w['update_ms_p50']:>14.2f} "
-              f"{w['update_ms_p99']:>7.2f} {w.get('priority_raises', 0):>7}")  # fmt: skip
+          f"(Qt platform {setup['qt_platform']}, {setup['window_scheduling']}, window on "
+          f"CPU {setup['window_cpus']}, session on CPU {setup['session_cpus_with_window']} "
+          "while it is attached)")  # fmt: skip
+    print(f"{'cycle':<6} {'fps':>6} {'CPU %':>6} {'update p50 ms':>14} {'p99 ms':>7} "
+          f"{'raised':>7} {'engine p99 without':>19} {'with':>6}")  # fmt: skip
+    for k, (w, (a, b)) in enumerate(zip(windows, per_cycle, strict=False)):
+        print(f"{k:<6} {w['fps']:>6.1f} {w['cpu_pct']:>6.1f} {w['update_ms_p50']:>14.2f} "
+              f"{w['update_ms_p99']:>7.2f} {w.get('priority_raises', 0):>7} "
+              f"{a.get('p99_ms', np.nan):>19.3f} {b.get('p99_ms', np.nan):>6.3f}")  # fmt: skip
     print()
-    print("engine loop latency, push of the trigger sample -> fire call (ms)")
+    print("engine loop latency over the whole run, push of the trigger sample -> fire call "
+          f"(ms; real-time priority {engine['realtime_priority']})")  # fmt: skip
     print(f"{'engine':<16} {'p50':>7} {'p99':>7} {'max':>7} {'n':>6}")
-    for name, runs in (("without window", without), ("with window", with_gui)):
-        for r in runs:
-            print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
-                  f"{r['n']:>6}")  # fmt: skip
+    for name, r in (("without window", without), ("with window", with_gui)):
+        print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
+              f"{r['n']:>6}")  # fmt: skip
     if starvation:
         print()
         print("window main thread on a saturated machine (2 busy processes per core): "
@@ -196,9 +276,8 @@ def main() -> None:
             label = f"{r['mode']}, {name}"
             print(f"{label:<24} {r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} "
                   f"{r['beats']:>6} {r['raises']:>7}")  # fmt: skip
-    rounds = ", ".join(f"{d:+.3f}" for d in paired)
-    print(f"p99 increase with the window: {result['p99_increase_ms']:+.3f} ms "
-          f"(median over rounds; per round {rounds})")  # fmt: skip
+    print(f"p99 increase with the window: {result['p99_increase_ms']:+.3f} ms (pooled); "
+          f"median over cycles {result['p99_increase_cycle_median_ms']:+.3f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def produce(prefix: str, every_ms: int, seconds: float) -> None:
             eda_out.push(eda[n // 10 : n // 10 + 1, None], t_stamp)
 
 
-def run_engine(prefix: str, n_triggers: int) -> dict:
+def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
+    """Run the engine until ``n_triggers`` pulses; latency figures in ms (with
+    ``per_pulse``, also each pulse's sample stamp ``t_sample`` and ``from_push_ms``)."""
     from stimloop.devices.safety import SafeStimulator, SafetyLimits
     from stimloop.devices.stimulators.simulated import SimulatedStimulator
     from stimloop.dsp.phase import PhaseEstimator
@@ -139,7 +141,12 @@ def run_engine(prefix: str, n_triggers: int) -> dict:
     lat = np.array([(p["t_trigger"] - p["t_sample"]) * 1e3 for p in engine.pulses])
     push = np.array([p["push_late_s"] * 1e3 for p in engine.pulses])
     from_push = lat - push
+    detail = {}
+    if per_pulse:
+        detail = {"t_sample": [p["t_sample"] for p in engine.pulses],
+                  "from_push_ms": from_push.tolist()}  # fmt: skip
     return {
+        **detail,
         "p50_ms": float(np.percentile(from_push, 50)),
         "p99_ms": float(np.percentile(from_push, 99)),
         "max_ms": float(from_push.max()),
