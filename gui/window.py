@@ -19,6 +19,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
+from stimloop.dsp.series import value_at
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
 from stimloop.gui.panels import (
     COLOURS,
@@ -389,9 +390,10 @@ class SessionWindow(QtWidgets.QMainWindow):
         if tr is not None and beats.size:
             data, ts, _ = tr.latest(ECG_WINDOW_S)
             if ts.size and data.shape[1]:
-                beats = beats[(beats >= ts[0] - now) & (beats <= ts[-1] - now)]
-                k = np.clip(np.searchsorted(ts - now, beats), 0, ts.size - 1)
-                self.beat_marks.setData(beats, data[k, 0])
+                # NaN where a beat lies outside the shown ECG or on a NaN sample: no mark.
+                y = value_at(ts, data[:, 0], beats + now)
+                ok = np.isfinite(y)
+                self.beat_marks.setData(beats[ok], y[ok])
         else:
             self.beat_marks.setData([], [])
 
@@ -432,15 +434,15 @@ class SessionWindow(QtWidgets.QMainWindow):
         if scr is not None and scr.connected:
             data, _, _ = scr.latest(0)
             onset = data[:, 0] - now if data.shape[1] >= 4 else np.empty(0)
-            keep = onset > -TREND_WINDOW_S
+            onset = onset[onset > -TREND_WINDOW_S]
             lvl = self.feed.track("eda_level")
-            y = np.zeros(keep.sum())
-            if lvl is not None and keep.any():
+            y = np.full(onset.size, np.nan)
+            if lvl is not None and onset.size:
                 ld, lt, _ = lvl.latest(TREND_WINDOW_S)
-                if lt.size:
-                    k = np.clip(np.searchsorted(lt - now, onset[keep]), 0, lt.size - 1)
-                    y = ld[k, 0]
-            self.scr_marks.setData(onset[keep], y)
+                if ld.shape[1]:
+                    y = value_at(lt, ld[:, 0], onset + now)  # the SCL at each onset
+            ok = np.isfinite(y)
+            self.scr_marks.setData(onset[ok], y[ok])
         self._line(self.alpha_curve, self.alpha_plot, "phase", TREND_WINDOW_S / 4, now, 1)
         self._line(self.conf_curve, self.conf_plot, "phase", TREND_WINDOW_S / 4, now, 2)
 

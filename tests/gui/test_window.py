@@ -77,6 +77,10 @@ def test_window_shows_live_panels(qtbot, window, live_session, tmp_path):
         cx, _ = curve.getData()
         assert cx is not None and cx.size > 2, curve
     assert window.beat_marks.data.size >= 1
+    # the beat marks sit on the R peaks: the top of the ECG trace they are drawn on
+    _, ecg_y = window.ecg_curve.getData()
+    marks_y = np.array([p.pos().y() for p in window.beat_marks.points()])
+    assert (marks_y >= np.nanpercentile(ecg_y, 95)).all(), (marks_y, np.nanmax(ecg_y))
     assert "bpm" in window.hrv_label.text()
     assert window.phase_label.text().startswith("pulses ")
     # the simulator's truth is used (it may arrive a few frames after the pulse marker)
