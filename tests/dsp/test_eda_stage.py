@@ -12,7 +12,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from stimloop.devices.sim.eda import EDAGenerator
+from stimloop.devices.sim.eda import EDAGenerator, simulate_labelled_eda
 from stimloop.dsp.eda import FLAG_NAN
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.stream.errors import StreamError
@@ -50,20 +50,7 @@ def _labels(inlet: pylsl.StreamInlet) -> list[tuple[str, str]]:
 
 def test_stage_publishes_scl_scrs_responses_and_scores(source_id):
     fs = 100.0
-    gen = EDAGenerator(fs=fs, seed=12)
-    rng = np.random.default_rng(12)
-    xs, truth, events = [], [], []
-    n_done = 0
-    while n_done < int(300 * fs):
-        k = int(rng.uniform(8, 16) * fs)
-        x, t = gen.generate(k)
-        xs.append(x)
-        truth.append(t)
-        n_done += k
-        events.append(gen.trigger_event())
-    x = np.concatenate(xs)
-    truth = np.concatenate(truth)
-    events = np.asarray(events[:-1])
+    x, truth, events = simulate_labelled_eda(fs, 5.0, seed=12)
     t0 = 5000.0
     stamps = t0 + np.arange(x.size) / fs
     stage = EDAStage()
