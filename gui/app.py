@@ -99,8 +99,14 @@ def run_window(
         win.closing.connect(priority.close)
         shown = [""]
 
+        own_cpus = ",".join(map(str, sorted(allowed_cpus())))
+
         def show_priority() -> None:
             text = priority.state.describe()
+            split = (feed.status() or {}).get("cpus") or {}
+            if split.get("pinned"):  # the session keeps off this window's CPU
+                session = ",".join(map(str, split.get("session", [])))
+                text += f"; CPUs: session {session}, window {own_cpus}"
             if text != shown[0]:
                 shown[0] = text
                 win.statusBar().showMessage(text)
@@ -138,6 +144,7 @@ def run_window(
             "priority": priority.state.mode if priority else "inherited",
             "priority_raises": priority.state.promotions if priority else 0,
             "cpus": sorted(allowed_cpus()),
+            "status_bar": win.statusBar().currentMessage(),
         }
         Path(report).write_text(json.dumps(out))
     return 0

@@ -287,6 +287,38 @@ def test_attached_window_keeps_the_session_off_its_cpu(qtbot, live_session):
     qtbot.waitUntil(lambda: _thread_cpus(pid) == {tuple(CPUS)}, timeout=3000)
 
 
+@pytest.mark.skipif(len(CPUS) < 2, reason="a split needs at least two CPUs")
+def test_gui_process_runs_on_its_own_cpu_and_says_so(live_session, tmp_path):
+    """``stimloop gui`` as a process: on the last CPU, the session on the others while
+    it runs (its status bar says both), and every CPU back to the session after it."""
+    pid = live_session.proc.pid
+    report = tmp_path / "gui.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stimloop.gui", "--session", live_session.prefix,
+         "--duration", "6", "--report", str(report)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20.0
+        while _thread_cpus(pid) != {tuple(CPUS[:-1])} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _thread_cpus(pid) == {tuple(CPUS[:-1])}
+        assert proc.wait(30.0) == 0, proc.stderr.read().decode(errors="replace")[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    out = json.loads(report.read_text())
+    assert out["cpus"] == CPUS[-1:]
+    session = ",".join(map(str, CPUS[:-1]))
+    assert f"CPUs: session {session}, window {CPUS[-1]}" in out["status_bar"]
+    deadline = time.monotonic() + 3.0
+    while _thread_cpus(pid) != {tuple(CPUS)} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _thread_cpus(pid) == {tuple(CPUS)}
+
+
 def test_gui_process_crash_keeps_session_and_close_sends_gui_closed(qtbot, live_session):
     """SIGKILL of the GUI process changes nothing; closing a window sends gui_closed."""
     live_session.rearm()
