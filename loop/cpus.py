@@ -12,7 +12,8 @@ the engine's process on one core and the busy loop on the other, the increase wa
 +0.02 to +0.03 ms. With the real window: see docs/gui.md.
 
 So while a window is attached, the session keeps to :func:`split_cpus`'s session CPUs
-and the window to the display CPU (the highest-numbered allowed one). This is the
+and the window to the display CPU (the physical core of the highest-numbered allowed
+CPU); the window takes it once the session's status says it has moved off it. This is the
 standard isolation of real-time work from housekeeping, done per process with
 sched_setaffinity(2) rather than with boot-time ``isolcpus``, which a researcher's
 workstation does not have. A session without a window runs on every allowed CPU.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +41,44 @@ def allowed_cpus() -> frozenset[int]:
     return frozenset(range(os.cpu_count() or 1))
 
 
-def split_cpus(cpus: frozenset[int] | set[int]) -> tuple[frozenset[int], frozenset[int]]:
+def _core_siblings(cpu: int) -> frozenset[int]:
+    """The logical CPUs sharing ``cpu``'s physical core (just ``cpu`` where unknown)."""
+    path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return frozenset({cpu})
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return frozenset(out)
+
+
+def split_cpus(
+    cpus: frozenset[int] | set[int],
+    siblings: Callable[[int], frozenset[int]] = _core_siblings,
+) -> tuple[frozenset[int], frozenset[int]]:
     """Split CPUs between the session (the closed loop) and the live window.
+
+    The window gets the physical core of the highest-numbered CPU: all of that core's
+    hardware threads that are in ``cpus``, because a sibling thread shares the core's
+    execution units and caches with it. The session gets the rest.
 
     Parameters
     ----------
     cpus : set of int
         The CPUs available (:func:`allowed_cpus`).
+    siblings : callable (cpu) -> frozenset of int
+        The hardware threads of a CPU's physical core (default: read from sysfs).
 
     Returns
     -------
     session : frozenset of int
-        All but the highest-numbered CPU (all of them when there is only one).
+        The CPUs not given to the window (all of them when nothing would be left).
     display : frozenset of int
-        The highest-numbered CPU (the same single CPU on a one-CPU machine).
+        The window's CPUs (the same as ``session`` when nothing can be split).
 
     Raises
     ------
@@ -61,16 +87,25 @@ def split_cpus(cpus: frozenset[int] | set[int]) -> tuple[frozenset[int], frozens
     """
     if not cpus:
         raise ValueError("no CPUs to split; expected at least one CPU number")
-    display = frozenset({max(cpus)})
-    session = frozenset(cpus) - display
-    return (session or display), display
+    cpus = frozenset(cpus)
+    top = max(cpus)
+    display = (siblings(top) & cpus) | {top}
+    session = cpus - display
+    if not session:  # one core: splitting its hardware threads is better than nothing
+        display = frozenset({top})
+        session = cpus - display
+    if not session:
+        return cpus, cpus
+    return session, display
 
 
 def pin_process(cpus: frozenset[int] | set[int]) -> bool:
     """Restrict every thread of this process to ``cpus``.
 
-    sched_setaffinity(2) acts on one thread, so each entry of ``/proc/self/task`` is set;
-    threads started later (Python's or liblsl's) inherit their creator's affinity.
+    sched_setaffinity(2) acts on one thread, so each entry of ``/proc/self/task`` is set,
+    and the listing is repeated until it shows no thread not yet set: a thread started
+    meanwhile by one not yet moved would otherwise keep its old CPUs. Threads started
+    afterwards (Python's or liblsl's) inherit their creator's affinity.
 
     Parameters
     ----------
@@ -80,20 +115,29 @@ def pin_process(cpus: frozenset[int] | set[int]) -> bool:
     Returns
     -------
     bool
-        False where affinity cannot be set (not Linux, or refused); the process then
-        runs on as before.
+        False where affinity cannot be set (not Linux, or refused for some thread); the
+        threads not moved run on as before. Never raises.
     """
     if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
         return False
-    ok = True
-    for tid in os.listdir("/proc/self/task"):
+    ok, done = True, set()
+    for _ in range(10):  # each pass can only find threads started during the last one
         try:
-            os.sched_setaffinity(int(tid), cpus)
-        except ProcessLookupError:  # the thread ended meanwhile
-            continue
+            todo = set(os.listdir("/proc/self/task")) - done
         except OSError as exc:
-            log.info("cannot pin thread %s to CPUs %s: %s", tid, sorted(cpus), exc)
-            ok = False
+            log.info("cannot list this process's threads: %s", exc)
+            return False
+        if not todo:
+            break
+        for tid in todo:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except ProcessLookupError:  # the thread ended meanwhile
+                pass
+            except OSError as exc:
+                log.info("cannot pin thread %s to CPUs %s: %s", tid, sorted(cpus), exc)
+                ok = False
+        done |= todo
     return ok
 
 
@@ -114,7 +158,8 @@ class SessionPinning:
         self.all = frozenset(cpus) if cpus is not None else allowed_cpus()
         self.session, self.display = split_cpus(self.all)
         self.windows = 0
-        self.pinned = False
+        self.pinned = False  # every thread moved onto the session CPUs
+        self._moved = False
         self._lock = threading.Lock()
 
     def window_opened(self) -> None:
@@ -122,6 +167,9 @@ class SessionPinning:
         with self._lock:
             self.windows += 1
             if self.windows == 1 and self.session != self.all:
+                # Marked before the move: a move that fails for some thread is still
+                # undone for the others when the last window leaves.
+                self._moved = True
                 self.pinned = pin_process(self.session)
 
     def window_closed(self) -> None:
@@ -138,9 +186,9 @@ class SessionPinning:
             self._unpin()
 
     def _unpin(self) -> None:
-        if self.pinned:
+        if self._moved:
             pin_process(self.all)
-            self.pinned = False
+            self._moved = self.pinned = False
 
     def describe(self) -> dict[str, object]:
         """The partition, for the status snapshot: ``session`` and ``display`` CPU lists

@@ -284,10 +284,10 @@ class Session:
         elif cmd == "gui_open":
             self.cpus.window_opened()
         elif cmd == "gui_closed":
+            if self.cfg.disarm_on_gui_close:  # safety first, CPUs after
+                self.stimulator.disarm()
             if args.get("attached"):
                 self.cpus.window_closed()
-            if self.cfg.disarm_on_gui_close:
-                self.stimulator.disarm()
 
     def _command_failed(self, cmd: str, message: str) -> None:
         self.markers.push_marker(
@@ -417,12 +417,12 @@ class Session:
         for channel in (self.status, self.control, self.estop):
             if channel is not None:
                 channel.close()
-        self.cpus.release()  # a crashed window never said it left
         if self.stimulator is not None:
             try:
                 self.stimulator.disarm()
             except Exception:  # the gate's own disarm paths already ran; keep closing
                 log.exception("disarming the stimulator failed")
+        self.cpus.release()  # a crashed window never said it left
         # Every outlet must outlive the recorder: liblsl drops what a vanished stream
         # still had buffered. Give the last markers time to arrive, stop the recorder,
         # then destroy the outlets.
