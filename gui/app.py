@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 
 from stimloop.gui.feed import find_sessions
 from stimloop.gui.priority import IdlePriority
-from stimloop.loop.cpus import allowed_cpus, pin_process, split_cpus
+from stimloop.loop.cpus import allowed_cpus
 
 #: Period of the Qt thread's heartbeat to the priority guard, ms (its threshold: 250 ms).
 HEARTBEAT_MS = 50
@@ -82,7 +84,9 @@ def run_window(
     priority : IdlePriority, optional
         The process's started priority guard; a 50 ms timer on the Qt thread is its
         heartbeat (not the frame timer: below 4 fps frames are further apart than the
-        guard's starvation threshold) and the status bar shows its state.
+        guard's starvation threshold) and the status bar shows its state. Once the
+        session reports that it keeps off its display CPU, the window is confined to
+        that CPU (``IdlePriority.confine``).
     """
     from pyqtgraph.Qt import QtCore, QtWidgets
 
@@ -99,14 +103,16 @@ def run_window(
         win.closing.connect(priority.close)
         shown = [""]
 
-        own_cpus = ",".join(map(str, sorted(allowed_cpus())))
-
         def show_priority() -> None:
-            text = priority.state.describe()
             split = (feed.status() or {}).get("cpus") or {}
-            if split.get("pinned"):  # the session keeps off this window's CPU
+            if split.get("pinned") and priority.home_cpus is None:
+                # The session has moved off its display CPU for this window: take it.
+                priority.confine(set(split.get("display") or ()))
+            text = priority.state.describe()
+            if split.get("pinned") and priority.home_cpus is not None:
                 session = ",".join(map(str, split.get("session", [])))
-                text += f"; CPUs: session {session}, window {own_cpus}"
+                window = ",".join(map(str, sorted(priority.home_cpus)))
+                text += f"; CPUs: session {session}, window {window}"
             if text != shown[0]:
                 shown[0] = text
                 win.statusBar().showMessage(text)
@@ -127,7 +133,19 @@ def run_window(
             win.close()
 
         QtCore.QTimer.singleShot(int(duration_s * 1000), finish)
-    app.exec()
+    # Ctrl-C, kill or a closed terminal close the window as its button does, so the
+    # session hears gui_closed (it gives its CPUs back, and disarms if so configured).
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                restore[sig] = signal.signal(sig, lambda *_: win.close())
+    try:
+        app.exec()
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
     if priority is not None:
         priority.close()
     if report and mark:
@@ -145,6 +163,8 @@ def run_window(
             "priority_raises": priority.state.promotions if priority else 0,
             "cpus": sorted(allowed_cpus()),
             "status_bar": win.statusBar().currentMessage(),
+            "t_announced": win.announced_t,  # local LSL clock, s
+            "t_closed": win.closed_t,
         }
         Path(report).write_text(json.dumps(out))
     return 0
@@ -178,8 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stimloop gui: error: {exc}", file=sys.stderr)
         return 2
     priority.start()
-    # The session keeps its threads on the other CPUs while this window is attached.
-    pin_process(split_cpus(allowed_cpus())[1])
     try:
         prefix = choose_session(args.session)
     except NoSessionError as exc:

@@ -34,7 +34,16 @@ import threading
 import time
 from dataclasses import dataclass
 
+from stimloop.loop.cpus import allowed_cpus, pin_process
+
 log = logging.getLogger(__name__)
+
+
+def _set_affinity(tid: int, cpus: frozenset[int]) -> None:
+    try:
+        os.sched_setaffinity(tid, cpus)
+    except (AttributeError, OSError) as exc:  # not Linux, or the thread is gone
+        log.info("could not set the CPUs of thread %s: %s", tid, exc)
 
 
 def can_leave_idle(nice: int) -> bool:
@@ -147,6 +156,8 @@ class IdlePriority:
         self._last_late = 0.0  # the last time a beat came late or the guard raised
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.all_cpus = allowed_cpus()
+        self.home_cpus: frozenset[int] | None = None  # set by confine()
 
     def start(self) -> PriorityState:
         """Choose the mode and apply it to the calling thread (see the module text)."""
@@ -165,6 +176,32 @@ class IdlePriority:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return self.state
 
+    def confine(self, cpus: frozenset[int] | set[int]) -> bool:
+        """Keep the whole window process on ``cpus`` (the session's display CPU,
+        ``stimloop.loop.cpus``). A raised main thread may use every CPU until it is
+        back at SCHED_IDLE: on a CPU of its own, one busy process there would otherwise
+        starve the emergency stop.
+
+        Parameters
+        ----------
+        cpus : set of int
+            CPUs; intersected with those this process may use.
+
+        Returns
+        -------
+        bool
+            True if every thread now runs on them.
+        """
+        home = frozenset(cpus) & self.all_cpus
+        if not home:
+            return False
+        with self._lock:
+            self.home_cpus = home
+            ok = pin_process(home)
+            if self.state.promoted:
+                _set_affinity(self._main_tid, self.all_cpus)
+        return ok
+
     def beat(self) -> None:
         """Heartbeat of the main thread; call it from the main thread only."""
         now = time.monotonic()
@@ -179,6 +216,8 @@ class IdlePriority:
         if back_to_idle:
             # Entering SCHED_IDLE needs no privilege, so the thread does it itself.
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            if self.home_cpus is not None:
+                _set_affinity(0, self.home_cpus)
 
     def close(self) -> None:
         """Stop the guard thread (before the event loop ends, or it would count as a
@@ -198,6 +237,8 @@ class IdlePriority:
             try:
                 os.setpriority(os.PRIO_PROCESS, self._main_tid, self.nice)
                 os.sched_setscheduler(self._main_tid, os.SCHED_OTHER, os.sched_param(0))
+                if self.home_cpus is not None:
+                    _set_affinity(self._main_tid, self.all_cpus)
             except OSError as exc:  # the thread is gone (window closing), or rights lost
                 log.warning("could not raise the window's main thread: %s", exc)
                 continue

@@ -89,6 +89,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         self._scales = np.zeros(0)
         self._shown = np.zeros(0, bool)
         self._announced = False  # gui_open sent to the session
+        self.announced_t: float | None = None  # local LSL clock at gui_open, s
+        self.closed_t: float | None = None  # local LSL clock at close, s
         self._build()
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.redraw)
@@ -293,6 +295,7 @@ class SessionWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Tell the session the GUI is gone; it decides (by config) whether to disarm."""
+        self.closed_t = pylsl.local_clock()
         self.closing.emit()
         self.timer.stop()
         try:
@@ -310,6 +313,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         t0 = time.perf_counter()
         now = pylsl.local_clock()
         k = self.frames
+        if not self._announced and k % 3 == 0:
+            self._announce()
         try:
             # Fast signals every frame; slow trends, dials and text at a fraction of it,
             # which is all they change at (status arrives at 10 Hz, HR at 4 Hz).
@@ -328,6 +333,19 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.frame_ms.append((time.perf_counter() - t0) * 1e3)
         if len(self.frame_ms) > 2000:
             del self.frame_ms[:1000]
+
+    def _announce(self) -> None:
+        """Send ``gui_open`` once the session's status is known, outside the drawing (a
+        frame that fails must not keep the window from announcing itself). The session
+        keeps its threads off this window's CPU while it is attached (loop/cpus.py);
+        closeEvent's ``gui_closed`` gives them back."""
+        status = self.feed.status()
+        if status is not None and status.get("control_port"):
+            try:
+                self._announced = self.command("gui_open")
+                self.announced_t = pylsl.local_clock()
+            except OSError as exc:  # no route to the session yet: the next frame retries
+                self.last_error = f"gui_open: {exc}"
 
     def _bins(self, plot: pg.PlotWidget, px_per_bin: int = 2) -> int:
         """Decimation bins for ``plot``: one (min, max) pair per ``px_per_bin`` pixels."""
@@ -471,10 +489,6 @@ class SessionWindow(QtWidgets.QMainWindow):
         if self.exit_with_session and status is not None and age > self.exit_after_s:
             self.close()
             return
-        if status is not None and not self._announced and status.get("control_port"):
-            # The session keeps its threads off this window's CPU while it is attached
-            # (loop/cpus.py); closeEvent's gui_closed gives them back.
-            self._announced = self.command("gui_open")
         if status is None or age > 1.0:
             self.banner.setText(
                 "session not responding" if status else "waiting for the session status…"

@@ -70,3 +70,13 @@ def live_session():
         yield live
     finally:
         live.close()
+
+
+@pytest.fixture
+def own_session():
+    """A session of the test's own, for a test that leaves it changed."""
+    live = LiveSession()
+    try:
+        yield live
+    finally:
+        live.close()

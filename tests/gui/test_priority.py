@@ -26,6 +26,8 @@ import json, os, sys, threading, time
 from stimloop.gui.priority import IdlePriority
 p = IdlePriority(starve_s=0.25, recover_s=1.0, nice=10)
 state = p.start()
+if len(sys.argv) > 2:  # confined to one CPU, as on a session's display CPU
+    p.confine({int(sys.argv[2])})
 tid = threading.get_native_id()
 t_end = time.monotonic() + float(sys.argv[1])
 next_report = 0.0
@@ -37,14 +39,17 @@ while time.monotonic() < t_end:
         print(json.dumps({"mode": state.mode, "promoted": state.promoted,
                           "promotions": state.promotions,
                           "policy": os.sched_getscheduler(tid),
-                          "nice": os.getpriority(os.PRIO_PROCESS, tid)}), flush=True)
+                          "nice": os.getpriority(os.PRIO_PROCESS, tid),
+                          "cpus": sorted(os.sched_getaffinity(tid))}), flush=True)
     time.sleep(0.02)
 p.close()
 """
 
 
-def hog() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+def hog(cpu: int | None = None) -> subprocess.Popen:
+    """A busy process at normal priority (on ``cpu`` only, if given)."""
+    pin = f"import os; os.sched_setaffinity(0, {{{cpu}}})\n" if cpu is not None else ""
+    return subprocess.Popen([sys.executable, "-c", pin + "while True: pass"])
 
 
 def read_until(child: subprocess.Popen, pred, timeout: float) -> dict:
@@ -93,6 +98,38 @@ def test_starved_main_thread_is_raised_and_returns_to_idle(privileged):
         # The main thread demotes itself on its next beat; one report later it shows.
         back = read_until(child, lambda r: r["policy"] == os.SCHED_IDLE, 5.0)
         assert back["promoted"] is False
+    finally:
+        for h in hogs:
+            h.kill()
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a second CPU")
+def test_confined_window_starved_on_its_cpu_may_use_every_cpu_while_raised(privileged):
+    """A window confined to its display CPU: one busy process there would starve the
+    emergency stop, so the raised main thread may use every CPU, and goes home after."""
+    cpus = sorted(os.sched_getaffinity(0))
+    home = cpus[-1]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "60", str(home)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    hogs: list[subprocess.Popen] = []
+    try:
+        first = read_until(child, lambda r: True, 30.0)
+        assert first["cpus"] == [home] and first["policy"] == os.SCHED_IDLE
+        hogs = [hog(home) for _ in range(2)]  # busy on the window's CPU only
+        raised = read_until(child, lambda r: r["promoted"], 30.0)
+        assert raised["cpus"] == cpus and raised["nice"] == 10
+        # raised, it beats on time again on another CPU while the hogs still run
+        calm = [read_until(child, lambda r: True, 5.0) for _ in range(10)]
+        assert all(r["promoted"] for r in calm[-3:]), calm
+        for h in hogs:
+            h.kill()
+            h.wait()
+        hogs = []
+        back = read_until(child, lambda r: r["policy"] == os.SCHED_IDLE, 30.0)
+        assert back["cpus"] == [home]
     finally:
         for h in hogs:
             h.kill()
