@@ -13,16 +13,23 @@ to a session: SCHED_IDLE with the starvation guard (``gui/priority.py``), on the
 CPU, announcing itself so the session keeps to the other CPUs (``loop/cpus.py``).
 
 Each trigger is classed by when its sample was pushed: *with window* from ``--warm`` s
-after the window's launch (it is drawing every stream) until its drawing time is up,
-*without* from 1 s after a window has exited until the next launch. Launch and exit are
-left out. One engine run, alternating conditions every ``--on``/``--off`` s, keeps slow
-changes of the machine (other tenants of a virtual machine, thermal state) from landing
-on one condition. Reported: p99 of each condition pooled over the run and its increase
-with the window (the acceptance figure), and the median over cycles of the paired
-increases (each on-period against the off-period before it).
+after the window's launch, and at least 1 s after it announced itself, until it starts
+closing; *without* from 1 s after a window has exited (or the toggler started) until the
+next launch; launch and close form a third class, reported but not compared. One engine
+run, alternating conditions every ``--on``/``--off`` s, keeps slow changes of the
+machine (other tenants of a virtual machine, thermal state) from landing on one
+condition. Reported: p99 of each condition pooled over the run and its increase with the
+window (the acceptance figure), and the median over cycles of the paired increases (each
+on-period against the off-period before it).
+
+References in the same design: ``--no-split`` (the session ignores the window, so
+neither is confined: the window at SCHED_IDLE only), and ``--stand-in busy`` (a
+SCHED_IDLE busy loop taking ``--busy-duty`` of a core instead of the window, on the
+display CPU unless ``--no-split``).
 Latency = push of the trigger sample → the stimulator driver's fire call.
 
-Usage: ``python bench/gui.py [--cycles 8] [--on 20] [--off 20] [--every 40] [--json]``
+Usage: ``python bench/gui.py [--cycles 8] [--on 20] [--off 20] [--no-split]
+[--stand-in busy] [--json]``
 """
 
 from __future__ import annotations
@@ -48,19 +55,25 @@ import numpy as np
 import pylsl
 from loop_latency import run_engine
 
-from stimloop.loop.control import ControlServer
+from stimloop.loop.control import ControlServer, send_command
 from stimloop.loop.cpus import SessionPinning
 from stimloop.stream.outlet import marker_outlet
 
 
-def publish_status(prefix: str, pinning: SessionPinning, stop: threading.Event) -> ControlServer:
+def publish_status(
+    prefix: str, pinning: SessionPinning, stop: threading.Event, split: bool = True
+) -> tuple[ControlServer, list[bool]]:
     """A session's status stream (10 Hz) naming the producer's streams, and its control
-    channel, on which windows announce themselves (``gui_open``/``gui_closed``)."""
+    channel, on which windows announce themselves (``gui_open``/``gui_closed``). With
+    ``split`` False the session ignores them (the reference without the CPU split).
+    Returns the channel and, per ``gui_open``, whether every thread moved."""
+    moved: list[bool] = []
 
     def command(cmd: str, args: dict) -> None:
-        if cmd == "gui_open":
+        if cmd == "gui_open" and split:
             pinning.window_opened()
-        elif cmd == "gui_closed" and args.get("attached"):
+            moved.append(pinning.pinned)
+        elif cmd == "gui_closed" and args.get("attached") and split:
             pinning.window_closed()
 
     control = ControlServer(command, lambda cmd, msg: print(f"command {cmd}: {msg}"))
@@ -81,48 +94,103 @@ def publish_status(prefix: str, pinning: SessionPinning, stop: threading.Event) 
         control.close()
 
     threading.Thread(target=run, daemon=True).start()
-    return control
+    return control, moved
+
+
+# A stand-in for the window (``--stand-in busy``): a SCHED_IDLE busy loop taking
+# ``duty`` of a core in 30 ms periods, on the display CPUs when given.
+BUSY = """
+import os, sys, time
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+if sys.argv[2]:
+    os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
+duty, x = float(sys.argv[1]), 0
+while True:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < duty * 0.03:
+        x += 1
+    time.sleep((1 - duty) * 0.03)
+"""
+
+
+def run_stand_in(args: argparse.Namespace, port: int, display: str) -> dict:
+    """One on-period of the busy-loop stand-in, announced to the session as a window."""
+    busy = subprocess.Popen([sys.executable, "-c", BUSY, str(args.busy_duty), display])
+    try:
+        time.sleep(0.5)  # interpreter start-up
+        send_command(port, "gui_open")
+        t_announced = pylsl.local_clock()
+        time.sleep(args.warm + args.on)
+        t_closed = pylsl.local_clock()
+        send_command(port, "gui_closed", attached=True)
+    finally:
+        busy.kill()
+        busy.wait()
+    return {"t_announced": t_announced, "t_closed": t_closed, "fps": 0.0,
+            "cpu_pct": 100.0 * args.busy_duty, "update_ms_p50": 0.0, "update_ms_p99": 0.0,
+            "priority": "idle (busy loop)", "cpus": display}  # fmt: skip
 
 
 def toggle_window(prefix: str, args: argparse.Namespace, out: Path) -> None:
     """The toggler process: ``--cycles`` times, wait ``--off`` s, then run the window for
-    ``--warm`` + ``--on`` s; write launch/exit times (local LSL clock) and its reports."""
+    ``--warm`` + ``--on`` s; then ``--off`` s more. Writes launch/exit times (local LSL
+    clock) and the window's reports (with its own gui_open and close times)."""
     env = {**os.environ}
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    t_start = pylsl.local_clock()  # after this process's own start-up
+    port, display = int(args.toggle[2]), args.toggle[3]
     cycles = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.cycles):
             time.sleep(args.off)
             report = Path(tmp) / f"gui{k}.json"
             t_launch = pylsl.local_clock()
-            subprocess.run(
-                [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
-                 "--duration", str(args.warm + args.on), "--report", str(report),
-                 "--fps", str(args.window_fps)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-            )  # fmt: skip
-            cycles.append({"t_launch": t_launch, "t_exit": pylsl.local_clock(),
-                           "window": json.loads(report.read_text())})  # fmt: skip
-    out.write_text(json.dumps({"t_end": pylsl.local_clock(), "cycles": cycles}))
+            if args.stand_in == "busy":
+                window = run_stand_in(args, port, display)
+            else:
+                subprocess.run(
+                    [sys.executable, "-m", "stimloop.gui", "--session", f"{prefix}-session",
+                     "--duration", str(args.warm + args.on), "--report", str(report),
+                     "--fps", str(args.window_fps)],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    timeout=120,
+                )  # fmt: skip
+                window = json.loads(report.read_text())
+            cycles.append({"t_launch": t_launch, "t_exit": pylsl.local_clock(), "window": window})
+        time.sleep(args.off)
+    out.write_text(json.dumps({"t_start": t_start, "t_end": pylsl.local_clock(),
+                               "cycles": cycles}))  # fmt: skip
 
 
-def classify(engine: dict, schedule: dict, warm: float, on: float) -> dict[str, np.ndarray]:
-    """Split the engine's per-pulse latencies into with/without-window periods, and the
-    same per cycle (``"cycles"``: list of (without, with) arrays)."""
+def classify(engine: dict, schedule: dict, warm: float) -> dict:
+    """Class each pulse by the push time of its trigger sample:
+
+    - ``with``: from ``warm`` s after the launch, and at least 1 s after the window's
+      ``gui_open``, until the window starts closing;
+    - ``without``: from 1 s after a window exited (or after the toggler started) until
+      the next launch;
+    - ``transition``: launch to ``with``, and closing to 1 s after the exit (reported,
+      not part of the comparison).
+
+    Also per cycle: ``"cycles"``, a list of (without, with) arrays.
+    """
     t = np.asarray(engine["t_sample"])
     lat = np.asarray(engine["from_push_ms"])
-    with_mask = np.zeros(t.size, bool)
-    without_mask = np.zeros(t.size, bool)
-    cycles, t_free = [], t[0] + 2.0  # the engine's own start-up left out
+    masks = {k: np.zeros(t.size, bool) for k in ("with", "without", "transition")}
+    cycles, t_free = [], max(t[0] + 2.0, schedule["t_start"] + 1.0)
     for c in schedule["cycles"]:
+        w = c["window"]
+        t_on = max(c["t_launch"] + warm, (w.get("t_announced") or np.inf) + 1.0)
+        t_off = w.get("t_closed") or c["t_exit"]
         off = (t >= t_free) & (t < c["t_launch"])
-        on_ = (t >= c["t_launch"] + warm) & (t < c["t_launch"] + warm + on)
-        without_mask |= off
-        with_mask |= on_
-        cycles.append((lat[off], lat[on_]))
+        on = (t >= t_on) & (t < t_off)
         t_free = c["t_exit"] + 1.0
-    without_mask |= (t >= t_free) & (t < schedule["t_end"])
-    return {"without": lat[without_mask], "with": lat[with_mask], "cycles": cycles}
+        masks["without"] |= off
+        masks["with"] |= on
+        masks["transition"] |= (t >= c["t_launch"]) & (t < t_free) & ~on
+        cycles.append((lat[off], lat[on]))
+    masks["without"] |= (t >= t_free) & (t < schedule["t_end"])
+    return {**{k: lat[m] for k, m in masks.items()}, "cycles": cycles}
 
 
 def stats(lat: np.ndarray) -> dict:
@@ -137,8 +205,10 @@ def stats(lat: np.ndarray) -> dict:
 BEATER = """
 import json, sys, time
 from stimloop.gui.priority import IdlePriority
+from stimloop.loop.cpus import allowed_cpus, split_cpus
 p = IdlePriority(starve_s=float(sys.argv[2]), recover_s=5.0, nice=10)
 p.start()
+p.confine(split_cpus(allowed_cpus())[1])  # on its display CPU, as an attached window
 t_end = time.monotonic() + float(sys.argv[1])
 last, gaps = time.monotonic(), []
 while time.monotonic() < t_end:
@@ -183,8 +253,15 @@ def main() -> None:
                     help="window redraw rate, Hz (1: mostly its LSL readers' cost)")  # fmt: skip
     ap.add_argument("--starve-seconds", type=float, default=10.0,
                     help="length of each saturated-machine run (0: skip)")  # fmt: skip
+    ap.add_argument("--no-split", action="store_true",
+                    help="the session ignores the window (no CPU split)")  # fmt: skip
+    ap.add_argument("--stand-in", choices=("window", "busy"), default="window",
+                    help="busy: a SCHED_IDLE busy loop instead of the window")  # fmt: skip
+    ap.add_argument("--busy-duty", type=float, default=0.36,
+                    help="share of a core the busy loop takes (the window's CPU)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--toggle", nargs=2, help=argparse.SUPPRESS)  # prefix, output file
+    # prefix, output file, control port, display CPUs ("" = any)
+    ap.add_argument("--toggle", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.toggle:
         toggle_window(args.toggle[0], args, Path(args.toggle[1]))
@@ -202,7 +279,9 @@ def main() -> None:
     producer.stdout.readline()
     stop = threading.Event()
     pinning = SessionPinning()
-    publish_status(prefix, pinning, stop)
+    control, moved = publish_status(prefix, pinning, stop, split=not args.no_split)
+    display = "" if args.no_split else ",".join(map(str, sorted(pinning.display)))
+    toggler = None
     try:
         # The first engine of a process loads kernels and pages in code, and its p99 is
         # several ms worse (measured): one short run, discarded.
@@ -211,28 +290,34 @@ def main() -> None:
             sched_file = Path(tmp) / "schedule.json"
             toggler = subprocess.Popen(
                 [sys.executable, __file__, "--toggle", prefix, str(sched_file),
+                 str(control.port), display,
                  "--cycles", str(args.cycles), "--on", str(args.on), "--off", str(args.off),
-                 "--warm", str(args.warm), "--window-fps", str(args.window_fps)],
+                 "--warm", str(args.warm), "--window-fps", str(args.window_fps),
+                 "--stand-in", args.stand_in, "--busy-duty", str(args.busy_duty)],
             )  # fmt: skip
             engine = run_engine(prefix, int(run_s * 1000 / args.every), per_pulse=True)
-            toggler.wait(120.0)
+            toggler.wait(180.0)
             schedule = json.loads(sched_file.read_text())
     finally:
         stop.set()
         producer.kill()
-    split = classify(engine, schedule, args.warm, args.on)
+        if toggler is not None and toggler.poll() is None:
+            toggler.kill()
+    split = classify(engine, schedule, args.warm)
     windows = [c["window"] for c in schedule["cycles"]]
     starvation = {}
     if args.starve_seconds > 0:
         starvation = {"guard": starved_beats(args.starve_seconds, 0.25),
                       "no guard": starved_beats(args.starve_seconds, 1e9)}  # fmt: skip
     without, with_gui = stats(split["without"]), stats(split["with"])
+    transition = stats(split["transition"])
     per_cycle = [(stats(a), stats(b)) for a, b in split["cycles"]]
     paired = [b["p99_ms"] - a["p99_ms"] for a, b in per_cycle if a["n"] and b["n"]]
     result = {
         "window": windows,
         "engine_without_gui": without,
         "engine_with_gui": with_gui,
+        "engine_launch_and_close": transition,
         "p99_increase_ms": with_gui["p99_ms"] - without["p99_ms"],
         "p99_increase_cycle_median_ms": float(np.median(paired)),
         "p99_per_cycle_ms": [(a.get("p99_ms"), b.get("p99_ms")) for a, b in per_cycle],
@@ -241,7 +326,9 @@ def main() -> None:
         "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
                   "trigger_every_ms": args.every, "cycles": args.cycles, "on_s": args.on,
                   "off_s": args.off, "cpus": os.cpu_count(),
+                  "split": not args.no_split, "stand_in": args.stand_in,
                   "session_cpus_with_window": pinning.describe()["session"],
+                  "session_moved_per_window": moved,
                   "qt_platform": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
                   "window_scheduling": windows[0].get("priority", "?") if windows else "?",
                   "window_cpus": windows[0].get("cpus") if windows else None},
@@ -250,10 +337,12 @@ def main() -> None:
         print(json.dumps(result))
         return
     setup = result["setup"]
-    print("session window at 64 ch x 1 kHz EEG + ECG 500 Hz + EDA 100 Hz "
+    moved_txt = (f"session moved off CPU {display} for {sum(moved)} of {len(windows)} windows"
+                 if setup["split"] else "no CPU split (--no-split)")  # fmt: skip
+    print(f"{'busy-loop stand-in' if args.stand_in == 'busy' else 'session window'} at "
+          "64 ch x 1 kHz EEG + ECG 500 Hz + EDA 100 Hz "
           f"(Qt platform {setup['qt_platform']}, {setup['window_scheduling']}, window on "
-          f"CPU {setup['window_cpus']}, session on CPU {setup['session_cpus_with_window']} "
-          "while it is attached)")  # fmt: skip
+          f"CPU {setup['window_cpus']}; {moved_txt})")  # fmt: skip
     print(f"{'cycle':<6} {'fps':>6} {'CPU %':>6} {'update p50 ms':>14} {'p99 ms':>7} "
           f"{'raised':>7} {'engine p99 without':>19} {'with':>6}")  # fmt: skip
     for k, (w, (a, b)) in enumerate(zip(windows, per_cycle, strict=False)):
@@ -264,9 +353,11 @@ def main() -> None:
     print("engine loop latency over the whole run, push of the trigger sample -> fire call "
           f"(ms; real-time priority {engine['realtime_priority']})")  # fmt: skip
     print(f"{'engine':<16} {'p50':>7} {'p99':>7} {'max':>7} {'n':>6}")
-    for name, r in (("without window", without), ("with window", with_gui)):
-        print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
-              f"{r['n']:>6}")  # fmt: skip
+    for name, r in (("without window", without), ("with window", with_gui),
+                    ("launch/close", transition)):  # fmt: skip
+        if r["n"]:
+            print(f"{name:<16} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} {r['max_ms']:>7.2f} "
+                  f"{r['n']:>6}")  # fmt: skip
     if starvation:
         print()
         print("window main thread on a saturated machine (2 busy processes per core): "
