@@ -15,8 +15,9 @@ The risk, and the guard against it: a SCHED_IDLE thread gets almost no CPU while
 work saturates the machine, and the emergency-stop button is handled on the Qt main
 thread. A guard thread at normal priority watches the main thread's heartbeat (a 50 ms
 Qt timer). When the heartbeat is late by ``starve_s``, the guard moves the main
-thread to SCHED_OTHER at nice ``nice``, so the e-stop stays reachable at the cost of the
-loop's tail (already at risk on a saturated machine). After ``recover_s`` of on-time
+thread to SCHED_OTHER at nice ``nice``, and onto every CPU if the window was confined to
+its display CPU (:meth:`IdlePriority.confine`), so the e-stop stays reachable at the cost
+of the loop's tail (already at risk on a saturated machine). After ``recover_s`` of on-time
 beats the main thread returns itself to SCHED_IDLE. Feed threads stay idle throughout:
 they only feed the display.
 
