@@ -66,6 +66,15 @@ def read_until(child: subprocess.Popen, pred, timeout: float) -> dict:
     pytest.fail(f"no report satisfied the condition within {timeout} s; last: {last}")
 
 
+def _stop(child: subprocess.Popen, hogs: list[subprocess.Popen]) -> None:
+    """End a test's child and any busy processes still running."""
+    for h in hogs:
+        h.kill()
+    child.kill()
+    child.wait()
+    child.stdout.close()
+
+
 @pytest.fixture
 def privileged():
     if not can_leave_idle(10):
@@ -99,11 +108,7 @@ def test_starved_main_thread_is_raised_and_returns_to_idle(privileged):
         back = read_until(child, lambda r: r["policy"] == os.SCHED_IDLE, 5.0)
         assert back["promoted"] is False
     finally:
-        for h in hogs:
-            h.kill()
-        child.kill()
-        child.wait()
-        child.stdout.close()
+        _stop(child, hogs)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a second CPU")
@@ -131,11 +136,7 @@ def test_confined_window_starved_on_its_cpu_may_use_every_cpu_while_raised(privi
         back = read_until(child, lambda r: r["policy"] == os.SCHED_IDLE, 30.0)
         assert back["cpus"] == [home]
     finally:
-        for h in hogs:
-            h.kill()
-        child.kill()
-        child.wait()
-        child.stdout.close()
+        _stop(child, hogs)
 
 
 def test_unprivileged_window_falls_back_to_nice():
