@@ -295,13 +295,15 @@ class SessionWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """Tell the session the GUI is gone; it decides (by config) whether to disarm."""
-        self.closed_t = pylsl.local_clock()
+        first_close = self.closed_t is None  # a signal and a timer may both close it
+        self.closed_t = self.closed_t or pylsl.local_clock()
         self.closing.emit()
         self.timer.stop()
         try:
             # "attached": this window announced itself (gui_open), so the session counts
             # it out; one closed before its first status never counted in.
-            self.command("gui_closed", attached=self._announced)
+            if first_close:
+                self.command("gui_closed", attached=self._announced)
         except OSError:
             pass
         self.feed.close()
