@@ -230,7 +230,9 @@ class TriggerLine(Device):
 
 
 #: ``freshness()`` of a source: (age of newest sample in s, stream flagged good).
-FreshnessFn = Callable[[], tuple[float, bool]]
+#: ``() -> (age_s, ok)`` or ``(age_s, ok, reason)``: the age in s of the driving stream's
+#: newest sample, whether the stream is good, and (optionally) why it is not.
+FreshnessFn = Callable[[], tuple[float, bool] | tuple[float, bool, str]]
 
 
 class Source(Device):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from stimloop.dsp.errors import StimloopError
+
 
 class ErrorCode(StrEnum):
     """Stable codes for every refusal or failure of the HAL."""
@@ -42,12 +44,13 @@ class ErrorCode(StrEnum):
     RMT_REQUIRED = "rmt_required"
     DEVICE_LIMIT = "device_limit"
     STALE_DATA = "stale_data"
+    LATE = "late"
     WATCHDOG = "watchdog"
     EMERGENCY_STOP = "emergency_stop"
     COIL = "coil"
 
 
-class DeviceError(RuntimeError):
+class DeviceError(StimloopError, RuntimeError):
     """Base class of every device-layer error.
 
     Parameters

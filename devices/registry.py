@@ -20,7 +20,8 @@ from importlib.metadata import entry_points
 
 from stimloop.devices.base import Device, Source, Stimulator, TriggerLine
 from stimloop.devices.errors import ConfigError, ErrorCode
-from stimloop.devices.safety import SafeStimulator, SafetyLimits
+from stimloop.devices.limits import SafetyLimits
+from stimloop.devices.safety import SafeStimulator
 
 logger = logging.getLogger("stimloop.devices")
 

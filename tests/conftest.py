@@ -32,3 +32,15 @@ def shared_data() -> Path:
 def source_id(request) -> str:
     """A source_id unique to this test run and test, so no two streams ever collide."""
     return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def runtime_dir():
+    """A private, short runtime root for session endpoints (Unix socket paths are
+    limited to 107 bytes), removed afterwards."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -139,7 +139,8 @@ class StimulatorContract:
         assert not driver.status().armed
 
     def test_safety_limits_apply(self, make_driver) -> None:
-        from stimloop.devices.safety import SafeStimulator, SafetyLimits
+        from stimloop.devices.limits import SafetyLimits
+        from stimloop.devices.safety import SafeStimulator
 
         gate = SafeStimulator(make_driver(), SafetyLimits(max_intensity_pct=40.0, max_pulses=1))
         try:
@@ -159,7 +160,8 @@ class StimulatorContract:
             gate.close()
 
     def test_emergency_stop_disarms_and_latches(self, make_driver) -> None:
-        from stimloop.devices.safety import SafeStimulator, emergency_stop, reset_emergency_stop
+        from stimloop.devices.estop import emergency_stop, reset_emergency_stop
+        from stimloop.devices.safety import SafeStimulator
 
         gate = SafeStimulator(make_driver())
         try:

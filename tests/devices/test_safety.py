@@ -12,6 +12,7 @@ import pylsl
 import pytest
 
 from stimloop.devices.base import TrainSpec
+from stimloop.devices.endpoints import SessionEndpoint
 from stimloop.devices.errors import (
     ConfigError,
     EmergencyStopError,
@@ -20,17 +21,15 @@ from stimloop.devices.errors import (
     StaleDataError,
     WatchdogError,
 )
-from stimloop.devices.safety import (
-    WASSERMANN_1998_TABLE,
+from stimloop.devices.estop import (
     EmergencyStopListener,
-    SafeStimulator,
-    SafetyLimits,
-    TrainTable,
     emergency_stop,
     emergency_stop_engaged,
     reset_emergency_stop,
     send_emergency_stop,
 )
+from stimloop.devices.limits import WASSERMANN_1998_TABLE, SafetyLimits, TrainTable
+from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.sources.brainflow import BrainFlowSource
 from stimloop.devices.stimulators.simulated import SimulatedStimulator
 
@@ -128,7 +127,8 @@ def test_min_inter_pulse_interval(gate, sim):
 @pytest.mark.parametrize(
     ("f_hz", "rel", "expected"),
     [
-        (1, 90, 1800.0), (1, 110, 360.0), (1, 130, 50.0), (5, 120, 10.0), (10, 120, 4.2),
+        (1, 90, 1800.0), (1, 110, 1800.0), (1, 120, 360.0), (1, 130, 50.0), (5, 120, 10.0),
+        (10, 120, 4.2),
         (10, 130, 2.9), (20, 110, 1.6), (20, 120, 1.0), (25, 130, 0.24),
         # between breakpoints: rounds to the more dangerous condition
         (15, 105, 1.6), (0.5, 80, 1800.0), (22, 121, 0.24),
@@ -313,20 +313,21 @@ def test_emergency_stop_aborts_a_running_train(gate, sim):
     reset_emergency_stop("test done")
 
 
-def test_emergency_stop_from_another_process_via_udp(gate, sim):
-    listener = EmergencyStopListener(port=0)
+def test_emergency_stop_from_another_process_is_acknowledged(gate, sim, runtime_dir):
+    endpoint = SessionEndpoint("test", "test-prefix", runtime_dir).create()
+    listener = EmergencyStopListener(endpoint.estop_socket, "test (test-prefix)")
     try:
         gate.arm()
-        send_emergency_stop("cli", port=listener.port)
-        deadline = pylsl.local_clock() + 5.0
-        while not emergency_stop_engaged() and pylsl.local_clock() < deadline:
-            listener._thread.join(0.01)
-        assert emergency_stop_engaged()
+        replies = send_emergency_stop("cli", root=runtime_dir)
+        assert [(r.session, r.engaged) for r in replies] == [("test (test-prefix)", True)]
+        assert emergency_stop_engaged()  # engaged before the answer was sent
         assert not sim.status().armed
     finally:
         listener.close()
+        endpoint.remove()
         reset_emergency_stop("test done")
-    assert not listener._thread.is_alive()
+    assert not listener.alive
+    assert send_emergency_stop("cli", root=runtime_dir) == []  # nobody left to answer
 
 
 # -- configuration: only stricter, unless overridden with a recorded reason ----------------
@@ -409,11 +410,11 @@ def test_table_looser_points_compares_step_functions():
 
 
 def test_repeated_single_pulses_are_checked_as_a_train(sim):
-    # 1 Hz at 120 % rMT: the table allows 50 s; scaled by 0.03 (stricter) -> 1.5 s.
+    # 1 Hz at 130 % rMT: the table allows 50 s; scaled by 0.03 (stricter) -> 1.5 s.
     limits = SafetyLimits.from_config({"rtms_duration_scale": 0.03})
     with SafeStimulator(sim, limits) as g:
-        g.set_intensity(48)
-        g.set_resting_motor_threshold(40)  # 48 % MSO = 120 % rMT
+        g.set_intensity(52)
+        g.set_resting_motor_threshold(40)  # 52 % MSO = 130 % rMT
         g.arm()
         t = g.fire()  # run of 1
         with pytest.raises(SafetyError) as exc:
