@@ -6,8 +6,10 @@ researcher can fix a config or a cable without reading code.
 
 from __future__ import annotations
 
+from stimloop.dsp.errors import StimloopError
 
-class StreamError(RuntimeError):
+
+class StreamError(StimloopError, RuntimeError):
     """Base class of every stream-layer error."""
 
 
@@ -25,3 +27,7 @@ class StreamMismatchError(StreamError):
 
 class StreamLostError(StreamError):
     """The stream's outlet vanished; with ``recover=False`` the inlet will not reattach."""
+
+
+class StreamClockError(StreamError):
+    """The stream's timestamps are not on the LSL clock (e.g. seconds since 1970)."""

@@ -11,22 +11,28 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Gap:
-    """Samples are missing: consecutive timestamps jumped by more than 1.5 periods.
+    """Samples are missing: consecutive timestamps jumped by more than 1.5 periods
+    (:data:`~stimloop.stream.timing.GAP_PERIODS`).
 
     Attributes
     ----------
     index : int
-        Absolute index of the first sample after the gap.
+        Grid index of the first missing sample (the first NaN row when bridged).
     t_before, t_after : float
         Timestamps (local LSL clock, s) either side of the gap.
     missing : int
         Estimated number of missing samples (``round(jump * rate) - 1``).
+    bridged : bool
+        True: the chunk carries ``missing`` NaN rows in their place. False: the gap was
+        longer than the inlet's ``max_gap_s``; the samples after it start a new segment
+        (``Chunk.restart``).
     """
 
     index: int
     t_before: float
     t_after: float
     missing: int
+    bridged: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -93,4 +99,28 @@ class Recovered:
     index: int
 
 
-StreamEvent = Gap | NonFinite | ClockJump | Stale | Recovered
+@dataclass(frozen=True)
+class Untrusted:
+    """The stream's timestamps cannot be trusted; nothing may be timed from them.
+
+    Attributes
+    ----------
+    index : int
+        Grid index of the first sample of the chunk that showed it.
+    reason : str
+        What was seen and what was expected, e.g. "timestamps run 20.0 s ahead of the
+        local clock; allowed <= 0.05 s".
+    """
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Trusted:
+    """The stream's timestamps pass the checks again after :class:`Untrusted`."""
+
+    index: int
+
+
+StreamEvent = Gap | NonFinite | ClockJump | Stale | Recovered | Untrusted | Trusted

@@ -14,7 +14,9 @@ which liblsl re-estimates in the background; the inlet re-reads it every
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,13 +26,25 @@ from pylsl.util import TimeoutError as LSLTimeoutError
 
 from stimloop.stream.errors import (
     AmbiguousStreamError,
+    StreamClockError,
     StreamError,
     StreamLostError,
     StreamMismatchError,
     StreamNotFoundError,
 )
-from stimloop.stream.events import ClockJump, Gap, NonFinite, Recovered, Stale, StreamEvent
+from stimloop.stream.events import (
+    ClockJump,
+    Gap,
+    NonFinite,
+    Recovered,
+    Stale,
+    StreamEvent,
+    Trusted,
+    Untrusted,
+)
+from stimloop.stream.ratelimit import RateLimiter
 from stimloop.stream.ring import RingBuffer
+from stimloop.stream.timing import TimeGrid, missing_samples, timing_breaks
 
 log = logging.getLogger("stimloop.stream")
 
@@ -101,11 +115,20 @@ def resolve_source(
 
 @dataclass
 class Chunk:
-    """New samples from one :meth:`Inlet.pull`.
+    """New samples from one :meth:`Inlet.pull`: the currency between the rooms.
 
-    ``data``, ``timestamps`` and ``finite`` are views into buffers the inlet reuses on
-    the next pull: copy them if they must outlive it, and never write to them. The ring
-    buffer keeps its own copy.
+    It goes unchanged from the inlet through the engine to the DSP stages and the
+    protocol, so that no consumer re-derives from timestamps what the inlet knows.
+
+    For a regular stream the rows lie on the stream's *time grid*: a gap the inlet
+    bridged (up to its ``max_gap_s``) is filled with NaN rows at their due times
+    (``finite`` False there, a :class:`~stimloop.stream.events.Gap` event names it), and
+    ``first_index`` counts lost samples too, so ``first_index + k`` is the grid index of
+    row ``k``. After a longer gap, or a clock jump backwards, the chunk starts a new
+    segment (``restart``): a consumer resets its state before using it.
+
+    ``data``, ``timestamps`` and ``finite`` may be views into buffers the inlet reuses on
+    the next pull: copy them if they must outlive it, and never write to them.
 
     Attributes
     ----------
@@ -114,12 +137,17 @@ class Chunk:
     timestamps : ndarray, shape (n,)
         Local LSL clock time of each sample in s.
     first_index : int
-        Absolute index of ``data[0]`` (counts received samples, never reused).
+        Grid index of ``data[0]`` (irregular streams: count of samples received).
     finite : ndarray of bool, shape (n,)
-        False where a sample has a NaN or ±inf value.
+        False where a sample has a NaN or ±inf value, or bridges a gap.
     events : tuple
         Health events detected by this pull (gaps, non-finite values, clock jumps,
-        staleness, recovery).
+        staleness, recovery, untrusted timing).
+    rate_hz : float
+        Nominal rate of the stream in Hz (0 = irregular).
+    restart : bool
+        The samples do not continue the previous chunk's (a gap longer than
+        ``max_gap_s``, or timestamps that went back): reset before consuming.
     """
 
     data: np.ndarray
@@ -127,9 +155,23 @@ class Chunk:
     first_index: int
     finite: np.ndarray
     events: tuple[StreamEvent, ...] = field(default_factory=tuple)
+    rate_hz: float = 0.0
+    restart: bool = False
 
     def __len__(self) -> int:
         return self.data.shape[0]
+
+    def grid(self) -> TimeGrid:
+        """The index ↔ time map of this chunk's stream, anchored at its newest sample.
+
+        Raises
+        ------
+        StreamError
+            The chunk is empty or the stream irregular (no grid).
+        """
+        if not len(self) or self.rate_hz <= 0:
+            raise StreamError("an empty chunk or an irregular stream has no time grid")
+        return TimeGrid(self.first_index + len(self) - 1, float(self.timestamps[-1]), self.rate_hz)
 
 
 class Inlet:
@@ -162,6 +204,19 @@ class Inlet:
     recover : bool
         liblsl auto-recovery. Off by default: an inlet that can drive stimulation must
         never silently reattach to a different stream that reuses the name.
+    max_gap_s : float
+        Gaps up to this long (s) are bridged with NaN rows on the time grid; a longer one
+        starts a new segment (``Chunk.restart``). The one gap policy of stimloop: each
+        consumer sets how long a hole its state survives, none re-derives the hole.
+    future_tol_s : float
+        A sample stamped more than this (s) ahead of the local clock marks the stream
+        untrusted: its timestamps cannot time a pulse.
+    rate_tol : float
+        Relative tolerance of the rate check: over every ``rate_window_s`` of arrivals,
+        the timestamps must advance at the local clock's pace and carry the nominal
+        number of samples per second, each within this fraction.
+    rate_window_s : float
+        Length of the rate check's window in s of local time.
     """
 
     def __init__(
@@ -178,11 +233,18 @@ class Inlet:
         clock_refresh_s: float = 1.0,
         clock_jump_tol_s: float = 0.005,
         recover: bool = False,
+        max_gap_s: float = 10.0,
+        future_tol_s: float = 0.1,
+        rate_tol: float = 0.1,
+        rate_window_s: float = 4.0,
     ) -> None:
         if not source_id:
             raise StreamError("Inlet needs a source_id; got an empty one")
-        if chunk_period_s <= 0:
-            raise StreamError(f"chunk_period_s must be > 0 s, got {chunk_period_s}")
+        for name, value in (("chunk_period_s", chunk_period_s), ("max_gap_s", max_gap_s),
+                            ("future_tol_s", future_tol_s), ("rate_tol", rate_tol),
+                            ("rate_window_s", rate_window_s)):  # fmt: skip
+            if not value > 0:
+                raise StreamError(f"{name} must be > 0, got {value!r}")
         self.source_id = source_id
         self.hostname = hostname
         self.expected_rate = expected_rate
@@ -194,6 +256,10 @@ class Inlet:
         self.clock_refresh_s = clock_refresh_s
         self.clock_jump_tol_s = clock_jump_tol_s
         self.recover = recover
+        self.max_gap_s = float(max_gap_s)
+        self.future_tol_s = float(future_tol_s)
+        self.rate_tol = float(rate_tol)
+        self.rate_window_s = float(rate_window_s)
         self._reset_variables()
 
     def _reset_variables(self) -> None:
@@ -210,6 +276,12 @@ class Inlet:
         self._stale = False
         self._rate = 0.0
         self.lost_samples = 0
+        self.n_received = 0
+        self._held: Chunk | None = None  # samples after a restart, due on the next pull
+        self._clock_checked = False
+        self._untrusted = {"future": "", "rate": ""}
+        self._window: tuple[float, float, int] | None = None  # (arrival, stamp, samples)
+        self._log_limit = RateLimiter(1.0)
 
     # -- connection --------------------------------------------------------------
     @property
@@ -257,7 +329,9 @@ class Inlet:
             self._c_errcode = ctypes.c_int()
             self._c_err = ctypes.byref(self._c_errcode)
             capacity = max(int(self.buffer_s * rate), self._max_chunk) if rate > 0 else 4096
-            self.ring = RingBuffer(capacity, n_ch, dtype)
+            # Bridged gaps put NaN rows in the ring, which an integer dtype cannot hold.
+            ring_dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
+            self.ring = RingBuffer(capacity, n_ch, ring_dtype)
             inlet.open_stream(timeout=self.resolve_timeout)
             self._offset = inlet.time_correction(timeout=self.resolve_timeout)
             now = pylsl.local_clock()
@@ -348,9 +422,14 @@ class Inlet:
         return 2.0 * max(self.chunk_period_s, 1.0 / rate if rate > 0 else 0.0)
 
     @property
-    def n_received(self) -> int:
-        """Samples received since connect (the next sample's absolute index)."""
+    def next_index(self) -> int:
+        """Grid index the next sample will get (received and lost samples counted)."""
         return self.ring.n_written if self.ring is not None else 0
+
+    @property
+    def timing_problem(self) -> str:
+        """Why the stream's timestamps are not trusted now ("" when they are)."""
+        return "; ".join(v for v in self._untrusted.values() if v)
 
     @property
     def clock_offset_s(self) -> float:
@@ -383,16 +462,25 @@ class Inlet:
         Returns
         -------
         Chunk
-            Possibly empty; its ``events`` report gaps, non-finite values, clock jumps,
-            staleness and recovery.
+            Possibly empty; gaps up to ``max_gap_s`` are bridged with NaN rows; its
+            ``events`` report gaps, non-finite values, clock jumps, staleness, recovery
+            and untrusted timing.
 
         Raises
         ------
         StreamLostError
             The outlet vanished. The inlet is reset (disconnected) before raising.
+        StreamClockError
+            The first samples are stamped far from the local LSL clock (e.g. seconds
+            since 1970): nothing could be timed from them. The inlet is closed.
         """
         if self._inlet is None:
             raise StreamError(f"inlet {self.source_id!r} is not connected; call connect()")
+        if self._held is not None:  # the rest of the last pull, after a restart
+            (data, stamps, first, held_events), self._held = self._held, None
+            self._last_ts = np.nan  # a new segment: nothing before it to compare with
+            chunk = self._assemble(data, stamps, held_events, first)
+            return self._deliver(dataclasses.replace(chunk, restart=True))
         events: list[StreamEvent] = []
         try:
             n = self._pull_into_buffers(timeout)
@@ -407,36 +495,174 @@ class Inlet:
         if now >= self._next_clock_refresh:
             self._refresh_clock(events)
             self._next_clock_refresh = now + self.clock_refresh_s
-        first = self.ring.n_written
         if n == 0:
             if not self._stale and now - self._last_arrival > self.stale_after_s:
                 self._stale = True
+                self._window = None
                 events.append(Stale(now - self._last_arrival, self.stale_after_s))
                 # Reported as an event; INFO, not WARNING, so a jittery slow stream does
                 # not flood the console of a running session.
                 log.info("stream %s is stale", self.source_id)
-            return Chunk(self._buf[:0], self._ts[:0], first, np.ones(0, bool), tuple(events))
+            first = self.next_index
+            return Chunk(self._buf[:0], self._ts[:0], first, np.ones(0, bool), tuple(events),
+                         self._rate)  # fmt: skip
         stamps = self._ts[:n]
         np.add(self._ts_raw[:n], self._offset, out=stamps)
         data = self._buf[:n]
+        if not self._clock_checked:
+            self._check_clock_base(stamps, now)
         if self._stale:
             self._stale = False
-            events.append(Recovered(first))
-        self._check_timing(stamps, first, events)
+            events.append(Recovered(self.next_index))
+        self._last_arrival = now
+        self.n_received += n
+        self._check_trust(stamps, now, n, events)
+        return self._deliver(self._assemble(data, stamps, events, self.next_index))
+
+    def _check_clock_base(self, stamps: np.ndarray, now: float) -> None:
+        """Refuse a stream whose first samples are not stamped on the LSL clock."""
+        self._clock_checked = True
+        # The backlog liblsl holds is at most buffer_s old; a few more seconds cover
+        # a sender that is slow to stamp.
+        oldest_ok = now - self.buffer_s - 10.0
+        if not (oldest_ok <= stamps[0] and stamps[-1] <= now + 10.0):
+            name, seen = self.source_id, float(stamps[-1])
+            self.close()
+            raise StreamClockError(
+                f"stream {name!r} stamps its samples {seen - now:+.3g} s from this "
+                f"machine's LSL clock (sample at {seen:.6g} s, local clock {now:.6g} s); "
+                "expected within the last "
+                f"{self.buffer_s + 10.0:g} s: the source must stamp with the LSL clock "
+                "(pylsl.local_clock), not wall-clock or epoch time"
+            )
+
+    def _check_trust(self, stamps: np.ndarray, now: float, n: int, events: list) -> None:
+        """Timestamps must not run ahead of the local clock, and must advance at the
+        declared rate; a failure marks the stream untrusted until it passes again."""
+        ahead = float(stamps[-1]) - now
+        future = ""
+        if ahead > self.future_tol_s:
+            future = (
+                f"timestamps run {ahead:.3g} s ahead of the local clock; allowed <= "
+                f"{self.future_tol_s:g} s"
+            )
+        rate = self._rate
+        rate_problem = self._untrusted["rate"]
+        if rate > 0:
+            if self._window is None or stamps[-1] < self._window[1]:
+                self._window = (now, float(stamps[-1]), 0)
+            else:
+                t0, s0, count = self._window
+                count += n
+                self._window = (t0, s0, count)
+                if now - t0 >= self.rate_window_s:
+                    rate_problem = self._rate_check(now - t0, float(stamps[-1]) - s0, count)
+                    self._window = (now, float(stamps[-1]), 0)
+        self._set_trust({"future": future, "rate": rate_problem}, events)
+
+    def _rate_check(self, wall_s: float, stamp_s: float, count: int) -> str:
+        pace = stamp_s / wall_s
+        density = count / stamp_s if stamp_s > 0 else math.inf
+        tol = self.rate_tol
+        if abs(pace - 1.0) > tol:
+            return (
+                f"timestamps advanced {stamp_s:.3g} s in {wall_s:.3g} s of local time "
+                f"(x{pace:.3g}); allowed x{1 - tol:g}-{1 + tol:g}"
+            )
+        if abs(density / self._rate - 1.0) > tol:
+            return (
+                f"{count} samples per {stamp_s:.3g} s of timestamps = {density:.4g} Hz; "
+                f"the stream declares {self._rate:g} Hz (tolerance {100 * tol:g} %)"
+            )
+        return ""
+
+    def _set_trust(self, problems: dict[str, str], events: list) -> None:
+        was = self.timing_problem
+        self._untrusted = problems
+        now_problem = self.timing_problem
+        if now_problem and now_problem != was:
+            events.append(Untrusted(self.next_index, now_problem))
+            log.warning("stream %s: untrusted timing: %s", self.source_id, now_problem)
+        elif was and not now_problem:
+            events.append(Trusted(self.next_index))
+            log.info("stream %s: timing trusted again", self.source_id)
+
+    def _assemble(self, data: np.ndarray, stamps: np.ndarray, events: list, first: int) -> Chunk:
+        """Put pulled samples on the time grid from index ``first``: bridge short gaps
+        with NaN rows, hold back what follows a long gap or a backward jump."""
+        rate = self._rate
+        if rate <= 0:
+            return Chunk(data, stamps, first, self._finite(data, first, events), tuple(events))
+        back = max(0.5 / rate, self.clock_jump_tol_s)
+        rows, jumps = timing_breaks(self._last_ts, stamps, rate, back)
+        if not rows.size:
+            return Chunk(data, stamps, first, self._finite(data, first, events), tuple(events),
+                         rate)  # fmt: skip
+        parts_x, parts_t, parts_ok, start, index = [], [], [], 0, first
+        for k, jump in zip(rows.tolist(), jumps.tolist(), strict=True):
+            t_before = float(stamps[k - 1]) if k else float(self._last_ts)
+            index += k - start
+            parts_x.append(data[start:k])
+            parts_t.append(stamps[start:k])
+            parts_ok.append(self._finite(data[start:k], index - (k - start), events))
+            missing = int(missing_samples(jump, rate)) if jump > 0 else 0
+            if jump < 0 or missing > self.max_gap_s * rate:
+                self._hold(data[k:], stamps[k:], index, t_before, jump, missing)
+                break
+            self.lost_samples += missing
+            events.append(Gap(index, t_before, float(stamps[k]), missing, True))
+            if (held := self._log_limit.allow("gap")) is not None:
+                log.warning("stream %s: gap of %d samples bridged (%d more gaps not logged)",
+                            self.source_id, missing, held)  # fmt: skip
+            parts_x.append(np.full((missing, data.shape[1]), np.nan, np.float64))
+            parts_t.append(t_before + np.arange(1, missing + 1) / rate)
+            parts_ok.append(np.zeros(missing, bool))
+            index += missing
+            start = k
+        else:
+            parts_x.append(data[start:])
+            parts_t.append(stamps[start:])
+            parts_ok.append(self._finite(data[start:], index, events))
+        x = np.concatenate(parts_x) if len(parts_x) > 1 else parts_x[0]
+        return Chunk(x, np.concatenate(parts_t), first, np.concatenate(parts_ok), tuple(events),
+                     rate)  # fmt: skip
+
+    def _hold(self, data, stamps, index, t_before, jump, missing) -> None:
+        """Keep the samples after a restart point for the next pull (copied: the pull
+        buffers are reused); the event that says why travels with them."""
+        if jump < 0:
+            why: StreamEvent = ClockJump(index, float(jump), "timestamps")
+            log.warning("stream %s: timestamps went back %.4f s", self.source_id, jump)
+            missing = 0
+        else:
+            self.lost_samples += missing
+            why = Gap(index, t_before, float(stamps[0]), missing, False)
+            log.warning("stream %s: gap of %d samples; restarting", self.source_id, missing)
+        self._window = None
+        self._held = (data.copy(), stamps.copy(), index + missing, [why])
+
+    def _finite(self, data: np.ndarray, first: int, events: list) -> np.ndarray:
+        n = data.shape[0]
         # One reduction, no temporary array, in the common all-finite case: a sum is
         # finite only if every term is (a float32 overflow just takes the slow path).
         if np.isfinite(data.sum()):
-            finite = self._all_finite[:n]
-        else:
-            finite = np.isfinite(data).all(axis=1)
-        if not finite.all():
-            bad = int(n - finite.sum())
+            return self._all_finite[:n]
+        finite = np.isfinite(data).all(axis=1)
+        bad = int(n - finite.sum())
+        if bad:
             events.append(NonFinite(first, bad))
-            log.warning("stream %s: %d samples with NaN/inf", self.source_id, bad)
-        self.ring.write(data, stamps)
-        self._last_ts = stamps[-1]
-        self._last_arrival = now
-        return Chunk(data, stamps, first, finite, tuple(events))
+            log.debug("stream %s: %d samples with NaN/inf", self.source_id, bad)
+        return finite
+
+    def _deliver(self, chunk: Chunk) -> Chunk:
+        """Account a chunk as the one handed out: ring, newest stamp, next index."""
+        if chunk.restart:
+            # the ring keeps grid indices: advance over the samples never received
+            self.ring.skip(chunk.first_index - self.next_index)
+        if len(chunk):
+            self.ring.write(chunk.data, chunk.timestamps)
+            self._last_ts = float(chunk.timestamps[-1])
+        return chunk
 
     def _pull_into_buffers(self, timeout: float) -> int:
         """Wait up to ``timeout`` for one sample, then drain the rest; return the count.
@@ -472,36 +698,9 @@ class Inlet:
         except LostError:
             return  # the next pull reports the loss
         if abs(offset - self._offset) > self.clock_jump_tol_s:
-            events.append(ClockJump(self.n_received, offset - self._offset, "offset"))
+            events.append(ClockJump(self.next_index, offset - self._offset, "offset"))
             log.warning("stream %s: clock offset jumped by %.4f s", self.source_id, offset)
         self._offset = offset
-
-    def _check_timing(self, stamps: np.ndarray, first: int, events: list[StreamEvent]) -> None:
-        rate = self._rate
-        if rate <= 0:
-            return  # irregular streams have no expected spacing
-        period = 1.0 / rate
-        # Senders that let liblsl stamp their chunks back-date each chunk from its push
-        # time, so push jitter makes stamps step back slightly; only a step back larger
-        # than the clock tolerance is a real jump.
-        back = -max(0.5 * period, self.clock_jump_tol_s)
-        prev = self._last_ts
-        lead = stamps[0] - prev if not np.isnan(prev) else period
-        dt = np.subtract(stamps[1:], stamps[:-1], out=self._dt[: stamps.size - 1])
-        regular = back <= lead <= 1.5 * period
-        if regular and (dt.size == 0 or (dt.max() <= 1.5 * period and dt.min() >= back)):
-            return  # the common case: regular timing, one vectorised check
-        jumps = np.concatenate(([lead], dt))
-        befores = np.concatenate(([prev], stamps[:-1]))
-        for k in np.flatnonzero((jumps > 1.5 * period) | (jumps < back)):
-            if jumps[k] < 0:
-                events.append(ClockJump(first + int(k), float(jumps[k]), "timestamps"))
-                log.warning("stream %s: timestamps went back %.4f s", self.source_id, jumps[k])
-                continue
-            missing = round(jumps[k] * rate) - 1
-            self.lost_samples += missing
-            events.append(Gap(first + int(k), float(befores[k]), float(stamps[k]), missing))
-            log.warning("stream %s: gap of %d samples", self.source_id, missing)
 
 
 class MarkerInlet:

@@ -34,6 +34,7 @@ from pylsl.util import TimeoutError as LSLTimeoutError
 from stimloop.stream import xdf
 from stimloop.stream.errors import StreamError, StreamNotFoundError
 from stimloop.stream.inlet import resolve_source
+from stimloop.stream.stats import StreamStats
 
 log = logging.getLogger("stimloop.stream.recorder")
 
@@ -48,49 +49,6 @@ _XDF_FORMATS = {
 }
 _NUMPY = {k: xdf.FORMATS[v] for k, v in _XDF_FORMATS.items() if v != "string"}
 _STOP = object()
-
-
-@dataclass
-class StreamStats:
-    """What has been recorded of one stream so far.
-
-    Attributes
-    ----------
-    stream_id : int
-        Id of the stream inside the XDF file.
-    source_id, name, type : str
-        From the stream's info.
-    rate_hz : float
-        Nominal rate in Hz (0 = irregular).
-    n_samples : int
-        Samples recorded.
-    first_ts, last_ts : float
-        First and last timestamp recorded (sender's LSL clock, s); NaN before any.
-    n_gaps : int
-        Jumps between consecutive timestamps larger than 1.5 sample periods.
-    missing_samples : int
-        Samples those gaps account for at the nominal rate.
-    lost : bool
-        The stream's outlet vanished during the recording.
-    """
-
-    stream_id: int
-    source_id: str
-    name: str
-    type: str
-    rate_hz: float
-    n_samples: int = 0
-    first_ts: float = float("nan")
-    last_ts: float = float("nan")
-    n_gaps: int = 0
-    missing_samples: int = 0
-    lost: bool = False
-
-    @property
-    def effective_rate_hz(self) -> float:
-        """Samples per second of timestamps ``(n - 1) / (last - first)``; NaN if < 2."""
-        span = self.last_ts - self.first_ts
-        return (self.n_samples - 1) / span if self.n_samples > 1 and span > 0 else float("nan")
 
 
 @dataclass
@@ -202,7 +160,7 @@ class Recorder:
                 if fmt != "string":
                     n_max = max(1024, int(4 * rate))
                     buf = np.empty((n_max, full.channel_count()), _NUMPY[full.channel_format()])
-                stats = StreamStats(k, full.source_id(), full.name(), full.type(), rate)
+                stats = StreamStats(rate, full.source_id(), full.name(), full.type(), k)
                 self._sources.append(_Source(stats, inlet, fmt, buf))
                 head.append(xdf.stream_header(k, full.as_xml()))
             if not self._sources:
@@ -332,17 +290,7 @@ class Recorder:
 
     def _update_stats(self, st: StreamStats, stamps: np.ndarray) -> None:
         with self._lock:
-            if st.rate_hz > 0:
-                prev = st.last_ts if st.n_samples else stamps[0]
-                dt = np.diff(stamps, prepend=prev)
-                big = dt > 1.5 / st.rate_hz
-                if big.any():
-                    st.n_gaps += int(big.sum())
-                    st.missing_samples += int(np.round(dt[big] * st.rate_hz).sum() - big.sum())
-            if not st.n_samples:
-                st.first_ts = float(stamps[0])
-            st.n_samples += len(stamps)
-            st.last_ts = float(stamps[-1])
+            st.add_stamps(stamps)
 
     def _measure_offset(self, s: _Source, timeout: float) -> None:
         try:
@@ -383,8 +331,8 @@ class Recorder:
             for s in self._sources:
                 st = s.stats
                 pending.append(
-                    xdf.stream_footer(st.stream_id, st.first_ts if st.n_samples else 0.0,
-                                      st.last_ts if st.n_samples else 0.0, st.n_samples,
+                    xdf.stream_footer(st.stream_id, st.first_t if st.samples else 0.0,
+                                      st.last_t if st.samples else 0.0, st.samples,
                                       s.offsets)
                 )  # fmt: skip
             self._flush(fd, pending)
@@ -426,10 +374,10 @@ def format_stats(stats: list[StreamStats]) -> str:
     )
     rows = []
     for s in stats:
-        eff = s.effective_rate_hz
+        eff = "-" if np.isnan(s.effective_rate_hz) else f"{s.effective_rate_hz:.2f}"
         flag = "  LOST" if s.lost else ""
         rows.append(
-            f"{s.source_id:<{w}} {s.type[:9]:<9} {s.rate_hz:>10g} {s.n_samples:>9d} "
-            f"{eff:>9.2f} {s.n_gaps:>5d} {s.missing_samples:>8d}{flag}"
+            f"{s.source_id:<{w}} {s.type[:9]:<9} {s.rate_hz:>10g} {s.samples:>9d} "
+            f"{eff:>9} {s.gaps:>5d} {s.lost_samples:>8d}{flag}"
         )
     return "\n".join([head, *rows])

@@ -61,6 +61,16 @@ class RingBuffer:
         self.n_written += n
         return start
 
+    def skip(self, n: int) -> None:
+        """Advance the absolute index over ``n`` samples that were never received.
+
+        They are not held (a read never returns them); the next write gets index
+        ``n_written + n``. Used when a stream restarts after a gap too long to bridge.
+        """
+        if n < 0:
+            raise ValueError(f"cannot skip back: n must be >= 0, got {n}")
+        self.n_written += int(n)
+
     def latest(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Copy of the newest ``n`` samples in time order.
 

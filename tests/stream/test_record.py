@@ -73,7 +73,7 @@ def test_round_trip_known_streams(tmp_path, source_id):
             ints.push(counts[k // 2 : k // 2 + 25], stamps[k] + 24 / 250.0)
         for k, text in enumerate(texts):
             mk.push_marker(text, t0 + 0.3 * k)
-        _wait_until(lambda: sum(s.n_samples for s in rec.stats()) == 1505, 10, "all samples")
+        _wait_until(lambda: sum(s.samples for s in rec.stats()) == 1505, 10, "all samples")
     streams, header = _load(path)
     assert header["info"]["version"] == ["1.0"]
     f, i, m = streams[f"{source_id}-f"], streams[f"{source_id}-i"], streams[f"{source_id}-m"]

@@ -1,0 +1,100 @@
+"""The rules about sample timing that every consumer shares: gaps, and index ↔ time.
+
+A regular stream (nominal rate > 0) puts its samples on a *time grid*: sample ``i`` is
+due ``i / rate`` seconds after sample 0. Two consecutive timestamps further apart than
+:data:`GAP_PERIODS` sample periods mean samples were lost; the number lost is
+``round(jump * rate) - 1``. This module is the one place that rule is written; the
+:class:`~stimloop.stream.inlet.Inlet` applies it to live data (and bridges the holes, so
+consumers never re-derive them), the recorder to what it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: A jump between consecutive timestamps longer than this many sample periods is a gap.
+#: 1.5 periods tolerates the push jitter of senders that let liblsl back-date chunk
+#: stamps, and still sees a single lost sample (a jump of 2 periods).
+GAP_PERIODS = 1.5
+
+
+def timing_breaks(
+    prev_t: float, stamps: np.ndarray, rate_hz: float, back_tol_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where consecutive timestamps jump forward by a gap or back by more than a tolerance.
+
+    Parameters
+    ----------
+    prev_t : float
+        Timestamp of the sample before ``stamps[0]`` in s (NaN: none, nothing checked
+        before ``stamps[0]``).
+    stamps : ndarray, shape (n,)
+        Timestamps in s.
+    rate_hz : float
+        Nominal rate in Hz (> 0).
+    back_tol_s : float
+        A step back up to this many s is jitter, not a jump (> 0).
+
+    Returns
+    -------
+    rows : ndarray of int
+        Row ``k`` of ``stamps`` that follows each break (0 = between ``prev_t`` and the
+        first stamp).
+    jumps_s : ndarray
+        The jump before each of those rows, s (negative = backwards).
+    """
+    lead = stamps[0] - prev_t if np.isfinite(prev_t) else 1.0 / rate_hz
+    jumps = np.concatenate(([lead], np.diff(stamps)))
+    rows = np.flatnonzero((jumps > GAP_PERIODS / rate_hz) | (jumps < -back_tol_s))
+    return rows, jumps[rows]
+
+
+def missing_samples(jump_s: float | np.ndarray, rate_hz: float) -> int | np.ndarray:
+    """Samples lost in a forward jump of ``jump_s`` s between two received samples."""
+    return np.round(np.asarray(jump_s) * rate_hz).astype(np.int64) - 1
+
+
+def count_gaps(prev_t: float, stamps: np.ndarray, rate_hz: float) -> tuple[int, int]:
+    """Number of gaps in ``stamps`` (after ``prev_t``) and the samples they lost.
+
+    Backward steps are not gaps (clock jumps are reported elsewhere); ``rate_hz <= 0``
+    (an irregular stream) has none.
+    """
+    if rate_hz <= 0 or stamps.size == 0:
+        return 0, 0
+    rows, jumps = timing_breaks(prev_t, stamps, rate_hz, np.inf)
+    return int(rows.size), int(np.sum(missing_samples(jumps, rate_hz))) if rows.size else 0
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """Maps sample indices of a regular stream to LSL times and back.
+
+    Anchored at one sample whose index and timestamp are known (usually the newest);
+    other samples are placed at the nominal rate from it. This is how a consumer turns
+    an event time into the index of the sample it falls on, and back.
+
+    Attributes
+    ----------
+    index : int
+        Index of the anchor sample (on the time grid: lost samples counted).
+    t : float
+        Its timestamp, s.
+    rate_hz : float
+        Nominal rate in Hz.
+    """
+
+    index: int
+    t: float
+    rate_hz: float
+
+    def time_of(self, index: int | np.ndarray) -> float | np.ndarray:
+        """LSL time (s) of grid index ``index``."""
+        return self.t + (np.asarray(index) - self.index) / self.rate_hz
+
+    def index_of(self, t: float | np.ndarray) -> int | np.ndarray:
+        """Grid index of the sample nearest LSL time ``t`` (s)."""
+        idx = self.index + np.round((np.asarray(t) - self.t) * self.rate_hz).astype(np.int64)
+        return int(idx) if np.ndim(idx) == 0 else idx
