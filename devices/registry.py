@@ -14,9 +14,12 @@ Stimulators are handed out only wrapped in :class:`~stimloop.devices.safety.Safe
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import Any
 
 from stimloop.devices.base import Device, Source, Stimulator, TriggerLine
 from stimloop.devices.errors import ConfigError, ErrorCode
@@ -105,71 +108,120 @@ def list_devices() -> list[dict]:
     return out
 
 
-def open_stimulator(
-    name: str,
-    limits: SafetyLimits | None = None,
-    override_reason: str | None = None,
-    marker_source_id: str | None = None,
-    **options: object,
-) -> SafeStimulator:
-    """Instantiate stimulator ``name`` with ``options`` and wrap it in the safety gate.
+@dataclass(frozen=True)
+class StimulatorSpec:
+    """A parsed, validated ``[stimulator]`` table: the one place it is parsed.
 
-    The returned object is not connected yet; call ``connect()`` (or use ``with``).
+    Attributes
+    ----------
+    driver : str
+        Registry name of the driver.
+    options : mapping
+        Keyword arguments of the driver class (checked against its signature).
+    limits : SafetyLimits
+        The session's safety limits (only stricter than the defaults, unless overridden).
+    override_reason : str or None
+        Why looser limits were accepted (recorded by the gate).
     """
+
+    driver: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    override_reason: str | None = None
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping) -> StimulatorSpec:
+        """Validate a stimulator table, without opening a device or an outlet.
+
+        Expected shape (e.g. a TOML table)::
+
+            driver = "magstim-rapid"
+            override_reason = ""            # optional; needed only for looser limits
+            [options]                       # passed to the driver class
+            port = "/dev/ttyUSB0"
+            [safety]                        # see SafetyLimits.from_config
+            max_intensity_pct = 80
+
+        Raises
+        ------
+        ConfigError
+            Unknown keys, an unknown driver or a non-stimulator one, options the driver
+            does not take, or invalid limits; the message names the key.
+        """
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG, f"stimulator config must be a table, got {type(cfg).__name__}"
+            )
+        unknown = sorted(set(cfg) - {"driver", "options", "safety", "override_reason"})
+        if unknown:
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG,
+                f"unknown key(s) {unknown}; allowed: driver, options, safety, "
+                "override_reason",
+            )
+        name = cfg.get("driver")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG, f"stimulator.driver = {name!r}: a name is needed"
+            )
+        options = cfg.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG, f"options = {options!r}: must be a table"
+            )
+        driver = _stimulator_class(name)
+        try:
+            inspect.signature(driver).bind(**options)
+        except TypeError as exc:
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG,
+                f"options {sorted(options)}: driver {name!r} does not take them "
+                f"({exc}); it takes {list(inspect.signature(driver).parameters)}",
+            ) from None
+        reason = cfg.get("override_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG, f"override_reason = {reason!r}: must be text"
+            )
+        limits = SafetyLimits.from_config(cfg.get("safety", {}), override_reason=reason)
+        return cls(name, dict(options), limits, reason)
+
+    @property
+    def intensity_range_pct(self) -> tuple[float, float]:
+        """The driver's intensity range, % MSO."""
+        return _stimulator_class(self.driver).intensity_range_pct
+
+
+def _stimulator_class(name: str) -> type[Stimulator]:
     cls = load_driver(name)
     if not issubclass(cls, Stimulator):
         raise ConfigError(
             ErrorCode.BAD_CONFIG, f"driver {name!r} is a {cls.kind}, not a stimulator"
         )
-    try:
-        driver = cls(**options)
-    except TypeError as exc:
-        raise ConfigError(
-            ErrorCode.BAD_CONFIG, f"driver {name!r}: bad options {options!r}: {exc}"
-        ) from exc
-    return SafeStimulator(
-        driver, limits, override_reason=override_reason, marker_source_id=marker_source_id
-    )
+    return cls
 
 
-def stimulator_from_config(cfg: Mapping, marker_source_id: str | None = None) -> SafeStimulator:
-    """Build a gated stimulator from a session config section.
+def open_stimulator(spec: StimulatorSpec | Mapping,
+                    marker_source_id: str | None = None) -> SafeStimulator:  # fmt: skip
+    """Instantiate the driver of ``spec`` and wrap it in the safety gate.
 
-    Expected shape (e.g. a TOML table)::
+    Parameters
+    ----------
+    spec : StimulatorSpec or mapping
+        A parsed spec, or a stimulator table (parsed with :meth:`StimulatorSpec.from_mapping`).
+    marker_source_id : str, optional
+        LSL source_id of the gate's marker stream.
 
-        driver = "magstim-rapid"
-        override_reason = ""            # optional; needed only for looser limits
-        [options]                       # passed to the driver class
-        port = "/dev/ttyUSB0"
-        [safety]                        # see SafetyLimits.from_config
-        max_intensity_pct = 80
+    Returns
+    -------
+    SafeStimulator
+        Not connected yet; call ``connect()`` (or use ``with``).
     """
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(
-            ErrorCode.BAD_CONFIG, f"stimulator config must be a mapping, got {type(cfg).__name__}"
-        )
-    unknown = sorted(set(cfg) - {"driver", "options", "safety", "override_reason"})
-    if unknown:
-        raise ConfigError(
-            ErrorCode.BAD_CONFIG,
-            f"unknown stimulator config key(s) {unknown}; "
-            "allowed: driver, options, safety, override_reason",
-        )
-    name = cfg.get("driver")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(
-            ErrorCode.BAD_CONFIG, f"stimulator config needs a driver name, got {name!r}"
-        )
-    options = cfg.get("options", {})
-    if not isinstance(options, Mapping):
-        raise ConfigError(
-            ErrorCode.BAD_CONFIG, f"stimulator options must be a mapping, got {options!r}"
-        )
-    reason = cfg.get("override_reason")
-    limits = SafetyLimits.from_config(cfg.get("safety", {}), override_reason=reason)
-    return open_stimulator(
-        name, limits, override_reason=reason, marker_source_id=marker_source_id, **dict(options)
-    )
+    if not isinstance(spec, StimulatorSpec):
+        spec = StimulatorSpec.from_mapping(spec)
+    driver = _stimulator_class(spec.driver)(**spec.options)
+    return SafeStimulator(driver, spec.limits, override_reason=spec.override_reason,
+                          marker_source_id=marker_source_id)  # fmt: skip
 
 
 def open_source(name: str, **options: object) -> Source:

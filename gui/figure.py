@@ -8,14 +8,14 @@ Rendered offscreen when no display is set; no window is shown.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from stimloop.dsp.series import value_at
-from stimloop.loop.report import RecordedSession
 
 
 def _application():
@@ -28,14 +28,17 @@ def _application():
 
 
 def save_session_figure(
-    rec: RecordedSession, path: str | Path, size: tuple[int, int] = (1400, 860)
+    data: Mapping[str, Any], path: str | Path, size: tuple[int, int] = (1400, 860)
 ) -> dict[str, Any]:
     """Draw a recorded session and save it as a PNG.
 
     Parameters
     ----------
-    rec : RecordedSession
-        From :func:`stimloop.loop.report.read_session`.
+    data : mapping
+        The arrays of ``stimloop.loop.report.figure_data`` (times in s from the
+        recording's start): ``hr_t``/``hr``, ``eda_t``/``eda``, ``alpha_t``/``alpha``/
+        ``confidence``, ``scr_t``/``scr_level``, ``pulse_t``/``pulse_phase``, ``n_true``,
+        ``target_deg``, ``t_end``, ``name``, ``file_name``, ``refused``, ``damage``.
     path : str or Path
         PNG file to write.
     size : tuple of int
@@ -74,42 +77,38 @@ def save_session_figure(
     right.addWidget(summary, 1)
     grid.addLayout(right, 2)
 
-    t0 = _start_time(rec)
+    d = {k: np.asarray(v) for k, v in data.items()}
     points: dict[str, int] = {}
     curves = {
-        "heart rate": (trends.hr_plot, trends.hr_curve, rec.series("heart-hr", 0)),
-        "SCL": (trends.scl_plot, trends.scl_curve, rec.series("eda-level", 0)),
-        "alpha amplitude": (trends.alpha_plot, trends.alpha_curve, rec.series("phase", 1)),
-        "confidence": (trends.conf_plot, trends.conf_curve, rec.series("phase", 2)),
+        "heart rate": (trends.hr_plot, trends.hr_curve, d["hr_t"], d["hr"]),
+        "skin conductance": (trends.scl_plot, trends.scl_curve, d["eda_t"], d["eda"]),
+        "alpha amplitude": (trends.alpha_plot, trends.alpha_curve, d["alpha_t"], d["alpha"]),
+        "confidence": (trends.conf_plot, trends.conf_curve, d["alpha_t"], d["confidence"]),
     }
-    t_end = max((float(s.time_stamps[-1]) for s in rec.streams.values() if len(s.time_stamps)),
-                default=t0)  # fmt: skip
-    for name, (plot, curve, (t, y)) in curves.items():
+    t_end = float(d["t_end"])
+    for name, (plot, curve, t, y) in curves.items():
         points[name] = int(np.isfinite(y).sum())
-        curve.setData(t - t0, y, connect="finite")
+        curve.setData(t, y, connect="finite")
         # One time axis for all trends, the whole recording; y fits the data except for
         # the confidence, which keeps its 0-1 scale.
-        plot.setXRange(0.0, t_end - t0, padding=0.01)
+        plot.setXRange(0.0, t_end, padding=0.01)
         if plot is not trends.conf_plot:
             plot.enableAutoRange(axis="y")
-    scr_t, _ = rec.series("eda-scr", 0)  # column 0: onset time, s (LSL clock)
-    level_t, level = rec.series("eda-level", 0)
-    at_onset = value_at(level_t, level, scr_t)
-    shown = np.isfinite(at_onset)
-    trends.scr_marks.setData(scr_t[shown] - t0, at_onset[shown])
-    points["SCR"] = int(scr_t.size)
-    for t in rec.pulse_t - t0:
+    shown = np.isfinite(d["scr_level"])
+    trends.scr_marks.setData(d["scr_t"][shown], d["scr_level"][shown])
+    points["SCR"] = int(d["scr_t"].size)
+    for t in d["pulse_t"]:
         trends.hr_plot.addItem(pg.InfiniteLine(t, angle=90, pen=pg.mkPen(COLOURS["scr"], width=1)))
-    target = rec.config.get("protocol", {}).get("target_phase_deg")
-    stats = histogram.show(rec.pulse_phase, target)
-    n_true = int(np.isfinite(rec.pulse_phase_true).sum())
+    target = float(d["target_deg"])
+    stats = histogram.show(d["pulse_phase"], None if np.isnan(target) else target)
+    n_true = int(d["n_true"])
     phase_text = phase_summary(stats, n_true, target)
     label.setText(phase_text)
-    refused = sum(1 for e in rec.decisions if e.get("event") == "refused")
+    damage = str(d["damage"])
     summary.setText(
-        f"session {rec.config.get('name')!r}\n{Path(rec.path).name}\n"
-        f"{rec.pulse_t.size} pulses delivered (orange lines on the heart rate), "
-        f"{refused} refused\n" + ("" if rec.damage is None else f"file damaged: {rec.damage}")
+        f"session {str(d['name'])!r}\n{d['file_name']}\n"
+        f"{d['pulse_t'].size} pulses delivered (orange lines on the heart rate), "
+        f"{int(d['refused'])} refused\n" + (f"file damaged: {damage}" if damage else "")
     )
     root.show()
     app.processEvents()
@@ -120,7 +119,17 @@ def save_session_figure(
     return {"phase": stats, "phase_text": phase_text, "n_true": n_true, "points": points}
 
 
-def _start_time(rec: RecordedSession) -> float:
-    """The earliest recorded sample, s: time zero of the figure's axes."""
-    times = [float(s.time_stamps[0]) for s in rec.streams.values() if len(s.time_stamps)]
-    return min(times) if times else 0.0
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m stimloop.gui.figure DATA.npz OUT.png``: draw, print the result as JSON."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m stimloop.gui.figure DATA.npz OUT.png", file=sys.stderr)
+        return 2
+    with np.load(args[0]) as npz:
+        data = {k: npz[k] for k in npz.files}
+    print(json.dumps(save_session_figure(data, args[1]), default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

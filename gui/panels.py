@@ -173,7 +173,7 @@ class TrendPanels:
     def __init__(self) -> None:
         self.hr_plot = time_plot("heart rate", "bpm")
         self.hr_curve = self.hr_plot.plot(pen=pg.mkPen(COLOURS["hr"], width=2))
-        self.scl_plot = time_plot("SCL with SCRs", "µS")
+        self.scl_plot = time_plot("skin conductance with SCRs", "µS")
         self.scl_curve = self.scl_plot.plot(pen=pg.mkPen(COLOURS["scl"], width=2))
         self.scr_marks = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(COLOURS["scr"]), symbol="o")
         self.scl_plot.addItem(self.scr_marks)

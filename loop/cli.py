@@ -1,23 +1,57 @@
-"""The ``stimloop`` command line: one entry point, one subcommand per job."""
+"""The ``stimloop`` command line: one entry point, one subcommand per job.
+
+Errors stimloop raises on purpose (:class:`~stimloop.dsp.errors.StimloopError`: a bad
+config, a missing stream, a refused command) become one-line messages and exit code 2;
+anything else is a bug and keeps its traceback. The window and the offline figure run
+as processes of their own (``python -m stimloop.gui``, ``python -m stimloop.gui.figure``),
+so nothing here imports the GUI.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from stimloop.dsp.errors import StimloopError
 
 _DEMO_HELP = """Run a full simulated closed-loop session: simulated EEG (64 ch, 1 kHz, mu rhythm
 at C3), ECG (500 Hz) and EDA (100 Hz) over LSL, the phase-locked TMS protocol on a
-simulated stimulator behind the HAL safety gate, live heart rate and SCRs. The summary
-scores the session against the simulators' ground truth."""
+simulated stimulator behind the HAL safety gate, live heart rate and SCRs. The session is
+recorded with the simulators' ground truth, and the summary is the report of that
+recording (what `stimloop analyze` prints for it), scored against the truth."""
+
+#: Environment variable that sets the default of --lsl-scope.
+SCOPE_ENV = "STIMLOOP_LSL_SCOPE"
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) set the returned event, so a
+    session ends in order: disarm, last markers, recorder stopped, footers written."""
+    stop = threading.Event()
+    sigs = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _live(args: argparse.Namespace):
-    """A one-line live display on stderr (until the GUI window exists)."""
+    """A one-line live display on stderr (without a window)."""
 
     def show(status: dict) -> None:
         counts = "  ".join(f"{r}: {n}" for r, n in status["samples"].items())
@@ -27,25 +61,23 @@ def _live(args: argparse.Namespace):
     return None if args.headless or args.json else show
 
 
+def _has_display() -> bool:
+    return any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def _window(args: argparse.Namespace):
     """Session hook that opens the live window in its own process (not with --headless or
     --json). The window only reads the session's streams; closing or crashing it never
     stops the session."""
     if args.headless or args.json:
         return None
-    if not (
-        os.environ.get("DISPLAY")
-        or os.environ.get("WAYLAND_DISPLAY")
-        or os.environ.get("QT_QPA_PLATFORM")
-    ):
+    if not _has_display():
         # A machine without a screen (a server, CI) runs the session with the live
         # status line instead of failing to open a window.
         print("stimloop: no display found; showing live status here", file=sys.stderr)
         return None
 
     def start(session) -> None:
-        import subprocess
-
         cmd = [sys.executable, "-m", "stimloop.gui", "--session", session.prefix,
                "--exit-with-session"]  # fmt: skip
         try:
@@ -57,59 +89,69 @@ def _window(args: argparse.Namespace):
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from stimloop.stream.lslconfig import use_machine_scope
-
-    # Sessions are local (their control channel is on 127.0.0.1); so is the window.
-    use_machine_scope()
-    from stimloop.gui.app import main as gui_main
-
-    return gui_main(["--session", args.session] if args.session else [])
+    if not _has_display():
+        print("stimloop gui: error: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+              "run the session with its text status (stimloop run --headless shows none, "
+              "stimloop run without it shows a status line), or set QT_QPA_PLATFORM=offscreen "
+              "to draw without a screen", file=sys.stderr)  # fmt: skip
+        return 2
+    cmd = [sys.executable, "-m", "stimloop.gui", *(["--session", args.session] if args.session
+                                                     else [])]  # fmt: skip
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode < 0:
+        last = (proc.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        print(f"stimloop gui: error: the window could not start (signal "
+              f"{-proc.returncode}): {last}", file=sys.stderr)  # fmt: skip
+        return 2
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stimloop.stream.lslconfig import use_machine_scope
-
-    # Simulated streams stay on this machine unless the user chose an LSL config.
-    use_machine_scope()
     from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
 
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
-    summary = run_demo(
-        args.duration, sim, on_status=_live(args), on_open=_window(args), recording=args.record
-    )
-    if _live(args) is not None:
+    live = _live(args)
+    with _stop_on_signals() as stop:
+        summary = run_demo(args.duration, sim, on_status=live, on_open=_window(args),
+                           recording=args.record, stop=stop)  # fmt: skip
+    if live is not None:
         print(file=sys.stderr)
-    print(json.dumps(summary, default=float) if args.json else format_summary(summary))
+    print(json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stimloop.loop.config import load_session
+    from stimloop.loop.report import format_report, session_report
     from stimloop.loop.session import Session
 
     cfg = load_session(args.config)
     live = _live(args)
-    with Session(cfg) as session:
+
+    def tick(s: Session) -> None:
+        if live is not None:
+            eng = s.engine
+            live({"samples": {r: h.counts.samples for r, h in eng.streams.items()},
+                  "pulses": len(eng.pulses), "refused": eng.n_refused})  # fmt: skip
+
+    with _stop_on_signals() as stop, Session(cfg) as session:
         if (open_window := _window(args)) is not None:
             open_window(session)
-
-        def tick(s: Session) -> None:
-            if live is not None:
-                eng = s.engine
-                live({"samples": {r: st.samples for r, st in eng.streams.items()},
-                      "pulses": len(eng.pulses), "refused": len(eng.refusals)})  # fmt: skip
-
-        result = session.run(args.duration, on_tick=tick)
-    summary = {
-        "pulses": len(result.pulses),
-        "refused": len(result.refusals),
-        "streams": result.streams,
-        "engine": result.engine,
-    }
+        result = session.run(args.duration, on_tick=tick, stop=stop)
     if live is not None:
         print(file=sys.stderr)
-    print(json.dumps(summary, default=float, indent=None if args.json else 2))
+    # What is on disk is what counts: each part of the recording, read back.
+    reports = [session_report(path) for path in result.recordings]
+    if args.json:
+        print(json.dumps({"recordings": reports, "streams": result.streams,
+                          "engine": result.engine}, default=float, indent=2))  # fmt: skip
+    elif reports:
+        print("\n\n".join(format_report(r) for r in reports))
+    else:
+        print(f"not recorded ([recording] path is unset): {len(result.pulses)} pulses "
+              f"delivered, {len(result.refusals)} refused")  # fmt: skip
     return 0
 
 
@@ -117,57 +159,49 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig, SimulatorSession
 
     cfg = SimConfig(
-        prefix=args.prefix,
-        seed=args.seed,
-        roles=tuple(args.roles),
-        eeg_fs=args.eeg_rate,
-        eeg_channels=args.eeg_channels,
-        iaf_hz=args.iaf,
-        target=args.target,
-        ecg_fs=args.ecg_rate,
-        hr_bpm=args.hr,
-        eda_fs=args.eda_rate,
-    )
-    with SimulatorSession(cfg) as sim:
+        prefix=args.prefix, seed=args.seed, roles=tuple(args.roles), eeg_fs=args.eeg_rate,
+        eeg_channels=args.eeg_channels, iaf_hz=args.iaf, target=args.target,
+        ecg_fs=args.ecg_rate, hr_bpm=args.hr, eda_fs=args.eda_rate,
+    )  # fmt: skip
+    with _stop_on_signals() as stop, SimulatorSession(cfg) as sim:
         ids = ", ".join(cfg.source_id(r) for r in cfg.roles)
         print(f"simulating {ids} (+ truth streams); Ctrl-C stops", file=sys.stderr)
         t_end = time.monotonic() + args.duration if args.duration else float("inf")
-        try:
-            while time.monotonic() < t_end:
-                time.sleep(0.2)
-                sim.check()
-        except KeyboardInterrupt:
-            pass
+        while time.monotonic() < t_end and not stop.wait(0.2):
+            sim.check()
     return 0
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from stimloop.stream.recorder import Recorder, format_stats
 
-    rec = Recorder(args.output, args.source_id or None, discover_s=args.wait).start()
-    print(f"recording to {args.output}; Ctrl-C stops", file=sys.stderr)
-    print(format_stats(rec.stats()), file=sys.stderr)
-    t_start = time.monotonic()
-    t_end = t_start + args.duration if args.duration else float("inf")
-    tty = sys.stderr.isatty()
-    try:
-        while time.monotonic() < t_end and rec.running:
-            time.sleep(max(0.0, min(1.0, t_end - time.monotonic())))
-            parts = [
-                f"{s.source_id}: {s.n_samples}"
-                + (f" ({s.effective_rate_hz:.1f} Hz)" if s.rate_hz > 0 else "")
-                + (f" gaps {s.n_gaps}" if s.n_gaps else "")
-                + (" LOST" if s.lost else "")
-                for s in rec.stats()
-            ]
-            line = f"{time.monotonic() - t_start:6.1f} s  " + "  ".join(parts)
-            print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends the recording cleanly: footers are written below
-    finally:
-        if tty:
-            print(file=sys.stderr)
-        stats = rec.stop()
+    with _stop_on_signals() as stop:
+        rec = Recorder(args.output, args.source_id or None, discover_s=args.wait).start()
+        print(f"recording to {args.output}; Ctrl-C stops", file=sys.stderr)
+        for s in rec.stats():  # what was found; figures follow once data arrive
+            rate = f"{s.rate_hz:g} Hz" if s.rate_hz > 0 else "irregular"
+            print(f"  {s.source_id}  ({s.type}, {rate})", file=sys.stderr)
+        t_start = time.monotonic()
+        t_end = t_start + args.duration if args.duration else float("inf")
+        tty = sys.stderr.isatty()
+        try:
+            while time.monotonic() < t_end and rec.running and not stop.is_set():
+                stop.wait(max(0.0, min(1.0, t_end - time.monotonic())))
+                if args.parent_pid and os.getppid() != args.parent_pid:
+                    print("the session that started this recorder is gone; closing the file",
+                          file=sys.stderr)  # fmt: skip
+                    break
+                line = f"{time.monotonic() - t_start:6.1f} s  " + "  ".join(
+                    f"{s.source_id}: {s.samples}"
+                    + (f" ({s.effective_rate_hz:.1f} Hz)" if s.rate_hz > 0 and s.samples > 1 else "")
+                    + (f" gaps {s.gaps}" if s.gaps else "") + (" LOST" if s.lost else "")
+                    for s in rec.stats()
+                )  # fmt: skip
+                print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
+        finally:
+            if tty:
+                print(file=sys.stderr)
+            stats = rec.stop()  # footers are written on every way out
     print(format_stats(stats))
     print(f"wrote {args.output} ({rec.bytes_written} bytes)")
     return 0
@@ -176,13 +210,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from stimloop.stream.replay import Player
 
-    player = Player(
-        args.file,
-        speed=args.speed,
-        loop=args.loop,
-        chunk_size=args.chunk_size,
-        suffix=args.source_id_suffix,
-    )
+    player = Player(args.file, speed=args.speed, loop=args.loop, chunk_size=args.chunk_size,
+                    suffix=args.source_id_suffix)  # fmt: skip
     if player.damage:
         print(f"warning: {player.damage}; replaying the data before it", file=sys.stderr)
     print(
@@ -190,42 +219,51 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         f"{', looped' if args.loop else ''}); Ctrl-C stops",
         file=sys.stderr,
     )
+    w = max(len(sid) for sid in player.source_ids)
     for s, sid in zip(player.streams, player.source_ids, strict=True):
-        print(
-            f"  {sid:<40} {s.type:<9} {s.rate_hz:>8g} Hz {len(s.channels):>4} ch "
-            f"{len(s):>9} samples",
-            file=sys.stderr,
-        )
-    player.start()
-    try:
-        while not player.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        player.stop()
-    pushed = player.samples_pushed()
-    print("pushed " + ", ".join(f"{sid}: {n}" for sid, n in pushed.items()))
+        print(f"  {sid:<{w}} {s.type:<9} {s.rate_hz:>8g} Hz {len(s.channels):>4} ch "
+              f"{len(s):>9} samples", file=sys.stderr)  # fmt: skip
+    with _stop_on_signals() as stop:
+        player.start()
+        try:
+            while not player.wait(0.5) and not stop.is_set():
+                pass
+        finally:
+            player.stop()
+    print("pushed " + ", ".join(f"{sid}: {n}" for sid, n in player.samples_pushed().items()))
     return 0
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from stimloop.loop.report import format_report, read_session, session_report
+    from stimloop.loop.report import figure_data, format_report, read_session, session_report
 
     rec = read_session(args.recording)
     report = session_report(rec)
     if args.plot:
-        try:
-            from stimloop.gui.figure import save_session_figure
-        except ImportError as exc:
-            print(f"stimloop analyze: error: --plot needs the gui extra "
-                  f"(pip install 'stimloop[gui]'): {exc}", file=sys.stderr)  # fmt: skip
-            return 2
-        report["figure"] = {"path": args.plot, **save_session_figure(rec, args.plot)}
+        report["figure"] = {"path": args.plot, **_draw_figure(figure_data(rec), args.plot)}
     print(json.dumps(report, default=float, indent=2) if args.json else format_report(report))
     if args.plot and not args.json:
         print(f"\nfigure: {args.plot}")
     return 0
+
+
+def _draw_figure(data: dict, path: str) -> dict:
+    """Draw the offline figure in a process of its own (the GUI's panels, offscreen)."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="stimloop-figure-") as tmp:
+        npz = os.path.join(tmp, "figure.npz")
+        np.savez(npz, **{k: np.asarray(v) for k, v in data.items()})
+        env = dict(os.environ)
+        if not _has_display():
+            env["QT_QPA_PLATFORM"] = "offscreen"
+        proc = subprocess.run([sys.executable, "-m", "stimloop.gui.figure", npz, path],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+    if proc.returncode != 0:
+        raise_figure = proc.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise StimloopError(f"--plot failed (is the gui extra installed? pip install "
+                            f"'stimloop[gui]'): {raise_figure[0]}")  # fmt: skip
+    return json.loads(proc.stdout)
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -235,20 +273,28 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(devices, indent=2))
         return 0
-    print(f"{'name':<20} {'kind':<12} description")
+    w = max([4, *(len(d["name"]) for d in devices)])
+    print(f"{'name':<{w}} {'kind':<12} description")
     for d in devices:
-        print(f"{d['name']:<20} {d['kind']:<12} {d['description']}")
+        print(f"{d['name']:<{w}} {d['kind']:<12} {d['description']}")
     return 0
 
 
 def _cmd_estop(args: argparse.Namespace) -> int:
-    from stimloop.devices.safety import send_emergency_stop
+    from stimloop.devices.estop import send_emergency_stop
 
-    # UDP is fire-and-forget: send a few datagrams; the latch ignores duplicates.
-    for _ in range(3):
-        send_emergency_stop(args.reason, port=args.port)
-    print(f"emergency stop sent to 127.0.0.1:{args.port} ({args.reason})", file=sys.stderr)
-    return 0
+    replies = send_emergency_stop(args.reason, timeout=args.timeout,
+                                  prefixes=[args.session] if args.session else None)  # fmt: skip
+    for r in replies:
+        state = "ENGAGED" if r.engaged else "NOT CONFIRMED"
+        print(f"{state}: {r.session} (pid {r.pid}){'' if r.engaged else ': ' + r.detail}")
+    if not any(r.engaged for r in replies):
+        which = f"session {args.session!r}" if args.session else "running session"
+        print(f"stimloop estop: error: no {which} acknowledged the emergency stop within "
+              f"{args.timeout:g} s; nothing was stopped by software. Use the stimulator's "
+              "own stop button.", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0 if all(r.engaged for r in replies) else 3
 
 
 def _cmd_streams(args: argparse.Namespace) -> int:
@@ -259,144 +305,151 @@ def _cmd_streams(args: argparse.Namespace) -> int:
     return 0
 
 
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``stimloop`` command."""
     parser = argparse.ArgumentParser(
-        prog="stimloop",
+        prog="stimloop", formatter_class=_formatter,
         description="Closed-loop biosignal streaming, DSP and TMS control over LSL.",
-    )
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--lsl-scope", choices=("machine", "network"),
+        default=os.environ.get(SCOPE_ENV, "machine"),
+        help="where LSL looks for streams and announces them: this machine only, or the "
+        "lab network (liblsl's own default); LSLAPICFG, when set, overrides both "
+        f"(default from ${SCOPE_ENV}, else machine; see docs/lsl.md)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = sub.add_parser("demo", help="run a full simulated session", description=_DEMO_HELP)
-    demo.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
-    demo.add_argument("--headless", action="store_true", help="no window or live display")
-    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
-    demo.add_argument(
-        "--prefix", help="source_id prefix of the simulators (default: unique per run)"
-    )
-    demo.add_argument(
-        "--record",
-        metavar="XDF",
-        help="record the session, with the simulators' truth, to this XDF file "
-        "({time} becomes the start time); read it with stimloop analyze",
-    )
-    demo.set_defaults(func=_cmd_demo)
-
-    run = sub.add_parser(
-        "run",
-        help="run a closed-loop session from a TOML file",
-        description="Run the closed-loop session described by a session TOML file "
-        "(see loop/configs/demo.toml for a commented example).",
-    )
-    run.add_argument("config", help="session .toml file")
-    run.add_argument("--duration", type=float, default=None, help="seconds (overrides the file)")
-    run.add_argument("--headless", action="store_true", help="no window or live display")
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
-    run.set_defaults(func=_cmd_run)
-
-    gui = sub.add_parser(
-        "gui",
-        help="open the live window of a running session",
-        description="Attach the session window (signals, trends, phase, stimulator, stream "
-        "health, controls and the emergency stop) to a running session.",
-    )
-    gui.add_argument("--session", help="session prefix (default: the only one running)")
-    gui.set_defaults(func=_cmd_gui)
-
-    sim = sub.add_parser(
-        "simulate",
-        help="publish simulated EEG/ECG/EDA with ground truth",
-        description="Publish seeded simulators as LSL outlets until Ctrl-C or --duration.",
-    )
-    sim.add_argument("--prefix", default="stimloop-sim", help="source_id prefix")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--roles", nargs="+", default=["eeg", "ecg", "eda"], help="which signals")
-    sim.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
-    sim.add_argument("--eeg-rate", type=float, default=1000.0, help="Hz")
-    sim.add_argument("--eeg-channels", type=int, default=64)
-    sim.add_argument("--iaf", type=float, default=10.0, help="individual alpha frequency, Hz")
-    sim.add_argument("--target", default="C3", help="electrode carrying the known alpha phase")
-    sim.add_argument("--ecg-rate", type=float, default=500.0, help="Hz")
-    sim.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
-    sim.add_argument("--eda-rate", type=float, default=100.0, help="Hz")
-    sim.set_defaults(func=_cmd_simulate)
-
-    analyze = sub.add_parser(
-        "analyze",
-        help="report on a recorded session",
-        description="Summarise a session recording (XDF): pulses delivered and refused "
-        "by reason, the phase estimate at the pulses, stream health, heart rate and skin "
-        "conductance.",
-    )
-    analyze.add_argument("recording", help="the session's .xdf file")
-    analyze.add_argument("--json", action="store_true")
-    analyze.add_argument(
-        "--plot",
-        metavar="PNG",
-        help="also draw the session (trends, pulse-phase histogram) with the live "
-        "window's panels and save it here",
-    )
-    analyze.set_defaults(func=_cmd_analyze)
-
-    devices = sub.add_parser(
-        "devices",
-        help="list installed device drivers",
-        description="List the drivers registered in the 'stimloop.devices' entry-point group.",
-    )
-    devices.add_argument("--json", action="store_true")
-    devices.set_defaults(func=_cmd_devices)
-
-    estop = sub.add_parser(
-        "estop",
-        help="engage a running session's emergency stop",
-        description="Engage the latching emergency stop of the session listening on PORT "
-        "(sessions listen on 47999 unless another session holds it; the status stream "
-        "announces the port). Only the session can reset it.",
-    )
-    estop.add_argument("--port", type=int, default=47999)
-    estop.add_argument("--reason", default="stimloop estop (command line)")
-    estop.set_defaults(func=_cmd_estop)
-
-    streams = sub.add_parser(
-        "streams",
-        help="list visible LSL streams",
-        description="List the LSL streams visible from this machine.",
-    )
-    streams.add_argument("--wait", type=float, default=1.0, help="seconds to listen")
-    streams.add_argument("--json", action="store_true")
-    streams.set_defaults(func=_cmd_streams)
-
-    rec = sub.add_parser(
-        "record",
-        help="record LSL streams to an XDF file",
-        description="Record LSL streams (all visible ones, markers included, or those "
-        "named with --source-id) to a crash-safe XDF file until Ctrl-C or --duration.",
-    )
-    rec.add_argument("-o", "--output", required=True, help="the .xdf file to write")
-    rec.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
-    rec.add_argument(
-        "--source-id", action="append", default=[], help="record this stream (repeatable)"
-    )
-    rec.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
-    rec.set_defaults(func=_cmd_record)
-
-    rep = sub.add_parser(
-        "replay",
-        help="replay a recording as LSL streams",
-        description="Replay every stream of an XDF file, a file mne.io.read_raw opens "
-        "(EDF, BDF, FIF, BrainVision; annotations as markers) or a WFDB record (path "
-        "without extension; annotations as markers) with the original timing.",
-    )
-    rep.add_argument("file", help=".xdf, .edf/.bdf/.fif/.vhdr, or WFDB record path")
-    rep.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
-    rep.add_argument("--loop", action="store_true", help="start over at the end")
-    rep.add_argument("--chunk-size", type=int, default=None, help="samples per push")
-    rep.add_argument(
-        "--source-id-suffix", default="", help="appended to every source_id (avoid clashes)"
-    )
-    rep.set_defaults(func=_cmd_replay)
+    _demo_parser(sub)
+    _run_parser(sub)
+    _gui_parser(sub)
+    _simulate_parser(sub)
+    _analyze_parser(sub)
+    _misc_parsers(sub)
+    _record_parsers(sub)
     return parser
+
+
+def _add(sub, name: str, func, help: str, description: str | None = None):
+    p = sub.add_parser(name, help=help, description=description or help, formatter_class=_formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _demo_parser(sub) -> None:
+    p = _add(sub, "demo", _cmd_demo, "run a full simulated session", _DEMO_HELP)
+    p.add_argument("--duration", type=float, default=30.0, help="session length, s")
+    p.add_argument("--headless", action="store_true", help="no window and no live status line")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, no live line")
+    p.add_argument("--prefix", help="source_id prefix of the simulators (default: unique per run)")
+    p.add_argument("--record", metavar="XDF", help="keep the recording (inputs, truth, every "
+                   "decision) at this XDF path ({time} becomes the start time)")  # fmt: skip
+
+
+def _run_parser(sub) -> None:
+    p = _add(sub, "run", _cmd_run, "run a closed-loop session from a TOML file",
+             "Run the closed-loop session a session TOML file describes (see "
+             "loop/configs/demo.toml for a commented example). The summary is read back "
+             "from the recording.")  # fmt: skip
+    p.add_argument("config", help="the session .toml file")
+    p.add_argument("--duration", type=float, default=None,
+                   help="session length, s (default: the file's duration_s, else until Ctrl-C)")  # fmt: skip
+    p.add_argument("--headless", action="store_true", help="no window and no live status line")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary (the recording's report) as JSON")  # fmt: skip
+
+
+def _gui_parser(sub) -> None:
+    p = _add(sub, "gui", _cmd_gui, "open the live window of a running session",
+             "Attach the session window (signals, trends, phase, stimulator, stream health, "
+             "controls and the emergency stop) to a running session, in its own process.")  # fmt: skip
+    p.add_argument("--session", help="session prefix (default: the only one running)")
+
+
+def _simulate_parser(sub) -> None:
+    p = _add(sub, "simulate", _cmd_simulate, "publish simulated EEG/ECG/EDA with ground truth",
+             "Publish seeded simulators as LSL outlets until Ctrl-C or --duration.")  # fmt: skip
+    p.add_argument("--prefix", default="stimloop-sim", help="source_id prefix")
+    p.add_argument("--seed", type=int, default=0, help="seed of every generator")
+    p.add_argument("--roles", nargs="+", choices=("eeg", "ecg", "eda"),
+                   default=["eeg", "ecg", "eda"], help="which signals to publish")  # fmt: skip
+    p.add_argument("--duration", type=float, default=0.0, help="seconds (0: until Ctrl-C)")
+    p.add_argument("--eeg-rate", type=float, default=1000.0, help="EEG rate, Hz")
+    p.add_argument("--eeg-channels", type=int, default=64, help="EEG channels (1-64)")
+    p.add_argument("--iaf", type=float, default=10.0, help="individual alpha frequency, Hz")
+    p.add_argument("--target", default="C3", help="electrode carrying the known alpha phase")
+    p.add_argument("--ecg-rate", type=float, default=500.0, help="ECG rate, Hz")
+    p.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
+    p.add_argument("--eda-rate", type=float, default=100.0, help="EDA rate, Hz")
+
+
+def _analyze_parser(sub) -> None:
+    p = _add(sub, "analyze", _cmd_analyze, "report on a recorded session",
+             "Summarise a session recording (XDF): pulses delivered and refused by reason, "
+             "the phase at the pulses, stream health, heart rate, skin conductance and, "
+             "where the ground truth was recorded, scores against it.")  # fmt: skip
+    p.add_argument("recording", help="the session's .xdf file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also draw the session (trends, pulse-phase "
+                   "histogram) with the live window's panels and save it here")  # fmt: skip
+
+
+def _misc_parsers(sub) -> None:
+    p = _add(sub, "devices", _cmd_devices, "list installed device drivers",
+             "List the drivers registered in the 'stimloop.devices' entry-point group.")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p = _add(sub, "estop", _cmd_estop, "engage the emergency stop of running sessions",
+             "Engage the latching emergency stop of every running session of this user "
+             "(or of --session) and wait for each to acknowledge. Exit 0: all acknowledged; "
+             "1: none did (nothing stopped); 3: some did not. Only the session can reset it. "
+             "The stimulator's own hardware stop remains the real safeguard.")  # fmt: skip
+    p.add_argument("--session", metavar="PREFIX", help="only this session (default: all)")
+    p.add_argument("--reason", default="stimloop estop (command line)",
+                   help="why; recorded by each session")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+    p = _add(sub, "streams", _cmd_streams, "list visible LSL streams",
+             "List the LSL streams visible in the chosen --lsl-scope.")  # fmt: skip
+    p.add_argument("--wait", type=float, default=1.0, help="seconds to listen")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _record_parsers(sub) -> None:
+    p = _add(sub, "record", _cmd_record, "record LSL streams to an XDF file",
+             "Record LSL streams (all visible ones, markers included, or those named with "
+             "--source-id) to a crash-safe XDF file until Ctrl-C or --duration.")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, help="the .xdf file to write")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds (0: until Ctrl-C)")
+    p.add_argument("--source-id", action="append", default=[],
+                   help="record this stream (repeatable; default: every visible stream)")  # fmt: skip
+    p.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
+    p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    p = _add(sub, "replay", _cmd_replay, "replay a recording as LSL streams",
+             "Replay every stream of an XDF file, a file mne.io.read_raw opens (EDF, BDF, "
+             "FIF, BrainVision; annotations as markers) or a WFDB record (path without "
+             "extension; annotations as markers) with the original timing.")  # fmt: skip
+    p.add_argument("file", help=".xdf, .edf/.bdf/.fif/.vhdr, or WFDB record path")
+    p.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="start over at the end")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="samples per push (default: 10 ms worth)")  # fmt: skip
+    p.add_argument("--source-id-suffix", default="",
+                   help="appended to every source_id, so a replay never collides with a live "
+                   "stream")  # fmt: skip
+
+
+def _use_scope(scope: str) -> None:
+    """Apply --lsl-scope before anything loads liblsl (it reads its config once)."""
+    from stimloop.stream.lslconfig import use_machine_scope
+
+    if "LSLAPICFG" in os.environ:
+        logging.getLogger("stimloop").info("LSLAPICFG=%s is set; --lsl-scope ignored",
+                                           os.environ["LSLAPICFG"])  # fmt: skip
+    elif scope == "machine":
+        use_machine_scope()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -406,12 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
+    _use_scope(args.lsl_scope)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError) as exc:
-        # Typed stimloop errors subclass these; show the message, not a traceback.
+    except StimloopError as exc:
+        # Our own errors name what was wrong; everything else is a bug: traceback.
         print(f"stimloop {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

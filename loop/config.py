@@ -17,14 +17,23 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stimloop.devices.errors import ConfigError as DeviceConfigError
-from stimloop.devices.registry import load_driver
-from stimloop.devices.safety import SafetyLimits
+from stimloop.devices.registry import StimulatorSpec
+from stimloop.dsp.circular import wrap_phase
+from stimloop.dsp.errors import StimloopError
 
 
-class SessionConfigError(ValueError):
+class SessionConfigError(StimloopError, ValueError):
     """The session file is missing, not TOML, or has invalid settings (all listed)."""
 
 
@@ -127,6 +136,9 @@ class PhaseLockedConfig(_Model):
     trigger_latency_s : float
         Known delay from the fire call to the pulse; pulses are scheduled this much
         earlier.
+    late_tolerance_s : float
+        A pulse that would leave later than this after its planned time is refused as
+        ``late`` by the gate (1 ms is 3.6° at 10 Hz).
     intensity_pct : float
         Output in % of maximum stimulator output.
     site : str
@@ -147,8 +159,14 @@ class PhaseLockedConfig(_Model):
     min_lead_s: float = Field(default=0.01, ge=0)
     max_lead_s: float = Field(default=0.03, gt=0)
     trigger_latency_s: float = Field(default=0.0, ge=0, le=0.1)
+    late_tolerance_s: float = Field(default=0.001, gt=0, le=0.05)
     intensity_pct: float = Field(default=50.0, gt=0, le=100)
     site: str = "C3"
+
+    @property
+    def target_phase_rad(self) -> float:
+        """The target phase in rad, wrapped to (-π, π] (0 = positive peak, ±π = trough)."""
+        return float(wrap_phase(math.radians(self.target_phase_deg)))
 
     @model_validator(mode="after")
     def _leads(self) -> PhaseLockedConfig:
@@ -189,8 +207,9 @@ class SessionConfig(_Model):
     dsp : DSPConfig
     protocol : PhaseLockedConfig
     stimulator : dict
-        HAL section, validated by ``stimloop.devices`` (driver, options, safety,
-        override_reason).
+        HAL section (driver, options, safety, override_reason), parsed once by
+        :meth:`~stimloop.devices.registry.StimulatorSpec.from_mapping` into
+        :attr:`stimulator_spec`.
     recording : RecordingConfig
     disarm_on_gui_close : bool
         Whether closing the GUI disarms the stimulator (recording always continues).
@@ -208,6 +227,7 @@ class SessionConfig(_Model):
     recording: RecordingConfig = RecordingConfig()
     disarm_on_gui_close: bool = True
     watchdog_period_s: float = Field(default=0.25, gt=0.01, le=5.0)
+    _spec: tuple[int, StimulatorSpec] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:
@@ -216,6 +236,16 @@ class SessionConfig(_Model):
         if not math.isfinite(self.protocol.intensity_pct):
             raise ValueError("protocol.intensity_pct must be finite")
         return self
+
+    @property
+    def stimulator_spec(self) -> StimulatorSpec:
+        """The parsed ``[stimulator]`` table (driver, options, safety limits)."""
+        # Keyed by the table it came from: model_copy copies private attributes, and a
+        # copy with another stimulator table must not keep the first one's spec.
+        if self._spec is None or self._spec[0] != id(self.stimulator):
+            self._spec = (id(self.stimulator), _check_stimulator(self))
+        return self._spec[1]
+
 
 
 def _describe(err: ValidationError) -> str:
@@ -231,26 +261,26 @@ def _describe(err: ValidationError) -> str:
     return "\n  ".join(lines)
 
 
-def _check_stimulator(section: dict[str, Any]) -> None:
-    """Validate the HAL section without opening a device or an outlet."""
-    allowed = {"driver", "options", "safety", "override_reason"}
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise SessionConfigError(
-            f"stimulator: unknown key(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-    name = section.get("driver")
-    if not isinstance(name, str) or not name:
-        raise SessionConfigError(f"stimulator.driver = {name!r}: a driver name is required")
+def _check_stimulator(cfg: SessionConfig) -> StimulatorSpec:
+    """Parse the HAL section without opening a device or an outlet, and check the
+    protocol's intensity against the limits it sets and the driver's range."""
     try:
-        load_driver(name)
-        SafetyLimits.from_config(section.get("safety", {}), section.get("override_reason"))
+        spec = StimulatorSpec.from_mapping(cfg.stimulator)
     except DeviceConfigError as exc:
-        raise SessionConfigError(f"stimulator: {exc}") from exc
-    if not isinstance(section.get("options", {}), dict):
+        raise SessionConfigError(f"stimulator: {exc.message}") from None
+    want = cfg.protocol.intensity_pct
+    lo, hi = spec.intensity_range_pct
+    limit = spec.limits.max_intensity_pct
+    if not lo <= want <= hi:
         raise SessionConfigError(
-            f"stimulator.options = {section['options']!r}: must be a table of driver options"
+            f"protocol.intensity_pct = {want:g}: driver {spec.driver!r} takes {lo:g}-{hi:g} % MSO"
         )
+    if want > limit:
+        raise SessionConfigError(
+            f"protocol.intensity_pct = {want:g}: above stimulator.safety.max_intensity_pct "
+            f"= {limit:g} % MSO"
+        )
+    return spec
 
 
 def parse_session(data: dict[str, Any], origin: str = "<config>") -> SessionConfig:
@@ -273,7 +303,7 @@ def parse_session(data: dict[str, Any], origin: str = "<config>") -> SessionConf
     except ValidationError as err:
         raise SessionConfigError(f"{origin}: invalid session config:\n  {_describe(err)}") from None
     try:
-        _check_stimulator(cfg.stimulator)
+        cfg._spec = (id(cfg.stimulator), _check_stimulator(cfg))
     except SessionConfigError as err:
         raise SessionConfigError(f"{origin}: {err}") from None
     return cfg

@@ -28,6 +28,9 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
+#: SCHED_FIFO priority of the engine and pulse threads (when permitted).
+REALTIME_PRIORITY = 10
+
 
 def allowed_cpus() -> frozenset[int]:
     """The CPUs the calling thread may run on (all of them where affinity is unknown).
@@ -39,6 +42,33 @@ def allowed_cpus() -> frozenset[int]:
     if hasattr(os, "sched_getaffinity"):
         return frozenset(os.sched_getaffinity(0))
     return frozenset(range(os.cpu_count() or 1))
+
+
+def request_realtime_priority(priority: int = REALTIME_PRIORITY) -> bool:
+    """Move the calling thread to the SCHED_FIFO real-time class, if allowed.
+
+    On a 2-core machine the loop's latency tail comes from waiting for a core, not from
+    its own work; a real-time thread preempts ordinary ones the moment its data arrive.
+    It only ever runs briefly (it blocks on LSL between chunks), so it cannot starve
+    the machine. Needs CAP_SYS_NICE (root, or ``ulimit -r``); without it the thread
+    keeps normal priority and the session runs on.
+
+    Parameters
+    ----------
+    priority : int
+        SCHED_FIFO priority (1-99); low values leave room for the kernel's own threads.
+
+    Returns
+    -------
+    bool
+        True if the thread now runs with real-time priority.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, PermissionError, OSError) as exc:
+        log.info("real-time priority not available (%s); running at normal priority", exc)
+        return False
+    return True
 
 
 def _core_siblings(cpu: int) -> frozenset[int]:

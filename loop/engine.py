@@ -24,10 +24,10 @@ import gc
 import json
 import logging
 import math
-import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,13 +35,16 @@ import numpy as np
 import pylsl
 
 from stimloop.devices.safety import SafeStimulator
+from stimloop.loop.cpus import request_realtime_priority
 from stimloop.loop.protocol import Hold, PulseOutcome, PulseRequest, StimProtocol
 from stimloop.loop.scheduler import PulseScheduler
 from stimloop.loop.stage import Stage
 from stimloop.stream.errors import StreamError, StreamLostError
-from stimloop.stream.events import ClockJump, Gap, NonFinite, Recovered, Stale
-from stimloop.stream.inlet import Inlet, MarkerInlet
+from stimloop.stream.events import ClockJump, Gap, NonFinite, Recovered, Stale, Trusted, Untrusted
+from stimloop.stream.inlet import Chunk, Inlet, MarkerInlet
 from stimloop.stream.outlet import Outlet
+from stimloop.stream.ratelimit import RateLimiter
+from stimloop.stream.stats import StreamStats
 
 log = logging.getLogger("stimloop.loop")
 
@@ -49,35 +52,8 @@ log = logging.getLogger("stimloop.loop")
 SWITCH_INTERVAL_S = 0.0005
 #: Period at which the non-EEG streams are drained, s.
 OTHERS_PERIOD_S = 0.005
-#: SCHED_FIFO priority of the engine and pulse threads (when permitted).
-REALTIME_PRIORITY = 10
-
-
-def request_realtime_priority(priority: int = REALTIME_PRIORITY) -> bool:
-    """Move the calling thread to the SCHED_FIFO real-time class, if allowed.
-
-    On a 2-core machine the loop's latency tail comes from waiting for a core, not from
-    its own work; a real-time thread preempts ordinary ones the moment its data arrive.
-    It only ever runs briefly (it blocks on LSL between chunks), so it cannot starve
-    the machine. Needs CAP_SYS_NICE (root, or ``ulimit -r``); without it the thread
-    keeps normal priority and the session runs on.
-
-    Parameters
-    ----------
-    priority : int
-        SCHED_FIFO priority (1-99); low values leave room for the kernel's own threads.
-
-    Returns
-    -------
-    bool
-        True if the thread now runs with real-time priority.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except (AttributeError, PermissionError, OSError) as exc:
-        log.info("real-time priority not available (%s); running at normal priority", exc)
-        return False
-    return True
+#: Refusals kept in memory for the status and the run's result (all are on the markers).
+REFUSALS_KEPT = 10_000
 
 
 @dataclass
@@ -114,64 +90,36 @@ class EngineStats:
 
 
 @dataclass
-class StreamStats:
-    """Health of one input stream over a session, as the engine saw it.
+class StreamHealth:
+    """What the engine saw of one input stream: the shared counters plus sample ages.
 
     Attributes
     ----------
-    rate_hz : float
-        Nominal rate in Hz.
-    samples, gaps, lost_samples, nonfinite, stale_events : int
-        Counters over the session.
-    first_t, last_t : float
-        Timestamps (LSL s) of the first and last sample seen.
+    counts : StreamStats
+        Samples, gaps, lost and non-finite samples, staleness (stimloop's one record).
     ages_ms : ndarray
         Age of the newest sample at each non-empty pull, ms (ring of the last 100 000).
+    pulls : int
+        Non-empty pulls so far.
     """
 
-    rate_hz: float
-    samples: int = 0
-    pulls: int = 0
-    gaps: int = 0
-    lost_samples: int = 0
-    nonfinite: int = 0
-    stale_events: int = 0
-    first_t: float = math.nan
-    last_t: float = math.nan
+    counts: StreamStats
     ages_ms: np.ndarray = field(default_factory=lambda: np.zeros(100_000))
+    pulls: int = 0
 
-    def account(self, chunk) -> None:
-        """Add one pull's chunk (counts its samples, events and the newest sample's age)."""
-        for ev in chunk.events:
-            if isinstance(ev, Gap):
-                self.gaps += 1
-                self.lost_samples += ev.missing
-            elif isinstance(ev, NonFinite):
-                self.nonfinite += ev.n_samples
-            elif isinstance(ev, Stale):
-                self.stale_events += 1
-        n = len(chunk)
-        if n:
-            if self.samples == 0:
-                self.first_t = float(chunk.timestamps[0])
-            self.samples += n
-            self.last_t = float(chunk.timestamps[-1])
-            self.ages_ms[self.pulls % self.ages_ms.size] = (pylsl.local_clock() - self.last_t) * 1e3
+    def account(self, chunk: Chunk) -> None:
+        """Add one pull's chunk: its counts and the newest sample's age."""
+        self.counts.add_chunk(chunk)
+        if len(chunk):
+            age = (pylsl.local_clock() - float(chunk.timestamps[-1])) * 1e3
+            self.ages_ms[self.pulls % self.ages_ms.size] = age
             self.pulls += 1
 
     def summary(self) -> dict[str, float | int | None]:
-        """Counters plus expected samples, effective rate and age percentiles."""
-        span = self.last_t - self.first_t
+        """Counters, effective rate and age percentiles (JSON-ready)."""
         ages = self.ages_ms[: min(self.pulls, self.ages_ms.size)]
         return {
-            "rate_hz": self.rate_hz,
-            "samples": self.samples,
-            "expected_samples": round(span * self.rate_hz) + 1 if self.samples else 0,
-            "effective_rate_hz": (self.samples - 1) / span if span > 0 else None,
-            "gaps": self.gaps,
-            "lost_samples": self.lost_samples,
-            "nonfinite_samples": self.nonfinite,
-            "stale_events": self.stale_events,
+            **self.counts.summary(),
             "age_ms_p50": float(np.percentile(ages, 50)) if ages.size else None,
             "age_ms_p99": float(np.percentile(ages, 99)) if ages.size else None,
         }
@@ -240,11 +188,13 @@ class Engine:
         self.chunk_period_s = chunk_period_s
         self.watchdog_period_s = watchdog_period_s
         self.stats = EngineStats()
-        self.streams = {"eeg": StreamStats(eeg.rate_hz)} | {
-            role: StreamStats(inlet.rate_hz) for role, inlet in self.others.items()
+        self.streams = {
+            role: StreamHealth(StreamStats(inlet.rate_hz, inlet.source_id))
+            for role, inlet in {"eeg": eeg, **self.others}.items()
         }
-        self.pulses: list[dict] = []
-        self.refusals: list[dict] = []
+        self.pulses: list[dict] = []  # bounded by the gate's pulse limit
+        self.refusals: deque[dict] = deque(maxlen=REFUSALS_KEPT)
+        self.n_refused = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._stall = threading.Event()  # test hook: freeze the loop to trip the watchdog
@@ -252,11 +202,13 @@ class Engine:
         self._lookups_lock = threading.Lock()
         self._switch_interval: float | None = None
         self._next_others = 0.0
-        # A protocol that can take back a planned pulse (phase-locked: an EEG gap voids
-        # its forecast) gets the last word right before the trigger.
+        self._limit = RateLimiter(1.0)  # one health marker per condition per second
+        # The protocol gets the last word right before the trigger (phase-locked: an
+        # EEG gap voids its forecast), and bounds how far ahead and how late a pulse may be.
         self._scheduler = PulseScheduler(
-            stimulator, self._on_outcome, site, veto=getattr(protocol, "fire_veto", None)
-        )
+            stimulator, self._on_outcome, site, veto=protocol.fire_veto,
+            max_lead_s=protocol.max_lead_s, late_tolerance_s=protocol.late_tolerance_s,
+        )  # fmt: skip
         self._thread = threading.Thread(target=self._run, name="stimloop-engine", daemon=True)
         stimulator.bind_stream(self._freshness)
 
@@ -274,6 +226,7 @@ class Engine:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
         self.stimulator.start_watchdog(self.watchdog_period_s)
+        self._scheduler.start()
         self._thread.start()
         return self
 
@@ -309,11 +262,15 @@ class Engine:
         return False
 
     # -- interlock -----------------------------------------------------------------------
-    def _freshness(self) -> tuple[float, bool]:
-        """Age of the newest EEG sample and whether the stream is good (for the HAL)."""
+    def _freshness(self) -> tuple[float, bool, str]:
+        """Age of the newest EEG sample, whether the stream is good, and why not (HAL)."""
         if not self.eeg.connected:
-            return math.inf, False
-        return self.eeg.age_s(), not self.eeg.is_stale()
+            return math.inf, False, "the EEG stream is not connected"
+        if problem := self.eeg.timing_problem:
+            return self.eeg.age_s(), False, f"EEG timestamps untrusted: {problem}"
+        if self.eeg.is_stale():
+            return self.eeg.age_s(), False, "the EEG stream is stale"
+        return self.eeg.age_s(), True, ""
 
     # -- markers -------------------------------------------------------------------------
     def _mark(self, event: str, **info: object) -> None:
@@ -364,19 +321,23 @@ class Engine:
             self.streams["eeg"].account(chunk)
             self._health("eeg", chunk.events)
             if len(chunk):
-                self._decide(chunk.data, chunk.timestamps, chunk.first_index)
+                self._decide(chunk)
                 self._resolve_lookups()
                 for stage in self.stages:
                     if stage.role == "eeg":
-                        stage.update(chunk.data, chunk.timestamps, chunk.first_index)
+                        stage.update(chunk)
         self.stimulator.heartbeat()
         now = time.perf_counter()
-        if now < self._next_others:
-            self._finish_iteration(chunk, t0)
-            return
-        # ECG and EDA feed displays and scores, not decisions: draining them every
-        # 5 ms instead of every EEG sample keeps the loop's own cost low.
-        self._next_others = now + OTHERS_PERIOD_S
+        if now >= self._next_others:
+            # ECG and EDA feed displays and scores, not decisions: draining them every
+            # 5 ms instead of every EEG sample keeps the loop's own cost low.
+            self._next_others = now + OTHERS_PERIOD_S
+            self._drain_others()
+            if self.events is not None:
+                self._forward_events()
+        self._finish_iteration(chunk, t0)
+
+    def _drain_others(self) -> None:
         for role, inlet in self.others.items():
             if not inlet.connected:
                 continue
@@ -390,10 +351,7 @@ class Engine:
             if len(other):
                 for stage in self.stages:
                     if stage.role == role:
-                        stage.update(other.data, other.timestamps, other.first_index)
-        if self.events is not None:
-            self._forward_events()
-        self._finish_iteration(chunk, t0)
+                        stage.update(other)
 
     def _finish_iteration(self, chunk, t0: float) -> None:
         if chunk is not None and len(chunk):
@@ -411,13 +369,14 @@ class Engine:
         for text, t in received:
             self._mark("stimulus", text=text, t_event=t)
             for stage in self.stages:
-                if hasattr(stage, "add_event"):
-                    stage.add_event(t)
+                stage.add_event(t)
 
-    def _decide(self, data: np.ndarray, stamps: np.ndarray, first: int) -> None:
-        decision = self.protocol.update(data, stamps, first)
-        if self.estimates is not None and hasattr(self.protocol, "last_estimate"):
-            self.estimates.push(np.asarray(self.protocol.last_estimate), float(stamps[-1]))
+    def _decide(self, chunk: Chunk) -> None:
+        decision = self.protocol.update(chunk)
+        estimate = self.protocol.last_estimate
+        newest = float(chunk.timestamps[-1])
+        if self.estimates is not None and estimate is not None:
+            self.estimates.push(np.asarray(estimate), newest)
         if not self.protocol_enabled.is_set():
             if isinstance(decision, PulseRequest):  # release it: nothing is fired
                 self.protocol.outcome(PulseOutcome(decision, False, error="protocol paused"))
@@ -426,7 +385,7 @@ class Engine:
             t_decided = pylsl.local_clock()
             info = dict(decision.info)
             info["t_decided"] = t_decided
-            info["decision_latency_ms"] = (t_decided - float(stamps[-1])) * 1e3
+            info["decision_latency_ms"] = (t_decided - newest) * 1e3
             request = PulseRequest(decision.t_fire, info)
             if decision.t_fire is None:
                 # An immediate pulse fires from this thread: a hand-over to the pulse
@@ -457,12 +416,13 @@ class Engine:
         else:
             entry = {**info, "error": result.error, "t_planned": result.request.t_fire}
             self.refusals.append(entry)
+            self.n_refused += 1
             self._mark("refused", **entry)
 
     def _resolve_lookups(self) -> None:
         """Log the phase estimate at each fire time once the data for it has arrived."""
-        phase_at = getattr(self.protocol, "phase_at", None)
-        if phase_at is None or not self._lookups:
+        phase_at = self.protocol.phase_at
+        if not self._lookups:
             return
         with self._lookups_lock:
             pending = []
@@ -476,17 +436,29 @@ class Engine:
             self._lookups = pending
 
     def _health(self, role: str, events: tuple) -> None:
+        """Publish stream-health events, each condition at most once a second per role
+        (``repeats``: how many of it were held back since the last one published)."""
         for ev in events:
+            repeats = self._limit.allow((role, type(ev)))
+            if repeats is None:
+                continue
             if isinstance(ev, Gap):
-                self._mark("gap", role=role, index=ev.index, missing=ev.missing)
+                self._mark("gap", role=role, index=ev.index, missing=ev.missing,
+                           bridged=ev.bridged, repeats=repeats)  # fmt: skip
             elif isinstance(ev, Stale):
-                self._mark("stale", role=role, age_s=ev.age_s)
+                self._mark("stale", role=role, age_s=ev.age_s, repeats=repeats)
             elif isinstance(ev, Recovered):
-                self._mark("recovered", role=role, index=ev.index)
+                self._mark("recovered", role=role, index=ev.index, repeats=repeats)
             elif isinstance(ev, NonFinite):
-                self._mark("nonfinite", role=role, index=ev.index, samples=ev.n_samples)
+                self._mark("nonfinite", role=role, index=ev.index, samples=ev.n_samples,
+                           repeats=repeats)  # fmt: skip
             elif isinstance(ev, ClockJump):
-                self._mark("clock_jump", role=role, jump_s=ev.jump_s, cause=ev.cause)
+                self._mark("clock_jump", role=role, jump_s=ev.jump_s, cause=ev.cause,
+                           repeats=repeats)  # fmt: skip
+            elif isinstance(ev, Untrusted):
+                self._mark("untrusted_timing", role=role, reason=ev.reason, repeats=repeats)
+            elif isinstance(ev, Trusted):
+                self._mark("trusted_timing", role=role, repeats=repeats)
 
 
 def _jsonable(x: object) -> object:

@@ -12,19 +12,15 @@ Gaps in the EEG
 ---------------
 The estimator's filter window and high-pass state must never be stitched across lost
 samples: the phase right after the seam would be computed from two pieces of signal
-that were never adjacent. Missing samples are found from the timestamps (at a chunk's
-start and inside it) with :func:`~stimloop.loop.stage.samples_missing`, as the ECG and
-EDA stages do, and handled in one of two ways:
-
-- up to :data:`MAX_GAP_S`, the gap is filled with NaN (:func:`~stimloop.loop.stage.nan_fill`)
-  and fed to the estimator, whose own invalid-input logic then applies: its output is
-  NaN (confidence 0) until a whole filter window (``taps_s``, 0.75 s) of post-gap
-  samples has arrived, its high-pass restarts on the first post-gap sample, and no
-  autocorrelation block or IAF segment that overlaps the gap is learned from. The
-  learned spectrum is kept, so the estimate is back after one filter window, and the
-  NaN samples keep the refit blocks on their absolute sample grid.
-- a longer gap restarts the estimator (:meth:`PhaseEstimator.reset`), which
-  recalibrates on post-gap data only (``calib_s``, 2 s, and more).
+that were never adjacent. The EEG inlet applies stimloop's one gap policy
+(:class:`~stimloop.stream.inlet.Chunk`): up to its ``max_gap_s`` it bridges a gap with
+NaN rows, and the estimator's own invalid-input logic applies: its output is NaN
+(confidence 0) until a whole filter window (``taps_s``, 0.75 s) of post-gap samples has
+arrived, its high-pass restarts on the first post-gap sample, and no autocorrelation
+block or IAF segment that overlaps the gap is learned from. The learned spectrum is
+kept, so the estimate is back after one filter window. A longer gap, or timestamps that
+went back, arrive as a chunk with ``restart`` set, and the estimator starts over
+(:meth:`PhaseEstimator.reset`), recalibrating on post-gap data only.
 
 Either way the protocol publishes one ``eeg_gap`` hold per chunk with a gap and requests
 nothing until the estimate at the newest sample is valid again. A pulse already planned
@@ -34,7 +30,6 @@ which the pulse scheduler asks right before the trigger.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -42,20 +37,22 @@ import numpy as np
 
 from stimloop.dsp.phase import PhaseEstimator, PhaseOutput
 from stimloop.dsp.spatial import hjorth_weights
+from stimloop.loop import catalog
 from stimloop.loop.config import ChannelRoles, DSPConfig, PhaseLockedConfig
 from stimloop.loop.protocol import Decision, Hold, PulseOutcome, PulseRequest
-from stimloop.loop.stage import nan_fill, samples_missing
-from stimloop.stream.outlet import Outlet, channel_specs
+from stimloop.stream.events import Gap
+from stimloop.stream.inlet import Chunk
+from stimloop.stream.outlet import Outlet
 
-#: Longest EEG gap (s) bridged with NaN; a longer one restarts the estimator.
-#: Bridging keeps the spectrum learned from this subject and montage, so the estimate
-#: returns after one filter window (0.75 s) instead of a recalibration (2 s, and ~20 s
-#: until the filter is as good). Its cost grows with the gap, on the real-time thread:
-#: the kernel runs over the NaN samples and the filter is redesigned at the skipped
-#: block ends (about 1 ms each); 10 s of NaN at 1 kHz measured 2.5 ms. A gap longer
-#: than this is an interrupted acquisition (amplifier restart, reconnection) after which
-#: the old spectrum is not to be trusted; the heart stage bridges the same length.
-MAX_GAP_S = 10.0
+#: Longest EEG gap (s) the session's EEG inlet bridges with NaN; a longer one restarts
+#: the estimator. Bridging keeps the spectrum learned from this subject and montage, so
+#: the estimate returns after one filter window (0.75 s) instead of a recalibration (2 s,
+#: and ~20 s until the filter is as good). Its cost grows with the gap, on the real-time
+#: thread: the kernel runs over the NaN samples and the filter is redesigned at the
+#: skipped block ends (about 1 ms each); 10 s of NaN at 1 kHz measured 2.5 ms. A gap
+#: longer than this is an interrupted acquisition (amplifier restart, reconnection)
+#: after which the old spectrum is not to be trusted.
+EEG_MAX_GAP_S = 10.0
 
 
 class PhaseLockedProtocol:
@@ -79,6 +76,9 @@ class PhaseLockedProtocol:
         self, cfg: PhaseLockedConfig, channels: ChannelRoles, dsp: DSPConfig, seed: int = 0
     ) -> None:
         self.cfg = cfg
+        #: Pulses are planned at most this far ahead of the newest sample (s).
+        self.max_lead_s = cfg.max_lead_s
+        self.late_tolerance_s = cfg.late_tolerance_s
         self.channels = channels
         self.dsp = dsp
         self._rng = np.random.default_rng(seed)
@@ -91,7 +91,6 @@ class PhaseLockedProtocol:
         self._next_allowed = -math.inf
         self._last_hold = ""
         self.fs = math.nan
-        self._last_t = math.nan  # LSL time of the last sample fed to the estimator
         self._reconverging = False  # a gap was seen and the estimate is not yet back
         self._chunk_gap: dict | None = None  # the current chunk's gaps, for update()
         self._veto = ""  # why the pending pulse must not fire ("" = it may)
@@ -103,7 +102,7 @@ class PhaseLockedProtocol:
         self._hist_phase = np.full(1, np.nan)
         self._hist_n = 0
         #: (phase rad, amplitude µV, confidence) at the newest sample, for display.
-        self.last_estimate = (math.nan, math.nan, 0.0)
+        self.last_estimate: tuple[float, ...] | None = (math.nan, math.nan, 0.0)
 
     @property
     def done(self) -> bool:
@@ -124,49 +123,33 @@ class PhaseLockedProtocol:
         self._hist_t = np.full(round(fs), np.nan)
         self._hist_phase = np.full(round(fs), np.nan)
 
-    def estimate(self, data: np.ndarray, timestamps: np.ndarray) -> PhaseOutput:
-        """Hjorth derivation and causal phase of one EEG chunk, with gaps handled.
+    def estimate(self, chunk: Chunk) -> PhaseOutput:
+        """Hjorth derivation and causal phase of one EEG chunk.
 
-        Samples missing before the chunk or inside it (found from ``timestamps``) are
-        bridged with NaN up to :data:`MAX_GAP_S`, or restart the estimator beyond it
-        (see the module docstring). A gap, or any invalid estimate, while a pulse is
+        The chunk's bridged gaps (NaN rows) go through the estimator as invalid input; a
+        restart chunk resets it first. A gap, or any invalid estimate, while a pulse is
         pending sets the reason :meth:`fire_veto` returns.
 
         Parameters
         ----------
-        data : ndarray, shape (n, n_channels)
-            EEG in µV, the stream's channel order.
-        timestamps : ndarray, shape (n,)
-            LSL time of each sample in s.
+        chunk : Chunk
+            EEG in µV, the stream's channel order, on the time grid.
 
         Returns
         -------
         PhaseOutput
-            Phase (rad), amplitude (µV) and confidence of each of the chunk's samples
-            (the NaN fill of a gap is not included).
+            Phase (rad), amplitude (µV) and confidence of each of the chunk's rows.
         """
-        x = data @ self.weights
-        fs = self.fs
-        n = timestamps.size
-        starts = [0]
-        # One scalar test per chunk; the per-sample search runs only when the chunk
-        # spans more sample periods than it holds samples.
-        if n > 1 and round((timestamps[-1] - timestamps[0]) * fs) > n - 1:
-            starts += (np.flatnonzero(np.diff(timestamps) * fs >= 1.5) + 1).tolist()
-        starts.append(n)
-        outs = []
-        for a, b in itertools.pairwise(starts):
-            missing = samples_missing(self._last_t, float(timestamps[a]), fs)
-            if missing:
-                self._bridge(missing, float(timestamps[a]))
-            out = self.estimator.update(x[a:b], timestamps[a:b])
-            self._remember(timestamps[a:b], out.phase_rad)
-            self._last_t = float(timestamps[b - 1])
-            outs.append(out)
-        if len(outs) == 1:
-            out = outs[0]
-        else:
-            out = PhaseOutput(*(np.concatenate(f) for f in zip(*outs, strict=True)))
+        if chunk.restart:
+            self.estimator.reset()
+            self.gaps_restarted += 1
+        gaps = [e for e in chunk.events if isinstance(e, Gap)]
+        self.gaps_bridged += sum(g.bridged for g in gaps)
+        if gaps or chunk.restart:
+            self._note_gap(chunk, gaps)
+        x = chunk.data @ self.weights
+        out = self.estimator.update(x, chunk.timestamps)
+        self._remember(chunk.timestamps, out.phase_rad)
         if self._pending and not self._veto and np.isnan(out.phase_rad.min()):
             # NaN input invalidates the estimate like a gap does: the forecast the
             # pending pulse was planned on can no longer be checked against the data.
@@ -175,34 +158,28 @@ class PhaseLockedProtocol:
             self._reconverging = False
         return out
 
-    def _bridge(self, missing: int, t_after: float) -> None:
-        """Handle ``missing`` lost samples before the sample at ``t_after``."""
-        restart = missing > MAX_GAP_S * self.fs
-        if restart:
-            self.estimator.reset()
-            self.gaps_restarted += 1
-        else:
-            fill_x, fill_t = nan_fill(self._last_t, missing, self.fs)
-            self._remember(fill_t, self.estimator.update(fill_x, fill_t).phase_rad)
-            self.gaps_bridged += 1
-        gap_s = missing / self.fs
+    def _note_gap(self, chunk: Chunk, gaps: list[Gap]) -> None:
+        """Record this chunk's gaps for the ``eeg_gap`` hold, and veto a pending pulse."""
+        missing = sum(g.missing for g in gaps)
         if self._pending and not self._veto:
             self._veto = (
-                f"EEG gap of {missing} samples ({gap_s * 1e3:.0f} ms) after it was planned: "
-                "its phase forecast spans data that never arrived"
+                f"EEG gap of {missing} samples ({missing / self.fs * 1e3:.0f} ms) after it "
+                "was planned: its phase forecast spans data that never arrived"
+                if missing
+                else "EEG timestamps went back after it was planned: its forecast time is void"
             )
-        g = self._chunk_gap
-        if g is None:
-            g = self._chunk_gap = {"gaps": 0, "missing": 0, "t_before": self._last_t}
-        g["gaps"] += 1
-        g["missing"] += missing
-        g["gap_s"] = g["missing"] / self.fs
-        g["t_after"] = t_after
-        g["action"] = "restarted" if restart or g.get("action") == "restarted" else "bridged"
-        g["pending_vetoed"] = bool(self._veto)
+        self._chunk_gap = {
+            "gaps": len(gaps),
+            "missing": missing,
+            "gap_s": missing / self.fs,
+            "t_before": gaps[0].t_before if gaps else math.nan,
+            "t_after": gaps[-1].t_after if gaps else float(chunk.timestamps[0]),
+            "action": "restarted" if chunk.restart else "bridged",
+            "pending_vetoed": bool(self._veto),
+        }
         self._reconverging = True
 
-    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
+    def update(self, chunk: Chunk) -> Decision:
         """Run the estimator on a chunk and decide whether to request a pulse.
 
         A chunk with a gap returns ``Hold("eeg_gap", info)`` (samples missing, their
@@ -210,7 +187,9 @@ class PhaseLockedProtocol:
         whether a pending pulse was vetoed); no pulse is requested until the estimate
         is valid again.
         """
-        out = self.estimate(data, timestamps)
+        if not len(chunk):
+            return None
+        out = self.estimate(chunk)
         self.last_estimate = (
             float(out.phase_rad[-1]),
             float(out.amplitude[-1]),
@@ -225,7 +204,7 @@ class PhaseLockedProtocol:
             return Hold("eeg_gap", gap)
         if self._pending:
             return None
-        now = float(timestamps[-1])
+        now = float(chunk.timestamps[-1])
         if now < self._next_allowed:
             return None
         if self._reconverging:
@@ -240,7 +219,7 @@ class PhaseLockedProtocol:
         if self.cfg.control == "random_phase":
             target = float(self._rng.uniform(-math.pi, math.pi))
         else:
-            target = math.radians(self.cfg.target_phase_deg)
+            target = self.cfg.target_phase_rad
         latency = self.cfg.trigger_latency_s
         t_target, unc = self.estimator.next_target_time(target, self.cfg.min_lead_s + latency)
         if not math.isfinite(t_target) or t_target - now > self.cfg.max_lead_s + latency:
@@ -310,10 +289,10 @@ class PhaseLockedProtocol:
         self._veto = ""
 
 
-def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Outlet:
+def phase_outlet(protocol: PhaseLockedProtocol, prefix: str) -> Outlet:
     """The outlet on which the engine publishes the protocol's phase estimate.
 
-    One irregular (rate 0) float64 stream of three channels: ``phase`` (rad; 0 = positive
+    The catalog's ``phase`` stream (``{prefix}-phase``): ``phase`` (rad; 0 = positive
     peak, ±π = trough; NaN until the estimator is calibrated), ``amplitude`` (envelope,
     µV) and ``confidence`` (0-1). The :class:`~stimloop.loop.engine.Engine` pushes
     :attr:`PhaseLockedProtocol.last_estimate` once per EEG chunk, stamped with the LSL
@@ -324,10 +303,8 @@ def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Ou
     ----------
     protocol : PhaseLockedProtocol
         A started protocol (its Hjorth neighbours are known).
-    name : str
-        LSL stream name.
-    source_id : str
-        LSL source_id, ``{prefix}-phase`` in a session.
+    prefix : str
+        The session prefix.
 
     Returns
     -------
@@ -335,12 +312,9 @@ def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Ou
         The open outlet; the caller closes it.
     """
     band = protocol.dsp.phase_band_hz
-    return Outlet(
-        name, "Phase", source_id,
-        (*channel_specs(["phase"], "rad", "Phase"),
-         *channel_specs(["amplitude"], "uV", "Amplitude"),
-         *channel_specs(["confidence"], "", "Confidence")),
-        0.0, "float64",
+    return catalog.outlet(
+        "phase",
+        prefix,
         extra_desc={
             "method": "causal Wiener filter for the analytic signal (stimloop.dsp.phase)",
             "target": protocol.channels.eeg_target,
@@ -348,4 +322,4 @@ def phase_outlet(protocol: PhaseLockedProtocol, name: str, source_id: str) -> Ou
             "band_hz": "tracked IAF +/- 2" if band is None else f"{band[0]:g}-{band[1]:g}",
             "phase_convention": "0 = positive peak, +/-pi = trough",
         },
-    )  # fmt: skip
+    )

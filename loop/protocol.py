@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stimloop.loop.errors import SessionError
+from stimloop.stream.inlet import Chunk
+
 
 @dataclass(frozen=True)
 class PulseRequest:
@@ -74,28 +77,55 @@ class PulseOutcome:
 class StimProtocol(Protocol):
     """Interface of a closed-loop protocol (see module docstring).
 
-    A protocol may also define ``fire_veto(request) -> str``: why a pulse it planned
-    must not fire after all ("" if it may), e.g. because an EEG gap arrived after the
-    decision. The engine's pulse scheduler asks it before waiting for the pulse's time
-    and again just before the trigger, and refuses the pulse with that reason.
+    Every hook the engine calls is declared here; a protocol without a use for one
+    implements it trivially (``fire_veto`` returns "", ``phase_at`` NaN,
+    ``last_estimate`` None).
+
+    Attributes
+    ----------
+    name : str
+        Protocol name, recorded with the session.
+    max_lead_s : float
+        How far ahead of now (s) the protocol may plan a pulse; the scheduler refuses a
+        request further ahead (a bad timestamp must not make it wait for the future).
+    late_tolerance_s : float
+        How late (s) a planned pulse may leave; a later one is refused as ``late``
+        (at 10 Hz, 26 ms of delay is 94° of phase).
     """
 
     name: str
+    max_lead_s: float
+    late_tolerance_s: float
 
     @property
     def done(self) -> bool:
         """True once the protocol has delivered everything it meant to."""
         ...
 
+    @property
+    def last_estimate(self) -> tuple[float, ...] | None:
+        """What the protocol estimates at the newest sample, for displays (None: nothing)."""
+        ...
+
     def start(self, fs: float, channel_labels: Sequence[str]) -> None:
         """Prepare for an EEG stream (rate in Hz, labels) and warm up kernels."""
 
-    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
-        """Consume an EEG chunk (µV, LSL s, absolute index) and decide."""
+    def update(self, chunk: Chunk) -> Decision:
+        """Consume an EEG chunk (µV, on the time grid, gaps bridged) and decide."""
         ...
 
     def outcome(self, result: PulseOutcome) -> None:
         """Learn what happened to the last request (called from the scheduler thread)."""
+
+    def fire_veto(self, request: PulseRequest) -> str:
+        """Why a pulse it planned must not fire after all ("" if it may), e.g. because an
+        EEG gap arrived after the decision. The pulse scheduler asks it before waiting
+        for the pulse's time and again just before the trigger."""
+        ...
+
+    def phase_at(self, t: float) -> float:
+        """The protocol's phase estimate (rad) at LSL time ``t``; NaN if it has none."""
+        ...
 
 
 class ThresholdProtocol:
@@ -116,6 +146,9 @@ class ThresholdProtocol:
     """
 
     name = "threshold"
+    max_lead_s = 0.0  # it fires at once
+    late_tolerance_s = 0.001
+    last_estimate = None
 
     def __init__(self, channel: int = 0, threshold: float = 1000.0, n_pulses: int = 1000):
         self.channel = int(channel)
@@ -132,23 +165,31 @@ class ThresholdProtocol:
 
     def start(self, fs: float, channel_labels: Sequence[str]) -> None:
         if not 0 <= self.channel < len(channel_labels):
-            raise ValueError(
+            raise SessionError(
                 f"threshold channel {self.channel} is not in the stream's "
                 f"{len(channel_labels)} channels"
             )
 
-    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> Decision:
+    def update(self, chunk: Chunk) -> Decision:
         if self._pending or self.requested >= self.n_pulses:
             return None
-        col = data[:, self.channel]
+        col = chunk.data[:, self.channel]
         hits = np.flatnonzero(col > self.threshold)
         if hits.size == 0:
             return None
         self._pending = True
         self.requested += 1
         k = int(hits[-1])
-        return PulseRequest(None, {"index": first_index + k, "t_sample": float(timestamps[k])})
+        return PulseRequest(
+            None, {"index": chunk.first_index + k, "t_sample": float(chunk.timestamps[k])}
+        )
 
     def outcome(self, result: PulseOutcome) -> None:
         self.completed += 1
         self._pending = False
+
+    def fire_veto(self, request: PulseRequest) -> str:
+        return ""
+
+    def phase_at(self, t: float) -> float:
+        return float("nan")

@@ -8,6 +8,7 @@ the phase estimate at each pulse, stream health, heart rate and skin conductance
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from stimloop.dsp.circular import circular_stats
+from stimloop.dsp.circular import circular_stats, phase_error_stats
 from stimloop.dsp.series import value_at
+from stimloop.loop import catalog
+from stimloop.loop.errors import SessionError
+from stimloop.loop.evaluation import evaluate
 from stimloop.stream.xdf import XDFStream, read_xdf
 
 
@@ -38,6 +42,8 @@ class RecordedSession:
         The XDF file.
     damage : str or None
         What was wrong with a damaged file (its data up to the damage are kept).
+    prefix : str
+        The session's source_id prefix (its streams are ``{prefix}-{suffix}``).
     config : dict
         The session config, from the decision stream's header.
     truth_source_ids : dict of str to str
@@ -48,6 +54,9 @@ class RecordedSession:
         Every recorded stream by source_id.
     pulse_t : ndarray
         Fire times of the delivered pulses, s.
+    pulse_target : ndarray
+        Each pulse's own target phase, rad (as decided: a random-phase control
+        differs per pulse).
     pulse_phase_est : ndarray
         The session's phase estimate at each pulse, rad (NaN where none was published).
     pulse_phase_true : ndarray
@@ -56,11 +65,13 @@ class RecordedSession:
 
     path: str
     damage: str | None
+    prefix: str
     config: dict[str, Any]
     truth_source_ids: dict[str, str]
     decisions: list[dict[str, Any]]
     streams: dict[str, XDFStream]
     pulse_t: np.ndarray
+    pulse_target: np.ndarray
     pulse_phase_est: np.ndarray
     pulse_phase_true: np.ndarray
 
@@ -70,19 +81,63 @@ class RecordedSession:
         return np.where(np.isfinite(self.pulse_phase_true), self.pulse_phase_true,
                         self.pulse_phase_est)  # fmt: skip
 
-    def stream(self, suffix: str) -> XDFStream | None:
-        """The session's own stream ``{prefix}-{suffix}`` (e.g. ``"heart-hr"``), if recorded."""
-        return next((s for sid, s in self.streams.items() if sid.endswith(f"-{suffix}")), None)
+    def stream(self, key: str) -> XDFStream | None:
+        """The session's derived stream ``key`` of the catalog (e.g. ``"heart_hr"``)."""
+        return catalog.find(self.streams, key, self.prefix)
 
-    def series(self, suffix: str, column: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def series(self, key: str, column: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Times (s) and one column of a numeric session stream; empty when absent."""
-        s = self.stream(suffix)
+        s = self.stream(key)
         if s is None or not len(s.time_stamps):
             return np.empty(0), np.empty(0)
         data = np.asarray(s.time_series, dtype=float)
         if data.ndim != 2 or data.shape[1] <= column:
             return np.empty(0), np.empty(0)
         return np.asarray(s.time_stamps, dtype=float), data[:, column]
+
+    def truth_series(self, role: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Times (s) and rows of the recorded truth stream of ``role``, or None."""
+        s = self.streams.get(self.truth_source_ids.get(role, ""))
+        if s is None:
+            return None
+        n = len(s.time_stamps)
+        data = np.asarray(s.time_series, dtype=float).reshape(n, -1 if n else s.n_channels)
+        return np.asarray(s.time_stamps, dtype=float), data
+
+    def input_span(self, role: str) -> tuple[float, float] | None:
+        """First and last timestamp (s) of the recorded input stream of ``role``."""
+        src = self.config.get("sources", {}).get(role)
+        s = self.streams.get(src["source_id"]) if src else None
+        if s is None or not len(s.time_stamps):
+            return None
+        return float(s.time_stamps[0]), float(s.time_stamps[-1])
+
+    def beats(self) -> dict[str, np.ndarray]:
+        """The heart stage's beats: ``t`` (R peak, s), ``confirmed_t`` (s), ``hr_bpm``,
+        ``flags``; empty arrays without a heart stream."""
+        s = self.stream("heart_beats")
+        rows = [json.loads(r[0]) for r in s.time_series] if s is not None else []
+        t = np.asarray(s.time_stamps, float) if s is not None else np.empty(0)
+
+        def col(k: str) -> np.ndarray:
+            return np.array([np.nan if r.get(k) is None else r[k] for r in rows], float)
+
+        return {"t": t, "confirmed_t": col("confirmed_t"), "hr_bpm": col("hr_bpm"),
+                "flags": col("flags")}  # fmt: skip
+
+    def scrs(self) -> dict[str, np.ndarray]:
+        """The EDA stage's SCRs by channel label (``onset_t``, ``amplitude_us``, ...)."""
+        s = self.stream("eda_scr")
+        labels = [c.label for c in catalog.get("eda_scr").channels]
+        if s is None or not len(s.time_stamps):
+            return {k: np.empty(0) for k in labels}
+        data = np.asarray(s.time_series, dtype=float)
+        return {k: data[:, i] for i, k in enumerate(labels)}
+
+    def summary_marker(self) -> dict[str, Any] | None:
+        """The session's own end-of-run figures (``session_summary`` marker), if recorded."""
+        return next((e for e in reversed(self.decisions) if e.get("event") == "session_summary"),
+                    None)  # fmt: skip
 
 
 def read_session(path: str | Path) -> RecordedSession:
@@ -98,40 +153,44 @@ def read_session(path: str | Path) -> RecordedSession:
     ------
     stimloop.stream.xdf.XDFError
         The file is missing or not XDF; a damaged file is read up to the damage.
-    ValueError
+    SessionError
         The file holds no session decision stream (it is not a session recording).
     """
     f = read_xdf(path)
     by_id = {_text(s, "source_id"): s for s in f.streams}
     decisions = next((s for s in f.streams if s.info.find("desc/session_config") is not None), None)
     if decisions is None:
-        raise ValueError(
+        raise SessionError(
             f"{path} has no session decision stream (no stream with desc/session_config); "
             "record a session with [recording] path in its config"
         )
+    prefix = _text(decisions, "source_id").removesuffix(f"-{catalog.get('decisions').suffix}")
     config = json.loads(decisions.info.findtext("desc/session_config"))
     truth_ids = json.loads(decisions.info.findtext("desc/truth_source_ids") or "{}")
     events = [json.loads(row[0]) for row in decisions.time_series]
-    pulse_t = np.array([e["t_trigger"] for e in events if e.get("event") == "fired"], float)
+    fired = [e for e in events if e.get("event") == "fired"]
+    pulse_t = np.array([e["t_trigger"] for e in fired], float)
+    default_target = math.radians(config["protocol"]["target_phase_deg"])
+    target = np.array([e.get("target_phase_rad", default_target) for e in fired], float)
     est = {round(e["t_trigger"], 6): e.get("phase_rad") for e in events
            if e.get("event") == "pulse_phase" and e.get("t_trigger") is not None}  # fmt: skip
     pulse_est = np.array(
         [np.nan if est.get(round(t, 6)) is None else est[round(t, 6)] for t in pulse_t], float
     )
-    pulse_true = np.full(pulse_t.size, np.nan)
-    truth = by_id.get(truth_ids.get("eeg", ""))
-    if truth is not None and len(truth.time_stamps):
-        phase = np.asarray(truth.time_series, dtype=float)[:, 0]
-        pulse_true = value_at(np.asarray(truth.time_stamps, float), phase, pulse_t)
-    return RecordedSession(
-        path=str(path), damage=f.damage, config=config, truth_source_ids=truth_ids,
-        decisions=events, streams=by_id, pulse_t=pulse_t, pulse_phase_est=pulse_est,
-        pulse_phase_true=pulse_true,
+    rec = RecordedSession(
+        path=str(path), damage=f.damage, prefix=prefix, config=config,
+        truth_source_ids=truth_ids, decisions=events, streams=by_id, pulse_t=pulse_t,
+        pulse_target=target, pulse_phase_est=pulse_est,
+        pulse_phase_true=np.full(pulse_t.size, np.nan),
     )  # fmt: skip
+    truth = rec.truth_series("eeg")
+    if truth is not None and truth[0].size:
+        rec.pulse_phase_true = value_at(truth[0], truth[1][:, 0], pulse_t)
+    return rec
 
 
 def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
-    """Summarise a session recording.
+    """Summarise a session recording: every figure comes from the file.
 
     Parameters
     ----------
@@ -142,18 +201,20 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``file``, ``damage`` (None if intact), ``session`` (name and config),
+        ``file``, ``damage`` (None if intact), ``session`` (name, prefix, config),
         ``streams`` (per source_id: type, samples, duration s, effective rate Hz),
-        ``pulses`` (delivered, refused by reason, phase estimate at the pulses and,
-        when the truth was recorded, the true phase at the pulses), ``events`` (counts
-        of health events and user markers), ``heart`` (HR bpm) and ``eda`` (SCL µS, SCR
-        count and rate).
+        ``pulses`` (delivered, refused by reason, phase estimate at the pulses against
+        each pulse's target), ``events`` (counts of health events and user markers),
+        ``health`` and ``engine`` (the session's own end-of-run figures, when recorded),
+        ``heart`` (HR bpm), ``eda`` (SCL µS, SCR count and rate), ``derived`` (samples of
+        every catalog stream recorded) and ``truth`` (scores against the recorded ground
+        truth, :func:`~stimloop.loop.evaluation.evaluate`; empty without truth).
 
     Raises
     ------
     stimloop.stream.xdf.XDFError
         The file is missing or not XDF; a damaged file is reported up to the damage.
-    ValueError
+    SessionError
         The file holds no session decision stream (it is not a session recording).
     """
     rec = path if isinstance(path, RecordedSession) else read_session(path)
@@ -164,68 +225,77 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
         (m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error", ""))) else e.get("error", "?"))
         for e in refused
     )
-    at_fire = rec.pulse_phase_est
-    target = np.radians(config["protocol"]["target_phase_deg"])
-    streams = {}
+    summary = rec.summary_marker() or {}
+    report: dict[str, Any] = {
+        "file": rec.path,
+        "damage": rec.damage,
+        "session": {"name": config.get("name"), "prefix": rec.prefix, "config": config},
+        "truth_source_ids": rec.truth_source_ids,
+        "streams": _stream_table(rec),
+        "pulses": {
+            "delivered": int(rec.pulse_t.size),
+            "refused": len(refused),
+            "refused_by_reason": dict(reasons),
+            "target_phase_deg": config["protocol"]["target_phase_deg"],
+            "control": config["protocol"]["control"],
+            "estimate_at_fire": circular_stats(rec.pulse_phase_est),
+            "estimate_error_at_fire": phase_error_stats(rec.pulse_phase_est, rec.pulse_target),
+        },
+        "events": {k: kinds[k] for k in sorted(kinds) if k not in ("fired", "refused")},
+        "user_markers": [e.get("text") for e in events if e.get("event") == "user_marker"],
+        "health": summary.get("streams"),
+        "engine": summary.get("engine"),
+        "derived": {
+            e.key: len(s.time_stamps)
+            for e in catalog.entries()
+            if (s := rec.stream(e.key)) is not None
+        },
+        "truth": evaluate(rec),
+    }
+    report.update(_physiology(rec))
+    return report
+
+
+def _stream_table(rec: RecordedSession) -> dict[str, dict[str, Any]]:
+    out = {}
     for sid, s in rec.streams.items():
         n = len(s.time_stamps)
         span = float(s.time_stamps[-1] - s.time_stamps[0]) if n > 1 else 0.0
-        streams[sid] = {
+        out[sid] = {
             "type": _text(s, "type"),
             "samples": n,
             "duration_s": span,
             "effective_rate_hz": (n - 1) / span if span > 0 else None,
         }
-    pulses: dict[str, Any] = {
-        "delivered": int(rec.pulse_t.size),
-        "refused": len(refused),
-        "refused_by_reason": dict(reasons),
-        "target_phase_deg": config["protocol"]["target_phase_deg"],
-        "control": config["protocol"]["control"],
-        "estimate_at_fire": circular_stats(at_fire),
-        "estimate_error_at_fire": circular_stats(_wrap(at_fire - target)),
-    }
-    if np.isfinite(rec.pulse_phase_true).any():
-        pulses["true_phase_at_fire"] = circular_stats(rec.pulse_phase_true)
-        pulses["true_phase_error_at_fire"] = circular_stats(_wrap(rec.pulse_phase_true - target))
-    report: dict[str, Any] = {
-        "file": rec.path,
-        "damage": rec.damage,
-        "session": {"name": config.get("name"), "config": config},
-        "truth_source_ids": rec.truth_source_ids,
-        "streams": streams,
-        "pulses": pulses,
-        "events": {k: kinds[k] for k in sorted(kinds) if k not in ("fired", "refused")},
-        "user_markers": [e.get("text") for e in events if e.get("event") == "user_marker"],
-    }
-    hr_t, bpm = rec.series("heart-hr")
+    return out
+
+
+def _physiology(rec: RecordedSession) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    hr_t, bpm = rec.series("heart_hr")
     if hr_t.size:
         valid = bpm[np.isfinite(bpm)]
-        report["heart"] = {
+        out["heart"] = {
+            "beats": len(rec.beats()["t"]),
             "hr_mean_bpm": float(valid.mean()) if valid.size else None,
             "hr_min_bpm": float(valid.min()) if valid.size else None,
             "hr_max_bpm": float(valid.max()) if valid.size else None,
             "valid_fraction": valid.size / hr_t.size,
         }
-    level_t, scl = rec.series("eda-level")
+    level_t, scl = rec.series("eda_level")
     if level_t.size:
-        scr = rec.stream("eda-scr")
+        n_scr = len(rec.scrs()["onset_t"])
         minutes = max(float(level_t[-1] - level_t[0]) / 60.0, 1e-9)
-        n_scr = len(scr.time_stamps) if scr is not None else 0
-        report["eda"] = {
-            "scl_median_us": float(np.nanmedian(scl)),
+        out["eda"] = {
+            "scl_median_us": float(np.nanmedian(scl)) if np.isfinite(scl).any() else None,
             "scr_count": n_scr,
             "scr_per_min": n_scr / minutes,
         }
-    return report
-
-
-def _wrap(angle_rad: np.ndarray) -> np.ndarray:
-    return np.angle(np.exp(1j * angle_rad))
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as text for a terminal."""
+    """The report as text for a terminal (identifiers are never shortened)."""
     p = report["pulses"]
     est = p["estimate_error_at_fire"]
     by_reason = ", ".join(f"{k}: {v}" for k, v in p["refused_by_reason"].items())
@@ -235,39 +305,87 @@ def format_report(report: dict[str, Any]) -> str:
         f"pulses: {p['delivered']} delivered, {p['refused']} refused"
         + (f" ({by_reason})" if by_reason else ""),
         f"target {p['target_phase_deg']:g}° ({p['control']}); estimated phase at the pulses "
-        f"minus target: mean {est['mean_deg']:.1f}°, circular SD {est['sd_deg']:.1f}° "
-        f"(n = {est['n']})",
-        _true_phase_line(p),
+        f"minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
+        f"{est['sd_deg']:.1f}° (n = {est['n']})",
         "",
-        f"{'stream':<40} {'type':<9} {'samples':>9} {'s':>8} {'Hz':>9}",
+        *_streams_lines(report["streams"]),
     ]
-    for sid, s in report["streams"].items():
-        rate = "-" if s["effective_rate_hz"] is None else f"{s['effective_rate_hz']:.2f}"
-        lines.append(
-            f"{sid[:40]:<40} {s['type'][:9]:<9} {s['samples']:>9} {s['duration_s']:>8.1f} {rate:>9}"
-        )
     if report["events"]:
         lines += ["", "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items())]
-    if "heart" in report and report["heart"]["hr_mean_bpm"] is not None:
-        h = report["heart"]
+    if (h := report.get("heart")) and h["hr_mean_bpm"] is not None:
         lines.append(
-            f"heart rate: mean {h['hr_mean_bpm']:.1f} bpm (range {h['hr_min_bpm']:.1f}–"
-            f"{h['hr_max_bpm']:.1f}), valid {100 * h['valid_fraction']:.0f} %"
+            f"heart rate: {h['beats']} beats, mean {h['hr_mean_bpm']:.1f} bpm (range "
+            f"{h['hr_min_bpm']:.1f}–{h['hr_max_bpm']:.1f}), valid {100 * h['valid_fraction']:.0f} %"
         )
-    if "eda" in report:
-        e = report["eda"]
+    if e := report.get("eda"):
+        scl = "-" if e["scl_median_us"] is None else f"{e['scl_median_us']:.2f} µS"
         lines.append(
-            f"skin conductance: SCL median {e['scl_median_us']:.2f} µS, {e['scr_count']} SCRs "
+            f"skin conductance: SCL median {scl}, {e['scr_count']} SCRs "
             f"({e['scr_per_min']:.1f}/min)"
         )
+    lines += _truth_lines(report["truth"])
     return "\n".join(line for line in lines if line is not None)
 
 
-def _true_phase_line(pulses: dict[str, Any]) -> str | None:
-    err = pulses.get("true_phase_error_at_fire")
-    if err is None:
-        return None
-    return (
-        f"true phase at the pulses (recorded truth) minus target: mean {err['mean_deg']:.1f}°, "
-        f"circular SD {err['sd_deg']:.1f}° (n = {err['n']})"
-    )
+def _streams_lines(streams: dict[str, dict[str, Any]]) -> list[str]:
+    w = max([6, *(len(sid) for sid in streams)])
+    lines = [f"{'stream':<{w}} {'type':<10} {'samples':>9} {'s':>8} {'Hz':>9}"]
+    for sid, s in streams.items():
+        rate = "-" if s["effective_rate_hz"] is None else f"{s['effective_rate_hz']:.2f}"
+        lines.append(
+            f"{sid:<{w}} {s['type']:<10} {s['samples']:>9} {s['duration_s']:>8.1f} {rate:>9}"
+        )
+    return lines
+
+
+def _truth_lines(truth: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if p := truth.get("pulses"):
+        err = p["true_phase_error"]
+        lines += ["", f"true phase at the pulses minus each pulse's target (recorded truth): "
+                  f"mean {err['mean_deg']:.1f}°, circular SD {err['sd_deg']:.1f}° "
+                  f"(n = {err['n']})"]  # fmt: skip
+    if h := truth.get("heart"):
+        f1 = "-" if h["f1"] is None else f"{h['f1']:.4f}"
+        lines.append(
+            f"beats vs truth: {h['beats_detected']} detected, {h['beats_true']} true, "
+            f"{h['true_positives']} matched, {h['false_positives']} false, "
+            f"{h['false_negatives']} missed (F1 {f1})"
+        )
+    if e := truth.get("eda"):
+        f1 = "-" if e["f1"] is None else f"{e['f1']:.3f}"
+        lines.append(
+            f"SCRs vs truth: {e['scr_detected']} detected, {e['scr_true']} true, {e['tp']} "
+            f"matched, {e['fp']} false, {e['fn']} missed (F1 {f1})"
+        )
+    return lines
+
+
+def figure_data(rec: RecordedSession) -> dict[str, Any]:
+    """The arrays the offline figure draws (``stimloop.gui.figure``), from a recording.
+
+    Times are in s from the recording's first sample. ``eda`` is the skin conductance
+    the SCRs were scored on (SCL + phasic), so an SCR mark sits at the foot of its rise.
+    """
+    starts = [float(s.time_stamps[0]) for s in rec.streams.values() if len(s.time_stamps)]
+    ends = [float(s.time_stamps[-1]) for s in rec.streams.values() if len(s.time_stamps)]
+    t0 = min(starts, default=0.0)
+    hr_t, hr = rec.series("heart_hr", 0)
+    eda_t, scl = rec.series("eda_level", 0)
+    _, phasic = rec.series("eda_level", 1)
+    amp_t, amp = rec.series("phase", 1)
+    _, conf = rec.series("phase", 2)
+    scr_t = rec.scrs()["onset_t"]
+    eda = scl + phasic
+    return {
+        "t_end": max(ends, default=t0) - t0,
+        "hr_t": hr_t - t0, "hr": hr, "eda_t": eda_t - t0, "eda": eda,
+        "alpha_t": amp_t - t0, "alpha": amp, "confidence": conf,
+        "scr_t": scr_t - t0, "scr_level": value_at(eda_t, eda, scr_t),
+        "pulse_t": rec.pulse_t - t0, "pulse_phase": rec.pulse_phase,
+        "n_true": int(np.isfinite(rec.pulse_phase_true).sum()),
+        "target_deg": float(rec.config.get("protocol", {}).get("target_phase_deg", np.nan)),
+        "name": str(rec.config.get("name")), "file_name": Path(rec.path).name,
+        "refused": sum(1 for e in rec.decisions if e.get("event") == "refused"),
+        "damage": rec.damage or "",
+    }  # fmt: skip

@@ -3,8 +3,12 @@
 ``SafeStimulator.fire(at=t)`` waits until ``t`` (sleep, then a short spin) before it
 triggers. The engine must keep reading data meanwhile, so fires run on this dedicated
 thread: the engine hands over a request and returns at once; the scheduler waits, fires
-through the safety gate (which re-checks every interlock right before the trigger) and
-reports the outcome.
+through the safety gate (which re-checks every interlock right before the trigger, and
+refuses a pulse that would leave later than the protocol's tolerance) and reports the
+outcome.
+
+A request planned further ahead than the protocol's ``max_lead_s`` is refused without
+waiting: a bad timestamp must never make the scheduler sleep towards a far future.
 
 A protocol may also take back a pulse it planned, when data that arrived after the
 decision void it (an EEG gap: the phase forecast spans samples that never arrived).
@@ -21,9 +25,12 @@ import queue
 import threading
 from collections.abc import Callable
 
+import pylsl
+
 from stimloop.devices.base import wait_until
 from stimloop.devices.errors import DeviceError
 from stimloop.devices.safety import SafeStimulator
+from stimloop.loop.cpus import request_realtime_priority
 from stimloop.loop.protocol import PulseOutcome, PulseRequest
 
 log = logging.getLogger("stimloop.loop")
@@ -49,6 +56,10 @@ class PulseScheduler:
         ``veto(request) -> str``: why the request must not fire ("" if it may); asked
         before the wait and again :data:`VETO_CHECK_LEAD_S` before the pulse's time.
         A vetoed request is refused (not fired) with the reason as its error.
+    max_lead_s : float
+        A request due further ahead than this (s, from when it is handled) is refused.
+    late_tolerance_s : float
+        Passed to the gate: a pulse later than this (s) after its time is refused.
     """
 
     def __init__(
@@ -57,14 +68,24 @@ class PulseScheduler:
         on_outcome: Callable[[PulseOutcome], None],
         site: str = "",
         veto: Callable[[PulseRequest], str] | None = None,
+        max_lead_s: float = 1.0,
+        late_tolerance_s: float = 0.001,
     ) -> None:
         self.stimulator = stimulator
         self.on_outcome = on_outcome
         self.site = site
         self.veto = veto
+        self.max_lead_s = float(max_lead_s)
+        self.late_tolerance_s = float(late_tolerance_s)
         self._queue: queue.SimpleQueue[PulseRequest | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="stimloop-pulses", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PulseScheduler:
+        """Start the pulse thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stimloop-pulses", daemon=True)
+            self._thread.start()
+        return self
 
     def submit(self, request: PulseRequest) -> None:
         """Queue a request; returns immediately."""
@@ -73,6 +94,14 @@ class PulseScheduler:
     def fire(self, request: PulseRequest) -> PulseOutcome:
         """Fire one request through the gate on the calling thread; never raises."""
         try:
+            if request.t_fire is not None:
+                lead = request.t_fire - pylsl.local_clock()
+                if lead > self.max_lead_s:
+                    return PulseOutcome(
+                        request, False,
+                        error=f"[lead] planned {lead:.3f} s ahead; the protocol allows <= "
+                        f"{self.max_lead_s:g} s",
+                    )  # fmt: skip
             if self.veto is not None:
                 if why := self.veto(request):
                     return PulseOutcome(request, False, error=f"vetoed: {why}")
@@ -81,7 +110,8 @@ class PulseScheduler:
                     wait_until(request.t_fire - VETO_CHECK_LEAD_S, spin_s=0.0)
                     if why := self.veto(request):
                         return PulseOutcome(request, False, error=f"vetoed: {why}")
-            t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol")
+            t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol",
+                                     late_tolerance_s=self.late_tolerance_s)  # fmt: skip
             return PulseOutcome(request, True, t)
         except DeviceError as exc:  # every refusal is typed; the gate logged it
             return PulseOutcome(request, False, error=str(exc))
@@ -90,10 +120,7 @@ class PulseScheduler:
             return PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
 
     def _run(self) -> None:
-        # Pulses are due at exact times: this thread preempts ordinary ones too.
-        from stimloop.loop.engine import request_realtime_priority
-
-        request_realtime_priority()
+        request_realtime_priority()  # pulses are due at exact times
         while (request := self._queue.get()) is not None:
             outcome = self.fire(request)
             try:
@@ -102,7 +129,7 @@ class PulseScheduler:
                 log.exception("pulse outcome handler failed")
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop after the request in progress (queued ones are dropped)."""
+        """Stop after the request in progress (queued ones are reported as not fired)."""
         while True:
             try:
                 dropped = self._queue.get_nowait()
@@ -110,5 +137,7 @@ class PulseScheduler:
                 break
             if dropped is not None:
                 self.on_outcome(PulseOutcome(dropped, False, error="session ended"))
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None

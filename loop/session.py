@@ -2,13 +2,16 @@
 
 Order of events (each step fails cleanly, leaving nothing armed):
 
-1. connect every inlet (in parallel; a missing or mismatched stream stops here);
-2. open the stimulator behind the HAL gate, set the intensity, arm;
-3. start the DSP stages (derived-stream outlets) and warm up every kernel;
-4. start the recorder on every stream of the session, config included;
-5. run the :class:`~stimloop.loop.engine.Engine` until the duration ends, the protocol
-   is done or the caller stops it;
-6. stop the engine, disarm and close the stimulator, stop the recorder.
+1. check that the recording can be written, and claim the session's private endpoint
+   directory with its e-stop socket (a session without its e-stop does not start);
+2. connect every inlet (in parallel; a missing, mismatched or wrongly clocked stream
+   stops here);
+3. start the protocol and the DSP stages (derived-stream outlets, kernels warmed up);
+4. open the stimulator behind the HAL gate and set the intensity;
+5. open the control channel and the status stream, start the recorder, then arm;
+6. run the :class:`~stimloop.loop.engine.Engine` until the duration ends, the protocol
+   is done or the caller stops it, supervising the recorder and the channels;
+7. stop the engine, disarm, record the summary, stop the recorder, close everything.
 """
 
 from __future__ import annotations
@@ -17,39 +20,42 @@ import json
 import logging
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from stimloop.devices.errors import DeviceError
-from stimloop.devices.registry import stimulator_from_config
-from stimloop.devices.safety import (
-    DEFAULT_ESTOP_PORT,
-    EmergencyStopListener,
-    SafeStimulator,
-    emergency_stop_engaged,
-)
+from stimloop.devices.endpoints import SessionEndpoint
+from stimloop.devices.estop import EmergencyStopListener, emergency_stop_engaged
+from stimloop.devices.registry import open_stimulator
+from stimloop.devices.safety import SafeStimulator
+from stimloop.loop import catalog
 from stimloop.loop.config import SessionConfig
 from stimloop.loop.control import ControlServer, StatusPublisher
 from stimloop.loop.cpus import SessionPinning
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
+from stimloop.loop.errors import SessionError
 from stimloop.loop.heart_stage import HeartStage
-from stimloop.loop.phase_locked import PhaseLockedProtocol, phase_outlet
+from stimloop.loop.phase_locked import EEG_MAX_GAP_S, PhaseLockedProtocol, phase_outlet
+from stimloop.loop.recording import RecorderProcess, check_writable, resolve_recording_path
 from stimloop.loop.stage import Stage
 from stimloop.stream.discovery import list_streams
 from stimloop.stream.inlet import Inlet, MarkerInlet
-from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
 
 log = logging.getLogger("stimloop.loop")
+
+#: Longest gap (s) each input's inlet bridges with NaN; a longer one restarts its
+#: consumer. EEG: see :data:`~stimloop.loop.phase_locked.EEG_MAX_GAP_S`; ECG the same
+#: (heart rate is invalid across the gap either way); EDA 30 s (the SCL recovers slowly,
+#: so a restart costs more than a long bridge).
+MAX_GAP_S = {"eeg": EEG_MAX_GAP_S, "ecg": 10.0, "eda": 30.0}
+#: Seconds to wait for each input's first samples at open (their clock is checked).
+FIRST_DATA_S = 5.0
 
 
 @dataclass
@@ -61,24 +67,25 @@ class SessionResult:
     pulses : list of dict
         Every delivered pulse with its decision data and latency components.
     refusals : list of dict
-        Every pulse the HAL refused, with the reason.
+        The pulses the HAL refused (the newest 10 000), with the reason.
     engine : dict
         Loop statistics (iterations, processing time, allocation, GC).
-    stages : dict
-        Each stage's object, for scoring by the caller.
-    decision_source_id : str
-        source_id of the session's decision marker stream.
-    recording : str or None
-        Path of the XDF recording.
+    streams : dict
+        Health of each input stream.
+    recordings : list of str
+        The XDF files written (more than one when the recorder was restarted).
     """
 
     pulses: list[dict] = field(default_factory=list)
     refusals: list[dict] = field(default_factory=list)
     engine: dict[str, Any] = field(default_factory=dict)
     streams: dict[str, dict] = field(default_factory=dict)
-    stages: dict[str, Stage] = field(default_factory=dict)
-    decision_source_id: str = ""
-    recording: str | None = None
+    recordings: list[str] = field(default_factory=list)
+
+    @property
+    def recording(self) -> str | None:
+        """The first recording file, or None."""
+        return self.recordings[0] if self.recordings else None
 
 
 class Session:
@@ -94,9 +101,10 @@ class Session:
         Seed of the protocol's random choices.
     truth_source_ids : dict of str to str, optional
         Ground-truth streams (simulator or replay), e.g. ``{"eeg": "demo-eeg-truth"}``.
-        They are announced in the status stream and named in the decision stream's
-        header, and recorded with the session, so that the live window and
-        ``stimloop analyze`` both show true phases.
+        They are announced in the status stream, named in the decision stream's header
+        and recorded with the session, so the window and ``stimloop analyze`` show them.
+    runtime_root : Path, optional
+        Where the session's endpoint directory goes (default: the user's runtime root).
     """
 
     def __init__(
@@ -105,15 +113,19 @@ class Session:
         prefix: str | None = None,
         seed: int = 0,
         truth_source_ids: dict[str, str] | None = None,
+        runtime_root: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.truth_source_ids = dict(truth_source_ids or {})
         self.prefix = prefix or f"stimloop-{cfg.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.seed = seed
+        self.runtime_root = runtime_root
+        self.endpoint: SessionEndpoint | None = None
         self.inlets: dict[str, Inlet] = {}
         self.events: MarkerInlet | None = None
         self.stages: list[Stage] = []
         self.stimulator: SafeStimulator | None = None
+        self.protocol: PhaseLockedProtocol | None = None
         self.engine: Engine | None = None
         self.markers = None
         self.estimates = None
@@ -121,14 +133,19 @@ class Session:
         self.estop: EmergencyStopListener | None = None
         self.status: StatusPublisher | None = None
         self._status_out = None
-        self.recorder: subprocess.Popen | None = None
-        self.recording_path: Path | None = None
+        self.recorder: RecorderProcess | None = None
         # Taken before any thread starts, so "all CPUs" means what this process was given.
         self.cpus = SessionPinning()
         self._closed = False
 
+    @property
+    def recording_path(self) -> Path | None:
+        """The file being recorded now (None without a recording)."""
+        return self.recorder.path if self.recorder is not None else None
+
+    # -- opening -------------------------------------------------------------------------
     def open(self) -> Session:
-        """Steps 1-3 of the module docstring; on any failure everything is released."""
+        """Steps 1-5 of the module docstring; on any failure everything is released."""
         try:
             self._open()
         except BaseException:
@@ -138,8 +155,46 @@ class Session:
 
     def _open(self) -> None:
         cfg = self.cfg
-        chunk_s = 0.01
-        signals = {role: src for role, src in cfg.sources.items() if role != "events"}
+        path = resolve_recording_path(cfg.recording.path) if cfg.recording.path else None
+        if path is not None:
+            check_writable(path)
+        self.endpoint = SessionEndpoint(cfg.name, self.prefix, self.runtime_root).create()
+        self.estop = EmergencyStopListener(
+            self.endpoint.estop_socket, f"{cfg.name} ({self.prefix})"
+        )
+        self._connect_inputs()
+        self._open_outputs()
+        spec = cfg.stimulator_spec
+        if spec.driver == "simulated" and "source_id" not in spec.options:
+            # The simulated stimulator publishes its pulses; give that stream the
+            # session prefix so the recorder picks it up with the session's own.
+            pulses_id = catalog.mark_published(self.prefix, "pulses")
+            spec = replace(spec, options={**spec.options, "source_id": pulses_id})
+        self.stimulator = open_stimulator(
+            spec, marker_source_id=catalog.mark_published(self.prefix, "safety")
+        )
+        self.stimulator.connect()
+        self.stimulator.set_intensity(cfg.protocol.intensity_pct)
+        self.engine = Engine(
+            self.inlets["eeg"], self.protocol, self.stimulator, self.markers,
+            others={r: i for r, i in self.inlets.items() if r != "eeg"}, stages=self.stages,
+            events=self.events, site=cfg.protocol.site, estimates=self.estimates,
+            watchdog_period_s=cfg.watchdog_period_s,
+        )  # fmt: skip
+        self._open_channels()
+        if path is not None:
+            self._start_recorder(path)
+        self.stimulator.arm()
+        self._mark("config", config=cfg.model_dump())
+        # Drop what queued up while connecting and warming up: the loop starts fresh.
+        for inlet in self.inlets.values():
+            while len(inlet.pull(0.0)):  # one pull returns at most ~2 s of backlog
+                pass
+
+    def _connect_inputs(self) -> None:
+        """Connect every input in parallel and read its first samples, so a stream on a
+        wrong clock is refused now, before anything is armed."""
+        signals = {role: src for role, src in self.cfg.sources.items() if role != "events"}
         # EEG drives stimulation, so it goes stale after 2 x 10 ms; ECG and EDA only
         # feed displays and scores, so 2 x 50 ms of silence is tolerated first.
         self.inlets = {
@@ -148,29 +203,34 @@ class Session:
                 src.hostname,
                 expected_rate=src.rate_hz,
                 expected_channels=src.channels,
-                chunk_period_s=chunk_s if role == "eeg" else 0.05,
+                max_gap_s=MAX_GAP_S[role],
+                chunk_period_s=0.01 if role == "eeg" else 0.05,
             )
             for role, src in signals.items()
         }
-        events = cfg.sources.get("events")
+        events = self.cfg.sources.get("events")
         self.events = MarkerInlet(events.source_id, events.hostname) if events else None
-        connectables = [*self.inlets.values(), *([self.events] if self.events else [])]
-        with ThreadPoolExecutor(len(connectables)) as pool:
-            list(pool.map(lambda inlet: inlet.connect(), connectables))
-        self._config_json = json.dumps(cfg.model_dump())
+        items = [*self.inlets.values(), *([self.events] if self.events else [])]
+        with ThreadPoolExecutor(len(items)) as pool:
+            list(pool.map(lambda inlet: inlet.connect(), items))
+        for inlet in self.inlets.values():
+            deadline = time.monotonic() + FIRST_DATA_S
+            while not len(inlet.pull(0.1)) and time.monotonic() < deadline:
+                pass
+
+    def _open_outputs(self) -> None:
+        """The decision stream, the protocol with its phase stream, and the DSP stages."""
+        cfg = self.cfg
         # The config rides in the decision stream's header too, so every recording of
         # that stream carries it even if the config marker itself were missed.
-        self.markers = Outlet(
-            f"stimloop {cfg.name} decisions", "Markers", f"{self.prefix}-decisions",
-            channel_specs(["decision"], "", "Marker"), 0.0, "string",
-            extra_desc={
-                "session_config": self._config_json,
-                "truth_source_ids": json.dumps(self.truth_source_ids),
-            },
-        )  # fmt: skip
-        protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
+        self.markers = catalog.outlet("decisions", self.prefix, extra_desc={
+            "session_config": json.dumps(cfg.model_dump()),
+            "truth_source_ids": json.dumps(self.truth_source_ids),
+        })  # fmt: skip
+        self.protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
         eeg = self.inlets["eeg"]
-        protocol.start(eeg.rate_hz, eeg.channel_labels)
+        self.protocol.start(eeg.rate_hz, eeg.channel_labels)
+        self.estimates = phase_outlet(self.protocol, self.prefix)
         if "ecg" in self.inlets:
             self.stages.append(
                 HeartStage(cfg.channels.ecg, cfg.dsp.hr_rate_hz, cfg.dsp.hrv_window_s)
@@ -182,174 +242,86 @@ class Session:
         for stage in self.stages:
             inlet = self.inlets[stage.role]
             stage.start(inlet.rate_hz, inlet.channel_labels, self.prefix)
-        stim_cfg = dict(cfg.stimulator)
-        if stim_cfg["driver"] == "simulated":
-            # The simulated stimulator publishes its pulses; give that stream the
-            # session prefix so the recorder picks it up with the session's own.
-            stim_cfg["options"] = {
-                "source_id": f"{self.prefix}-pulses",
-                **stim_cfg.get("options", {}),
-            }
-        self.stimulator = stimulator_from_config(stim_cfg, marker_source_id=f"{self.prefix}-safety")
-        self.stimulator.connect()
-        self.stimulator.set_intensity(cfg.protocol.intensity_pct)
-        self.stimulator.arm()
-        others = {r: i for r, i in self.inlets.items() if r != "eeg"}
-        self.estimates = phase_outlet(
-            protocol, f"stimloop {cfg.name} phase", f"{self.prefix}-phase"
-        )
-        self.engine = Engine(
-            eeg, protocol, self.stimulator, self.markers, others=others, stages=self.stages,
-            events=self.events,
-            chunk_period_s=chunk_s, site=cfg.protocol.site, estimates=self.estimates,
-            watchdog_period_s=cfg.watchdog_period_s,
-        )  # fmt: skip
-        self._open_channels()
-        if cfg.recording.path:
-            self._start_recorder(cfg.recording.path)
-        self.markers.push_marker(json.dumps({"event": "config", "config": cfg.model_dump()}))
-        # Drop what queued up while connecting and warming up: the loop starts fresh.
-        for inlet in self.inlets.values():
-            while len(inlet.pull(0.0)):  # one pull returns at most ~2 s of backlog
-                pass
 
     def _open_channels(self) -> None:
-        """Emergency-stop listener, command channel and status stream."""
-        try:
-            self.estop = EmergencyStopListener(DEFAULT_ESTOP_PORT)
-        except DeviceError:
-            # Another session holds the default port; take a free one and announce it.
-            self.estop = EmergencyStopListener(0)
-        self.control = ControlServer(self._command, self._command_failed)
-        self._status_out = marker_outlet(
-            f"stimloop {self.cfg.name} status", f"{self.prefix}-status", stype="Status"
-        )
-        self.status = StatusPublisher(self._status_out, self.snapshot)
+        """Command channel and status stream (the e-stop opened first, in _open)."""
+        self.control = ControlServer(
+            self.endpoint.control_socket, self._command, self._command_refused
+        ).start()
+        self._status_out = catalog.outlet("status", self.prefix)
+        self.status = StatusPublisher(self._status_out, self.snapshot).start()
 
-    def _start_recorder(self, template: str) -> None:
-        """Record every input and every stream of this session in a separate process.
-
-        A separate process keeps the recorder's pulls and disk writes off this
-        process's GIL, so recording can never delay the real-time loop.
-        """
-        path = Path(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _start_recorder(self, path: Path) -> None:
+        """Record every input, every truth stream and every stream of this session."""
         inputs = [src.source_id for src in self.cfg.sources.values()]
         inputs += list(self.truth_source_ids.values())
         own = [s["source_id"] for s in list_streams(1.0)
                if s["source_id"].startswith(f"{self.prefix}-")]  # fmt: skip
-        args = [sys.executable, "-m", "stimloop.loop.cli", "record", "-o", str(path)]
-        for sid in dict.fromkeys(inputs + own):
-            args += ["--source-id", sid]
-        log_path = path.with_suffix(".recorder.log")
-        with open(log_path, "w") as log_file:
-            self.recorder = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30.0
-        while "recording to" not in log_path.read_text():
-            if self.recorder.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the recorder did not start (exit code {self.recorder.poll()}); "
-                    f"see {log_path}:\n{log_path.read_text()[-2000:]}"
-                )
-            time.sleep(0.05)
-        self.recording_path = path
+        self.recorder = RecorderProcess(path, inputs + own)
+        self.recorder.start()
 
-    def _stop_recorder(self) -> None:
-        if self.recorder is None or self.recorder.poll() is not None:
-            return
-        self.recorder.send_signal(signal.SIGINT)  # clean stop: footers are written
-        try:
-            self.recorder.wait(15.0)
-        except subprocess.TimeoutExpired:
-            log.error("recorder did not stop within 15 s; killing it")
-            self.recorder.kill()
-            self.recorder.wait(5.0)
+    # -- commands ------------------------------------------------------------------------
+    def _mark(self, event: str, **info: object) -> None:
+        """Publish a decision-stream marker; ``event`` is always ours, never a sender's."""
+        self.markers.push_marker(json.dumps({**info, "event": event}, default=str))
 
     def _command(self, cmd: str, args: dict) -> None:
         """Run one control command; every stimulator action goes through the gate."""
-        self.markers.push_marker(json.dumps({"event": "command", "cmd": cmd, **args}))
+        self._mark("command", cmd=cmd, args=args)
         if cmd == "arm":
             self.stimulator.arm()
         elif cmd == "disarm":
-            self.stimulator.disarm()
+            self.stimulator.disarm("operator")
         elif cmd == "pause":
             self.engine.protocol_enabled.clear()
         elif cmd == "resume":
             self.engine.protocol_enabled.set()
         elif cmd == "marker":
-            text = str(args.get("text", "")).strip()
+            text = args.get("text", "").strip()
             if not text:
-                raise ValueError("marker command needs a non-empty 'text'")
-            self.markers.push_marker(json.dumps({"event": "user_marker", "text": text}))
+                raise SessionError("marker command needs a non-empty 'text'")
+            self._mark("user_marker", text=text)
         elif cmd == "gui_open":
             self.cpus.window_opened()
         elif cmd == "gui_closed":
             if self.cfg.disarm_on_gui_close:  # safety first, CPUs after
-                self.stimulator.disarm()
+                self.stimulator.disarm("window closed")
             if args.get("attached"):
                 self.cpus.window_closed()
 
-    def _command_failed(self, cmd: str, message: str) -> None:
-        self.markers.push_marker(
-            json.dumps({"event": "command_refused", "cmd": cmd, "error": message})
-        )
+    def _command_refused(self, cmd: str, message: str, peer: dict) -> None:
+        self._mark("command_refused", cmd=cmd, error=message, peer=peer)
 
+    # -- status --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The status the GUI shows: stimulator, safety headroom, streams, channels."""
-        eng, gate = self.engine, self.stimulator
-        st = gate.status()
-        limits = gate.limits
+        """The status the window shows: stimulator, safety headroom, streams, catalog."""
+        eng = self.engine
         streams = {}
         for role, inlet in self.inlets.items():
-            stats = eng.streams[role]
+            counts = eng.streams[role].counts
             streams[role] = {
                 "source_id": inlet.source_id,
                 "connected": inlet.connected,
                 "stale": inlet.is_stale(),
                 "age_s": inlet.age_s() if inlet.connected else None,
-                "rate_hz": stats.rate_hz,
-                "samples": stats.samples,
-                "gaps": stats.gaps,
-                "lost_samples": stats.lost_samples,
-                "nonfinite": stats.nonfinite,
+                "timing": inlet.timing_problem,
+                "rate_hz": counts.rate_hz,
+                "samples": counts.samples,
+                "gaps": counts.gaps,
+                "lost_samples": counts.lost_samples,
+                "nonfinite": counts.nonfinite,
             }
-        last_refusal = eng.refusals[-1]["error"] if eng.refusals else None
         return {
             "session": self.cfg.name,
             "prefix": self.prefix,
-            "control_port": self.control.port,
-            "estop_port": self.estop.port,
+            "endpoint": str(self.endpoint.directory),
             "estop_engaged": emergency_stop_engaged(),
             "truth_source_ids": self.truth_source_ids,
             "cpus": self.cpus.describe(),
-            "source_ids": {
-                **{role: i.source_id for role, i in self.inlets.items()},
-                "decisions": f"{self.prefix}-decisions",
-                "safety": self.stimulator.marker_source_id,
-                "phase": f"{self.prefix}-phase",
-                "heart_hr": f"{self.prefix}-heart-hr",
-                "heart_beats": f"{self.prefix}-heart-beats",
-                "eda_level": f"{self.prefix}-eda-level",
-                "eda_scr": f"{self.prefix}-eda-scr",
-                "eda_response": f"{self.prefix}-eda-response",
-            },
-            "stimulator": {
-                "driver": gate.driver_name,
-                "armed": st.armed,
-                "ready": st.ready,
-                "coil_present": st.coil_present,
-                "coil_temperature_c": st.coil_temperature_c,
-                "intensity_pct": st.intensity_pct,
-                "error": st.error,
-                "pulses_delivered": gate.pulses_delivered,
-                "refusals": len(eng.refusals),
-                "last_refusal": last_refusal,
-                "max_pulses": limits.max_pulses,
-                "pulse_headroom": limits.max_pulses - gate.pulses_delivered,
-                "max_intensity_pct": limits.max_intensity_pct,
-                "intensity_headroom_pct": limits.max_intensity_pct - st.intensity_pct,
-                "min_ipi_s": limits.min_ipi_s,
-            },
+            "source_ids": {role: i.source_id for role, i in self.inlets.items()},
+            "catalog": catalog.published(self.prefix),
+            "recording": str(self.recording_path) if self.recording_path else None,
+            "stimulator": self._stimulator_status(),
             "protocol": {
                 "name": eng.protocol.name,
                 "running": eng.protocol_enabled.is_set(),
@@ -359,13 +331,36 @@ class Session:
             "streams": streams,
         }
 
+    def _stimulator_status(self) -> dict[str, Any]:
+        gate, eng = self.stimulator, self.engine
+        st = gate.status()
+        limits = gate.limits
+        return {
+            "driver": gate.driver_name,
+            "armed": st.armed,
+            "ready": st.ready,
+            "coil_present": st.coil_present,
+            "coil_temperature_c": st.coil_temperature_c,
+            "intensity_pct": st.intensity_pct,
+            "error": st.error,
+            "pulses_delivered": gate.pulses_delivered,
+            "refusals": eng.n_refused,
+            "last_refusal": eng.refusals[-1]["error"] if eng.refusals else None,
+            "max_pulses": limits.max_pulses,
+            "pulse_headroom": limits.max_pulses - gate.pulses_delivered,
+            "max_intensity_pct": limits.max_intensity_pct,
+            "intensity_headroom_pct": limits.max_intensity_pct - st.intensity_pct,
+            "min_ipi_s": limits.min_ipi_s,
+        }
+
+    # -- running -------------------------------------------------------------------------
     def run(
         self,
         duration_s: float | None = None,
         on_tick: Callable[[Session], None] | None = None,
         stop: threading.Event | None = None,
     ) -> SessionResult:
-        """Steps 4-6: run the engine until the duration, the protocol or ``stop`` ends it.
+        """Step 6-7: run the engine until the duration, the protocol or ``stop`` ends it.
 
         Parameters
         ----------
@@ -374,10 +369,10 @@ class Session:
         on_tick : callable, optional
             Called from this (non-real-time) thread about every 50 ms.
         stop : threading.Event, optional
-            Set it to end the session early.
+            Set it to end the session early (the CLI sets it on SIGINT/SIGTERM/SIGHUP).
         """
         if self.engine is None:
-            raise RuntimeError("Session.run() needs open() first")
+            raise SessionError("Session.run() needs open() first")
         duration = duration_s if duration_s is not None else self.cfg.duration_s
         t_end = time.monotonic() + (duration if duration is not None else math.inf)
         stop = stop or threading.Event()
@@ -386,49 +381,83 @@ class Session:
             while time.monotonic() < t_end and not stop.is_set() and self.engine.running:
                 if on_tick is not None:
                     on_tick(self)
+                self._supervise()
                 stop.wait(0.05)
         finally:
             self.engine.stop()
         if self.engine.error is not None:
-            raise RuntimeError(f"engine failed: {self.engine.error!r}") from self.engine.error
-        st = self.engine.stats
-        return SessionResult(
-            pulses=list(self.engine.pulses),
-            refusals=list(self.engine.refusals),
-            engine={
-                "iterations": st.iterations,
-                "busy": st.busy_percentiles(),
-                "allocated_blocks_growth": st.allocated_blocks_growth,
-                "gc_collections": st.gc_collections,
-            },
-            streams={role: st.summary() for role, st in self.engine.streams.items()},
-            stages={s.name: s for s in self.stages},
-            decision_source_id=f"{self.prefix}-decisions",
-            recording=str(self.recording_path) if self.recording_path else None,
-        )
+            raise SessionError(f"engine failed: {self.engine.error!r}") from self.engine.error
+        return self._result()
 
+    def _supervise(self) -> None:
+        """Notice a dead recorder, control or e-stop thread: disarm, record, restart."""
+        if self.recorder is not None and not self.recorder.alive:
+            code = self.recorder.exit_code
+            self.stimulator.disarm("recorder died")
+            log.error("the recorder died (exit code %s); disarmed, restarting it", code)
+            new = self.recorder.start()
+            # Marked after the restart, so that it is on disk (in the new part).
+            self._mark("recorder_died", exit_code=code, new_part=str(new),
+                       note="disarmed; re-arm with the arm command")  # fmt: skip
+        if not self.control.alive:
+            self.stimulator.disarm("control channel died")
+            self.control.close()
+            self._open_control_only()
+            self._mark("control_died", note="disarmed and restarted the control channel")
+        if not self.estop.alive:
+            self.stimulator.disarm("e-stop listener died")
+            self._mark("estop_listener_died", note="disarmed; the session ends")
+            raise SessionError("the e-stop listener died; the session cannot go on without it")
+
+    def _open_control_only(self) -> None:
+        self.control = ControlServer(
+            self.endpoint.control_socket, self._command, self._command_refused
+        ).start()
+
+    def _result(self) -> SessionResult:
+        st = self.engine.stats
+        engine = {
+            "iterations": st.iterations,
+            "busy": st.busy_percentiles(),
+            "allocated_blocks_growth": st.allocated_blocks_growth,
+            "gc_collections": st.gc_collections,
+            "realtime": st.realtime,
+        }
+        streams = {role: h.summary() for role, h in self.engine.streams.items()}
+        self._mark("session_summary", streams=streams, engine=engine,
+                   pulses=len(self.engine.pulses), refused=self.engine.n_refused)  # fmt: skip
+        return SessionResult(
+            pulses=list(self.engine.pulses), refusals=list(self.engine.refusals),
+            engine=engine, streams=streams,
+            recordings=[str(p) for p in self.recorder.paths] if self.recorder else [],
+        )  # fmt: skip
+
+    # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
-        """Disarm and release everything; idempotent."""
+        """Disarm and release everything, in order; idempotent."""
         if self._closed:
             return
         self._closed = True
         if self.engine is not None and self.engine.running:
             self.engine.stop()
-        for channel in (self.status, self.control, self.estop):
-            if channel is not None:
-                channel.close()
         if self.stimulator is not None:
             try:
-                self.stimulator.disarm()
+                self.stimulator.disarm("session end")
             except Exception:  # the gate's own disarm paths already ran; keep closing
                 log.exception("disarming the stimulator failed")
+        for channel in (self.status, self.control):
+            if channel is not None:
+                channel.close()
         self.cpus.release()  # a crashed window never said it left
         # Every outlet must outlive the recorder: liblsl drops what a vanished stream
         # still had buffered. Give the last markers time to arrive, stop the recorder,
         # then destroy the outlets.
-        if self.recorder is not None:
+        if self.recorder is not None and self.recorder.alive:
             time.sleep(0.3)
-        self._stop_recorder()
+            self.recorder.stop()
+        self._release()
+
+    def _release(self) -> None:
         if self.stimulator is not None:
             try:
                 self.stimulator.close()
@@ -441,6 +470,11 @@ class Session:
         for outlet in (self.markers, self.estimates, self._status_out):
             if outlet is not None:
                 outlet.close()
+        if self.estop is not None:
+            self.estop.close()
+        if self.endpoint is not None:
+            self.endpoint.remove()
+        catalog.forget(self.prefix)
 
     def __enter__(self) -> Session:
         return self.open()

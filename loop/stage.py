@@ -2,18 +2,20 @@
 
 A *stage* turns one raw stream (ECG, EDA or EEG) into derived outputs: it runs the
 numba kernels of ``stimloop.dsp`` and publishes the results as LSL outlets, so that the
-recorder and the GUI see them like any other stream. The runner (``stimloop demo`` now,
-the closed-loop engine later) owns inlets and timing; a stage owns only its DSP state.
+recorder and the GUI see them like any other stream. The engine owns inlets and timing;
+a stage owns only its DSP state. Stages do not score themselves: evaluation against a
+ground truth reads what they published (:mod:`stimloop.loop.evaluation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from stimloop.stream.errors import StreamError
+from stimloop.stream.inlet import Chunk
 
 
 class Stage(Protocol):
@@ -22,7 +24,7 @@ class Stage(Protocol):
     Attributes
     ----------
     name : str
-        Short name used as the key of this stage in the demo summary (``"heart"``).
+        Short name of the stage (``"heart"``).
     role : str
         The raw stream it consumes: ``"ecg"``, ``"eda"`` or ``"eeg"``.
     """
@@ -31,7 +33,7 @@ class Stage(Protocol):
     role: str
 
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
-        """Create outlets (source_id ``f"{source_prefix}-{name}-..."``) and warm up kernels.
+        """Open the stage's outlets (from :mod:`stimloop.loop.catalog`) and warm up kernels.
 
         Parameters
         ----------
@@ -40,33 +42,21 @@ class Stage(Protocol):
         channel_labels : sequence of str
             Labels of the consumed stream's channels, in stream order.
         source_prefix : str
-            Prefix that makes this session's source_ids unique.
+            The session prefix that makes this session's source_ids unique.
         """
 
-    def update(self, data: np.ndarray, timestamps: np.ndarray, first_index: int) -> None:
-        """Consume one chunk.
+    def update(self, chunk: Chunk) -> None:
+        """Consume one chunk of the role's stream.
 
-        Parameters
-        ----------
-        data : ndarray, shape (n_samples, n_channels)
-            Raw samples in the stream's units. May contain NaN (flagged by the inlet).
-            The array is a view into a reused buffer: copy what must outlive the call.
-        timestamps : ndarray, shape (n_samples,)
-            LSL local-clock time of each sample in s.
-        first_index : int
-            Absolute, monotonic index of ``data[0]`` in the stream.
+        A chunk's gaps are already bridged with NaN rows (``chunk.finite`` False there);
+        ``chunk.restart`` says the samples do not continue the previous chunk's, so the
+        stage resets its DSP state first. The arrays may be views into a reused buffer:
+        copy what must outlive the call.
         """
 
-    def score(self, truth: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """JSON-serialisable summary scored against the simulators' ground truth.
-
-        Parameters
-        ----------
-        truth : mapping of str to ndarray
-            Ground truth gathered from the simulators' truth streams; keys are documented
-            in ``stimloop.devices.sim`` (e.g. ``"ecg_rpeak_t"``, LSL s).
-        """
-        ...
+    def add_event(self, t_lsl: float) -> None:
+        """A stimulus happened at LSL time ``t_lsl`` (s); stages without event-related
+        outputs ignore it."""
 
     def close(self) -> None:
         """Release outlets."""
@@ -105,40 +95,3 @@ def finite_or_none(value: float) -> float | None:
     """``value`` as a float, or None (JSON null) when it is NaN or infinite."""
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def samples_missing(last_t: float, first_t: float, fs: float) -> int:
-    """Samples lost between the last sample a stage fed and a new chunk's first one.
-
-    Parameters
-    ----------
-    last_t : float
-        LSL time of the last sample fed, s (NaN before the first chunk).
-    first_t : float
-        LSL time of the new chunk's first sample, s.
-    fs : float
-        Nominal rate in Hz.
-
-    Returns
-    -------
-    int
-        0 when nothing is missing (or nothing was fed yet).
-    """
-    if not np.isfinite(last_t):
-        return 0
-    return max(0, round((first_t - last_t) * fs) - 1)
-
-
-def nan_fill(last_t: float, missing: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """NaN samples and their times for a gap, so a kernel sees the hole as invalid data.
-
-    Parameters
-    ----------
-    last_t : float
-        LSL time of the last sample before the gap, s.
-    missing : int
-        Samples missing.
-    fs : float
-        Nominal rate in Hz.
-    """
-    return np.full(missing, np.nan), last_t + np.arange(1, missing + 1) / fs

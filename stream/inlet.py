@@ -14,16 +14,17 @@ which liblsl re-estimates in the background; the inlet re-reads it every
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from collections import deque
 
 import numpy as np
 import pylsl
 from pylsl.util import LostError, handle_error
 from pylsl.util import TimeoutError as LSLTimeoutError
 
+from stimloop.stream.chunk import Chunk, ChunkAssembler
+from stimloop.stream.timing import unplaced_lead
 from stimloop.stream.errors import (
     AmbiguousStreamError,
     StreamClockError,
@@ -34,17 +35,13 @@ from stimloop.stream.errors import (
 )
 from stimloop.stream.events import (
     ClockJump,
-    Gap,
-    NonFinite,
     Recovered,
     Stale,
     StreamEvent,
     Trusted,
     Untrusted,
 )
-from stimloop.stream.ratelimit import RateLimiter
 from stimloop.stream.ring import RingBuffer
-from stimloop.stream.timing import TimeGrid, missing_samples, timing_breaks
 
 log = logging.getLogger("stimloop.stream")
 
@@ -111,67 +108,6 @@ def resolve_source(
             "pin one with hostname= or give the sources unique ids"
         )
     return found[0]
-
-
-@dataclass
-class Chunk:
-    """New samples from one :meth:`Inlet.pull`: the currency between the rooms.
-
-    It goes unchanged from the inlet through the engine to the DSP stages and the
-    protocol, so that no consumer re-derives from timestamps what the inlet knows.
-
-    For a regular stream the rows lie on the stream's *time grid*: a gap the inlet
-    bridged (up to its ``max_gap_s``) is filled with NaN rows at their due times
-    (``finite`` False there, a :class:`~stimloop.stream.events.Gap` event names it), and
-    ``first_index`` counts lost samples too, so ``first_index + k`` is the grid index of
-    row ``k``. After a longer gap, or a clock jump backwards, the chunk starts a new
-    segment (``restart``): a consumer resets its state before using it.
-
-    ``data``, ``timestamps`` and ``finite`` may be views into buffers the inlet reuses on
-    the next pull: copy them if they must outlive it, and never write to them.
-
-    Attributes
-    ----------
-    data : ndarray, shape (n, n_channels)
-        Samples in the stream's units and dtype, NaN/inf kept as received.
-    timestamps : ndarray, shape (n,)
-        Local LSL clock time of each sample in s.
-    first_index : int
-        Grid index of ``data[0]`` (irregular streams: count of samples received).
-    finite : ndarray of bool, shape (n,)
-        False where a sample has a NaN or ±inf value, or bridges a gap.
-    events : tuple
-        Health events detected by this pull (gaps, non-finite values, clock jumps,
-        staleness, recovery, untrusted timing).
-    rate_hz : float
-        Nominal rate of the stream in Hz (0 = irregular).
-    restart : bool
-        The samples do not continue the previous chunk's (a gap longer than
-        ``max_gap_s``, or timestamps that went back): reset before consuming.
-    """
-
-    data: np.ndarray
-    timestamps: np.ndarray
-    first_index: int
-    finite: np.ndarray
-    events: tuple[StreamEvent, ...] = field(default_factory=tuple)
-    rate_hz: float = 0.0
-    restart: bool = False
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def grid(self) -> TimeGrid:
-        """The index ↔ time map of this chunk's stream, anchored at its newest sample.
-
-        Raises
-        ------
-        StreamError
-            The chunk is empty or the stream irregular (no grid).
-        """
-        if not len(self) or self.rate_hz <= 0:
-            raise StreamError("an empty chunk or an irregular stream has no time grid")
-        return TimeGrid(self.first_index + len(self) - 1, float(self.timestamps[-1]), self.rate_hz)
 
 
 class Inlet:
@@ -275,13 +211,12 @@ class Inlet:
         self._last_arrival = np.nan
         self._stale = False
         self._rate = 0.0
-        self.lost_samples = 0
         self.n_received = 0
-        self._held: Chunk | None = None  # samples after a restart, due on the next pull
+        self._grid: ChunkAssembler | None = None
+        self._held: deque[Chunk] = deque()  # chunks after a restart, due on the next pulls
         self._clock_checked = False
         self._untrusted = {"future": "", "rate": ""}
         self._window: tuple[float, float, int] | None = None  # (arrival, stamp, samples)
-        self._log_limit = RateLimiter(1.0)
 
     # -- connection --------------------------------------------------------------
     @property
@@ -317,7 +252,8 @@ class Inlet:
             self._ts = np.empty(self._max_chunk, dtype=np.float64)
             self._ts_raw = np.empty(self._max_chunk, dtype=np.float64)
             self._dt = np.empty(self._max_chunk, dtype=np.float64)
-            self._all_finite = np.ones(self._max_chunk, dtype=bool)
+            self._grid = ChunkAssembler(rate, self.max_gap_s, self.clock_jump_tol_s,
+                                        self.source_id)  # fmt: skip
             # Pointers to rows 0 and 1 of each buffer (see _pull_into_buffers).
             row, base, tbase = self._buf.strides[0], self._buf.ctypes.data, self._ts_raw.ctypes.data
             self._c_buf = (ctypes.c_void_p(base), ctypes.c_void_p(base + row))
@@ -476,11 +412,8 @@ class Inlet:
         """
         if self._inlet is None:
             raise StreamError(f"inlet {self.source_id!r} is not connected; call connect()")
-        if self._held is not None:  # the rest of the last pull, after a restart
-            (data, stamps, first, held_events), self._held = self._held, None
-            self._last_ts = np.nan  # a new segment: nothing before it to compare with
-            chunk = self._assemble(data, stamps, held_events, first)
-            return self._deliver(dataclasses.replace(chunk, restart=True))
+        if self._held:  # the rest of an earlier pull, after a restart
+            return self._deliver(self._held.popleft())
         events: list[StreamEvent] = []
         try:
             n = self._pull_into_buffers(timeout)
@@ -510,6 +443,10 @@ class Inlet:
         np.add(self._ts_raw[:n], self._offset, out=stamps)
         data = self._buf[:n]
         if not self._clock_checked:
+            if lead := unplaced_lead(stamps):
+                log.info("stream %s: %d first samples carry no timestamp of their own "
+                         "(joined mid-chunk); dropped", self.source_id, lead)  # fmt: skip
+                stamps, data, n = stamps[lead:], data[lead:], n - lead
             self._check_clock_base(stamps, now)
         if self._stale:
             self._stale = False
@@ -517,7 +454,9 @@ class Inlet:
         self._last_arrival = now
         self.n_received += n
         self._check_trust(stamps, now, n, events)
-        return self._deliver(self._assemble(data, stamps, events, self.next_index))
+        first, *rest = self._grid.push(data, stamps, events)
+        self._held.extend(rest)
+        return self._deliver(first)
 
     def _check_clock_base(self, stamps: np.ndarray, now: float) -> None:
         """Refuse a stream whose first samples are not stamped on the LSL clock."""
@@ -587,75 +526,13 @@ class Inlet:
             events.append(Trusted(self.next_index))
             log.info("stream %s: timing trusted again", self.source_id)
 
-    def _assemble(self, data: np.ndarray, stamps: np.ndarray, events: list, first: int) -> Chunk:
-        """Put pulled samples on the time grid from index ``first``: bridge short gaps
-        with NaN rows, hold back what follows a long gap or a backward jump."""
-        rate = self._rate
-        if rate <= 0:
-            return Chunk(data, stamps, first, self._finite(data, first, events), tuple(events))
-        back = max(0.5 / rate, self.clock_jump_tol_s)
-        rows, jumps = timing_breaks(self._last_ts, stamps, rate, back)
-        if not rows.size:
-            return Chunk(data, stamps, first, self._finite(data, first, events), tuple(events),
-                         rate)  # fmt: skip
-        parts_x, parts_t, parts_ok, start, index = [], [], [], 0, first
-        for k, jump in zip(rows.tolist(), jumps.tolist(), strict=True):
-            t_before = float(stamps[k - 1]) if k else float(self._last_ts)
-            index += k - start
-            parts_x.append(data[start:k])
-            parts_t.append(stamps[start:k])
-            parts_ok.append(self._finite(data[start:k], index - (k - start), events))
-            missing = int(missing_samples(jump, rate)) if jump > 0 else 0
-            if jump < 0 or missing > self.max_gap_s * rate:
-                self._hold(data[k:], stamps[k:], index, t_before, jump, missing)
-                break
-            self.lost_samples += missing
-            events.append(Gap(index, t_before, float(stamps[k]), missing, True))
-            if (held := self._log_limit.allow("gap")) is not None:
-                log.warning("stream %s: gap of %d samples bridged (%d more gaps not logged)",
-                            self.source_id, missing, held)  # fmt: skip
-            parts_x.append(np.full((missing, data.shape[1]), np.nan, np.float64))
-            parts_t.append(t_before + np.arange(1, missing + 1) / rate)
-            parts_ok.append(np.zeros(missing, bool))
-            index += missing
-            start = k
-        else:
-            parts_x.append(data[start:])
-            parts_t.append(stamps[start:])
-            parts_ok.append(self._finite(data[start:], index, events))
-        x = np.concatenate(parts_x) if len(parts_x) > 1 else parts_x[0]
-        return Chunk(x, np.concatenate(parts_t), first, np.concatenate(parts_ok), tuple(events),
-                     rate)  # fmt: skip
-
-    def _hold(self, data, stamps, index, t_before, jump, missing) -> None:
-        """Keep the samples after a restart point for the next pull (copied: the pull
-        buffers are reused); the event that says why travels with them."""
-        if jump < 0:
-            why: StreamEvent = ClockJump(index, float(jump), "timestamps")
-            log.warning("stream %s: timestamps went back %.4f s", self.source_id, jump)
-            missing = 0
-        else:
-            self.lost_samples += missing
-            why = Gap(index, t_before, float(stamps[0]), missing, False)
-            log.warning("stream %s: gap of %d samples; restarting", self.source_id, missing)
-        self._window = None
-        self._held = (data.copy(), stamps.copy(), index + missing, [why])
-
-    def _finite(self, data: np.ndarray, first: int, events: list) -> np.ndarray:
-        n = data.shape[0]
-        # One reduction, no temporary array, in the common all-finite case: a sum is
-        # finite only if every term is (a float32 overflow just takes the slow path).
-        if np.isfinite(data.sum()):
-            return self._all_finite[:n]
-        finite = np.isfinite(data).all(axis=1)
-        bad = int(n - finite.sum())
-        if bad:
-            events.append(NonFinite(first, bad))
-            log.debug("stream %s: %d samples with NaN/inf", self.source_id, bad)
-        return finite
+    @property
+    def lost_samples(self) -> int:
+        """Samples lost in gaps since connect."""
+        return self._grid.lost_samples if self._grid is not None else 0
 
     def _deliver(self, chunk: Chunk) -> Chunk:
-        """Account a chunk as the one handed out: ring, newest stamp, next index."""
+        """Account a chunk as the one handed out: ring, newest stamp."""
         if chunk.restart:
             # the ring keeps grid indices: advance over the samples never received
             self.ring.skip(chunk.first_index - self.next_index)

@@ -153,9 +153,18 @@ class Outlet:
                 f"Outlet {self.name!r}: expected chunk of shape (n, {self.n_channels}), "
                 f"got {arr.shape}"
             )
-        if arr.shape[0] == 0:
+        n = arr.shape[0]
+        if n == 0:
             return
-        self._outlet.push_chunk(np.ascontiguousarray(arr), timestamp)
+        if n > 1 and self.rate_hz > 0:
+            # One explicit stamp per sample: with one stamp per chunk, liblsl marks the
+            # others "deduced", and an inlet joining mid-chunk receives them stamped from
+            # zero (stream/timing.py: unplaced_lead).
+            t_last = timestamp or pylsl.local_clock()
+            stamps = t_last - (n - 1 - np.arange(n)) / self.rate_hz
+            self._outlet.push_chunk(np.ascontiguousarray(arr), stamps.tolist())
+        else:
+            self._outlet.push_chunk(np.ascontiguousarray(arr), timestamp)
 
     def push_marker(self, text: str | Sequence[str], timestamp: float = 0.0) -> None:
         """Push one sample of a string stream (a marker).

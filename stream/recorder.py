@@ -35,6 +35,7 @@ from stimloop.stream import xdf
 from stimloop.stream.errors import StreamError, StreamNotFoundError
 from stimloop.stream.inlet import resolve_source
 from stimloop.stream.stats import StreamStats
+from stimloop.stream.timing import unplaced_lead
 
 log = logging.getLogger("stimloop.stream.recorder")
 
@@ -284,6 +285,9 @@ class Recorder:
         if not ts:
             return False
         stamps = np.asarray(ts, dtype=np.float64)
+        if not s.stats.samples and (lead := unplaced_lead(stamps)):
+            # Joined mid-chunk: liblsl stamped these from zero; they cannot be placed.
+            stamps, values = stamps[lead:], values[lead:]
         self._queue.put((s, values, stamps))
         self._update_stats(s.stats, stamps)
         return True

@@ -98,3 +98,33 @@ class TimeGrid:
         """Grid index of the sample nearest LSL time ``t`` (s)."""
         idx = self.index + np.round((np.asarray(t) - self.t) * self.rate_hz).astype(np.int64)
         return int(idx) if np.ndim(idx) == 0 else idx
+
+
+#: A forward jump longer than this (s) inside the first samples an inlet receives marks
+#: the samples before it as stamped by liblsl from zero (see :func:`unplaced_lead`).
+LEAD_JUMP_S = 10.0
+
+
+def unplaced_lead(stamps: np.ndarray) -> int:
+    """How many leading samples of a stream's *first* pull carry no real timestamp.
+
+    liblsl sends one explicit timestamp per pushed chunk and marks the chunk's other
+    samples "deduced" (previous stamp plus one period). An inlet that joins in the middle
+    of a chunk receives deduced samples first, with nothing before them to deduce from:
+    liblsl stamps them from zero (0.002, 0.004, ... s at 500 Hz), followed by a jump to the
+    sender's real clock. Those samples cannot be placed in time; this many are dropped.
+
+    Parameters
+    ----------
+    stamps : ndarray
+        Timestamps of the first pull of a stream, s (before any clock correction).
+
+    Returns
+    -------
+    int
+        0 when the pull has no such jump.
+    """
+    if stamps.size < 2:
+        return 0
+    jumps = np.flatnonzero(np.diff(stamps) > LEAD_JUMP_S)
+    return int(jumps[-1]) + 1 if jumps.size else 0

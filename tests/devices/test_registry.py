@@ -10,11 +10,11 @@ from stimloop.devices.errors import ConfigError, ErrorCode
 from stimloop.devices.registry import (
     BUILTIN,
     ENTRY_POINT_GROUP,
+    StimulatorSpec,
     list_devices,
     load_driver,
     open_source,
     open_stimulator,
-    stimulator_from_config,
 )
 from stimloop.devices.safety import SafeStimulator
 
@@ -43,20 +43,22 @@ def test_unknown_driver_names_the_installed_ones():
 
 
 def test_stimulators_are_only_handed_out_gated(source_id):
-    gate = open_stimulator("simulated", source_id=source_id)
+    gate = open_stimulator({"driver": "simulated", "options": {"source_id": source_id}})
     assert isinstance(gate, SafeStimulator)
     gate.close()
     with pytest.raises(ConfigError):
-        open_stimulator("brainflow")
+        open_stimulator({"driver": "brainflow"})
     with pytest.raises(ConfigError):
         open_source("simulated")
 
 
-def test_stimulator_from_config(source_id):
-    gate = stimulator_from_config(
+def test_a_stimulator_table_is_parsed_once_into_a_spec(source_id):
+    spec = StimulatorSpec.from_mapping(
         {"driver": "simulated", "options": {"source_id": source_id}, "safety": {"max_pulses": 10}}
     )
-    assert gate.limits.max_pulses == 10
+    assert spec.limits.max_pulses == 10 and spec.intensity_range_pct == (0.0, 100.0)
+    gate = open_stimulator(spec)
+    assert gate.limits is spec.limits
     gate.close()
 
 
@@ -76,5 +78,5 @@ def test_stimulator_from_config(source_id):
 )  # fmt: skip
 def test_malformed_config_is_a_clear_error(cfg, code):
     with pytest.raises(ConfigError) as exc:
-        stimulator_from_config(cfg)
+        StimulatorSpec.from_mapping(cfg)
     assert exc.value.code == code

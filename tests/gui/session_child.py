@@ -19,7 +19,7 @@ from stimloop.stream.lslconfig import use_machine_scope
 
 use_machine_scope()
 
-from stimloop.devices.safety import emergency_stop_engaged, reset_emergency_stop  # noqa: E402
+from stimloop.devices.estop import emergency_stop_engaged, reset_emergency_stop  # noqa: E402
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess  # noqa: E402
 from stimloop.loop.demo import demo_config  # noqa: E402
 from stimloop.loop.session import Session  # noqa: E402

@@ -12,11 +12,15 @@ import pytest
 from stimloop.loop.cli import build_parser
 
 
-def _stimloop(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+def _stimloop(*args: str, timeout: float = 120.0, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "stimloop.loop.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **env},
     )  # fmt: skip
+
+
+def _subparsers():
+    return build_parser()._subparsers._group_actions[0].choices
 
 
 def test_every_subcommand_has_help():
@@ -40,21 +44,72 @@ def test_every_subcommand_has_help():
         assert "usage: stimloop" in out.stdout
 
 
+def test_every_option_says_what_it_does_its_default_and_its_choices():
+    import argparse
+
+    for name, sub in _subparsers().items():
+        text = " ".join(sub.format_help().split())  # the formatter wraps lines
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+            if action.choices:
+                assert all(str(c) in text for c in action.choices), (name, action.dest)
+            if action.option_strings and action.default not in (None, False, [], ""):
+                assert f"(default: {action.default})" in text, (name, action.dest)
+
+
+def test_estop_with_no_session_running_says_so_and_fails(runtime_dir):
+    out = _stimloop("estop", STIMLOOP_RUNTIME_DIR=str(runtime_dir))
+    assert out.returncode == 1
+    assert "no running session acknowledged" in out.stderr
+    assert "hardware" not in out.stdout and "stop button" in out.stderr
+
+
+def test_gui_without_a_display_fails_cleanly():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "stimloop.loop.cli", "gui"],
+                         capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert out.returncode == 2
+    assert "no display" in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.slow
-def test_demo_headless_json_summary_is_complete():
-    out = _stimloop("demo", "--headless", "--duration", "8", "--json")
+def test_demo_summary_is_the_report_analyze_prints_for_its_recording(tmp_path):
+    """Every figure the demo prints comes from the file it wrote: analyze agrees."""
+    xdf = tmp_path / "demo.xdf"
+    out = _stimloop("demo", "--headless", "--duration", "10", "--json", "--record", str(xdf))
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     for role, rate in (("eeg", 1000), ("ecg", 500), ("eda", 100)):
-        s = summary["streams"][role]
+        s = summary["health"][role]
         assert s["gaps"] == 0 and s["lost_samples"] == 0, s
         # Every sample between the first and last one received arrived.
         assert s["samples"] == s["expected_samples"], s
-        assert s["samples"] >= 7 * rate
-    assert "stages" in summary
+        assert s["samples"] >= 8 * rate
+    truth = summary["truth"]
+    h, e = truth["heart"], truth["eda"]
+    # Counted in one span: detected = matched + false, true = matched + missed.
+    assert h["beats_detected"] == h["true_positives"] + h["false_positives"]
+    assert h["beats_true"] == h["true_positives"] + h["false_negatives"]
+    assert e["scr_detected"] == e["tp"] + e["fp"] and e["scr_true"] == e["tp"] + e["fn"]
+    assert truth["pulses"]["true_phase_error"]["n"] == summary["pulses"]["delivered"]
+    analyzed = _stimloop("analyze", str(xdf), "--json")
+    assert analyzed.returncode == 0, analyzed.stderr
+    report = json.loads(analyzed.stdout)
+    shared = set(report) - {"file"}
+    assert shared <= set(summary)
+    for key in sorted(shared):
+        assert json.dumps(report[key], default=float) == json.dumps(summary[key], default=float), (
+            key
+        )
+    text = _stimloop("analyze", str(xdf))
+    assert f"{h['beats_detected']} detected, {h['beats_true']} true" in text.stdout
 
 
 def test_bad_arguments_are_rejected_with_a_message():
     out = _stimloop("demo", "--duration", "-1", "--headless")
     assert out.returncode == 2
     assert "duration_s must be > 0" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -16,7 +16,8 @@ import pylsl
 import pytest
 
 from stimloop.devices.errors import StaleDataError
-from stimloop.devices.safety import SafeStimulator, SafetyLimits
+from stimloop.devices.limits import SafetyLimits
+from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.sim.eeg import EEGGenerator
 from stimloop.devices.stimulators.simulated import SimulatedStimulator
 from stimloop.dsp.circular import circular_stats
@@ -202,7 +203,7 @@ def test_phase_outlet_carries_the_protocol_estimate_scored_on_the_true_phase(sou
     # The Hjorth derivation uses C3's 10-10 neighbours that the montage has.
     assert len(protocol.neighbours) >= 3 and set(protocol.neighbours) <= set(labels)
     assert "C3" not in protocol.neighbours
-    estimates = phase_outlet(protocol, "phase", f"{source_id}-phase")
+    estimates = phase_outlet(protocol, source_id)
     found = pylsl.resolve_byprop("source_id", f"{source_id}-phase", 1, 5.0)
     assert len(found) == 1
     phase_in = pylsl.StreamInlet(found[0])

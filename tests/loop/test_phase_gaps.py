@@ -17,14 +17,16 @@ import numpy as np
 import pylsl
 import pytest
 
-from stimloop.devices.safety import SafeStimulator, SafetyLimits
+from stimloop.devices.limits import SafetyLimits
+from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.sim.eeg import EEGGenerator
 from stimloop.devices.sim.runner import SimConfig, SimulatorSession
 from stimloop.devices.stimulators.simulated import SimulatedStimulator
 from stimloop.loop.config import ChannelRoles, DSPConfig, PhaseLockedConfig
 from stimloop.loop.engine import Engine
-from stimloop.loop.phase_locked import MAX_GAP_S, PhaseLockedProtocol
+from stimloop.loop.phase_locked import EEG_MAX_GAP_S, PhaseLockedProtocol
 from stimloop.loop.protocol import Hold, PulseOutcome, PulseRequest
+from stimloop.stream.chunk import ChunkAssembler
 from stimloop.stream.inlet import Inlet, MarkerInlet
 from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
 from stimloop.stream.replay import load_recording
@@ -50,11 +52,14 @@ def eegmat(shared_data):
 def _protocol(fs: float, labels: list[str], **cfg) -> PhaseLockedProtocol:
     p = PhaseLockedProtocol(PhaseLockedConfig(**cfg), ChannelRoles(eeg_target="C3"), DSPConfig())
     p.start(fs, labels)
+    # The EEG inlet's gap policy, applied offline to the arrays the tests feed.
+    p.grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
     return p
 
 
 def _estimates(p, data, stamps, keep, sizes) -> tuple[np.ndarray, np.ndarray]:
-    """Feed the kept samples in chunks of the given sizes; phase and confidence per sample."""
+    """Feed the kept samples in chunks of the given sizes through the gap policy; phase
+    and confidence per received sample (the bridged rows are not received samples)."""
     idx = np.flatnonzero(keep)
     ph = np.full(keep.size, np.nan)
     conf = np.full(keep.size, np.nan)
@@ -63,10 +68,13 @@ def _estimates(p, data, stamps, keep, sizes) -> tuple[np.ndarray, np.ndarray]:
         sel = idx[k : k + size]
         if sel.size == 0:
             break
-        out = p.estimate(data[sel], stamps[sel])
-        ph[sel], conf[sel] = out.phase_rad, out.confidence
+        for chunk in p.grid.push(data[sel], stamps[sel]):
+            out = p.estimate(chunk)
+            rows = np.rint((chunk.timestamps - T0) * p.fs).astype(int)  # sample index
+            ph[rows], conf[rows] = out.phase_rad, out.confidence
         k += size
     assert k >= idx.size
+    ph[~keep] = conf[~keep] = np.nan
     return ph, conf
 
 
@@ -134,7 +142,7 @@ def test_a_gap_longer_than_the_bridge_restarts_as_a_fresh_estimator(eegmat):
     data, labels, fs = eegmat
     stamps = T0 + np.arange(len(data)) / fs
     a = round(40 * fs)
-    b = a + round((MAX_GAP_S + 2.0) * fs)
+    b = a + round((EEG_MAX_GAP_S + 2.0) * fs)
     keep = np.ones(len(data), bool)
     keep[a:b] = False
     sizes = [10] * (len(data) // 10 + 1)
@@ -176,12 +184,21 @@ def _drive(p, data, stamps, keep, *, fire=True, chunk=5) -> list[tuple[float, ob
     decisions = []
     for k in range(0, idx.size, chunk):
         sel = idx[k : k + chunk]
-        d = p.update(data[sel], stamps[sel], int(sel[0]))
-        if d is not None:
-            decisions.append((float(stamps[sel[-1]]), d))
-        if isinstance(d, PulseRequest) and fire:
-            p.outcome(PulseOutcome(d, True, d.t_fire))
+        for c in p.grid.push(data[sel], stamps[sel]):
+            d = p.update(c)
+            if d is not None:
+                decisions.append((float(stamps[sel[-1]]), d))
+            if isinstance(d, PulseRequest) and fire:
+                p.outcome(PulseOutcome(d, True, d.t_fire))
     return decisions
+
+
+def _update(p, data, stamps):
+    """One update() per chunk the gap policy makes of these samples; the last decision."""
+    d = None
+    for c in p.grid.push(data, stamps):
+        d = p.update(c) or d
+    return d
 
 
 def test_no_request_from_a_gap_until_the_estimate_is_back_then_pulses_resume(eegmat):
@@ -214,14 +231,14 @@ def test_a_gap_or_invalid_estimate_vetoes_the_pending_pulse(eegmat):
     k = 0
     request = None
     while request is None:  # run until the first request, and leave it pending
-        d = p.update(data[k : k + 5], stamps[k : k + 5], k)
+        d = _update(p, data[k : k + 5], stamps[k : k + 5])
         request = d if isinstance(d, PulseRequest) else None
         k += 5
     assert p.fire_veto(request) == ""
-    p.update(data[k : k + 5], stamps[k : k + 5], k)  # more data, no gap: still fine
+    _update(p, data[k : k + 5], stamps[k : k + 5])  # more data, no gap: still fine
     assert p.fire_veto(request) == ""
     k += 5 + 20  # 20 samples lost
-    hold = p.update(data[k : k + 5], stamps[k : k + 5], k)
+    hold = _update(p, data[k : k + 5], stamps[k : k + 5])
     assert isinstance(hold, Hold) and hold.reason == "eeg_gap"
     assert hold.info["pending_vetoed"] and hold.info["missing"] == 20
     assert "EEG gap of 20 samples (40 ms)" in p.fire_veto(request)
@@ -234,7 +251,7 @@ def test_a_gap_or_invalid_estimate_vetoes_the_pending_pulse(eegmat):
     k = round(30 * fs)
     chunk = data[k : k + 5].copy()
     chunk[2, 8] = np.nan  # C3
-    p.update(chunk, stamps[k : k + 5], k)
+    _update(p, chunk, stamps[k : k + 5])
     assert "non-finite" in p.fire_veto(request)
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from stimloop.devices.safety import reset_emergency_stop
+from stimloop.devices.estop import reset_emergency_stop
 from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
-from stimloop.loop.control import send_command
+from stimloop.loop.client import ControlError, send_command
 from stimloop.loop.demo import demo_config
 from stimloop.loop.session import Session
 from stimloop.stream.inlet import MarkerInlet
@@ -36,9 +37,13 @@ def _fast_config(sim: SimConfig):
 
 
 @pytest.mark.slow
-def test_control_status_and_emergency_stop(source_id):
+def test_control_status_and_emergency_stop(source_id, runtime_dir):
     sim = SimConfig(prefix=source_id, roles=("eeg", "ecg"), eeg_channels=32)
-    with SimulatorProcess(sim), Session(demo_config(sim), f"{source_id}-s") as session:
+    prefix = f"{source_id}-s"
+    with (
+        SimulatorProcess(sim),
+        Session(demo_config(sim), prefix, runtime_root=runtime_dir) as session,
+    ):
         status_in = MarkerInlet(f"{source_id}-s-status").connect()
         decisions = MarkerInlet(f"{source_id}-s-decisions").connect()
         result_box = {}
@@ -56,25 +61,29 @@ def test_control_status_and_emergency_stop(source_id):
             snap = json.loads(status_in.pull()[-1][0])
             assert snap["stimulator"]["armed"] and snap["protocol"]["running"]
             assert snap["streams"]["eeg"]["rate_hz"] == 1000.0
-            port = snap["control_port"]
-            send_command(port, "pause")
-            assert _wait(lambda: not session.engine.protocol_enabled.is_set())
-            send_command(port, "resume")
-            send_command(port, "marker", text="exposure 1 start")
-            send_command(port, "disarm")
-            assert _wait(lambda: not session.stimulator.status().armed)
-            send_command(port, "arm")
+            assert snap["endpoint"].startswith(str(runtime_dir))
+            # Each command is acknowledged once done: no waiting needed.
+            send_command(prefix, "pause", root=runtime_dir)
+            assert not session.engine.protocol_enabled.is_set()
+            send_command(prefix, "resume", root=runtime_dir)
+            send_command(prefix, "marker", text="exposure 1 start", root=runtime_dir)
+            send_command(prefix, "disarm", root=runtime_dir)
+            assert not session.stimulator.status().armed
+            send_command(prefix, "arm", root=runtime_dir)
             assert _wait(lambda: session.stimulator.status().armed)
-            # The command-line e-stop reaches the session's listener and latches.
+            # The command-line e-stop reaches the session and says which one engaged.
             t0 = time.monotonic()
-            subprocess.run(
-                [sys.executable, "-m", "stimloop.loop.cli", "estop", "--port",
-                 str(snap["estop_port"]), "--reason", "test"], check=True, timeout=30,
+            out = subprocess.run(
+                [sys.executable, "-m", "stimloop.loop.cli", "estop", "--reason", "test"],
+                capture_output=True, text=True, timeout=30,
+                env={**os.environ, "STIMLOOP_RUNTIME_DIR": str(runtime_dir)},
             )  # fmt: skip
-            assert _wait(lambda: not session.stimulator.status().armed, 2.0)
+            assert out.returncode == 0, out.stderr
+            assert f"ENGAGED: {session.cfg.name} ({prefix})" in out.stdout
+            assert not session.stimulator.status().armed  # acknowledged = already disarmed
             assert time.monotonic() - t0 < 30
-            send_command(port, "arm")  # refused while latched: reported, not obeyed
-            time.sleep(0.3)
+            with pytest.raises(ControlError, match="emergency stop is engaged"):
+                send_command(prefix, "arm", root=runtime_dir)  # refused while latched
             assert not session.stimulator.status().armed
         finally:
             runner.join()
@@ -105,12 +114,12 @@ def test_killing_the_eeg_stream_stops_stimulation_within_50_ms(source_id):
             assert _wait(lambda: len(session.engine.pulses) >= 5, 8.0)
             eeg_proc.kill()
             t_kill = time.monotonic()
-            ecg_at_kill = session.engine.streams["ecg"].samples
+            ecg_at_kill = session.engine.streams["ecg"].counts.samples
             time.sleep(1.5)
-            ecg_later = session.engine.streams["ecg"].samples
+            ecg_later = session.engine.streams["ecg"].counts.samples
             runner.join()
             result = box["r"]
-            last_eeg_t = session.engine.streams["eeg"].last_t
+            last_eeg_t = session.engine.streams["eeg"].counts.last_t
     finally:
         eeg_proc.stop()
     assert time.monotonic() - t_kill > 1.0
