@@ -76,7 +76,8 @@ def produce(prefix: str, every_ms: int, seconds: float) -> None:
 def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
     """Run the engine until ``n_triggers`` pulses; latency figures in ms (with
     ``per_pulse``, also each pulse's sample stamp ``t_sample`` and ``from_push_ms``)."""
-    from stimloop.devices.safety import SafeStimulator, SafetyLimits
+    from stimloop.devices.limits import SafetyLimits
+    from stimloop.devices.safety import SafeStimulator
     from stimloop.devices.stimulators.simulated import SimulatedStimulator
     from stimloop.dsp.phase import PhaseEstimator
     from stimloop.dsp.spatial import hjorth_weights

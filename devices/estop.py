@@ -131,35 +131,44 @@ class EmergencyStopListener:
     session : str
         What the acknowledgement names (session name and prefix).
 
-    Raises
-    ------
-    SafetyError
-        The socket cannot be bound (the session must not start without its e-stop).
     """
 
     def __init__(self, path: Path, session: str) -> None:
         self.path = Path(path)
         self.session = session
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock: socket.socket | None = None
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> EmergencyStopListener:
+        """Bind the socket (0600) and start listening.
+
+        Raises
+        ------
+        SafetyError
+            The socket cannot be bound (the session must not start without its e-stop).
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.bind(str(self.path))
+            sock.bind(str(self.path))
             os.chmod(self.path, 0o600)
-            self._sock.listen(8)
+            sock.listen(8)
         except OSError as exc:
-            self._sock.close()
+            sock.close()
             raise SafetyError(
                 ErrorCode.EMERGENCY_STOP,
                 f"cannot bind the emergency-stop socket {self.path}: {exc}; a session "
                 "does not start without its e-stop",
             ) from exc
-        self._closing = threading.Event()
+        self._sock = sock
         self._thread = threading.Thread(target=self._run, name="stimloop-estop", daemon=True)
         self._thread.start()
+        return self
 
     @property
     def alive(self) -> bool:
         """Whether the listener thread runs."""
-        return self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._closing.is_set():
@@ -193,7 +202,7 @@ class EmergencyStopListener:
 
     def close(self) -> None:
         """Stop listening and remove the socket. Idempotent."""
-        if self._closing.is_set():
+        if self._sock is None or self._closing.is_set():
             return
         self._closing.set()
         try:
@@ -201,7 +210,8 @@ class EmergencyStopListener:
         except OSError:
             pass
         self._sock.close()
-        self._thread.join(timeout=2.0)
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
         try:
             self.path.unlink()
         except OSError:

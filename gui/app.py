@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -13,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from stimloop.dsp.errors import StimloopError
 from stimloop.gui.feed import find_sessions
 from stimloop.gui.priority import IdlePriority
-from stimloop.loop.cpus import allowed_cpus
+from stimloop.loop.client import allowed_cpus
 
 #: Period of the Qt thread's heartbeat to the priority guard, ms (its threshold: 250 ms).
 HEARTBEAT_MS = 50
 
 
-class NoSessionError(RuntimeError):
+class NoSessionError(StimloopError, RuntimeError):
     """No session, or several and none chosen; the message lists what is visible."""
 
 
@@ -191,6 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if not any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        # Qt's xcb plugin would abort the process (SIGABRT) with no display.
+        print(
+            "stimloop gui: error: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "set QT_QPA_PLATFORM=offscreen to draw without a screen",
+            file=sys.stderr,
+        )
+        return 2
     # Before Qt or the feed start any thread, so that they all inherit the policy.
     try:
         priority = IdlePriority(nice=args.nice)

@@ -368,8 +368,8 @@ class LiveFeed:
         return time.monotonic() - self._status_t
 
     def track(self, role: str) -> Track | None:
-        """The track of ``role`` (``"eeg"``, ``"ecg"``, ``"eda"``, ``"phase"``,
-        ``"heart_hr"``, ``"eda_level"``, ``"eda_scr"``, ``"eeg_truth"``), if known."""
+        """The track of an input (``"eeg"``, ``"ecg"``, ``"eda"``), of ``"eeg_truth"``, or
+        of a numeric catalog stream by its key (``"phase"``, ``"heart_hr"``, ...)."""
         return self.tracks.get(role)
 
     def pulses(self) -> list[Pulse]:
@@ -395,27 +395,28 @@ class LiveFeed:
         self._discover(msg)
 
     def _discover(self, status: dict) -> None:
+        """Readers for the session's inputs, its truth and every numeric stream its
+        catalog announces (``status["catalog"]``: no stream name is spelled here)."""
         ids = dict(status.get("source_ids") or {})
         truth = status.get("truth_source_ids") or {}
-        p = self.prefix
+        cat = status.get("catalog") or {}
         numeric = {
             "eeg": (ids.get("eeg"), self.eeg_seconds, True),
             "ecg": (ids.get("ecg"), 12.0, False),
             "eda": (ids.get("eda"), 120.0, False),
-            "phase": (ids.get("phase"), 120.0, False),
-            "heart_hr": (ids.get("heart_hr"), 300.0, False),
-            "eda_level": (f"{p}-eda-level", 300.0, False),
-            "eda_scr": (f"{p}-eda-scr", 300.0, False),
             "eeg_truth": (truth.get("eeg"), 10.0, False),
         }
+        for key, entry in cat.items():
+            if not entry.get("marker") and entry.get("display_s"):
+                numeric[key] = (entry.get("source_id"), float(entry["display_s"]), False)
         for role, (sid, seconds, filt) in numeric.items():
             if sid and role not in self.tracks:
                 self.tracks[role] = Track(role, sid, seconds, filt)
                 self._spawn(role, self._read_numeric, self.tracks[role])
-        if ids.get("decisions"):
-            self._spawn("decisions", self._read_markers, ids["decisions"], self._on_decision)
-        if ids.get("heart_beats"):
-            self._spawn("beats", self._read_markers, ids["heart_beats"], self._on_beat)
+        if sid := (cat.get("decisions") or {}).get("source_id"):
+            self._spawn("decisions", self._read_markers, sid, self._on_decision)
+        if sid := (cat.get("heart_beats") or {}).get("source_id"):
+            self._spawn("beats", self._read_markers, sid, self._on_beat)
 
     def _read_numeric(self, track: Track) -> None:
         inlet: Inlet | None = None

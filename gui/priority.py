@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from stimloop.loop.cpus import allowed_cpus, pin_process
+from stimloop.loop.client import allowed_cpus, pin_process
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ waits for at most the one redraw that may be running when the click arrives.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
 
 import numpy as np
 import pylsl
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from stimloop.devices.safety import DEFAULT_ESTOP_PORT, send_emergency_stop
 from stimloop.dsp.series import value_at
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
 from stimloop.gui.panels import (
@@ -39,7 +40,7 @@ from stimloop.gui.plotting import (
     minmax_decimate,
     stack_channels,
 )
-from stimloop.loop.control import send_command
+from stimloop.loop import client
 
 EEG_WINDOW_S = 10.0
 TREND_WINDOW_S = 120.0
@@ -82,9 +83,15 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.setWindowTitle(f"stimloop: {feed.prefix}")
         self.frames = 0
         self.frame_ms: list[float] = []
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last frame that failed to draw
+        self.command_error: str | None = None  # the last command the session refused
         self.estop_sent_t: float | None = None
         self.estop_handled_t: float | None = None  # local LSL clock at the last stop, s
+        self.estop_reply: client.EstopReply | None = None  # the session's acknowledgement
+        self._estop_answered = False
+        # Commands go out on one worker thread, in order: the Qt thread never waits on a
+        # session (an arm waits for the device to be ready).
+        self._commands = ThreadPoolExecutor(1, thread_name_prefix="gui-command")
         self._eeg_gen = -1
         self._scales = np.zeros(0)
         self._shown = np.zeros(0, bool)
@@ -246,26 +253,47 @@ class SessionWindow(QtWidgets.QMainWindow):
 
     # -- actions -----------------------------------------------------------------------
     def emergency_stop(self) -> None:
-        """Send the emergency stop to the session's HAL listener, now (Qt thread)."""
+        """Send the emergency stop to the session now, and show its acknowledgement.
+
+        The request goes out on its own thread (the session answers once disarmed, in
+        well under a millisecond; a hung session must not freeze the window), and the
+        banner says STOP SENT until the answer says ENGAGED, or NOT CONFIRMED.
+        """
         self.estop_handled_t = pylsl.local_clock()
-        status = self.feed.status()
-        port = int(status["estop_port"]) if status and status.get("estop_port") else None
-        # The datagram goes out first; UDP is fire-and-forget, so a few copies are sent
-        # (duplicates are harmless: the latch is idempotent).
-        for _ in range(3):
-            send_emergency_stop("gui emergency stop", port or DEFAULT_ESTOP_PORT)
         self.estop_sent_t = time.perf_counter()
+        self.estop_reply = None
         self.banner.setText("EMERGENCY STOP SENT")
         self.banner.setStyleSheet(f"color: {RED}; font-weight: bold;")
 
-    def command(self, cmd: str, **args) -> bool:
-        """Send a control command (checked by the session's HAL gate); False if no session."""
-        status = self.feed.status()
-        if not status or not status.get("control_port"):
-            self.last_error = f"{cmd}: no session status yet"
-            self.banner.setText(self.last_error)
+        def send() -> None:
+            replies = client.emergency_stop("window emergency stop", self.feed.prefix)
+            self.estop_reply = replies[0] if replies else None
+            self._estop_answered = True
+
+        self._estop_answered = False
+        threading.Thread(target=send, name="gui-estop", daemon=True).start()
+
+    def command(self, cmd: str, wait_s: float = 0.0, **args) -> bool:
+        """Send a control command (checked by the session's HAL gate) from a worker
+        thread; its refusal, if any, shows in the banner. False if no session yet.
+        ``wait_s`` > 0 waits that long for the session's answer (used on close)."""
+        if self.feed.status() is None:
+            self.command_error = f"{cmd}: no session status yet"
+            self.banner.setText(self.command_error)
             return False
-        send_command(int(status["control_port"]), cmd, **args)
+
+        def send() -> None:
+            try:
+                client.send_command(self.feed.prefix, cmd, **args)
+            except client.ControlError as exc:
+                self.command_error = str(exc)
+
+        done = self._commands.submit(send)
+        if wait_s > 0:
+            try:
+                done.result(wait_s)
+            except TimeoutError:
+                self.command_error = f"{cmd}: no answer within {wait_s:g} s"
         return True
 
     def send_marker(self) -> None:
@@ -299,13 +327,11 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.closed_t = self.closed_t or pylsl.local_clock()
         self.closing.emit()
         self.timer.stop()
-        try:
-            # "attached": this window announced itself (gui_open), so the session counts
-            # it out; one closed before its first status never counted in.
-            if first_close:
-                self.command("gui_closed", attached=self._announced)
-        except OSError:
-            pass
+        # "attached": this window announced itself (gui_open), so the session counts it
+        # out; one closed before its first status never counted in. Sent before the
+        # process can end, so the session surely hears it.
+        if first_close:
+            self.command("gui_closed", wait_s=3.0, attached=self._announced)
         self.feed.close()
         super().closeEvent(event)
 
@@ -341,13 +367,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         frame that fails must not keep the window from announcing itself). The session
         keeps its threads off this window's CPU while it is attached (loop/cpus.py);
         closeEvent's ``gui_closed`` gives them back."""
-        status = self.feed.status()
-        if status is not None and status.get("control_port"):
-            try:
-                self._announced = self.command("gui_open")
-                self.announced_t = pylsl.local_clock()
-            except OSError as exc:  # no route to the session yet: the next frame retries
-                self.last_error = f"gui_open: {exc}"
+        if self.feed.status() is not None:
+            self._announced = self.command("gui_open")
+            self.announced_t = pylsl.local_clock()
 
     def _bins(self, plot: pg.PlotWidget, px_per_bin: int = 2) -> int:
         """Decimation bins for ``plot``: one (min, max) pair per ``px_per_bin`` pixels."""
@@ -417,20 +439,24 @@ class SessionWindow(QtWidgets.QMainWindow):
         else:
             self.beat_marks.setData([], [])
 
-    def _line(self, curve, plot, role: str, seconds: float, now: float, col: int = 0) -> np.ndarray:
+    def _line(self, curve, plot, role: str, seconds: float, now: float,
+              col: int | tuple[int, ...] = 0) -> np.ndarray:  # fmt: skip
+        """Draw one column of a track (or the sum of several columns)."""
         tr = self.feed.track(role)
         if tr is None:
             return np.empty(0)
         data, ts, _ = tr.latest(seconds)
-        if ts.size == 0 or data.shape[1] <= col:
+        cols = (col,) if isinstance(col, int) else col
+        if ts.size == 0 or data.shape[1] <= max(cols):
             curve.setData([], [])
             return np.empty(0)
-        t, y = minmax_decimate(ts - now, data[:, col], self._bins(plot))
+        values = data[:, list(cols)].sum(axis=1)
+        t, y = minmax_decimate(ts - now, values, self._bins(plot))
         curve.setData(t, y, connect="finite")
         plot.setXRange(-seconds, 0, padding=0)
         if plot is not self.conf_plot:
             _fit_y(plot, y)
-        return data[:, col]
+        return values
 
     def _draw_trends(self, now: float) -> None:
         self._line(self.hr_curve, self.hr_plot, "heart_hr", TREND_WINDOW_S, now, 0)
@@ -445,8 +471,10 @@ class SessionWindow(QtWidgets.QMainWindow):
                 )
         level = self.feed.track("eda_level")
         if level is not None and level.connected:
-            self.scl_plot.setTitle("SCL with SCRs (EDA stage)")
-            self._line(self.scl_curve, self.scl_plot, "eda_level", TREND_WINDOW_S, now, 0)
+            # SCL + phasic: the conductance the SCRs were scored on, as the offline figure
+            # draws it, so each SCR mark sits at the foot of its rise.
+            self.scl_plot.setTitle("skin conductance with SCRs (EDA stage)")
+            self._line(self.scl_curve, self.scl_plot, "eda_level", TREND_WINDOW_S, now, (0, 1))
         else:
             self.scl_plot.setTitle("skin conductance (raw EDA)")
             self._line(self.scl_curve, self.scl_plot, "eda", TREND_WINDOW_S, now, 0)
@@ -459,8 +487,8 @@ class SessionWindow(QtWidgets.QMainWindow):
             y = np.full(onset.size, np.nan)
             if lvl is not None and onset.size:
                 ld, lt, _ = lvl.latest(TREND_WINDOW_S)
-                if ld.shape[1]:
-                    y = value_at(lt, ld[:, 0], onset + now)  # the SCL at each onset
+                if ld.shape[1] >= 2:
+                    y = value_at(lt, ld[:, 0] + ld[:, 1], onset + now)  # at each onset
             ok = np.isfinite(y)
             self.scr_marks.setData(onset[ok], y[ok])
         self._line(self.alpha_curve, self.alpha_plot, "phase", TREND_WINDOW_S / 4, now, 1)
@@ -496,13 +524,23 @@ class SessionWindow(QtWidgets.QMainWindow):
                 "session not responding" if status else "waiting for the session status…"
             )
             self.banner.setStyleSheet(f"color: {RED}; font-weight: bold;")
+        elif self._estop_answered:
+            r = self.estop_reply
+            self.banner.setText(
+                f"EMERGENCY STOP ENGAGED: {r.session}" if r is not None and r.engaged
+                else "EMERGENCY STOP NOT CONFIRMED by the session: use the stimulator's own stop"
+            )  # fmt: skip
+            self.banner.setStyleSheet(f"color: {RED}; font-weight: bold;")
         elif self.estop_sent_t is None:
             engaged = status.get("estop_engaged")
+            refused = f"  —  {self.command_error}" if self.command_error else ""
             self.banner.setText(
                 f"session {status.get('session')} ({status.get('prefix')})"
                 + ("  —  EMERGENCY STOP ENGAGED" if engaged else "")
+                + refused
             )
-            self.banner.setStyleSheet(f"color: {RED if engaged else GREEN}; font-weight: bold;")
+            bad = engaged or refused
+            self.banner.setStyleSheet(f"color: {RED if bad else GREEN}; font-weight: bold;")
         st = (status or {}).get("stimulator") or {}
         if st:
             f = self.stim_fields
@@ -535,10 +573,16 @@ class SessionWindow(QtWidgets.QMainWindow):
     def _draw_health(self, status: dict | None) -> None:
         session_streams = (status or {}).get("streams") or {}
         # Optional derived streams (an EDA stage) get a row once they have appeared.
+        catalog = (status or {}).get("catalog") or {}
+        derived = [
+            k for k, e in catalog.items()
+            if not e.get("marker") and e.get("display_s") and e.get("continuous")
+        ]  # fmt: skip
         roles = [
             r
-            for r in ("eeg", "ecg", "eda", "phase", "heart_hr", "eda_level")
-            if (tr := self.feed.track(r)) is not None and (r != "eda_level" or tr.generation)
+            for r in ("eeg", "ecg", "eda", *derived)
+            if (tr := self.feed.track(r)) is not None
+            and (r in ("eeg", "ecg", "eda") or tr.generation)
         ]
         if self.health.rowCount() != len(roles):
             self.health.setRowCount(len(roles))

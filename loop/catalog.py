@@ -49,6 +49,9 @@ class DerivedStream:
         How much history a live display keeps of it, s (0: not shown as a trace).
     description : str
         One line: what a sample holds.
+    continuous : bool
+        Samples come steadily (silence means trouble, so a display shows its health);
+        False for event streams such as one sample per SCR.
     """
 
     key: str
@@ -61,6 +64,7 @@ class DerivedStream:
     role: str = ""
     display_s: float = 0.0
     description: str = ""
+    continuous: bool = True
 
     @property
     def is_marker(self) -> bool:
@@ -83,13 +87,14 @@ class DerivedStream:
             "role": self.role,
             "display_s": self.display_s,
             "description": self.description,
+            "continuous": self.continuous,
         }
 
 
 def _marker(key: str, suffix: str, name: str, description: str, role: str = "",
             stype: str = "Markers") -> DerivedStream:  # fmt: skip
     return DerivedStream(key, suffix, name, stype, (ChannelSpec("marker"),), 0.0, "string",
-                         role, 0.0, description)  # fmt: skip
+                         role, 0.0, description, continuous=False)  # fmt: skip
 
 
 _CATALOG: dict[str, DerivedStream] = {}
@@ -200,10 +205,10 @@ def find(streams: Mapping[str, T], key: str, prefix: str) -> T | None:
 
 
 def _numeric(key: str, suffix: str, name: str, stype: str, channels: tuple[ChannelSpec, ...],
-             rate_hz: float | None, role: str, display_s: float,
-             description: str) -> DerivedStream:  # fmt: skip
+             rate_hz: float | None, role: str, display_s: float, description: str,
+             continuous: bool = True) -> DerivedStream:  # fmt: skip
     return DerivedStream(key, suffix, name, stype, channels, rate_hz, "float64", role,
-                         display_s, description)  # fmt: skip
+                         display_s, description, continuous)  # fmt: skip
 
 
 #: The session's own streams and the derived streams of the built-in stages.
@@ -240,7 +245,8 @@ BUILT_IN = (
               ChannelSpec("confirmed_t", "s", "Time"), ChannelSpec("amplitude_us", "uS", "SCR"),
               ChannelSpec("rise_time_s", "s", "SCR"), ChannelSpec("onset_index", "sample", "Index"),
               ChannelSpec("peak_index", "sample", "Index")),
-             0.0, "eda", 300.0, "one sample per confirmed SCR, stamped at its onset"),
+             0.0, "eda", 300.0, "one sample per confirmed SCR, stamped at its onset",
+             continuous=False),
     _marker("eda_response", "eda-response", "stimloop EDA responses",
             "the event-related SCR of each stimulus, stamped at the stimulus (JSON)",
             role="eda"),

@@ -78,8 +78,14 @@ def _window(args: argparse.Namespace):
         return None
 
     def start(session) -> None:
-        cmd = [sys.executable, "-m", "stimloop.gui", "--session", session.prefix,
-               "--exit-with-session"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "stimloop.gui",
+            "--session",
+            session.prefix,
+            "--exit-with-session",
+        ]
         try:
             subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         except OSError as exc:
@@ -90,18 +96,27 @@ def _window(args: argparse.Namespace):
 
 def _cmd_gui(args: argparse.Namespace) -> int:
     if not _has_display():
-        print("stimloop gui: error: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
-              "run the session with its text status (stimloop run --headless shows none, "
-              "stimloop run without it shows a status line), or set QT_QPA_PLATFORM=offscreen "
-              "to draw without a screen", file=sys.stderr)  # fmt: skip
+        print(
+            "stimloop gui: error: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "run the session with its text status (stimloop run --headless shows none, "
+            "stimloop run without it shows a status line), or set QT_QPA_PLATFORM=offscreen "
+            "to draw without a screen",
+            file=sys.stderr,
+        )
         return 2
-    cmd = [sys.executable, "-m", "stimloop.gui", *(["--session", args.session] if args.session
-                                                     else [])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "stimloop.gui",
+        *(["--session", args.session] if args.session else []),
+    ]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode < 0:
         last = (proc.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
-        print(f"stimloop gui: error: the window could not start (signal "
-              f"{-proc.returncode}): {last}", file=sys.stderr)  # fmt: skip
+        print(
+            f"stimloop gui: error: the window could not start (signal {-proc.returncode}): {last}",
+            file=sys.stderr,
+        )
         return 2
     sys.stderr.write(proc.stderr)
     return proc.returncode
@@ -114,8 +129,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
     live = _live(args)
     with _stop_on_signals() as stop:
-        summary = run_demo(args.duration, sim, on_status=live, on_open=_window(args),
-                           recording=args.record, stop=stop)  # fmt: skip
+        summary = run_demo(
+            args.duration,
+            sim,
+            on_status=live,
+            on_open=_window(args),
+            recording=args.record,
+            stop=stop,
+        )
     if live is not None:
         print(file=sys.stderr)
     print(json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary))
@@ -133,8 +154,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def tick(s: Session) -> None:
         if live is not None:
             eng = s.engine
-            live({"samples": {r: h.counts.samples for r, h in eng.streams.items()},
-                  "pulses": len(eng.pulses), "refused": eng.n_refused})  # fmt: skip
+            live(
+                {
+                    "samples": {r: h.counts.samples for r, h in eng.streams.items()},
+                    "pulses": len(eng.pulses),
+                    "refused": eng.n_refused,
+                }
+            )
 
     with _stop_on_signals() as stop, Session(cfg) as session:
         if (open_window := _window(args)) is not None:
@@ -145,13 +171,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # What is on disk is what counts: each part of the recording, read back.
     reports = [session_report(path) for path in result.recordings]
     if args.json:
-        print(json.dumps({"recordings": reports, "streams": result.streams,
-                          "engine": result.engine}, default=float, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {"recordings": reports, "streams": result.streams, "engine": result.engine},
+                default=float,
+                indent=2,
+            )
+        )
     elif reports:
         print("\n\n".join(format_report(r) for r in reports))
     else:
-        print(f"not recorded ([recording] path is unset): {len(result.pulses)} pulses "
-              f"delivered, {len(result.refusals)} refused")  # fmt: skip
+        print(
+            f"not recorded ([recording] path is unset): {len(result.pulses)} pulses "
+            f"delivered, {len(result.refusals)} refused"
+        )
     return 0
 
 
@@ -159,10 +192,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig, SimulatorSession
 
     cfg = SimConfig(
-        prefix=args.prefix, seed=args.seed, roles=tuple(args.roles), eeg_fs=args.eeg_rate,
-        eeg_channels=args.eeg_channels, iaf_hz=args.iaf, target=args.target,
-        ecg_fs=args.ecg_rate, hr_bpm=args.hr, eda_fs=args.eda_rate,
-    )  # fmt: skip
+        prefix=args.prefix,
+        seed=args.seed,
+        roles=tuple(args.roles),
+        eeg_fs=args.eeg_rate,
+        eeg_channels=args.eeg_channels,
+        iaf_hz=args.iaf,
+        target=args.target,
+        ecg_fs=args.ecg_rate,
+        hr_bpm=args.hr,
+        eda_fs=args.eda_rate,
+    )
     with _stop_on_signals() as stop, SimulatorSession(cfg) as sim:
         ids = ", ".join(cfg.source_id(r) for r in cfg.roles)
         print(f"simulating {ids} (+ truth streams); Ctrl-C stops", file=sys.stderr)
@@ -188,15 +228,22 @@ def _cmd_record(args: argparse.Namespace) -> int:
             while time.monotonic() < t_end and rec.running and not stop.is_set():
                 stop.wait(max(0.0, min(1.0, t_end - time.monotonic())))
                 if args.parent_pid and os.getppid() != args.parent_pid:
-                    print("the session that started this recorder is gone; closing the file",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        "the session that started this recorder is gone; closing the file",
+                        file=sys.stderr,
+                    )
                     break
                 line = f"{time.monotonic() - t_start:6.1f} s  " + "  ".join(
                     f"{s.source_id}: {s.samples}"
-                    + (f" ({s.effective_rate_hz:.1f} Hz)" if s.rate_hz > 0 and s.samples > 1 else "")
-                    + (f" gaps {s.gaps}" if s.gaps else "") + (" LOST" if s.lost else "")
+                    + (
+                        f" ({s.effective_rate_hz:.1f} Hz)"
+                        if s.rate_hz > 0 and s.samples > 1
+                        else ""
+                    )
+                    + (f" gaps {s.gaps}" if s.gaps else "")
+                    + (" LOST" if s.lost else "")
                     for s in rec.stats()
-                )  # fmt: skip
+                )
                 print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
         finally:
             if tty:
@@ -210,8 +257,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from stimloop.stream.replay import Player
 
-    player = Player(args.file, speed=args.speed, loop=args.loop, chunk_size=args.chunk_size,
-                    suffix=args.source_id_suffix)  # fmt: skip
+    player = Player(
+        args.file,
+        speed=args.speed,
+        loop=args.loop,
+        chunk_size=args.chunk_size,
+        suffix=args.source_id_suffix,
+    )
     if player.damage:
         print(f"warning: {player.damage}; replaying the data before it", file=sys.stderr)
     print(
@@ -221,8 +273,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
     w = max(len(sid) for sid in player.source_ids)
     for s, sid in zip(player.streams, player.source_ids, strict=True):
-        print(f"  {sid:<{w}} {s.type:<9} {s.rate_hz:>8g} Hz {len(s.channels):>4} ch "
-              f"{len(s):>9} samples", file=sys.stderr)  # fmt: skip
+        print(
+            f"  {sid:<{w}} {s.type:<9} {s.rate_hz:>8g} Hz {len(s.channels):>4} ch "
+            f"{len(s):>9} samples",
+            file=sys.stderr,
+        )
     with _stop_on_signals() as stop:
         player.start()
         try:
@@ -257,12 +312,18 @@ def _draw_figure(data: dict, path: str) -> dict:
         env = dict(os.environ)
         if not _has_display():
             env["QT_QPA_PLATFORM"] = "offscreen"
-        proc = subprocess.run([sys.executable, "-m", "stimloop.gui.figure", npz, path],
-                              capture_output=True, text=True, env=env)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "stimloop.gui.figure", npz, path],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     if proc.returncode != 0:
         raise_figure = proc.stderr.strip().splitlines()[-1:] or ["no message"]
-        raise StimloopError(f"--plot failed (is the gui extra installed? pip install "
-                            f"'stimloop[gui]'): {raise_figure[0]}")  # fmt: skip
+        raise StimloopError(
+            f"--plot failed (is the gui extra installed? pip install "
+            f"'stimloop[gui]'): {raise_figure[0]}"
+        )
     return json.loads(proc.stdout)
 
 
@@ -283,16 +344,20 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_estop(args: argparse.Namespace) -> int:
     from stimloop.devices.estop import send_emergency_stop
 
-    replies = send_emergency_stop(args.reason, timeout=args.timeout,
-                                  prefixes=[args.session] if args.session else None)  # fmt: skip
+    replies = send_emergency_stop(
+        args.reason, timeout=args.timeout, prefixes=[args.session] if args.session else None
+    )
     for r in replies:
         state = "ENGAGED" if r.engaged else "NOT CONFIRMED"
         print(f"{state}: {r.session} (pid {r.pid}){'' if r.engaged else ': ' + r.detail}")
     if not any(r.engaged for r in replies):
         which = f"session {args.session!r}" if args.session else "running session"
-        print(f"stimloop estop: error: no {which} acknowledged the emergency stop within "
-              f"{args.timeout:g} s; nothing was stopped by software. Use the stimulator's "
-              "own stop button.", file=sys.stderr)  # fmt: skip
+        print(
+            f"stimloop estop: error: no {which} acknowledged the emergency stop within "
+            f"{args.timeout:g} s; nothing was stopped by software. Use the stimulator's "
+            "own stop button.",
+            file=sys.stderr,
+        )
         return 1
     return 0 if all(r.engaged for r in replies) else 3
 
@@ -312,17 +377,19 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``stimloop`` command."""
     parser = argparse.ArgumentParser(
-        prog="stimloop", formatter_class=_formatter,
+        prog="stimloop",
+        formatter_class=_formatter,
         description="Closed-loop biosignal streaming, DSP and TMS control over LSL.",
-    )  # fmt: skip
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument(
-        "--lsl-scope", choices=("machine", "network"),
+        "--lsl-scope",
+        choices=("machine", "network"),
         default=os.environ.get(SCOPE_ENV, "machine"),
         help="where LSL looks for streams and announces them: this machine only, or the "
         "lab network (liblsl's own default); LSLAPICFG, when set, overrides both "
         f"(default from ${SCOPE_ENV}, else machine; see docs/lsl.md)",
-    )  # fmt: skip
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _demo_parser(sub)
     _run_parser(sub)
@@ -346,37 +413,66 @@ def _demo_parser(sub) -> None:
     p.add_argument("--headless", action="store_true", help="no window and no live status line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON, no live line")
     p.add_argument("--prefix", help="source_id prefix of the simulators (default: unique per run)")
-    p.add_argument("--record", metavar="XDF", help="keep the recording (inputs, truth, every "
-                   "decision) at this XDF path ({time} becomes the start time)")  # fmt: skip
+    p.add_argument(
+        "--record",
+        metavar="XDF",
+        help="keep the recording (inputs, truth, every "
+        "decision) at this XDF path ({time} becomes the start time)",
+    )
 
 
 def _run_parser(sub) -> None:
-    p = _add(sub, "run", _cmd_run, "run a closed-loop session from a TOML file",
-             "Run the closed-loop session a session TOML file describes (see "
-             "loop/configs/demo.toml for a commented example). The summary is read back "
-             "from the recording.")  # fmt: skip
+    p = _add(
+        sub,
+        "run",
+        _cmd_run,
+        "run a closed-loop session from a TOML file",
+        "Run the closed-loop session a session TOML file describes (see "
+        "loop/configs/demo.toml for a commented example). The summary is read back "
+        "from the recording.",
+    )
     p.add_argument("config", help="the session .toml file")
-    p.add_argument("--duration", type=float, default=None,
-                   help="session length, s (default: the file's duration_s, else until Ctrl-C)")  # fmt: skip
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="session length, s (default: the file's duration_s, else until Ctrl-C)",
+    )
     p.add_argument("--headless", action="store_true", help="no window and no live status line")
-    p.add_argument("--json", action="store_true",
-                   help="print the summary (the recording's report) as JSON")  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", help="print the summary (the recording's report) as JSON"
+    )
 
 
 def _gui_parser(sub) -> None:
-    p = _add(sub, "gui", _cmd_gui, "open the live window of a running session",
-             "Attach the session window (signals, trends, phase, stimulator, stream health, "
-             "controls and the emergency stop) to a running session, in its own process.")  # fmt: skip
+    p = _add(
+        sub,
+        "gui",
+        _cmd_gui,
+        "open the live window of a running session",
+        "Attach the session window (signals, trends, phase, stimulator, stream health, "
+        "controls and the emergency stop) to a running session, in its own process.",
+    )
     p.add_argument("--session", help="session prefix (default: the only one running)")
 
 
 def _simulate_parser(sub) -> None:
-    p = _add(sub, "simulate", _cmd_simulate, "publish simulated EEG/ECG/EDA with ground truth",
-             "Publish seeded simulators as LSL outlets until Ctrl-C or --duration.")  # fmt: skip
+    p = _add(
+        sub,
+        "simulate",
+        _cmd_simulate,
+        "publish simulated EEG/ECG/EDA with ground truth",
+        "Publish seeded simulators as LSL outlets until Ctrl-C or --duration.",
+    )
     p.add_argument("--prefix", default="stimloop-sim", help="source_id prefix")
     p.add_argument("--seed", type=int, default=0, help="seed of every generator")
-    p.add_argument("--roles", nargs="+", choices=("eeg", "ecg", "eda"),
-                   default=["eeg", "ecg", "eda"], help="which signals to publish")  # fmt: skip
+    p.add_argument(
+        "--roles",
+        nargs="+",
+        choices=("eeg", "ecg", "eda"),
+        default=["eeg", "ecg", "eda"],
+        help="which signals to publish",
+    )
     p.add_argument("--duration", type=float, default=0.0, help="seconds (0: until Ctrl-C)")
     p.add_argument("--eeg-rate", type=float, default=1000.0, help="EEG rate, Hz")
     p.add_argument("--eeg-channels", type=int, default=64, help="EEG channels (1-64)")
@@ -388,57 +484,99 @@ def _simulate_parser(sub) -> None:
 
 
 def _analyze_parser(sub) -> None:
-    p = _add(sub, "analyze", _cmd_analyze, "report on a recorded session",
-             "Summarise a session recording (XDF): pulses delivered and refused by reason, "
-             "the phase at the pulses, stream health, heart rate, skin conductance and, "
-             "where the ground truth was recorded, scores against it.")  # fmt: skip
+    p = _add(
+        sub,
+        "analyze",
+        _cmd_analyze,
+        "report on a recorded session",
+        "Summarise a session recording (XDF): pulses delivered and refused by reason, "
+        "the phase at the pulses, stream health, heart rate, skin conductance and, "
+        "where the ground truth was recorded, scores against it.",
+    )
     p.add_argument("recording", help="the session's .xdf file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--plot", metavar="PNG", help="also draw the session (trends, pulse-phase "
-                   "histogram) with the live window's panels and save it here")  # fmt: skip
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw the session (trends, pulse-phase "
+        "histogram) with the live window's panels and save it here",
+    )
 
 
 def _misc_parsers(sub) -> None:
-    p = _add(sub, "devices", _cmd_devices, "list installed device drivers",
-             "List the drivers registered in the 'stimloop.devices' entry-point group.")  # fmt: skip
+    p = _add(
+        sub,
+        "devices",
+        _cmd_devices,
+        "list installed device drivers",
+        "List the drivers registered in the 'stimloop.devices' entry-point group.",
+    )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p = _add(sub, "estop", _cmd_estop, "engage the emergency stop of running sessions",
-             "Engage the latching emergency stop of every running session of this user "
-             "(or of --session) and wait for each to acknowledge. Exit 0: all acknowledged; "
-             "1: none did (nothing stopped); 3: some did not. Only the session can reset it. "
-             "The stimulator's own hardware stop remains the real safeguard.")  # fmt: skip
+    p = _add(
+        sub,
+        "estop",
+        _cmd_estop,
+        "engage the emergency stop of running sessions",
+        "Engage the latching emergency stop of every running session of this user "
+        "(or of --session) and wait for each to acknowledge. Exit 0: all acknowledged; "
+        "1: none did (nothing stopped); 3: some did not. Only the session can reset it. "
+        "The stimulator's own hardware stop remains the real safeguard.",
+    )
     p.add_argument("--session", metavar="PREFIX", help="only this session (default: all)")
-    p.add_argument("--reason", default="stimloop estop (command line)",
-                   help="why; recorded by each session")  # fmt: skip
+    p.add_argument(
+        "--reason", default="stimloop estop (command line)", help="why; recorded by each session"
+    )
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
-    p = _add(sub, "streams", _cmd_streams, "list visible LSL streams",
-             "List the LSL streams visible in the chosen --lsl-scope.")  # fmt: skip
+    p = _add(
+        sub,
+        "streams",
+        _cmd_streams,
+        "list visible LSL streams",
+        "List the LSL streams visible in the chosen --lsl-scope.",
+    )
     p.add_argument("--wait", type=float, default=1.0, help="seconds to listen")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 def _record_parsers(sub) -> None:
-    p = _add(sub, "record", _cmd_record, "record LSL streams to an XDF file",
-             "Record LSL streams (all visible ones, markers included, or those named with "
-             "--source-id) to a crash-safe XDF file until Ctrl-C or --duration.")  # fmt: skip
+    p = _add(
+        sub,
+        "record",
+        _cmd_record,
+        "record LSL streams to an XDF file",
+        "Record LSL streams (all visible ones, markers included, or those named with "
+        "--source-id) to a crash-safe XDF file until Ctrl-C or --duration.",
+    )
     p.add_argument("-o", "--output", required=True, help="the .xdf file to write")
     p.add_argument("--duration", type=float, default=0.0, help="seconds (0: until Ctrl-C)")
-    p.add_argument("--source-id", action="append", default=[],
-                   help="record this stream (repeatable; default: every visible stream)")  # fmt: skip
+    p.add_argument(
+        "--source-id",
+        action="append",
+        default=[],
+        help="record this stream (repeatable; default: every visible stream)",
+    )
     p.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
     p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
-    p = _add(sub, "replay", _cmd_replay, "replay a recording as LSL streams",
-             "Replay every stream of an XDF file, a file mne.io.read_raw opens (EDF, BDF, "
-             "FIF, BrainVision; annotations as markers) or a WFDB record (path without "
-             "extension; annotations as markers) with the original timing.")  # fmt: skip
+    p = _add(
+        sub,
+        "replay",
+        _cmd_replay,
+        "replay a recording as LSL streams",
+        "Replay every stream of an XDF file, a file mne.io.read_raw opens (EDF, BDF, "
+        "FIF, BrainVision; annotations as markers) or a WFDB record (path without "
+        "extension; annotations as markers) with the original timing.",
+    )
     p.add_argument("file", help=".xdf, .edf/.bdf/.fif/.vhdr, or WFDB record path")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--loop", action="store_true", help="start over at the end")
-    p.add_argument("--chunk-size", type=int, default=None,
-                   help="samples per push (default: 10 ms worth)")  # fmt: skip
-    p.add_argument("--source-id-suffix", default="",
-                   help="appended to every source_id, so a replay never collides with a live "
-                   "stream")  # fmt: skip
+    p.add_argument(
+        "--chunk-size", type=int, default=None, help="samples per push (default: 10 ms worth)"
+    )
+    p.add_argument(
+        "--source-id-suffix",
+        default="",
+        help="appended to every source_id, so a replay never collides with a live stream",
+    )
 
 
 def _use_scope(scope: str) -> None:
@@ -446,8 +584,9 @@ def _use_scope(scope: str) -> None:
     from stimloop.stream.lslconfig import use_machine_scope
 
     if "LSLAPICFG" in os.environ:
-        logging.getLogger("stimloop").info("LSLAPICFG=%s is set; --lsl-scope ignored",
-                                           os.environ["LSLAPICFG"])  # fmt: skip
+        logging.getLogger("stimloop").info(
+            "LSLAPICFG=%s is set; --lsl-scope ignored", os.environ["LSLAPICFG"]
+        )
     elif scope == "machine":
         use_machine_scope()
 

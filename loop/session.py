@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,6 +105,10 @@ class Session:
         and recorded with the session, so the window and ``stimloop analyze`` show them.
     runtime_root : Path, optional
         Where the session's endpoint directory goes (default: the user's runtime root).
+    extra_stages : sequence of Stage, optional
+        Further DSP stages (a plug-in's derived stream, registered in
+        :mod:`stimloop.loop.catalog`); each is started on its role's inlet like the
+        built-in ones.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class Session:
         seed: int = 0,
         truth_source_ids: dict[str, str] | None = None,
         runtime_root: Path | None = None,
+        extra_stages: Sequence[Stage] = (),
     ) -> None:
         self.cfg = cfg
         self.truth_source_ids = dict(truth_source_ids or {})
@@ -124,6 +129,7 @@ class Session:
         self.inlets: dict[str, Inlet] = {}
         self.events: MarkerInlet | None = None
         self.stages: list[Stage] = []
+        self._extra_stages = list(extra_stages)
         self.stimulator: SafeStimulator | None = None
         self.protocol: PhaseLockedProtocol | None = None
         self.engine: Engine | None = None
@@ -161,7 +167,7 @@ class Session:
         self.endpoint = SessionEndpoint(cfg.name, self.prefix, self.runtime_root).create()
         self.estop = EmergencyStopListener(
             self.endpoint.estop_socket, f"{cfg.name} ({self.prefix})"
-        )
+        ).start()
         self._connect_inputs()
         self._open_outputs()
         spec = cfg.stimulator_spec
@@ -239,6 +245,7 @@ class Session:
             self.stages.append(
                 EDAStage(cfg.channels.eda, min_amplitude=cfg.dsp.scr_min_amplitude_us)
             )
+        self.stages += self._extra_stages
         for stage in self.stages:
             inlet = self.inlets[stage.role]
             stage.start(inlet.rate_hz, inlet.channel_labels, self.prefix)

@@ -24,7 +24,6 @@ from pylsl.util import LostError, handle_error
 from pylsl.util import TimeoutError as LSLTimeoutError
 
 from stimloop.stream.chunk import Chunk, ChunkAssembler
-from stimloop.stream.timing import unplaced_lead
 from stimloop.stream.errors import (
     AmbiguousStreamError,
     StreamClockError,
@@ -42,6 +41,7 @@ from stimloop.stream.events import (
     Untrusted,
 )
 from stimloop.stream.ring import RingBuffer
+from stimloop.stream.timing import unplaced_lead
 
 log = logging.getLogger("stimloop.stream")
 
@@ -487,9 +487,13 @@ class Inlet:
             )
         rate = self._rate
         rate_problem = self._untrusted["rate"]
+        # The pace of the stamps is compared with the local clock only between moments
+        # when the stream is caught up (its newest sample under a second old): a backlog
+        # delivered over several pulls advances the stamps faster than real time.
+        caught_up = abs(now - float(stamps[-1])) < 1.0
         if rate > 0:
-            if self._window is None or stamps[-1] < self._window[1]:
-                self._window = (now, float(stamps[-1]), 0)
+            if self._window is None or stamps[-1] < self._window[1] or not caught_up:
+                self._window = (now, float(stamps[-1]), 0) if caught_up else None
             else:
                 t0, s0, count = self._window
                 count += n

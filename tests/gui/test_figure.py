@@ -13,7 +13,7 @@ from pyqtgraph.Qt import QtGui
 
 from stimloop.devices.sim.runner import SimConfig
 from stimloop.loop.demo import run_demo
-from stimloop.loop.report import read_session, session_report
+from stimloop.loop.report import figure_data, read_session, session_report
 
 
 def _pixels(path) -> np.ndarray:
@@ -32,20 +32,30 @@ def _has_colour(region: np.ndarray, hex_colour: str, tol: int = 40) -> int:
 @pytest.mark.slow
 def test_analyze_plot_agrees_with_the_live_session(source_id, tmp_path, qapp):
     xdf = tmp_path / "demo.xdf"
-    summary = run_demo(12.0, SimConfig(prefix=source_id), recording=str(xdf))
-    assert summary["recording"] == str(xdf)
-    live = summary["pulses"]["true_phase"]
+    # 25 s: the demo simulators (seed 0) make an SCR about 14 s in.
+    summary = run_demo(25.0, SimConfig(prefix=source_id), recording=str(xdf))
+    assert summary["recordings"] == [str(xdf)]
+    live = summary["truth"]["pulses"]["true_phase"]
     assert live["n"] >= 3, summary["pulses"]
 
-    # The report, from the file alone: the truth was recorded with the session, and the
-    # true phase at each pulse is the one the demo scored live.
+    # The report, from the file alone: the truth was recorded with the session.
     rec = read_session(xdf)
     assert rec.truth_source_ids.get("eeg") == f"{source_id}-eeg-truth"
     report = session_report(rec)
-    offline = report["pulses"]["true_phase_at_fire"]
+    offline = report["truth"]["pulses"]["true_phase"]
     assert offline["n"] == live["n"] == summary["pulses"]["delivered"]
     assert offline["mean_deg"] == pytest.approx(live["mean_deg"], abs=1e-6)
-    assert offline["sd_deg"] == pytest.approx(live["sd_deg"], abs=1e-6)
+
+    # Each SCR mark sits on the trace at the SCR's true onset, at the foot of its rise
+    # (issue #14: with the tonic SCL drawn, marks looked 2 s early: the trace lagged).
+    data = figure_data(rec)
+    t0 = data["pulse_t"][0] - (rec.pulse_t[0])  # figure time = LSL time + t0
+    true_onsets = rec.truth_series("eda")[0] + t0
+    assert data["scr_t"].size >= 1
+    for t_mark, level in zip(data["scr_t"], data["scr_level"], strict=True):
+        assert np.min(np.abs(true_onsets - t_mark)) < 0.5
+        later = np.interp(t_mark + 2.0, data["eda_t"], data["eda"])
+        assert level < later - 0.02, "the trace must rise after the mark"
 
     png = tmp_path / "report.png"
     out = subprocess.run(
@@ -57,7 +67,7 @@ def test_analyze_plot_agrees_with_the_live_session(source_id, tmp_path, qapp):
     fig = json.loads(out.stdout)["figure"]
     assert fig["phase"]["n"] == live["n"] and fig["n_true"] == live["n"]
     assert f"pulses {live['n']} (true phase)" in fig["phase_text"]
-    assert all(fig["points"][k] > 10 for k in ("heart rate", "SCL", "alpha amplitude"))
+    assert all(fig["points"][k] > 10 for k in ("heart rate", "skin conductance", "alpha amplitude"))
 
     px = _pixels(png)
     h, w, _ = px.shape

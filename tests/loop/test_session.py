@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from stimloop.devices.estop import reset_emergency_stop
@@ -177,3 +178,48 @@ def test_session_recording_holds_every_stream_refusal_and_the_config(source_id, 
     assert report["streams"][sim.source_id("eeg")]["effective_rate_hz"] == pytest.approx(
         1000.0, rel=1e-3
     )
+
+
+@pytest.mark.slow
+def test_random_phase_control_is_scored_against_each_pulse_own_target(source_id, tmp_path):
+    """The control condition draws a target per pulse: each pulse's error is taken
+    against its own recorded target, never against the configured phase."""
+    from stimloop.dsp.circular import phase_error_stats
+    from stimloop.loop.report import read_session, session_report
+
+    sim = SimConfig(prefix=source_id, eeg_channels=32)
+    cfg = _fast_config(sim).model_copy(update={"protocol": _fast_config(sim).protocol.model_copy(
+        update={"control": "random_phase"})})  # fmt: skip
+    cfg = cfg.model_copy(update={"recording": cfg.recording.model_copy(
+        update={"path": str(tmp_path / "r.xdf")})})  # fmt: skip
+    with SimulatorProcess(sim), Session(cfg, f"{source_id}-s", truth_source_ids={
+            "eeg": sim.source_id("eeg-truth")}) as session:  # fmt: skip
+        result = session.run(8.0)
+    rec = read_session(result.recordings[0])
+    assert rec.pulse_t.size >= 8
+    assert np.ptp(rec.pulse_target) > 1.0  # the targets differ from pulse to pulse
+    scored = session_report(rec)["truth"]["pulses"]["true_phase_error"]
+    assert scored == phase_error_stats(rec.pulse_phase_true, rec.pulse_target)
+    against_config = phase_error_stats(rec.pulse_phase_true, np.pi)
+    # Pulses land near their own targets; against one fixed phase they look scattered.
+    assert scored["sd_deg"] < 50.0 < against_config["sd_deg"], (scored, against_config)
+
+
+def test_a_session_whose_recorder_fails_to_start_leaves_no_thread(source_id, tmp_path):
+    import threading
+
+    from stimloop.loop.errors import SessionError
+
+    sim = SimConfig(prefix=source_id, roles=("eeg",), eeg_channels=16)
+    cfg = demo_config(sim)
+    target = tmp_path / "here.xdf"
+    target.mkdir()  # writable folder, but the recorder cannot open a directory as its file
+    cfg = cfg.model_copy(update={"recording": cfg.recording.model_copy(
+        update={"path": str(target)})})  # fmt: skip
+    with SimulatorProcess(sim):
+        before = {t.ident for t in threading.enumerate()}
+        with pytest.raises(SessionError, match="recorder did not start"):
+            Session(cfg, f"{source_id}-s").open()
+        assert _wait(lambda: {t.ident for t in threading.enumerate()} <= before, 5.0), [
+            t.name for t in threading.enumerate() if t.ident not in before
+        ]

@@ -43,7 +43,7 @@ def _replay_and_record(src, out, suffix, speed, **kw):
             assert player.wait(timeout=player.recording.duration_s / speed + 60)
 
             def complete():
-                got = {s.source_id: s.n_samples for s in rec.stats()}
+                got = {s.source_id: s.samples for s in rec.stats()}
                 return all(got[sid] >= n for sid, n in expected.items())
 
             _wait_until(complete, 30, "the recorder to receive every replayed sample")
