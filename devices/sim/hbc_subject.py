@@ -294,7 +294,8 @@ class HBCSubject:
         self._n_pulses = 0
         self.late_pulses = 0
         self.faint_onset_s: float | None = None
-        # beats: R time (s) and the RR that follows it (s); HR and vagal drive at the beat
+        # beats: R time (s) and the RR that follows it (s), the RR computed only when the
+        # next beat is needed (so from pulses old enough); HR and vagal drive at the beat
         self._r: list[float] = [0.6]
         self._rr: list[float] = []
         self._hr_at: list[float] = []
@@ -304,7 +305,6 @@ class HBCSubject:
         self._tr_a: list[float] = []
         self._tr_next = 0.0
         self._n = 0
-        self._rr.append(self._next_rr(0.6))
         self._noise_sd = 0.0
         if cfg.ecg_snr_db is not None:
             self._noise_sd = math.sqrt(self._clean_power() / 10 ** (cfg.ecg_snr_db / 10.0))
@@ -418,7 +418,8 @@ class HBCSubject:
         c = self.config
         # A beat already scheduled may have needed this pulse, or the ECG samples of its
         # artifact may already be out: count it, the live == offline guarantee is off.
-        late = (t + c.latency_s <= self._r[-1]) | (np.rint(t * self.fs) < self._n)
+        last = self._r[len(self._rr) - 1] if self._rr else -math.inf
+        late = (t + c.latency_s <= last) | (np.rint(t * self.fs) < self._n)
         self.late_pulses += int(late.sum())
         v = np.array([self.response_bpm(s, i) for s, i in zip(names, inten, strict=True)])
         rel = 100.0 * inten / self.truth.rmt_pct / 120.0
@@ -433,7 +434,8 @@ class HBCSubject:
     def faint(self, t_s: float) -> None:
         """Start a vasovagal episode at ``t_s`` (subject clock, s; not in the past)."""
         if self.faint_onset_s is None:
-            self.faint_onset_s = max(float(t_s), self._r[-1] if self._r else 0.0)
+            last = self._r[len(self._rr) - 1] if self._rr else 0.0
+            self.faint_onset_s = max(float(t_s), last)
 
     # -- output ------------------------------------------------------------------------
     def _clean_power(self) -> float:
@@ -445,9 +447,9 @@ class HBCSubject:
 
     def _extend_beats(self, t_until: float) -> None:
         while self._r[-1] < t_until:
-            t_next = self._r[-1] + self._rr[-1]
-            self._r.append(t_next)
-            self._rr.append(self._next_rr(t_next))
+            rr = self._next_rr(self._r[-1])
+            self._rr.append(rr)
+            self._r.append(self._r[-1] + rr)
 
     def _artifacts(self, idx0: int, n: int) -> np.ndarray:
         c = self.config
@@ -510,6 +512,13 @@ class HBCSubject:
     def n_samples(self) -> int:
         """Samples generated so far."""
         return self._n
+
+    def beat_info(self, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HR (bpm) and vagal deceleration (bpm) at the beats of the given R-peak indices."""
+        m = len(self._hr_at)
+        r_idx = np.rint(np.asarray(self._r[:m]) * self.fs).astype(np.int64)
+        pos = np.clip(np.searchsorted(r_idx, np.asarray(peaks, np.int64)), 0, max(m - 1, 0))
+        return np.asarray(self._hr_at)[pos], np.asarray(self._vagal_at)[pos]
 
     def beats(self) -> dict[str, np.ndarray]:
         """Every beat scheduled so far: R time (s), HR (bpm) and vagal drive (bpm) at it."""
