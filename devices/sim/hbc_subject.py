@@ -154,7 +154,7 @@ class SubjectConfig:
     fs: float = 500.0
     ecg_snr_db: float | None = 30.0
     baseline_wander_mv: float = 0.05
-    artifact_mv: float = 2.0
+    artifact_mv: float = 1.0
     artifact_decay_ms: float = 6.0
     faint_after_pulses: int | None = None
     faint_hr_bpm: float = 35.0
