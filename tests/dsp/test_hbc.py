@@ -246,7 +246,7 @@ def test_completed_cycles_do_not_change_when_later_data_change(subject_hr):
 
 def test_best_site_found_on_the_virtual_subject(subject_hr):
     hr, cycles, p = subject_hr
-    loc, metrics = localise(hr, RATE, 0.0, cycles, p)
+    loc, _ = localise(hr, RATE, 0.0, cycles, p)
     assert loc.best_site == "F3"
     f3 = loc.site("F3")
     # the trains slow the heart at the coupled site, not at the uncoupled one
