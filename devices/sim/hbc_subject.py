@@ -334,7 +334,7 @@ class HBCSubject:
         return float(k @ self._pv[lo:hi]), float(k @ self._pa[lo:hi])
 
     def _faint_factor(self, t: float) -> tuple[float, bool]:
-        """Fraction of the way to the faint HR (0-1) and whether t is in asystole."""
+        """Fraction of the way to the faint HR (0-1) and whether t is in the asystole."""
         if self.faint_onset_s is None or t < self.faint_onset_s:
             return 0.0, False
         c = self.config
@@ -365,14 +365,16 @@ class HBCSubject:
             - vagal
             + arousal
         )
-        frac, asystole = self._faint_factor(t_r)
+        frac, _ = self._faint_factor(t_r)
         hr = hr + frac * (c.faint_hr_bpm - hr)
         rr = 60.0 / max(hr, 20.0) + ns * c.hrv_sd_ms / 1000.0 * self._beat_rng.standard_normal()
         rr = float(np.clip(rr, 60.0 / 230.0, 3.0))
-        if asystole:
-            # no beat until the asystole ends
-            end = self.faint_onset_s + c.faint_asystole_after_s + c.faint_asystole_s
-            rr = max(rr, end - t_r)
+        if self.faint_onset_s is not None and c.faint_asystole_s > 0:
+            # no beat falls in the asystole: the next one waits for its end
+            a0 = self.faint_onset_s + c.faint_asystole_after_s
+            a1 = a0 + c.faint_asystole_s
+            if a0 <= t_r + rr < a1 or a0 <= t_r < a1:
+                rr = a1 - t_r
         self._hr_at.append(hr)
         self._vagal_at.append(vagal)
         return rr
