@@ -83,10 +83,10 @@ __all__ = [
 #: Default coupling threshold in ln(bpm**2). No numeric threshold could be found in the
 #: published descriptions available to us (Dijkstra et al. 2023; Feng et al. 2025; see
 #: docs/hbc.md), and the value of one is tied to the power normalisation, which the
-#: papers do not give. This default is calibrated on real resting heart rate (MIT-BIH
-#: 100 and the systole recording in ../shared/data, 16 s windows): rest windows exceed
-#: it with a probability of about 2 %; see docs/hbc.md for the figures. It equals a
-#: 1/16 Hz oscillation of 2.1 bpm amplitude (2 ln 2.1).
+#: papers do not give. This default is calibrated on real resting heart rate: it is the
+#: 95th percentile of the HBC of 16 s windows of MIT-BIH 100 (5.5 % of its windows
+#: exceed it; 14.1 % of the systole task recording's, 3.8 % of the virtual subject's at
+#: rest; ``bench/hbc.py``). It equals a 1/16 Hz oscillation of 2.7 bpm (e**1).
 DEFAULT_THRESHOLD = 2.0
 
 
