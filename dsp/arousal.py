@@ -495,7 +495,8 @@ class BandStateMachine:
         x = check_values(index, tt.size, "arousal index")
         if tt.size and tt[0] < self._st[5]:
             raise ExposureInputError(
-                f"arousal index time {tt[0]!r} s comes before the last one seen ({self._st[5]!r} s)"
+                f"arousal index time {float(tt[0])!r} s comes before the last one seen "
+                f"({self._st[5]!r} s)"
             )
         prev_s, prev_a = int(self._st[0]), bool(self._st[4])
         out_s = np.empty(tt.size, np.int8)
@@ -579,7 +580,8 @@ class ArousalMonitor:
         if len(hr):
             if hr.t[0] < self._last_hr:
                 raise ExposureInputError(
-                    f"HR sample at {hr.t[0]!r} s comes before the last one ({self._last_hr!r} s)"
+                    f"HR sample at {float(hr.t[0])!r} s comes before the last one "
+                    f"({self._last_hr!r} s)"
                 )
             self._hr_t = np.concatenate([self._hr_t, hr.t])
             self._hr_v = np.concatenate([self._hr_v, hr.values])
@@ -592,7 +594,7 @@ class ArousalMonitor:
         if tt.size:
             if tt[0] < self._last_eda:
                 raise ExposureInputError(
-                    f"EDA level sample at {tt[0]!r} s comes before the last one "
+                    f"EDA level sample at {float(tt[0])!r} s comes before the last one "
                     f"({self._last_eda!r} s)"
                 )
             self._q_t = np.concatenate([self._q_t, tt])

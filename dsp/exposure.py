@@ -81,11 +81,12 @@ def check_times(t: np.ndarray, what: str) -> np.ndarray:
         raise ExposureInputError(f"{what} times must be 1-D, got shape {arr.shape}")
     if arr.size and not np.all(np.isfinite(arr)):
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ExposureInputError(f"{what} time {arr[i]!r} at position {i} is not finite")
+        raise ExposureInputError(f"{what} time {float(arr[i])!r} at position {i} is not finite")
     if arr.size > 1 and np.any(np.diff(arr) < 0):
         i = int(np.flatnonzero(np.diff(arr) < 0)[0])
         raise ExposureInputError(
-            f"{what} times must not decrease; t[{i + 1}] = {arr[i + 1]!r} s < t[{i}] = {arr[i]!r} s"
+            f"{what} times must not decrease; t[{i + 1}] = {float(arr[i + 1])!r} s < "
+            f"t[{i}] = {float(arr[i])!r} s"
         )
     return arr
 
@@ -919,13 +920,14 @@ def _check_intervals(intervals: np.ndarray) -> np.ndarray:
     if bad.size:
         k = int(bad[0])
         raise ExposureInputError(
-            f"exercise {k + 1} ends at {iv[k, 1]!r} s, not after its start {iv[k, 0]!r} s"
+            f"exercise {k + 1} ends at {float(iv[k, 1])!r} s, not after its start "
+            f"{float(iv[k, 0])!r} s"
         )
     if iv.shape[0] > 1 and np.any(iv[1:, 0] < iv[:-1, 1]):
         k = int(np.flatnonzero(iv[1:, 0] < iv[:-1, 1])[0])
         raise ExposureInputError(
-            f"exercise {k + 2} starts at {iv[k + 1, 0]!r} s, before exercise {k + 1} ends "
-            f"({iv[k, 1]!r} s); exercises must not overlap"
+            f"exercise {k + 2} starts at {float(iv[k + 1, 0])!r} s, before exercise {k + 1} ends "
+            f"({float(iv[k, 1])!r} s); exercises must not overlap"
         )
     return iv
 
@@ -1026,7 +1028,7 @@ class ExerciseTracker:
         if len(level):
             if level.t[0] < self._eda_t:
                 raise ExposureInputError(
-                    f"EDA level sample at {level.t[0]!r} s comes before the last one given "
+                    f"EDA level sample at {float(level.t[0])!r} s comes before the last one given "
                     f"({self._eda_t!r} s)"
                 )
             self._level.append(level)
