@@ -13,7 +13,9 @@ simulator's truth (the same index on perfectly measured physiology):
   episode long enough, and for the clear ones (the true index stays above high +
   hysteresis from 2 s into the episode until the alert is due);
 - side by side: stimloop's band (hysteresis 0.25, dwell 3 s) and the plain band of the
-  same index (no hysteresis, no dwell), the naive reference;
+  same index (no hysteresis, no dwell), the naive reference; and stimloop with the
+  stage's tonic SCL as the level channel (``level='scl'``) instead of the mean skin
+  conductance (SCL + phasic, the default), each against its own truth;
 - live == offline: the index and band from ``ArousalMonitor`` fed in random chunks equal
   ``arousal_timeline`` on the whole session (exact);
 - the habituation curve (peak arousal per exercise) against the truth's.
@@ -124,11 +126,19 @@ def simulated(seeds: int) -> dict:
         after = tl["t"] >= cal.end_t
         err = tl["index"][after] - tr.index[k[after]]
         cues = np.concatenate([f.cues for f in figs])
+        # The same session scored with the tonic SCL as the level channel (its truth: the
+        # index of the noise-free tonic level); the signals are identical (same seed).
+        sc_scl = replace(sc, arousal=replace(sc.arousal, level="scl"))
+        tr_scl = simulate_exposure(sc_scl).truth
+        cal_scl = calibrate(level, scrs, hr, *log.calibration(), params=sc_scl.arousal)
+        tl_scl = arousal_timeline(level, scrs, hr, cal_scl, sc_scl.arousal, sc.bands)
+        tonic = score_bands(tr_scl, tl_scl["t"], tl_scl["state"], tl_scl["alert"], cal.end_t)
         rows.append(
             {
                 "seed": seed,
                 "stimloop": asdict(ours),
                 "plain band": asdict(naive),
+                "stimloop, tonic SCL": asdict(tonic),
                 "live_equals_offline": _live_equals_offline(scrs, level, hr, cal, sc, tl, seed),
                 "index_error_bias": float(np.nanmean(err)),
                 "index_error_sd": float(np.nanstd(err)),
@@ -144,7 +154,7 @@ def simulated(seeds: int) -> dict:
             }
         )
     out: dict = {"sessions": rows}
-    for name in ("stimloop", "plain band"):
+    for name in ("stimloop", "plain band", "stimloop, tonic SCL"):
         s = [r[name] for r in rows]
         delays = [d for x in s for d in x["alert_delays_s"]]
         out[name] = {
@@ -293,9 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'ambig':>5s} {'changes':>8s} {'alerts on time':>14s} {'clear':>6s} {'late':>4s} "
         f"{'miss':>4s} {'false':>5s} {'delay med/max s':>15s}"
     )
-    for name in ("stimloop", "plain band"):
+    labels = {
+        "stimloop": "stimloop (hyst 0.25, dwell 3 s)",
+        "plain band": "plain band, same index",
+        "stimloop, tonic SCL": "stimloop, level='scl'",
+    }
+    for name, label in labels.items():
         s = sim[name]
-        label = {"stimloop": "stimloop (hyst 0.25, dwell 3 s)"}.get(name, "plain band, same index")
         print(
             f"{label:31s} {s['agreement_outside_mean']:.3f} ({s['agreement_outside_min']:.2f}) "
             f"{s['agreement_unambiguous_mean']:.3f} ({s['agreement_unambiguous_min']:.2f}) "
