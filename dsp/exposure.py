@@ -421,14 +421,14 @@ class CueResponses:
     ) -> None:
         self.window = (float(window[0]), float(window[1]))
         self._er = EventRelatedSCR(_CUE_GRID_HZ, self.window, params)
-        self._t: dict[int, float] = {}
+        self._t: dict[int, list[float]] = {}  # grid index -> cue times (two cues may share one)
 
     def add_cue(self, t: float) -> None:
         """Register a cue at LSL time ``t`` (s)."""
         if not math.isfinite(t):
             raise ExposureInputError(f"cue time {t!r} is not a finite LSL time")
         g = int(_to_grid(np.array([t]))[0])
-        self._t[g] = float(t)
+        self._t.setdefault(g, []).append(float(t))
         self._er.add_event(g)
 
     def update(self, new_scrs: SCRTable, now_t: float) -> np.ndarray:
@@ -442,7 +442,13 @@ class CueResponses:
             LSL time up to which the EDA has been processed, s.
         """
         res = self._er.update(_grid_scrs(new_scrs), math.floor(now_t * _CUE_GRID_HZ) + 1)
-        return _cue_rows(res, np.array([self._t.pop(int(e)) for e in res["event"]]))
+        times = []
+        for e in res["event"]:
+            same = self._t[int(e)]
+            times.append(same.pop(0))
+            if not same:
+                del self._t[int(e)]
+        return _cue_rows(res, np.array(times, dtype=np.float64))
 
 
 def cue_summary(rows: np.ndarray, groups: np.ndarray | None = None) -> dict[str, dict]:

@@ -367,3 +367,16 @@ def test_systole_cue_responses_live_equal_offline_per_code(shared_data):
     assert per_code == cue_summary(offline, codes)
     assert {c: s["n"] for c, s in per_code.items()} == {"1": 36, "2": 36}
     assert sum(s["responded"] for s in per_code.values()) == int(er["responded"].sum()) > 10
+
+
+def test_live_cues_sharing_a_millisecond_are_each_answered():
+    on = np.array([T0 + 12.0])
+    table = SCRTable(on, on + 1, np.array([0.3]), on + 2, np.array([1.0]))
+    live = CueResponses()
+    for t in (T0 + 10.0, T0 + 10.0, T0 + 10.0004):
+        live.add_cue(t)
+    got = live.update(table, T0 + 14.0)
+    want = cue_responses(table, T0 + np.array([10.0, 10.0, 10.0004]))
+    for name in CUE_DTYPE.names:
+        np.testing.assert_array_equal(got[name], want[name])
+    assert got["responded"].all()
