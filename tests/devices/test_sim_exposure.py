@@ -124,7 +124,7 @@ def test_published_over_lsl_and_recorded_it_is_the_same_session(tmp_path, source
             assert player.wait(timeout=sim.scenario.duration_s / speed + 60)
             deadline = time.monotonic() + 30
             while True:
-                got = {s.source_id: s.n_samples for s in rec.stats()}
+                got = {s.source_id: s.samples for s in rec.stats()}
                 if all(got.get(k, 0) >= n for k, n in expected.items()):
                     break
                 assert time.monotonic() < deadline, f"recorder got {got}, expected {expected}"
