@@ -530,6 +530,54 @@ def sim_sweep(iafs=(8.0, 9.0, 10.0, 11.0, 12.0, 13.0), snrs=(-10.0, -5.0, 0.0, 5
     return out
 
 
+def snr_sd_table(
+    snrs=(-25.0, -20.0, -15.0, -12.5, -10.0, -7.5, -5.0, 0.0, 5.0, 10.0, 15.0),
+    iafs=(8.0, 10.0, 12.0),
+    seeds=(1, 2, 3),
+) -> dict:
+    """The calibration's SNR -> expected phase SD table (``dsp.calibration.SNR_SD_TABLE``).
+
+    For each simulator setting (``EEGGenerator``, 19 channels, 500 Hz, alpha source under
+    C3, ``alpha_snr_db`` x IAF x seed): :func:`calibrate` on the first 120 s of the Hjorth
+    derivation at C3 (the default 2 min of rest), then ``PhaseEstimator(fs, band)`` with
+    the calibrated band on the next 60 s, scored from its 10th s against the simulator's
+    true source phase. Per SNR setting: the median measured peak SNR (dB above 1/f) and
+    the median circular SD (deg).
+    """
+    from stimloop.devices.sim.eeg import EEGGenerator
+    from stimloop.dsp.calibration import calibrate
+
+    fs = 500.0
+    rows = []
+    for snr in snrs:
+        meas, sds, recs = [], [], []
+        for iaf in iafs:
+            for seed in seeds:
+                gen = EEGGenerator(
+                    fs=fs, n_channels=19, iaf_hz=iaf, target="C3", seed=seed, alpha_snr_db=snr
+                )
+                eeg, truth = gen.generate(int(180 * fs))
+                x = hjorth(eeg, gen.labels, "C3")
+                cal = calibrate(x[: int(120 * fs)], fs)
+                o = PhaseEstimator(fs, cal.band_hz).update(x[int(120 * fs) :])
+                s = slice(int(10 * fs), None)
+                sd, _ = circ(o.phase_rad[s] - truth[int(120 * fs) :][s, 0])
+                meas.append(cal.snr_db)
+                sds.append(sd)
+                recs.append(cal.recommendation)
+        rows.append(
+            {
+                "alpha_snr_db": snr,
+                "measured_snr_db": float(np.median(meas)),
+                "sd_deg": float(np.median(sds)),
+                "sd_min_deg": float(np.min(sds)),
+                "sd_max_deg": float(np.max(sds)),
+                "recommendations": {r: recs.count(r) for r in sorted(set(recs))},
+            }
+        )
+    return {"rows": rows}
+
+
 def write_figures(folder: Path, results: dict) -> None:
     """PNG figures for docs/phase.md (matplotlib, only needed for this option)."""
     import matplotlib
@@ -582,9 +630,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", action="store_true", help="also run the simulated IAF x SNR sweep")
     ap.add_argument("--figures", type=Path, help="write PNG figures to this folder (implies --sim)")
     ap.add_argument("--from-json", type=Path, help="print the table of a saved --json run")
+    ap.add_argument(
+        "--snr-table",
+        action="store_true",
+        help="only build the calibration's SNR -> phase SD table on the simulator",
+    )
     args = ap.parse_args(argv)
     if args.from_json:
         print_table(json.loads(args.from_json.read_text()))
+        return 0
+    if args.snr_table:
+        table = snr_sd_table()
+        if args.json:
+            json.dump(table, sys.stdout, indent=2)
+            print()
+        else:
+            print_snr_table(table)
         return 0
     raw = mne.io.read_raw_edf(DATA / "eegmat_subject00_rest.edf", preload=True, verbose=False)
     fs = raw.info["sfreq"]
@@ -618,6 +679,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print_table(results)
     return 0
+
+
+def print_snr_table(table: dict) -> None:
+    """Print the SNR -> SD table next to the one ``dsp.calibration`` uses."""
+    from stimloop.dsp.calibration import expected_phase_sd
+
+    print("Calibration SNR -> phase SD (simulator, Hjorth C3, IAF 8/10/12 Hz x 3 seeds)")
+    print(
+        f"  {'sim SNR dB':>10}{'measured dB':>13}{'SD deg':>8}{'min':>7}{'max':>7}"
+        f"{'module':>8}   recommendations"
+    )
+    for r in table["rows"]:
+        print(
+            f"  {r['alpha_snr_db']:>10g}{r['measured_snr_db']:>13.1f}{r['sd_deg']:>8.1f}"
+            f"{r['sd_min_deg']:>7.1f}{r['sd_max_deg']:>7.1f}"
+            f"{expected_phase_sd(r['measured_snr_db']):>8.1f}   {r['recommendations']}"
+        )
 
 
 def print_table(results: dict) -> None:
