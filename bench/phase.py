@@ -607,12 +607,12 @@ def write_figures(folder: Path, results: dict) -> None:
     fig.tight_layout()
     fig.savefig(folder / "phase_sim_error.png", dpi=110)
     plt.close(fig)
-    names = ["stimloop", "phastimate", "ecHT", "ETP"]
+    names = ["stimloop", "phastimate", "ecHT", "ETP", "SSPE"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), sharey=True)
     for ax, key in zip(axes, ("all", "top50"), strict=True):
         for k, n in enumerate(names):
             vals = [results["channels"][c][n][key]["sd_deg"] for c in CHANNELS]
-            ax.bar(np.arange(3) + 0.2 * k - 0.3, vals, 0.2, label=n)
+            ax.bar(np.arange(3) + 0.16 * k - 0.32, vals, 0.16, label=n)
         ax.set_xticks(range(3), list(CHANNELS))
         ax.set_title("all points" if key == "all" else "top-50 % amplitude")
     axes[0].set_ylabel("circular SD of phase error (deg)")
