@@ -1,22 +1,27 @@
 """Individual alpha frequency (IAF): the alpha peak above the 1/f background.
 
 The power spectrum of resting EEG is a 1/f-like aperiodic background plus peaks. The IAF
-is the frequency of the largest peak in 7–14 Hz once that background is removed
+is the frequency of the alpha peak in 7–14 Hz once that background is removed
 (Klimesch 1999; the aperiodic fit follows the idea of Donoghue et al. 2020, "FOOOF",
 simplified to one straight line in log-log coordinates):
 
 1. power spectral density by Welch's method (Welch 1967), Hann windows, 50 % overlap;
 2. fit ``log10(power) = a + b * log10(f)`` by least squares over the fit range
    (2–35 Hz by default) *outside* the alpha search band, so the peak cannot pull the fit;
-3. the residual ``10 * (log10(power) - fit)`` in dB is the periodic part; its maximum
-   inside the search band is the peak, its height the peak power above 1/f, and its full
-   width at half height (in dB) the bandwidth.
+3. the residual ``10 * (log10(power) - fit)`` in dB is the periodic part. Its local
+   maxima inside the search band that are at least ``min_peak_db`` high and 1 dB
+   prominent are the candidate peaks; :func:`choose_alpha_peak` takes the tallest
+   unless others are within 2 dB, then the one nearest 10 Hz (split alpha spectra,
+   Chiang et al. 2011; see that function for why). A tracker keeps its previous peak
+   while that stays tied (hysteresis). The chosen peak's height is the peak power
+   above 1/f, its full width at half height (in dB) the bandwidth.
 
-A peak is reported as reliable only if it rises at least ``min_peak_db`` above the
-background and is not at the edge of the search band (a maximum at the edge is the
-shoulder of something else, not a peak).
+A peak is reported as reliable only if such a candidate exists: at least
+``min_peak_db`` above the background, prominent, and not at the edge of the search band
+(a maximum at the edge is the shoulder of something else, not a peak).
 
-:func:`estimate_iaf` works offline on a calibration recording; :class:`IAFTracker`
+:func:`estimate_iaf` works offline (the tracker's twin; for a session's calibration use
+:mod:`stimloop.dsp.calibration`, with finer bins and a full spectral fit); :class:`IAFTracker`
 does the same on a stream, from Welch segments aligned to absolute sample indices
 (so chunking never changes the estimate) with exponential forgetting.
 """
