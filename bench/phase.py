@@ -655,13 +655,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", type=Path, help="write PNG figures to this folder (implies --sim)")
     ap.add_argument("--from-json", type=Path, help="print the table of a saved --json run")
     ap.add_argument(
+        "--compare",
+        type=Path,
+        help="with --from-json: print an earlier saved run's figures next to this one's",
+    )
+    ap.add_argument(
         "--snr-table",
         action="store_true",
         help="only build the calibration's SNR -> phase SD table on the simulator",
     )
     args = ap.parse_args(argv)
     if args.from_json:
-        print_table(json.loads(args.from_json.read_text()))
+        new = json.loads(args.from_json.read_text())
+        if args.compare:
+            print_comparison(json.loads(args.compare.read_text()), new)
+        else:
+            print_table(new)
         return 0
     if args.snr_table:
         table = snr_sd_table()
@@ -706,6 +715,65 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print_table(results)
     return 0
+
+
+def print_comparison(old: dict, new: dict) -> None:
+    """Old and new value of every accuracy, confidence and gate figure, side by side
+    (``old -> new``; "-" where the old run had no such figure)."""
+
+    def pair(o, n, fmt="{:.1f}"):
+        return f"{'-' if o is None else fmt.format(o)} -> {fmt.format(n)}"
+
+    def get(d, *keys):
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    print("Accuracy, circular SD / mean in deg, old -> new")
+    for ch in CHANNELS:
+        print(f"{ch}")
+        for n, m in new["channels"][ch].items():
+            if n.startswith("_"):
+                continue
+            o = get(old, "channels", ch, n)
+            cells = []
+            for key in ("all", "top50"):
+                cells.append(
+                    pair(get(o, key, "sd_deg"), m[key]["sd_deg"])
+                    + " / "
+                    + pair(get(o, key, "mean_deg"), m[key]["mean_deg"])
+                )
+            for t in ("peak", "trough"):
+                cells.append(
+                    f"{t} " + pair(get(o, "forecast", t, "sd_deg"), m["forecast"][t]["sd_deg"])
+                )
+            print(f"  {n:<18}" + " | ".join(cells))
+    print("\nConfidence (IAF tracked): mean, fraction > 0.5, old -> new")
+    for k, v in new["confidence"].items():
+        o = get(old, "confidence", k)
+        print(
+            f"  {k:<26}{pair(get(o, 'mean'), v['mean'], '{:.3f}')}   "
+            f"{pair(get(o, 'frac_above_0.5'), v['frac_above_0.5'], '{:.3f}')}"
+        )
+    print("\nConfidence gate: share passing | SD deg | beyond ±90° %, old -> new")
+    for ch, rows in new.get("gates", {}).items():
+        for g, v in rows.items():
+            o = get(old, "gates", ch, g)
+            print(
+                f"  {ch} {g:<4}{pair(get(o, 'fraction'), v['fraction'], '{:.2f}')} | "
+                f"{pair(get(o, 'sd_deg'), v['sd_deg'])} | "
+                f"{pair(get(o, 'beyond_90_pct'), v['beyond_90_pct'], '{:.2f}')}"
+            )
+    if "sim" in new:
+        print("\nSimulated EEG, stimloop | phastimate circular SD deg, old -> new")
+        for k, v in new["sim"].items():
+            o = get(old, "sim", k)
+            print(
+                f"  {k:<12}{pair(get(o, 'stimloop_sd_deg'), v['stimloop_sd_deg'])} | "
+                f"{pair(get(o, 'phastimate_sd_deg'), v['phastimate_sd_deg'])}"
+            )
 
 
 def print_snr_table(table: dict) -> None:
