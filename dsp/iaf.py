@@ -1,22 +1,27 @@
 """Individual alpha frequency (IAF): the alpha peak above the 1/f background.
 
 The power spectrum of resting EEG is a 1/f-like aperiodic background plus peaks. The IAF
-is the frequency of the largest peak in 7–14 Hz once that background is removed
+is the frequency of the alpha peak in 7–14 Hz once that background is removed
 (Klimesch 1999; the aperiodic fit follows the idea of Donoghue et al. 2020, "FOOOF",
 simplified to one straight line in log-log coordinates):
 
 1. power spectral density by Welch's method (Welch 1967), Hann windows, 50 % overlap;
 2. fit ``log10(power) = a + b * log10(f)`` by least squares over the fit range
    (2–35 Hz by default) *outside* the alpha search band, so the peak cannot pull the fit;
-3. the residual ``10 * (log10(power) - fit)`` in dB is the periodic part; its maximum
-   inside the search band is the peak, its height the peak power above 1/f, and its full
-   width at half height (in dB) the bandwidth.
+3. the residual ``10 * (log10(power) - fit)`` in dB is the periodic part. Its local
+   maxima inside the search band that are at least ``min_peak_db`` high and 1 dB
+   prominent are the candidate peaks; :func:`choose_alpha_peak` takes the tallest
+   unless others are within 2 dB, then the one nearest 10 Hz (split alpha spectra,
+   Chiang et al. 2011; see that function for why). A tracker keeps its previous peak
+   while that stays tied (hysteresis). The chosen peak's height is the peak power
+   above 1/f, its full width at half height (in dB) the bandwidth.
 
-A peak is reported as reliable only if it rises at least ``min_peak_db`` above the
-background and is not at the edge of the search band (a maximum at the edge is the
-shoulder of something else, not a peak).
+A peak is reported as reliable only if such a candidate exists: at least
+``min_peak_db`` above the background, prominent, and not at the edge of the search band
+(a maximum at the edge is the shoulder of something else, not a peak).
 
-:func:`estimate_iaf` works offline on a calibration recording; :class:`IAFTracker`
+:func:`estimate_iaf` works offline (the tracker's twin; for a session's calibration use
+:mod:`stimloop.dsp.calibration`, with finer bins and a full spectral fit); :class:`IAFTracker`
 does the same on a stream, from Welch segments aligned to absolute sample indices
 (so chunking never changes the estimate) with exponential forgetting.
 """
@@ -26,8 +31,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.signal
 
-__all__ = ["AlphaPeak", "IAFTracker", "estimate_iaf", "fit_alpha_peak", "welch_psd"]
+__all__ = [
+    "AlphaPeak",
+    "IAFTracker",
+    "aperiodic_residual_db",
+    "choose_alpha_peak",
+    "estimate_iaf",
+    "fit_alpha_peak",
+    "welch_psd",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,9 @@ class AlphaPeak:
         True if the peak is at least ``min_peak_db`` above 1/f and not at a band edge.
     reason : str
         Empty if reliable; otherwise why not (for logs and reports).
+    ambiguous : bool
+        True if another candidate peak was within the tie margin (split alpha spectrum;
+        see :func:`choose_alpha_peak`).
     """
 
     iaf_hz: float
@@ -53,6 +70,7 @@ class AlphaPeak:
     bandwidth_hz: float
     reliable: bool
     reason: str = ""
+    ambiguous: bool = False
 
 
 def welch_psd(x: np.ndarray, fs: float, seg_s: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,19 +115,78 @@ def welch_psd(x: np.ndarray, fs: float, seg_s: float = 2.0) -> tuple[np.ndarray,
     return freqs, psd
 
 
+def aperiodic_residual_db(
+    freqs: np.ndarray, psd: np.ndarray, exclude_hz: tuple[float, float], fit_hz: tuple[float, float]
+) -> tuple[np.ndarray, float, float] | None:
+    """Residual in dB above a straight 1/f line fitted in log-log outside ``exclude_hz``.
+
+    Returns ``(resid_db, slope, intercept)`` (``resid_db`` is -inf at 0 Hz), or None when
+    fewer than 4 positive bins lie in the fit range.
+    """
+    lo, hi = exclude_hz
+    fit_hi = min(fit_hz[1], 0.9 * freqs[-1])
+    fitmask = (freqs >= fit_hz[0]) & (freqs <= fit_hi) & ((freqs < lo) | (freqs > hi))
+    fitmask &= psd > 0
+    if fitmask.sum() < 4:
+        return None
+    slope, icpt = np.polyfit(np.log10(freqs[fitmask]), np.log10(psd[fitmask]), 1)
+    pos = freqs > 0
+    resid = np.full(freqs.size, -np.inf)
+    resid[pos] = 10.0 * (
+        np.log10(np.maximum(psd[pos], 1e-300)) - (icpt + slope * np.log10(freqs[pos]))
+    )
+    return resid, float(slope), float(icpt)
+
+
+def choose_alpha_peak(
+    cand_hz: np.ndarray,
+    cand_db: np.ndarray,
+    prefer_hz: float = 10.0,
+    tie_db: float = 2.0,
+) -> int:
+    """Index of the alpha peak among candidate peaks (frequency in Hz, height in dB).
+
+    The tallest peak wins unless other peaks are within ``tie_db`` of it; among those,
+    the one nearest ``prefer_hz`` wins. Why: split alpha spectra are common (Chiang et
+    al. 2011), and on a spatially filtered derivation the taller of two nearly equal
+    peaks is often a neighbouring generator seen through the filter's reference (on
+    EEGMAT C3 the 11.7 Hz peak is the raw IAF of the neighbours T3 and P3, the mu peak
+    is at 9.5 Hz). With heights within a few dB, the spectrum of one derivation cannot
+    tell which is local, so the population's typical IAF (about 10 Hz in adults,
+    Klimesch 1999) breaks the tie. A single clear peak is never moved by this rule.
+    """
+    top = float(np.max(cand_db))
+    tied = np.flatnonzero(cand_db >= top - tie_db)
+    return int(tied[np.argmin(np.abs(cand_hz[tied] - prefer_hz))])
+
+
 def fit_alpha_peak(
     freqs: np.ndarray,
     psd: np.ndarray,
     search_hz: tuple[float, float] = (7.0, 14.0),
     fit_hz: tuple[float, float] = (2.0, 35.0),
     min_peak_db: float = 2.0,
+    *,
+    prefer_hz: float = 10.0,
+    tie_db: float = 2.0,
+    min_prominence_db: float = 1.0,
+    previous_hz: float | None = None,
 ) -> AlphaPeak:
     """Find the alpha peak above a straight 1/f fit in log-log coordinates.
+
+    Candidates are the local maxima of the 1/f residual inside ``search_hz`` (not at its
+    edges) that rise at least ``min_peak_db`` above the background and
+    ``min_prominence_db`` above the dips that separate them from taller peaks
+    (topographic prominence). :func:`choose_alpha_peak` picks one. With
+    ``previous_hz`` (a tracker's last choice), a local maximum within 0.75 Hz of it is
+    kept as long as it stays within ``tie_db`` of the tallest candidate: hysteresis, so
+    that nearly equal peaks do not make the phase band flip back and forth (each switch
+    moves the target, and so the phase, by tens of degrees).
 
     Parameters
     ----------
     freqs : ndarray
-        Frequencies in Hz (ascending).
+        Frequencies in Hz (ascending, evenly spaced).
     psd : ndarray
         Power spectral density at ``freqs`` (any unit).
     search_hz : (float, float)
@@ -118,6 +195,14 @@ def fit_alpha_peak(
         Band in Hz over which the 1/f background is fitted (outside ``search_hz``).
     min_peak_db : float
         Minimum height above the background in dB for a reliable peak.
+    prefer_hz : float
+        Tie-break frequency in Hz (see :func:`choose_alpha_peak`).
+    tie_db : float
+        Peaks within this many dB of the tallest count as tied.
+    min_prominence_db : float
+        Minimum prominence in dB of a candidate peak.
+    previous_hz : float, optional
+        The previously chosen IAF in Hz (hysteresis), or None.
 
     Returns
     -------
@@ -132,25 +217,32 @@ def fit_alpha_peak(
     if not 0 < lo < hi:
         raise ValueError(f"fit_alpha_peak: search_hz must satisfy 0 < low < high, got {search_hz}")
     nyq = freqs[-1] if freqs.size else 0.0
-    fit_hi = min(fit_hz[1], 0.9 * nyq)
     if not np.all(np.isfinite(psd)) or hi >= nyq:
         return AlphaPeak(np.nan, np.nan, np.nan, False, "no valid spectrum")
-    fitmask = (freqs >= fit_hz[0]) & (freqs <= fit_hi) & ((freqs < lo) | (freqs > hi))
-    fitmask &= psd > 0
-    if fitmask.sum() < 4:
+    fitted = aperiodic_residual_db(freqs, psd, search_hz, fit_hz)
+    if fitted is None:
         return AlphaPeak(np.nan, np.nan, np.nan, False, "too few bins for the 1/f fit")
-    lf = np.log10(freqs[fitmask])
-    lp = np.log10(psd[fitmask])
-    slope, icpt = np.polyfit(lf, lp, 1)
-    pos = freqs > 0
-    resid = np.full(freqs.size, -np.inf)
-    resid[pos] = 10.0 * (
-        np.log10(np.maximum(psd[pos], 1e-300)) - (icpt + slope * np.log10(freqs[pos]))
-    )
+    resid = fitted[0]
     band = np.flatnonzero((freqs >= lo) & (freqs <= hi))
     if band.size < 3:
         return AlphaPeak(np.nan, np.nan, np.nan, False, "search band has < 3 bins")
-    k = band[np.argmax(resid[band])]
+    finite = np.where(np.isfinite(resid), resid, np.min(resid[np.isfinite(resid)]))
+    peaks = scipy.signal.find_peaks(finite)[0]
+    prom = scipy.signal.peak_prominences(finite, peaks)[0] if peaks.size else np.zeros(0)
+    inner = (peaks > band[0]) & (peaks < band[-1]) & (finite[peaks] >= min_peak_db)
+    local = peaks[inner]
+    cands = local[prom[inner] >= min_prominence_db]
+    if cands.size:
+        k = int(cands[choose_alpha_peak(freqs[cands], resid[cands], prefer_hz, tie_db)])
+        if previous_hz is not None and np.isfinite(previous_hz) and local.size:
+            near = local[np.argmin(np.abs(freqs[local] - previous_hz))]
+            top = float(np.max(resid[cands]))
+            if abs(freqs[near] - previous_hz) <= 0.75 and resid[near] >= top - tie_db:
+                k = int(near)
+        ambiguous = int(np.sum(resid[cands] >= resid[cands].max() - tie_db)) > 1
+    else:
+        k = int(band[np.argmax(resid[band])])
+        ambiguous = False
     peak_db = float(resid[k])
     # Parabolic interpolation of the peak on the dB residual (bins are coarse, 0.5 Hz).
     f_peak = float(freqs[k])
@@ -176,13 +268,17 @@ def fit_alpha_peak(
     if j < freqs.size - 1 and resid[j] != resid[j + 1]:
         right = freqs[j] + (resid[j] - half) / (resid[j] - resid[j + 1]) * (freqs[j + 1] - freqs[j])
     bw = float(right - left)
-    if k in (band[0], band[-1]):
+    if not cands.size and k in (band[0], band[-1]):
         return AlphaPeak(f_peak, peak_db, bw, False, "maximum at the edge of the search band")
     if peak_db < min_peak_db:
         return AlphaPeak(
             f_peak, peak_db, bw, False, f"peak {peak_db:.1f} dB above 1/f < {min_peak_db} dB"
         )
-    return AlphaPeak(f_peak, peak_db, bw, True, "")
+    if not cands.size:
+        return AlphaPeak(
+            f_peak, peak_db, bw, False, f"no peak with >= {min_prominence_db} dB prominence"
+        )
+    return AlphaPeak(f_peak, peak_db, bw, True, "", ambiguous)
 
 
 def estimate_iaf(
@@ -269,8 +365,13 @@ class IAFTracker:
         self._acc = self._lam * self._acc + spec
         self._w = self._lam * self._w + 1.0
         psd = self._acc / self._w
+        prev = self.peak.iaf_hz if self.peak.reliable else None
         self.peak = fit_alpha_peak(
-            self.freqs, psd, search_hz=self.search_hz, min_peak_db=self.min_peak_db
+            self.freqs,
+            psd,
+            search_hz=self.search_hz,
+            min_peak_db=self.min_peak_db,
+            previous_hz=prev,
         )
 
     def update(self, chunk: np.ndarray) -> AlphaPeak:

@@ -348,8 +348,11 @@ class PhaseEstimator:
         Sampling rate in Hz (>= 60).
     band : (float, float), optional
         Pass band ``(low_hz, high_hz)``, e.g. IAF ± 2 Hz from a calibration recording.
-        If None, the IAF is tracked causally from the data (:class:`IAFTracker`) and the
-        band is IAF ± ``half_width_hz``; until a reliable peak is found, 10 Hz is assumed.
+        If None, the IAF is tracked causally from the data (:class:`IAFTracker`; peak
+        choice in :func:`~stimloop.dsp.iaf.fit_alpha_peak`) and the band is IAF ±
+        ``half_width_hz``; until a reliable peak is found, 10 Hz is assumed. For a
+        session, :func:`stimloop.dsp.calibration.calibrate` gives a band from 2 min of
+        rest (``CalibrationResult.band_hz``).
     taps_s : float
         Length of the causal FIR in s.
     support_s : float
