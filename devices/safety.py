@@ -9,13 +9,10 @@ stream; nothing is ever clamped to a "nearest allowed" value):
 - the rTMS train table and a minimum inter-train interval, for configured trains and for
   runs of single pulses at >= 1 Hz; rTMS needs the resting motor threshold (rMT);
 - the device's own limits (e.g. Magstim Rapid² maximum frequency by power level);
-- a stale-data interlock on the stream that drives the stimulator: its newest sample
-  must be recent (and not stamped in the future), and the stream flagged good;
-- punctuality: a scheduled pulse that would leave later than the caller's tolerance
-  after its time is refused as ``late``, never fired late;
-- a heartbeat watchdog (:mod:`~stimloop.devices.watchdog`) that disarms when the
-  controlling loop misses two periods;
-- the latching, process-wide emergency stop (:mod:`~stimloop.devices.estop`).
+- a stale-data interlock: the driving stream's newest sample recent, not in the future;
+- punctuality: a pulse later than the caller's tolerance is refused as ``late``;
+- a heartbeat watchdog (:mod:`~stimloop.devices.watchdog`) and the latching, process-wide
+  emergency stop (:mod:`~stimloop.devices.estop`).
 
 ``fire`` and ``fire_train`` share one path: a pre-flight check under the lock, the wait
 for the scheduled time without the lock (so the e-stop and the watchdog can always
@@ -122,6 +119,16 @@ class SafeStimulator:
     def pulses_delivered(self) -> int:
         """Pulses triggered so far in this session."""
         return self._ledger.pulses
+
+    @property
+    def intensity_pct(self) -> float:
+        """The output set through the gate, % MSO."""
+        return self._ledger.intensity_pct
+
+    @property
+    def train(self) -> TrainSpec | None:
+        """The train configured through the gate, or None."""
+        return self._ledger.train
 
     @property
     def resting_motor_threshold_pct(self) -> float | None:
@@ -389,5 +396,4 @@ class _NullOutlet:
     def push_marker(self, *args: object, **kwargs: object) -> None:
         logger.info("marker after close dropped: %r", args[:1])
 
-    def close(self) -> None:
-        pass
+    close = push_marker

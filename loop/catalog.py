@@ -250,6 +250,9 @@ BUILT_IN = (
     _marker("eda_response", "eda-response", "stimloop EDA responses",
             "the event-related SCR of each stimulus, stamped at the stimulus (JSON)",
             role="eda"),
+    _marker("hbc", "hbc", "stimloop heart-brain coupling",
+            "the localisation's plan, each cycle's HR change and HBC, each site's "
+            "ranking (JSON)", role="ecg"),
 )  # fmt: skip
 
 for _s in BUILT_IN:

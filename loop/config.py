@@ -12,6 +12,7 @@ rules for safety limits live in one place: the gate that enforces them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from pathlib import Path
@@ -178,6 +179,138 @@ class PhaseLockedConfig(_Model):
         return self
 
 
+class CardiacStopConfig(_Model):
+    """The cardiac stop rule of heart-brain-coupled localisation (vasovagal syncope has
+    been reported during the protocol): disarm, alert and end the protocol.
+
+    Attributes
+    ----------
+    floor_bpm : float
+        Stop when HR falls below this, bpm.
+    max_drop_bpm : float
+        Stop when HR falls more than this below the site's baseline (its rest cycle), bpm.
+    asystole_s : float
+        Stop when no beat has come for this long, s.
+    """
+
+    floor_bpm: float = Field(default=45.0, gt=20, le=80)
+    max_drop_bpm: float = Field(default=25.0, gt=0, le=80)
+    asystole_s: float = Field(default=3.0, gt=1.0, le=10.0)
+
+
+class HBCConfig(_Model):
+    """Heart-brain-coupled TMS target localisation (NCG-TMS; docs/hbc.md).
+
+    Attributes
+    ----------
+    kind : "hbc"
+    sites : list of str
+        Candidate scalp sites (10-20/10-10 names), run in a random order.
+    order_seed : int or None
+        Seed of the site order (None: drawn at start); recorded either way.
+    train_frequency_hz : float
+        Train pulse rate, Hz (10).
+    train_s : float
+        Train length, s (5).
+    cycle_s : float
+        Train onset to train onset, s (16: 5 s on, 11 s off).
+    intensities : list of float
+        Intensity of cycles 1..N, increasing (cycle 0 is rest), in ``intensity_unit``.
+    intensity_unit : {"pct_rmt", "pct_mso"}
+        % of the resting motor threshold, or % of maximum stimulator output.
+    rmt_pct_mso : float
+        The subject's resting motor threshold, % MSO. Required: rTMS trains need it.
+    train_override_reason : str or None
+        A 5 s train at 10 Hz exceeds the rTMS table above 110 % rMT. With a stated reason
+        the table's 10 Hz row is widened to ``train_s`` (the override is recorded by the
+        gate); without one such trains are refused.
+    prompt_between_sites : bool
+        Disarm and wait for the operator's ``confirm`` before each site (moving the coil).
+    cardiac_stop : CardiacStopConfig
+    threshold : float or None
+        Coupling threshold on HBC, ln(bpm²) (None: :data:`stimloop.dsp.hbc.DEFAULT_THRESHOLD`).
+    min_above : int
+        A site passes when at least this many intensities exceed the threshold.
+    late_tolerance_s : float
+        A train that would start later than this after its time is refused as late, s.
+    """
+
+    kind: Literal["hbc"] = "hbc"
+    sites: list[str] = Field(default_factory=lambda: ["F3", "FC3", "F5", "AF3", "F1", "FC1"],
+                             min_length=1)  # fmt: skip
+    order_seed: int | None = None
+    train_frequency_hz: float = Field(default=10.0, gt=0, le=25)
+    train_s: float = Field(default=5.0, gt=0, le=10)
+    cycle_s: float = Field(default=16.0, gt=0, le=60)
+    intensities: list[float] = Field(
+        default_factory=lambda: [50.0 + 5.0 * k for k in range(15)], min_length=1
+    )
+    intensity_unit: Literal["pct_rmt", "pct_mso"] = "pct_rmt"
+    rmt_pct_mso: float | None = Field(default=None, gt=0, le=100)
+    train_override_reason: str | None = None
+    prompt_between_sites: bool = True
+    cardiac_stop: CardiacStopConfig = CardiacStopConfig()
+    threshold: float | None = None
+    min_above: int = Field(default=4, ge=1)
+    late_tolerance_s: float = Field(default=0.005, gt=0, le=0.05)
+
+    @model_validator(mode="after")
+    def _valid(self) -> HBCConfig:
+        if self.rmt_pct_mso is None:
+            raise ValueError(
+                "rmt_pct_mso is required: the resting motor threshold (% MSO) scales the "
+                "intensities and the rTMS table needs it; measure it before localisation"
+            )
+        if any(b <= a for a, b in itertools.pairwise(self.intensities)):
+            raise ValueError(f"intensities must increase, got {self.intensities}")
+        if self.train_s >= self.cycle_s:
+            raise ValueError(f"train_s ({self.train_s}) must be shorter than cycle_s")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"sites must be distinct, got {self.sites}")
+        return self
+
+    def intensity_pct_mso(self, value: float) -> float:
+        """An intensity of :attr:`intensities` in % MSO."""
+        return value * self.rmt_pct_mso / 100.0 if self.intensity_unit == "pct_rmt" else value
+
+
+class ExposureConfig(_Model):
+    """Exposure sessions: exercise markers, the arousal index and its band (docs/exposure.md).
+
+    Attributes
+    ----------
+    band_low, band_high : float
+        Window of tolerance on the arousal index (z against the calibration rest).
+    hysteresis : float
+        Band hysteresis, z.
+    min_dwell_s : float
+        A band is taken after the index stayed in it this long, s.
+    alert_after_s : float
+        Alert when above the window this long, s.
+    calibration_s : float or None
+        Length of the calibration rest at the start, s (the index exists after it); None:
+        the operator marks it with ``calibration_start``/``calibration_end``.
+    """
+
+    band_low: float = 1.0
+    band_high: float = 4.0
+    hysteresis: float = Field(default=0.25, ge=0)
+    min_dwell_s: float = Field(default=3.0, ge=0)
+    alert_after_s: float = Field(default=20.0, gt=0)
+    calibration_s: float | None = Field(default=120.0, ge=60.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> ExposureConfig:
+        if not self.band_high - self.band_low > 2 * self.hysteresis:
+            raise ValueError(
+                f"band_low ({self.band_low}) and band_high ({self.band_high}) must be more "
+                f"than twice the hysteresis ({self.hysteresis}) apart"
+            )
+        if self.alert_after_s < self.min_dwell_s:
+            raise ValueError("alert_after_s must be >= min_dwell_s")
+        return self
+
+
 class RecordingConfig(_Model):
     """Where the session is recorded.
 
@@ -200,16 +333,20 @@ class SessionConfig(_Model):
     duration_s : float or None
         Session length in s; None runs until stopped.
     sources : dict of str to SourceConfig
-        Keys are roles: ``eeg`` (required: the protocol reads it), ``ecg``, ``eda``, and
-        ``events``, a marker stream of stimuli (e.g. exposure cues) whose event-related
-        SCRs are scored live.
+        Keys are roles: ``eeg`` (the phase-locked protocol reads it), ``ecg`` (the heart-
+        brain-coupled one reads it), ``eda``, and ``events``, a marker stream of stimuli
+        (e.g. exposure cues) whose event-related SCRs are scored live. At least one of
+        eeg, ecg, eda.
     channels : ChannelRoles
     dsp : DSPConfig
-    protocol : PhaseLockedConfig
-    stimulator : dict
+    protocol : PhaseLockedConfig, HBCConfig or None
+        The stimulation protocol (``kind`` picks it); None: monitoring only.
+    stimulator : dict or None
         HAL section (driver, options, safety, override_reason), parsed once by
         :meth:`~stimloop.devices.registry.StimulatorSpec.from_mapping` into
-        :attr:`stimulator_spec`.
+        :attr:`stimulator_spec`; needed by a protocol, None without one.
+    exposure : ExposureConfig or None
+        Exposure markers, arousal index and band (needs EDA); None: off.
     recording : RecordingConfig
     disarm_on_gui_close : bool
         Whether closing the GUI disarms the stimulator (recording always continues).
@@ -222,8 +359,9 @@ class SessionConfig(_Model):
     sources: dict[Literal["eeg", "ecg", "eda", "events"], SourceConfig]
     channels: ChannelRoles = ChannelRoles()
     dsp: DSPConfig = DSPConfig()
-    protocol: PhaseLockedConfig = PhaseLockedConfig()
-    stimulator: dict[str, Any] = Field(default_factory=lambda: {"driver": "simulated"})
+    protocol: PhaseLockedConfig | HBCConfig | None = Field(default=None, discriminator="kind")
+    stimulator: dict[str, Any] | None = None
+    exposure: ExposureConfig | None = None
     recording: RecordingConfig = RecordingConfig()
     disarm_on_gui_close: bool = True
     watchdog_period_s: float = Field(default=0.25, gt=0.01, le=5.0)
@@ -231,27 +369,53 @@ class SessionConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:
-        if "eeg" not in self.sources:
-            raise ValueError("sources.eeg is required: the phase-locked protocol reads EEG")
-        if not math.isfinite(self.protocol.intensity_pct):
-            raise ValueError("protocol.intensity_pct must be finite")
+        if not {"eeg", "ecg", "eda"} & set(self.sources):
+            raise ValueError("sources: at least one of eeg, ecg, eda is needed")
+        needs = {"phase_locked": "eeg", "hbc": "ecg"}
+        if self.protocol is not None:
+            role = needs[self.protocol.kind]
+            if role not in self.sources:
+                raise ValueError(
+                    f"sources.{role} is required: the {self.protocol.kind} protocol reads it"
+                )
+            if self.stimulator is None:
+                raise ValueError(
+                    f"stimulator: the {self.protocol.kind} protocol needs a [stimulator] "
+                    'table (e.g. driver = "simulated")'
+                )
+        if self.exposure is not None and "eda" not in self.sources:
+            raise ValueError("sources.eda is required: exposure sessions index arousal by EDA")
         return self
 
     @property
-    def stimulator_spec(self) -> StimulatorSpec:
-        """The parsed ``[stimulator]`` table (driver, options, safety limits)."""
+    def driving_role(self) -> str:
+        """The input the engine waits on: the protocol's, else EEG, ECG or EDA."""
+        if self.protocol is not None:
+            return {"phase_locked": "eeg", "hbc": "ecg"}[self.protocol.kind]
+        return next(r for r in ("eeg", "ecg", "eda") if r in self.sources)
+
+    @property
+    def stimulator_spec(self) -> StimulatorSpec | None:
+        """The parsed ``[stimulator]`` table (driver, options, safety limits), or None."""
         # Keyed by the table it came from: model_copy copies private attributes, and a
         # copy with another stimulator table must not keep the first one's spec.
+        if self.stimulator is None:
+            return None
         if self._spec is None or self._spec[0] != id(self.stimulator):
             self._spec = (id(self.stimulator), _check_stimulator(self))
         return self._spec[1]
 
 
+_PROTOCOL_KINDS = ("phase_locked", "hbc")
+
 
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = list(e["loc"])
+        if loc[:1] == ["protocol"] and len(loc) > 1 and loc[1] in _PROTOCOL_KINDS:
+            del loc[1]  # the union's tag: the user wrote protocol.x, not protocol.kind.x
+        key = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key (value {e['input']!r}); check the spelling")
         elif e["type"] == "missing":
@@ -261,25 +425,35 @@ def _describe(err: ValidationError) -> str:
     return "\n  ".join(lines)
 
 
-def _check_stimulator(cfg: SessionConfig) -> StimulatorSpec:
+def _check_stimulator(cfg: SessionConfig) -> StimulatorSpec | None:
     """Parse the HAL section without opening a device or an outlet, and check the
-    protocol's intensity against the limits it sets and the driver's range."""
+    protocol's intensities against the limits it sets and the driver's range."""
+    if cfg.stimulator is None:
+        return None
     try:
         spec = StimulatorSpec.from_mapping(cfg.stimulator)
     except DeviceConfigError as exc:
         raise SessionConfigError(f"stimulator: {exc.message}") from None
-    want = cfg.protocol.intensity_pct
     lo, hi = spec.intensity_range_pct
     limit = spec.limits.max_intensity_pct
-    if not lo <= want <= hi:
-        raise SessionConfigError(
-            f"protocol.intensity_pct = {want:g}: driver {spec.driver!r} takes {lo:g}-{hi:g} % MSO"
-        )
-    if want > limit:
-        raise SessionConfigError(
-            f"protocol.intensity_pct = {want:g}: above stimulator.safety.max_intensity_pct "
-            f"= {limit:g} % MSO"
-        )
+    p = cfg.protocol
+    if p is None:
+        return spec
+    if p.kind == "phase_locked":
+        wanted = {"protocol.intensity_pct": p.intensity_pct}
+    else:
+        wanted = {f"protocol.intensities[{k}] ({v:g} {p.intensity_unit})": p.intensity_pct_mso(v)
+                  for k, v in enumerate(p.intensities)}  # fmt: skip
+    for key, want in wanted.items():
+        if not lo <= want <= hi:
+            raise SessionConfigError(
+                f"{key} = {want:g} % MSO: driver {spec.driver!r} takes {lo:g}-{hi:g} % MSO"
+            )
+        if want > limit:
+            raise SessionConfigError(
+                f"{key} = {want:g} % MSO: above stimulator.safety.max_intensity_pct "
+                f"= {limit:g} % MSO"
+            )
     return spec
 
 

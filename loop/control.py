@@ -96,7 +96,7 @@ def parse_command(data: bytes) -> tuple[str, dict[str, Any]]:
     try:
         msg = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise ControlError(f"request is not JSON ({exc}); expected {{\"cmd\": ...}}") from None
+        raise ControlError(f'request is not JSON ({exc}); expected {{"cmd": ...}}') from None
     if not isinstance(msg, dict) or not isinstance(msg.get("cmd"), str):
         raise ControlError("request must be a JSON object with a string 'cmd'")
     cmd = msg.pop("cmd")

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ import pylsl
 
 from stimloop.devices.safety import SafeStimulator
 from stimloop.loop.cpus import request_realtime_priority
-from stimloop.loop.protocol import Hold, PulseOutcome, PulseRequest, StimProtocol
+from stimloop.loop.protocol import Hold, Prompt, PulseOutcome, PulseRequest, StimProtocol, Stop
 from stimloop.loop.scheduler import PulseScheduler
 from stimloop.loop.stage import Stage
 from stimloop.stream.errors import StreamError, StreamLostError
@@ -131,11 +131,14 @@ class Engine:
     Parameters
     ----------
     eeg : Inlet
-        Connected EEG inlet that drives the protocol.
-    protocol : StimProtocol
-        Decides when to fire.
-    stimulator : SafeStimulator
-        Gated stimulator (connected, intensity set and armed by the caller).
+        The connected inlet that drives the loop (the engine waits on it): the
+        protocol's input (EEG for phase-locked TMS, ECG for heart-brain coupling), or the
+        first input of a session without a protocol. Its role is ``driver_role``.
+    protocol : StimProtocol or None
+        Decides when to fire; None: the session only measures.
+    stimulator : SafeStimulator or None
+        Gated stimulator (connected, intensity set and armed by the caller); None
+        without a protocol.
     markers : Outlet
         String outlet for decision and health markers.
     others : mapping of role to Inlet, optional
@@ -157,6 +160,11 @@ class Engine:
     estimates : Outlet, optional
         Irregular 3-channel outlet for the protocol's ``last_estimate`` (phase rad,
         amplitude µV, confidence), pushed once per EEG chunk for displays.
+    driver_role : str
+        Role of ``eeg`` (default ``"eeg"``).
+    on_prompt, on_stop : callable, optional
+        Called (on this thread) with the protocol's :class:`Prompt` or :class:`Stop`
+        after it is published; the session disarms in them.
     """
 
     def __init__(
@@ -173,9 +181,15 @@ class Engine:
         site: str = "",
         estimates: Outlet | None = None,
         events: MarkerInlet | None = None,
+        driver_role: str = "eeg",
+        on_prompt: Callable[[Prompt], None] | None = None,
+        on_stop: Callable[[Stop], None] | None = None,
     ) -> None:
         self.events = events
         self.eeg = eeg
+        self.driver_role = driver_role
+        self.on_prompt = on_prompt
+        self.on_stop = on_stop
         self.estimates = estimates
         #: Cleared to pause the protocol (estimates continue, no pulses are requested).
         self.protocol_enabled = threading.Event()
@@ -190,7 +204,7 @@ class Engine:
         self.stats = EngineStats()
         self.streams = {
             role: StreamHealth(StreamStats(inlet.rate_hz, inlet.source_id))
-            for role, inlet in {"eeg": eeg, **self.others}.items()
+            for role, inlet in {driver_role: eeg, **self.others}.items()
         }
         self.pulses: list[dict] = []  # bounded by the gate's pulse limit
         self.refusals: deque[dict] = deque(maxlen=REFUSALS_KEPT)
@@ -205,12 +219,14 @@ class Engine:
         self._limit = RateLimiter(1.0)  # one health marker per condition per second
         # The protocol gets the last word right before the trigger (phase-locked: an
         # EEG gap voids its forecast), and bounds how far ahead and how late a pulse may be.
-        self._scheduler = PulseScheduler(
-            stimulator, self._on_outcome, site, veto=protocol.fire_veto,
-            max_lead_s=protocol.max_lead_s, late_tolerance_s=protocol.late_tolerance_s,
-        )  # fmt: skip
+        self._scheduler = None
+        if protocol is not None and stimulator is not None:
+            self._scheduler = PulseScheduler(
+                stimulator, self._on_outcome, site, veto=protocol.fire_veto,
+                max_lead_s=protocol.max_lead_s, late_tolerance_s=protocol.late_tolerance_s,
+            )  # fmt: skip
+            stimulator.bind_stream(self._freshness)
         self._thread = threading.Thread(target=self._run, name="stimloop-engine", daemon=True)
-        stimulator.bind_stream(self._freshness)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Engine:
@@ -225,8 +241,9 @@ class Engine:
         # process hold it that long and make a scheduled pulse late by as much.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
-        self.stimulator.start_watchdog(self.watchdog_period_s)
-        self._scheduler.start()
+        if self._scheduler is not None:
+            self.stimulator.start_watchdog(self.watchdog_period_s)
+            self._scheduler.start()
         self._thread.start()
         return self
 
@@ -241,8 +258,9 @@ class Engine:
         self._stall.clear()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._scheduler.close()
-        self.stimulator.stop_watchdog()
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self.stimulator.stop_watchdog()
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
@@ -256,20 +274,26 @@ class Engine:
         """Wait until the protocol is done or the loop stopped; True if it is."""
         t_end = math.inf if timeout is None else time.monotonic() + timeout
         while time.monotonic() < t_end:
-            if self.protocol.done or not self._thread.is_alive():
+            if self.done or not self._thread.is_alive():
                 return True
             time.sleep(0.05)
         return False
 
+    @property
+    def done(self) -> bool:
+        """True once the protocol has ended (never, without a protocol)."""
+        return self.protocol is not None and self.protocol.done
+
     # -- interlock -----------------------------------------------------------------------
     def _freshness(self) -> tuple[float, bool, str]:
-        """Age of the newest EEG sample, whether the stream is good, and why not (HAL)."""
+        """Age of the driving stream's newest sample, whether it is good, and why not."""
+        what = self.driver_role.upper()
         if not self.eeg.connected:
-            return math.inf, False, "the EEG stream is not connected"
+            return math.inf, False, f"the {what} stream is not connected"
         if problem := self.eeg.timing_problem:
-            return self.eeg.age_s(), False, f"EEG timestamps untrusted: {problem}"
+            return self.eeg.age_s(), False, f"{what} timestamps untrusted: {problem}"
         if self.eeg.is_stale():
-            return self.eeg.age_s(), False, "the EEG stream is stale"
+            return self.eeg.age_s(), False, f"the {what} stream is stale"
         return self.eeg.age_s(), True, ""
 
     # -- markers -------------------------------------------------------------------------
@@ -284,21 +308,24 @@ class Engine:
         gc.disable()
         blocks_before = sys.getallocatedblocks()
         try:
-            self._mark("session_start", protocol=self.protocol.name)
-            while not self._stop.is_set() and not self.protocol.done:
+            name = self.protocol.name if self.protocol is not None else None
+            self._mark("session_start", protocol=name)
+            while not self._stop.is_set() and not self.done:
                 if self._stall.is_set():
                     while time.monotonic() < self._stall_until and not self._stop.is_set():
                         time.sleep(0.005)
                     self._stall.clear()
                 self._iterate()
-            self._mark("session_end", reason="protocol done" if self.protocol.done else "stopped")
+            self._mark("session_end", reason="protocol done" if self.done else "stopped")
             # A loop that ends on purpose stops its watchdog rather than letting it trip.
-            self.stimulator.stop_watchdog()
+            if self.stimulator is not None:
+                self.stimulator.stop_watchdog()
         except BaseException as exc:  # reported to the session runner, never swallowed
             self.error = exc
             log.exception("engine loop failed")
             self._mark("engine_error", error=repr(exc))
-            self.stimulator.disarm()  # do not wait for the watchdog to notice
+            if self.stimulator is not None:
+                self.stimulator.disarm("engine error")  # not waiting for the watchdog
         finally:
             self.stats.allocated_blocks_growth = sys.getallocatedblocks() - blocks_before
             # Count before re-enabling: the first allocation after enable() may collect.
@@ -308,25 +335,31 @@ class Engine:
             gc.unfreeze()
 
     def _iterate(self) -> None:
-        chunk = None
+        chunk, role = None, self.driver_role
         if self.eeg.connected:
             try:
                 chunk = self.eeg.pull(self.chunk_period_s)
             except StreamLostError as exc:
-                self._mark("stream_lost", role="eeg", error=str(exc))
+                self._mark("stream_lost", role=role, error=str(exc))
         else:
             self._stop.wait(self.chunk_period_s)
         t0 = time.perf_counter()
         if chunk is not None:
-            self.streams["eeg"].account(chunk)
-            self._health("eeg", chunk.events)
+            self.streams[role].account(chunk)
+            self._health(role, chunk.events)
             if len(chunk):
-                self._decide(chunk)
-                self._resolve_lookups()
-                for stage in self.stages:
-                    if stage.role == "eeg":
-                        stage.update(chunk)
-        self.stimulator.heartbeat()
+                # A protocol that reads the stages' outputs (heart rate) gets them first;
+                # phase-locked TMS decides first (its latency is the pulse's).
+                first = self.protocol is not None and self.protocol.reads_stages
+                if first:
+                    self._update_stages(role, chunk)
+                if self.protocol is not None:
+                    self._decide(chunk)
+                    self._resolve_lookups()
+                if not first:
+                    self._update_stages(role, chunk)
+        if self.stimulator is not None:
+            self.stimulator.heartbeat()
         now = time.perf_counter()
         if now >= self._next_others:
             # ECG and EDA feed displays and scores, not decisions: draining them every
@@ -349,9 +382,12 @@ class Engine:
             self.streams[role].account(other)
             self._health(role, other.events)
             if len(other):
-                for stage in self.stages:
-                    if stage.role == role:
-                        stage.update(other)
+                self._update_stages(role, other)
+
+    def _update_stages(self, role: str, chunk: Chunk) -> None:
+        for stage in self.stages:
+            if stage.role == role:
+                stage.update(chunk)
 
     def _finish_iteration(self, chunk, t0: float) -> None:
         if chunk is not None and len(chunk):
@@ -396,6 +432,14 @@ class Engine:
                 self._mark("scheduled", t_fire=decision.t_fire, **info)
         elif isinstance(decision, Hold):
             self._mark("gated", reason=decision.reason, **decision.info)
+        elif isinstance(decision, Prompt):
+            self._mark("prompt", message=decision.message, **decision.info)
+            if self.on_prompt is not None:
+                self.on_prompt(decision)
+        elif isinstance(decision, Stop):
+            self._mark("protocol_stop", reason=decision.reason, **decision.info)
+            if self.on_stop is not None:
+                self.on_stop(decision)
 
     def _on_outcome(self, result: PulseOutcome) -> None:
         """Runs on the pulse thread."""

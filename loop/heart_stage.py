@@ -25,6 +25,7 @@ beat) and restarts the stream after a longer gap; the stage then starts detectio
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +62,11 @@ class HeartStage:
         self._beats_out: Outlet | None = None
         self._hr_out: Outlet | None = None
         self.monitor: HeartMonitor | None = None
+        #: LSL time of the newest R peak, s (NaN before the first); for asystole checks.
+        self.last_beat_t = np.nan
+        # HR samples published since the last take_series(), for an in-process reader
+        # (the heart-brain-coupled protocol); bounded, so no reader means no growth.
+        self._new: deque[tuple[float, float, int]] = deque(maxlen=4096)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
@@ -136,9 +142,17 @@ class HeartStage:
             )
             for row, t in zip(rows, ts, strict=True):
                 self._hr_out.push(row, float(t))  # type: ignore[union-attr]
+                self._new.append((float(t), float(row[0]), int(row[4])))
+
+    def take_series(self) -> np.ndarray:
+        """The HR samples published since the last call: rows of (t s, HR bpm, flags)."""
+        out = np.array(self._new, dtype=np.float64).reshape(-1, 3)
+        self._new.clear()
+        return out
 
     def _publish_beats(self, up) -> None:
         t_peak = self._time_of(up.peaks)
+        self.last_beat_t = float(t_peak[-1])
         t_conf = self._time_of(up.beats["confirmed"])
         for rec, tp, tc in zip(up.beats, t_peak, t_conf, strict=True):
             text = json.dumps(

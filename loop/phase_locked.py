@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stimloop.devices.registry import StimulatorSpec
+from stimloop.devices.safety import SafeStimulator
 from stimloop.dsp.phase import PhaseEstimator, PhaseOutput
 from stimloop.dsp.spatial import hjorth_weights
 from stimloop.loop import catalog
@@ -71,6 +73,8 @@ class PhaseLockedProtocol:
     """
 
     name = "phase_locked"
+    role = "eeg"
+    reads_stages = False
 
     def __init__(
         self, cfg: PhaseLockedConfig, channels: ChannelRoles, dsp: DSPConfig, seed: int = 0
@@ -277,6 +281,26 @@ class PhaseLockedProtocol:
         phase estimate, has been seen since the pulse was planned.
         """
         return self._veto
+
+    def confirm(self, text: str) -> None:
+        """Nothing to confirm: this protocol never prompts."""
+
+    waiting = False  # it never prompts
+
+    def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
+        """The session's stimulator table, unchanged."""
+        return spec
+
+    def prepare(self, gate: SafeStimulator) -> None:
+        """Set the configured intensity through the gate."""
+        gate.set_intensity(self.cfg.intensity_pct)
+
+    def open_outlets(self, prefix: str) -> Outlet:
+        """The phase-estimate stream (:func:`phase_outlet`), for the engine to push to."""
+        return phase_outlet(self, prefix)
+
+    def close(self) -> None:
+        """Nothing of its own to close (the session closes the phase stream)."""
 
     def outcome(self, result: PulseOutcome) -> None:
         """Start the next inter-pulse interval (after a fire or a refusal)."""

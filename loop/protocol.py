@@ -14,13 +14,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stimloop.devices.base import TrainSpec
+from stimloop.devices.registry import StimulatorSpec
+from stimloop.devices.safety import SafeStimulator
 from stimloop.loop.errors import SessionError
 from stimloop.stream.inlet import Chunk
+from stimloop.stream.outlet import Outlet
 
 
 @dataclass(frozen=True)
 class PulseRequest:
-    """Ask for one pulse.
+    """Ask for one pulse, or one rTMS train.
 
     Attributes
     ----------
@@ -28,10 +32,20 @@ class PulseRequest:
         LSL local-clock time at which to call the stimulator, s; None = now.
     info : dict
         What the decision was based on (logged with the pulse).
+    train : TrainSpec or None
+        Fire this train (configured through the gate, so the rTMS table applies) instead
+        of a single pulse.
+    intensity_pct : float or None
+        Set this output (% MSO, through the gate) before firing; None keeps the current.
+    site : str or None
+        Stimulation site of this request (None: the session's).
     """
 
     t_fire: float | None
     info: dict[str, Any] = field(default_factory=dict)
+    train: TrainSpec | None = None
+    intensity_pct: float | None = None
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,43 @@ class Hold:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Decision = PulseRequest | Hold | None
+@dataclass(frozen=True)
+class Prompt:
+    """The protocol needs the operator (e.g. to move the coil to the next site).
+
+    The session disarms, publishes the prompt and waits for the operator's ``confirm``
+    command; the protocol requests nothing until :meth:`StimProtocol.confirm` is called.
+
+    Attributes
+    ----------
+    message : str
+        What the operator must do.
+    info : dict
+        Details (the site, its place in the run).
+    """
+
+    message: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The protocol ends now for safety (e.g. the cardiac stop rule): the session
+    disarms and alerts; nothing more is fired.
+
+    Attributes
+    ----------
+    reason : str
+        Short machine-readable cause (``"cardiac_stop"``).
+    info : dict
+        The values that triggered it.
+    """
+
+    reason: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Decision = PulseRequest | Hold | Prompt | Stop | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +135,11 @@ class StimProtocol(Protocol):
     ----------
     name : str
         Protocol name, recorded with the session.
+    role : str
+        The input whose chunks drive it (``"eeg"``, ``"ecg"``): the engine waits on it.
+    reads_stages : bool
+        Its ``update`` reads what the DSP stages made of the same chunk (heart rate), so
+        the engine updates the stages first; otherwise the protocol decides first.
     max_lead_s : float
         How far ahead of now (s) the protocol may plan a pulse; the scheduler refuses a
         request further ahead (a bad timestamp must not make it wait for the future).
@@ -94,6 +149,8 @@ class StimProtocol(Protocol):
     """
 
     name: str
+    role: str
+    reads_stages: bool
     max_lead_s: float
     late_tolerance_s: float
 
@@ -127,6 +184,28 @@ class StimProtocol(Protocol):
         """The protocol's phase estimate (rad) at LSL time ``t``; NaN if it has none."""
         ...
 
+    def confirm(self, text: str) -> None:
+        """The operator did what the last :class:`Prompt` asked (``text``: their note)."""
+
+    @property
+    def waiting(self) -> bool:
+        """True while a :class:`Prompt` awaits the operator (the session stays disarmed)."""
+        ...
+
+    def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
+        """The stimulator table the protocol runs with (e.g. a recorded table override)."""
+        ...
+
+    def prepare(self, gate: SafeStimulator) -> None:
+        """Set up the connected gate (intensity, motor threshold) before it is armed."""
+
+    def open_outlets(self, prefix: str) -> Outlet | None:
+        """Open the protocol's own streams; return the one for :attr:`last_estimate`."""
+        ...
+
+    def close(self) -> None:
+        """Close the protocol's streams."""
+
 
 class ThresholdProtocol:
     """Fire immediately when a channel exceeds a threshold.
@@ -146,6 +225,8 @@ class ThresholdProtocol:
     """
 
     name = "threshold"
+    role = "eeg"
+    reads_stages = False
     max_lead_s = 0.0  # it fires at once
     late_tolerance_s = 0.001
     last_estimate = None
@@ -193,3 +274,20 @@ class ThresholdProtocol:
 
     def phase_at(self, t: float) -> float:
         return float("nan")
+
+    def confirm(self, text: str) -> None:
+        pass
+
+    waiting = False
+
+    def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
+        return spec
+
+    def prepare(self, gate: SafeStimulator) -> None:
+        pass
+
+    def open_outlets(self, prefix: str) -> None:
+        return None
+
+    def close(self) -> None:
+        pass

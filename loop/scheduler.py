@@ -110,14 +110,25 @@ class PulseScheduler:
                     wait_until(request.t_fire - VETO_CHECK_LEAD_S, spin_s=0.0)
                     if why := self.veto(request):
                         return PulseOutcome(request, False, error=f"vetoed: {why}")
-            t = self.stimulator.fire(request.t_fire, site=self.site, reason="protocol",
-                                     late_tolerance_s=self.late_tolerance_s)  # fmt: skip
-            return PulseOutcome(request, True, t)
+            return PulseOutcome(request, True, self._trigger(request))
         except DeviceError as exc:  # every refusal is typed; the gate logged it
             return PulseOutcome(request, False, error=str(exc))
         except Exception as exc:  # a driver bug must not kill the caller's thread
             log.exception("unexpected error while firing")
             return PulseOutcome(request, False, error=f"{type(exc).__name__}: {exc}")
+
+    def _trigger(self, request: PulseRequest) -> float:
+        """Set the request's intensity and train through the gate, then fire it."""
+        gate, site = self.stimulator, request.site or self.site
+        if request.intensity_pct is not None and gate.intensity_pct != request.intensity_pct:
+            gate.set_intensity(request.intensity_pct)
+        if request.train is None:
+            return gate.fire(request.t_fire, site=site, reason="protocol",
+                             late_tolerance_s=self.late_tolerance_s)  # fmt: skip
+        if gate.train != request.train:
+            gate.configure_train(request.train)
+        return gate.fire_train(request.t_fire, site=site, reason="protocol",
+                               late_tolerance_s=self.late_tolerance_s)  # fmt: skip
 
     def _run(self) -> None:
         request_realtime_priority()  # pulses are due at exact times

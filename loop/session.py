@@ -40,8 +40,10 @@ from stimloop.loop.cpus import SessionPinning
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
 from stimloop.loop.errors import SessionError
+from stimloop.loop.hbc_protocol import HBCProtocol
 from stimloop.loop.heart_stage import HeartStage
-from stimloop.loop.phase_locked import EEG_MAX_GAP_S, PhaseLockedProtocol, phase_outlet
+from stimloop.loop.phase_locked import EEG_MAX_GAP_S, PhaseLockedProtocol
+from stimloop.loop.protocol import Prompt, StimProtocol, Stop
 from stimloop.loop.recording import RecorderProcess, check_writable, resolve_recording_path
 from stimloop.loop.stage import Stage
 from stimloop.stream.discovery import list_streams
@@ -56,6 +58,15 @@ log = logging.getLogger("stimloop.loop")
 MAX_GAP_S = {"eeg": EEG_MAX_GAP_S, "ecg": 10.0, "eda": 30.0}
 #: Seconds to wait for each input's first samples at open (their clock is checked).
 FIRST_DATA_S = 5.0
+
+
+def make_protocol(cfg: SessionConfig, stages: Sequence[Stage], seed: int) -> StimProtocol:
+    """The protocol the session file's ``[protocol] kind`` names, built on its stages."""
+    p = cfg.protocol
+    if p.kind == "phase_locked":
+        return PhaseLockedProtocol(p, cfg.channels, cfg.dsp, seed=seed)
+    heart = next(s for s in stages if isinstance(s, HeartStage))
+    return HBCProtocol(p, heart, seed=seed)
 
 
 @dataclass
@@ -131,7 +142,7 @@ class Session:
         self.stages: list[Stage] = []
         self._extra_stages = list(extra_stages)
         self.stimulator: SafeStimulator | None = None
-        self.protocol: PhaseLockedProtocol | None = None
+        self.protocol: StimProtocol | None = None
         self.engine: Engine | None = None
         self.markers = None
         self.estimates = None
@@ -170,28 +181,22 @@ class Session:
         ).start()
         self._connect_inputs()
         self._open_outputs()
-        spec = cfg.stimulator_spec
-        if spec.driver == "simulated" and "source_id" not in spec.options:
-            # The simulated stimulator publishes its pulses; give that stream the
-            # session prefix so the recorder picks it up with the session's own.
-            pulses_id = catalog.mark_published(self.prefix, "pulses")
-            spec = replace(spec, options={**spec.options, "source_id": pulses_id})
-        self.stimulator = open_stimulator(
-            spec, marker_source_id=catalog.mark_published(self.prefix, "safety")
-        )
-        self.stimulator.connect()
-        self.stimulator.set_intensity(cfg.protocol.intensity_pct)
+        if cfg.stimulator_spec is not None:
+            self._open_stimulator()
+        role = cfg.driving_role
         self.engine = Engine(
-            self.inlets["eeg"], self.protocol, self.stimulator, self.markers,
-            others={r: i for r, i in self.inlets.items() if r != "eeg"}, stages=self.stages,
-            events=self.events, site=cfg.protocol.site, estimates=self.estimates,
-            watchdog_period_s=cfg.watchdog_period_s,
+            self.inlets[role], self.protocol, self.stimulator, self.markers,
+            others={r: i for r, i in self.inlets.items() if r != role}, stages=self.stages,
+            events=self.events, site=getattr(cfg.protocol, "site", ""),
+            estimates=self.estimates, watchdog_period_s=cfg.watchdog_period_s,
+            driver_role=role, on_prompt=self._on_prompt, on_stop=self._on_stop,
         )  # fmt: skip
         self._open_channels()
         if path is not None:
             self._start_recorder(path)
-        self.stimulator.arm()
         self._mark("config", config=cfg.model_dump())
+        if self.stimulator is not None and not self.protocol.waiting:
+            self.stimulator.arm()
         # Drop what queued up while connecting and warming up: the loop starts fresh.
         for inlet in self.inlets.values():
             while len(inlet.pull(0.0)):  # one pull returns at most ~2 s of backlog
@@ -224,8 +229,23 @@ class Session:
             while not len(inlet.pull(0.1)) and time.monotonic() < deadline:
                 pass
 
+    def _open_stimulator(self) -> None:
+        """The stimulator behind the gate: connected, intensity set, not yet armed."""
+        spec = self.cfg.stimulator_spec
+        if spec.driver == "simulated" and "source_id" not in spec.options:
+            # The simulated stimulator publishes its pulses; give that stream the
+            # session prefix so the recorder picks it up with the session's own.
+            pulses_id = catalog.mark_published(self.prefix, "pulses")
+            spec = replace(spec, options={**spec.options, "source_id": pulses_id})
+        spec = self.protocol.adjust_stimulator(spec)
+        self.stimulator = open_stimulator(
+            spec, marker_source_id=catalog.mark_published(self.prefix, "safety")
+        )
+        self.stimulator.connect()
+        self.protocol.prepare(self.stimulator)
+
     def _open_outputs(self) -> None:
-        """The decision stream, the protocol with its phase stream, and the DSP stages."""
+        """The decision stream, the DSP stages, and the protocol with its streams."""
         cfg = self.cfg
         # The config rides in the decision stream's header too, so every recording of
         # that stream carries it even if the config marker itself were missed.
@@ -233,10 +253,16 @@ class Session:
             "session_config": json.dumps(cfg.model_dump()),
             "truth_source_ids": json.dumps(self.truth_source_ids),
         })  # fmt: skip
-        self.protocol = PhaseLockedProtocol(cfg.protocol, cfg.channels, cfg.dsp, seed=self.seed)
-        eeg = self.inlets["eeg"]
-        self.protocol.start(eeg.rate_hz, eeg.channel_labels)
-        self.estimates = phase_outlet(self.protocol, self.prefix)
+        self._open_stages()
+        if cfg.protocol is None:
+            return
+        self.protocol = make_protocol(cfg, self.stages, self.seed)
+        driver = self.inlets[cfg.driving_role]
+        self.protocol.start(driver.rate_hz, driver.channel_labels)
+        self.estimates = self.protocol.open_outlets(self.prefix)
+
+    def _open_stages(self) -> None:
+        cfg = self.cfg
         if "ecg" in self.inlets:
             self.stages.append(
                 HeartStage(cfg.channels.ecg, cfg.dsp.hr_rate_hz, cfg.dsp.hrv_window_s)
@@ -275,7 +301,11 @@ class Session:
     def _command(self, cmd: str, args: dict) -> None:
         """Run one control command; every stimulator action goes through the gate."""
         self._mark("command", cmd=cmd, args=args)
+        if cmd in ("arm", "disarm", "pause", "resume", "confirm") and self.protocol is None:
+            raise SessionError(f"{cmd}: this session has no stimulation protocol")
         if cmd == "arm":
+            if self.protocol.waiting:
+                raise SessionError("arm: the protocol waits for the operator's confirm first")
             self.stimulator.arm()
         elif cmd == "disarm":
             self.stimulator.disarm("operator")
@@ -283,6 +313,11 @@ class Session:
             self.engine.protocol_enabled.clear()
         elif cmd == "resume":
             self.engine.protocol_enabled.set()
+        elif cmd == "confirm":
+            if not self.protocol.waiting:
+                raise SessionError("confirm: the protocol is not waiting for the operator")
+            self.protocol.confirm(args.get("text", ""))
+            self.stimulator.arm()
         elif cmd == "marker":
             text = args.get("text", "").strip()
             if not text:
@@ -292,12 +327,28 @@ class Session:
             self.cpus.window_opened()
         elif cmd == "gui_closed":
             if self.cfg.disarm_on_gui_close:  # safety first, CPUs after
-                self.stimulator.disarm("window closed")
+                self._disarm("window closed")
             if args.get("attached"):
                 self.cpus.window_closed()
 
     def _command_refused(self, cmd: str, message: str, peer: dict) -> None:
         self._mark("command_refused", cmd=cmd, error=message, peer=peer)
+
+    def _disarm(self, reason: str) -> None:
+        if self.stimulator is not None:
+            self.stimulator.disarm(reason)
+
+    def _on_prompt(self, prompt: Prompt) -> None:
+        """The protocol needs the operator: disarm until they confirm (engine thread)."""
+        self.stimulator.disarm(f"waiting for the operator: {prompt.message}")
+        log.warning("operator: %s (stimloop confirm, or the window's Confirm button)",
+                    prompt.message)  # fmt: skip
+
+    def _on_stop(self, stop: Stop) -> None:
+        """The protocol ended for safety: disarm now, then alert (engine thread)."""
+        self.stimulator.disarm(stop.reason)
+        self._mark("alert", reason=stop.reason, **stop.info)
+        log.critical("protocol stopped (%s): %s; disarmed", stop.reason, stop.info)
 
     # -- status --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -328,15 +379,22 @@ class Session:
             "source_ids": {role: i.source_id for role, i in self.inlets.items()},
             "catalog": catalog.published(self.prefix),
             "recording": str(self.recording_path) if self.recording_path else None,
-            "stimulator": self._stimulator_status(),
-            "protocol": {
-                "name": eng.protocol.name,
-                "running": eng.protocol_enabled.is_set(),
-                "target_phase_deg": self.cfg.protocol.target_phase_deg,
-                "control": self.cfg.protocol.control,
-            },
+            "stimulator": self._stimulator_status() if self.stimulator is not None else None,
+            "protocol": self._protocol_status(),
             "streams": streams,
         }
+
+    def _protocol_status(self) -> dict[str, Any] | None:
+        p = self.protocol
+        if p is None:
+            return None
+        out = {"name": p.name, "running": self.engine.protocol_enabled.is_set(),
+               "waiting": p.waiting}  # fmt: skip
+        if isinstance(p, PhaseLockedProtocol):
+            out.update(target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control)
+        if isinstance(p, HBCProtocol):
+            out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state)
+        return out
 
     def _stimulator_status(self) -> dict[str, Any]:
         gate, eng = self.stimulator, self.engine
@@ -400,19 +458,19 @@ class Session:
         """Notice a dead recorder, control or e-stop thread: disarm, record, restart."""
         if self.recorder is not None and not self.recorder.alive:
             code = self.recorder.exit_code
-            self.stimulator.disarm("recorder died")
+            self._disarm("recorder died")
             log.error("the recorder died (exit code %s); disarmed, restarting it", code)
             new = self.recorder.start()
             # Marked after the restart, so that it is on disk (in the new part).
             self._mark("recorder_died", exit_code=code, new_part=str(new),
                        note="disarmed; re-arm with the arm command")  # fmt: skip
         if not self.control.alive:
-            self.stimulator.disarm("control channel died")
+            self._disarm("control channel died")
             self.control.close()
             self._open_control_only()
             self._mark("control_died", note="disarmed and restarted the control channel")
         if not self.estop.alive:
-            self.stimulator.disarm("e-stop listener died")
+            self._disarm("e-stop listener died")
             self._mark("estop_listener_died", note="disarmed; the session ends")
             raise SessionError("the e-stop listener died; the session cannot go on without it")
 
@@ -470,6 +528,8 @@ class Session:
                 self.stimulator.close()
             except Exception:  # closing must continue; it was disarmed above
                 log.exception("closing the stimulator failed")
+        if self.protocol is not None:
+            self.protocol.close()
         for stage in self.stages:
             stage.close()
         for inlet in [*self.inlets.values(), *([self.events] if self.events else [])]:

@@ -1,0 +1,351 @@
+"""Heart-brain-coupled TMS target localisation (NCG-TMS): the second stimulation mode.
+
+Per candidate site, in a random order (its seed recorded): a rest cycle, then 10 Hz
+trains of 5 s every 16 s at increasing intensity (Dijkstra et al. 2023; Iseger et al.
+2017, 2020; Feng et al. 2025; the metrics and their citations are in
+:mod:`stimloop.dsp.hbc`). Between sites the protocol asks the operator to move the coil
+(a :class:`~stimloop.loop.protocol.Prompt`): the session disarms and waits for the
+``confirm`` command. Trains are requested as trains, so the gate configures them and
+the rTMS table applies; a train the table forbids is refused by the gate unless the
+session file states ``train_override_reason`` (the gate records the override).
+
+The protocol reads the heart stage's HR series (``reads_stages``: the engine updates
+the stage with each ECG chunk first) and feeds :class:`~stimloop.dsp.hbc.HBCTracker`,
+the same code ``stimloop analyze`` runs offline on the recorded series. Each completed
+cycle and each finished site go out on the catalog's ``hbc`` marker stream.
+
+**Cardiac stop rule.** Vasovagal syncope has been reported during this protocol. The
+protocol ends (:class:`~stimloop.loop.protocol.Stop`: the session disarms and alerts,
+nothing more fires) when HR falls below ``floor_bpm``, or more than ``max_drop_bpm``
+below the site's rest-cycle baseline, or when no beat has come for ``asystole_s`` while
+the ECG itself is good. Losing the ECG is not asystole: it pauses the protocol
+(``ecg_lost``) and the site's remaining cycles start over from a new baseline once the
+ECG is back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from stimloop.devices.base import TrainSpec
+from stimloop.devices.limits import TrainTable
+from stimloop.devices.registry import StimulatorSpec
+from stimloop.devices.safety import SafeStimulator
+from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker
+from stimloop.loop import catalog
+from stimloop.loop.config import HBCConfig
+from stimloop.loop.heart_stage import HeartStage
+from stimloop.loop.protocol import Decision, Hold, Prompt, PulseOutcome, PulseRequest, Stop
+from stimloop.stream.inlet import Chunk
+from stimloop.stream.outlet import Outlet
+
+#: Trains are requested this long before their onset, s (they are due on the minute).
+REQUEST_LEAD_S = 0.3
+#: The ECG counts as lost when no valid HR has come for this long, s.
+ECG_LOST_S = 3.0
+
+
+def widen_table(table: TrainTable, f_hz: float, duration_s: float) -> TrainTable:
+    """``table`` with the row of ``f_hz`` allowing at least ``duration_s`` at every
+    intensity (the override of ``train_override_reason``)."""
+    row = next(k for k, f in enumerate(table.frequencies_hz) if f_hz <= f)
+    rows = [list(r) for r in table.max_duration_s]
+    rows[row] = [max(v, duration_s) for v in rows[row]]
+    return replace(table, max_duration_s=tuple(tuple(r) for r in rows))
+
+
+class HBCProtocol:
+    """Heart-brain-coupled target localisation (see module docstring).
+
+    Parameters
+    ----------
+    cfg : HBCConfig
+        Sites, train timing, intensities, rMT, the cardiac stop rule.
+    heart : HeartStage
+        The session's heart stage (its HR series and last beat).
+    seed : int
+        Seed of the site order when ``cfg.order_seed`` is None.
+    """
+
+    name = "hbc"
+    role = "ecg"
+    reads_stages = True
+    max_lead_s = 2 * REQUEST_LEAD_S
+    last_estimate = None
+
+    def __init__(self, cfg: HBCConfig, heart: HeartStage, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.heart = heart
+        self.late_tolerance_s = cfg.late_tolerance_s
+        self.order_seed = int(cfg.order_seed if cfg.order_seed is not None else seed)
+        self.order = [str(s) for s in np.random.default_rng(self.order_seed).permutation(cfg.sites)]
+        self.params = HBCParams(
+            cycle_s=cfg.cycle_s,
+            train_s=cfg.train_s,
+            threshold=DEFAULT_THRESHOLD if cfg.threshold is None else cfg.threshold,
+            min_above=cfg.min_above,
+        )
+        self.train = TrainSpec(cfg.train_frequency_hz, round(cfg.train_s * cfg.train_frequency_hz))
+        self.tracker: HBCTracker | None = None
+        self.state = "prompt"  # prompt, running, paused, done
+        self.site_k = 0  # index into self.order
+        self.cycle_k = 0  # next cycle of the current site to declare
+        self.site_t0 = math.nan  # onset of the current site's rest cycle, s
+        self.baseline_bpm = math.nan
+        self._confirmed = False
+        self._prompted = False
+        self._last_valid_t = math.nan
+        self._out: Outlet | None = None
+        self._pending = False
+        self.cycles: list[Cycle] = []
+
+    # -- session hooks -----------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once every site has run, or the cardiac stop rule ended the protocol."""
+        return self.state == "done"
+
+    @property
+    def waiting(self) -> bool:
+        """True while the operator has to confirm the coil position."""
+        return self.state == "prompt"
+
+    @property
+    def site(self) -> str:
+        """The current site (the last one once done)."""
+        return self.order[min(self.site_k, len(self.order) - 1)]
+
+    def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
+        """With ``train_override_reason``, widen the table's row of the train frequency to
+        the train length (the gate records the override); otherwise leave it."""
+        reason = self.cfg.train_override_reason
+        if not reason:
+            return spec
+        table = widen_table(spec.limits.rtms_table, self.train.frequency_hz, self.cfg.train_s)
+        limits = replace(spec.limits, rtms_table=table)
+        why = "; ".join(r for r in (spec.override_reason, f"HBC trains: {reason}") if r)
+        return replace(spec, limits=limits, override_reason=why)
+
+    def prepare(self, gate: SafeStimulator) -> None:
+        """Give the gate the subject's resting motor threshold (rTMS needs it)."""
+        gate.set_resting_motor_threshold(self.cfg.rmt_pct_mso)
+
+    def open_outlets(self, prefix: str) -> None:
+        """Open the ``hbc`` marker stream (per-cycle and per-site figures)."""
+        self._out = catalog.outlet("hbc", prefix)
+        self._publish(
+            {
+                "event": "plan",
+                "order": self.order,
+                "order_seed": self.order_seed,
+                "intensities": self.cfg.intensities,
+                "unit": self.cfg.intensity_unit,
+                "train": [self.train.frequency_hz, self.train.n_pulses],
+                "cycle_s": self.cfg.cycle_s,
+                "threshold": self.params.threshold,
+            }
+        )
+
+    def close(self) -> None:
+        """Close the marker stream."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def start(self, fs: float, channel_labels: Sequence[str]) -> None:
+        """Nothing to warm up: the heart stage runs the kernels."""
+
+    def confirm(self, text: str) -> None:
+        """The operator has placed the coil on the current site (control thread)."""
+        if self.state == "prompt":
+            self._confirmed = True
+
+    def fire_veto(self, request: PulseRequest) -> str:
+        """A train planned before a pause or a stop must not go out."""
+        return "" if self.state == "running" else f"protocol {self.state}"
+
+    def phase_at(self, t: float) -> float:
+        """No phase: NaN."""
+        return math.nan
+
+    def outcome(self, result: PulseOutcome) -> None:
+        """Record what became of a train (a refusal leaves that cycle unstimulated)."""
+        self._pending = False
+        if not result.fired:
+            self._publish({"event": "train_refused", **result.request.info, "error": result.error})
+
+    # -- the loop ------------------------------------------------------------------------
+    def update(self, chunk: Chunk) -> Decision:
+        """Feed the new HR samples, check the cardiac rule, and plan the next train."""
+        now = float(chunk.timestamps[-1])
+        rows = self.heart.take_series()
+        self._feed(rows)
+        if self.state == "done":
+            return None
+        if (stop := self._cardiac_stop(rows, chunk, now)) is not None:
+            self.state = "done"
+            return stop
+        if self.state == "prompt":
+            return self._prompt(now)
+        if self.state == "running" and now - self._last_valid_t > ECG_LOST_S:
+            self.state = "paused"
+            return Hold("ecg_lost", {"site": self.site, "since_s": now - self._last_valid_t})
+        if self.state == "paused":
+            if now - self._last_valid_t < 1.0:  # HR valid again: this site starts over
+                self._begin_site(now)
+            return None
+        return self._plan(now)
+
+    def _feed(self, rows: np.ndarray) -> None:
+        if not rows.size:
+            return
+        tr = self.tracker
+        if tr is None:
+            tr = self.tracker = HBCTracker(self.heart.rate_hz, rows[0, 0], self.params)
+        # A restart of the heart stage (a long ECG gap) leaves a hole in its series: the
+        # tracker's series is evenly sampled, so the hole is filled with NaN (invalid).
+        hole = round((rows[0, 0] - tr.t0_s) * tr.rate_hz) - tr.n_samples
+        if hole > 0:
+            tr.update(np.full(hole, np.nan))
+        valid = np.isfinite(rows[:, 1])
+        if valid.any():
+            self._last_valid_t = float(rows[valid, 0][-1])
+        for cycle, fig in tr.update(rows[:, 1]):
+            self._publish(
+                {
+                    "event": "cycle",
+                    "site": cycle.site,
+                    "index": cycle.index,
+                    "intensity": cycle.intensity,
+                    "onset_s": cycle.onset_s,
+                    **{k: fig[k].item() for k in fig.dtype.names},
+                }
+            )
+            if cycle.index == 0 and cycle.site == self.site:
+                self.baseline_bpm = float(fig["hr_pre_bpm"])
+
+    def _cardiac_stop(self, rows: np.ndarray, chunk: Chunk, now: float) -> Stop | None:
+        c = self.cfg.cardiac_stop
+        hr = rows[np.isfinite(rows[:, 1]), 1] if rows.size else np.empty(0)
+        info = {"site": self.site, "baseline_bpm": self.baseline_bpm}
+        if hr.size and hr.min() < c.floor_bpm:
+            return Stop(
+                "cardiac_stop",
+                {**info, "rule": "floor", "hr_bpm": float(hr.min()), "floor_bpm": c.floor_bpm},
+            )
+        if hr.size and hr.min() < self.baseline_bpm - c.max_drop_bpm:
+            return Stop(
+                "cardiac_stop",
+                {**info, "rule": "drop", "hr_bpm": float(hr.min()), "max_drop_bpm": c.max_drop_bpm},
+            )
+        silent = now - self.heart.last_beat_t
+        # Only a good ECG without beats is asystole; a lost ECG pauses instead.
+        if math.isfinite(silent) and silent > c.asystole_s and chunk.finite.all():
+            return Stop(
+                "cardiac_stop",
+                {**info, "rule": "asystole", "no_beat_s": silent, "asystole_s": c.asystole_s},
+            )
+        return None
+
+    def _prompt(self, now: float) -> Decision:
+        if self._confirmed:
+            self._confirmed = self._prompted = False
+            self._begin_site(now)
+            return None
+        if self._prompted:
+            return None
+        self._prompted = True
+        message = f"place the coil on {self.site} ({self.site_k + 1} of {len(self.order)}), "
+        message += "then confirm"
+        return Prompt(
+            message, {"site": self.site, "site_number": self.site_k + 1, "sites": len(self.order)}
+        )
+
+    def _begin_site(self, now: float) -> None:
+        """The site's rest cycle starts after a baseline window from now."""
+        self.state = "running"
+        self.cycle_k = 0
+        self.baseline_bpm = math.nan
+        self.site_t0 = now + self.params.pre_s + 0.5
+        self._publish({"event": "site_start", "site": self.site, "onset_s": self.site_t0})
+
+    def _plan(self, now: float) -> Decision:
+        n = len(self.cfg.intensities) + 1
+        if self.cycle_k >= n:
+            return self._finish_site(now)
+        onset = self.site_t0 + self.cycle_k * self.cfg.cycle_s
+        if onset - now > REQUEST_LEAD_S or self._pending:
+            return None
+        k = self.cycle_k
+        intensity = 0.0 if k == 0 else self.cfg.intensities[k - 1]
+        cycle = Cycle(self.site, k, intensity, onset)
+        self.cycles.append(cycle)
+        if self.tracker is not None:
+            self.tracker.add_cycle(cycle)
+        self.cycle_k += 1
+        if k == 0:
+            return None  # rest: nothing fired
+        self._pending = True
+        info = {
+            "site": self.site,
+            "cycle": k,
+            "intensity": intensity,
+            "intensity_unit": self.cfg.intensity_unit,
+        }
+        return PulseRequest(
+            onset,
+            info,
+            train=self.train,
+            intensity_pct=self.cfg.intensity_pct_mso(intensity),
+            site=self.site,
+        )
+
+    def _finish_site(self, now: float) -> Decision:
+        last = self.site_t0 + len(self.cfg.intensities) * self.cfg.cycle_s
+        _, end = self.params.span_s
+        if now < last + end + 1.0:  # its last cycle's window is still filling
+            return None
+        loc = self.tracker.localisation() if self.tracker is not None else None
+        if loc is not None:
+            self._publish(
+                {"event": "site_done", "site": self.site, "ranking": localisation_dict(loc)}
+            )
+        self.site_k += 1
+        if self.site_k >= len(self.order):
+            self.state = "done"
+            return None
+        if self.cfg.prompt_between_sites:
+            self.state = "prompt"
+            return self._prompt(now)
+        self._begin_site(now)
+        return None
+
+    def _publish(self, payload: dict) -> None:
+        if self._out is not None:
+            self._out.push_marker(json.dumps(payload, default=float))
+
+
+def localisation_dict(loc) -> dict:
+    """A :class:`~stimloop.dsp.hbc.Localisation` as JSON-ready data."""
+    return {
+        "best_site": loc.best_site,
+        "target_found": bool(loc.target_found),
+        "best_site_alt": loc.best_site_alt,
+        "sites": [
+            {
+                "site": s.site,
+                "intensities": s.intensities.tolist(),
+                "hbc": s.hbc.tolist(),
+                "n_above": int(s.n_above),
+                "mean_hbc": float(s.mean_hbc),
+                "slope": float(s.slope),
+                "passes": bool(s.passes),
+            }
+            for s in loc.ranking
+        ],
+    }
