@@ -250,6 +250,18 @@ BUILT_IN = (
     _marker("eda_response", "eda-response", "stimloop EDA responses",
             "the event-related SCR of each stimulus, stamped at the stimulus (JSON)",
             role="eda"),
+    _marker("exposure", "exposure", "stimloop exposure markers",
+            "exercise start/end, ratings, cues, notes, calibration (schema "
+            "stimloop-exposure/1, JSON)", role="eda"),
+    _numeric("arousal", "arousal", "stimloop arousal index", "Arousal",
+             (ChannelSpec("index", "z", "Arousal"), ChannelSpec("z_scl", "z", "Arousal"),
+              ChannelSpec("z_rate", "z", "Arousal"), ChannelSpec("z_hr", "z", "Arousal"),
+              ChannelSpec("band", "0-3", "State"), ChannelSpec("alert", "bool", "State")),
+             0.0, "eda", 300.0,
+             "arousal index and its z components, band (0 unknown, 1 hypo, 2 within, "
+             "3 hyper) and alert, per EDA level sample"),
+    _marker("exercises", "exercises", "stimloop exercise figures",
+            "each exercise's physiology once its data are complete (JSON)", role="eda"),
     _marker("hbc", "hbc", "stimloop heart-brain coupling",
             "the localisation's plan, each cycle's HR change and HBC, each site's "
             "ranking (JSON)", role="ecg"),

@@ -126,8 +126,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
 
-    sim = SimConfig(prefix=args.prefix) if args.prefix else None
     live = _live(args)
+    if args.protocol == "hbc":
+        from stimloop.loop.demo import run_hbc_demo
+
+        with _stop_on_signals() as stop:
+            summary = run_hbc_demo(
+                args.seed, on_status=live, on_open=_window(args), recording=args.record, stop=stop
+            )
+        if live is not None:
+            print(file=sys.stderr)
+        print(
+            json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary)
+        )
+        return 0
+    sim = SimConfig(prefix=args.prefix) if args.prefix else None
     with _stop_on_signals() as stop:
         summary = run_demo(
             args.duration,
@@ -162,7 +175,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 }
             )
 
-    with _stop_on_signals() as stop, Session(cfg) as session:
+    with _stop_on_signals() as stop, Session(cfg, args.prefix) as session:
         if (open_window := _window(args)) is not None:
             open_window(session)
         result = session.run(args.duration, on_tick=tick, stop=stop)
@@ -188,8 +201,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_hbc_subject(args: argparse.Namespace) -> int:
+    from stimloop.devices.sim.hbc_runner import HBCSubjectSession
+    from stimloop.devices.sim.hbc_subject import SubjectConfig
+
+    extra = {"faint_after_pulses": args.faint_after} if args.faint_after else {}
+    subject = HBCSubjectSession(
+        SubjectConfig(seed=args.seed, **extra), f"{args.session_prefix}-pulses", prefix=args.prefix
+    )
+    with _stop_on_signals() as stop, subject:
+        t = subject.truth
+        print(
+            f"virtual subject: ECG {subject.source_id('ecg')}, truth "
+            f"{subject.source_id('ecg-truth')}; rMT {t.rmt_pct:.1f} % MSO; reacting to the "
+            f"pulses of session {args.session_prefix!r} (stimloop run --prefix "
+            f"{args.session_prefix}); Ctrl-C stops",
+            file=sys.stderr,
+        )
+        t_end = time.monotonic() + args.duration if args.duration else float("inf")
+        while time.monotonic() < t_end and not stop.wait(0.2):
+            subject.check()
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig, SimulatorSession
+
+    if args.subject == "hbc":
+        return _simulate_hbc_subject(args)
 
     cfg = SimConfig(
         prefix=args.prefix,
@@ -362,6 +401,55 @@ def _cmd_estop(args: argparse.Namespace) -> int:
     return 0 if all(r.engaged for r in replies) else 3
 
 
+def _one_session(prefix: str | None) -> str:
+    """The session a command goes to: the given prefix, or the only one running."""
+    from stimloop.devices.endpoints import list_sessions
+    from stimloop.loop.errors import ControlError
+
+    if prefix:
+        return prefix
+    live = [e.prefix for e in list_sessions() if e.alive]
+    if len(live) != 1:
+        raise ControlError(
+            f"{len(live)} sessions are running; name one with --session: {live}"
+            if live
+            else "no session of this user is running"
+        )
+    return live[0]
+
+
+def _cmd_mark(args: argparse.Namespace) -> int:
+    from stimloop.loop import exposure_markers as em
+    from stimloop.loop.client import send_command
+
+    build = {
+        "start": lambda: em.exercise_start(args.value),
+        "end": lambda: em.exercise_end(args.value),
+        "expectancy": lambda: em.rating("expectancy", float(args.value)),
+        "suds": lambda: em.rating("suds", float(args.value), args.moment),
+        "outcome": lambda: em.rating("outcome", float(args.value)),
+        "learned": lambda: em.learned(args.value or ""),
+        "cue": lambda: em.cue(args.value or "", args.code),
+        "calibration-start": em.calibration_start,
+        "calibration-end": em.calibration_end,
+    }
+    try:
+        marker = build[args.kind]()
+    except (ValueError, TypeError) as exc:
+        raise StimloopError(f"{args.kind} {args.value!r}: {exc}") from None
+    send_command(_one_session(args.session), "mark", marker=marker)
+    print(f"marked: {marker}")
+    return 0
+
+
+def _cmd_confirm(args: argparse.Namespace) -> int:
+    from stimloop.loop.client import send_command
+
+    send_command(_one_session(args.session), "confirm", text=args.note)
+    print("confirmed; the session arms and goes on")
+    return 0
+
+
 def _cmd_streams(args: argparse.Namespace) -> int:
     from stimloop.stream.discovery import format_streams, list_streams
 
@@ -409,6 +497,14 @@ def _add(sub, name: str, func, help: str, description: str | None = None):
 
 def _demo_parser(sub) -> None:
     p = _add(sub, "demo", _cmd_demo, "run a full simulated session", _DEMO_HELP)
+    p.add_argument(
+        "--protocol",
+        choices=("phase_locked", "hbc"),
+        default="phase_locked",
+        help="phase-locked TMS on simulated EEG, or heart-brain-coupled target "
+        "localisation on the virtual subject (about 2.5 min; --duration is ignored)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the virtual subject (hbc)")
     p.add_argument("--duration", type=float, default=30.0, help="session length, s")
     p.add_argument("--headless", action="store_true", help="no window and no live status line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON, no live line")
@@ -432,6 +528,12 @@ def _run_parser(sub) -> None:
         "from the recording.",
     )
     p.add_argument("config", help="the session .toml file")
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="source_id prefix of the session's own streams (default: unique "
+        "per run; fix it for a virtual subject: stimloop simulate --subject hbc)",
+    )
     p.add_argument(
         "--duration",
         type=float,
@@ -481,6 +583,26 @@ def _simulate_parser(sub) -> None:
     p.add_argument("--ecg-rate", type=float, default=500.0, help="ECG rate, Hz")
     p.add_argument("--hr", type=float, default=70.0, help="heart rate, bpm")
     p.add_argument("--eda-rate", type=float, default=100.0, help="EDA rate, Hz")
+    p.add_argument(
+        "--subject",
+        choices=("signals", "hbc"),
+        default="signals",
+        help="signals: EEG/ECG/EDA simulators; hbc: the virtual subject of "
+        "heart-brain-coupled localisation, whose heart rate responds to a "
+        "session's delivered pulses",
+    )
+    p.add_argument(
+        "--session-prefix",
+        default="stimloop-hbc-session",
+        help="hbc: the session whose pulses the subject feels "
+        "(stimloop run --prefix with the same value)",
+    )
+    p.add_argument(
+        "--faint-after",
+        type=int,
+        default=0,
+        help="hbc: faint (vasovagal) after this many pulses; 0: never",
+    )
 
 
 def _analyze_parser(sub) -> None:
@@ -527,6 +649,56 @@ def _misc_parsers(sub) -> None:
         "--reason", default="stimloop estop (command line)", help="why; recorded by each session"
     )
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+    p = _add(
+        sub,
+        "mark",
+        _cmd_mark,
+        "mark an exposure exercise in a running session",
+        "Send an exercise marker (schema stimloop-exposure/1, docs/exposure.md) to a "
+        "running exposure session: start LABEL, end, expectancy 0-100, suds 0-100 "
+        "--moment start|peak|end, outcome 0-100, learned TEXT, cue [LABEL], "
+        "calibration-start, calibration-end. The session records it and refuses what "
+        "breaks the schema or the order (an end without a start).",
+    )
+    p.add_argument(
+        "kind",
+        choices=(
+            "start",
+            "end",
+            "expectancy",
+            "suds",
+            "outcome",
+            "learned",
+            "cue",
+            "calibration-start",
+            "calibration-end",
+        ),
+        help="what to mark",
+    )
+    p.add_argument(
+        "value",
+        nargs="?",
+        default=None,
+        help="the label, the rating (0-100) or the note, as the kind needs",
+    )
+    p.add_argument(
+        "--moment",
+        choices=("start", "peak", "end"),
+        default="start",
+        help="suds: when in the exercise the rating was given",
+    )
+    p.add_argument("--code", type=int, default=None, help="cue: a numeric event code")
+    p.add_argument("--session", metavar="PREFIX", help="the session (default: the only one)")
+    p = _add(
+        sub,
+        "confirm",
+        _cmd_confirm,
+        "confirm what a running session asked the operator",
+        "Tell a running session that the operator did what it asked (heart-brain-"
+        "coupled localisation: the coil is on the next site); the session arms again.",
+    )
+    p.add_argument("--note", default="", help="recorded with the confirmation")
+    p.add_argument("--session", metavar="PREFIX", help="the session (default: the only one)")
     p = _add(
         sub,
         "streams",

@@ -46,6 +46,8 @@ COMMANDS: dict[str, dict[str, type]] = {
     "disarm": {},
     "pause": {},
     "resume": {},
+    "confirm": {"text": str},
+    "mark": {"marker": str},
     "marker": {"text": str},
     "gui_open": {},
     "gui_closed": {"attached": bool},

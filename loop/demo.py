@@ -143,7 +143,8 @@ class _Status:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The demo's report as text: the session report, with the loop's own figures."""
-    lines = [f"stimloop demo: {summary['duration_s']:g} s simulated closed-loop session", ""]
+    kind = "heart-brain-coupled localisation" if "hbc" in summary else "closed-loop session"
+    lines = [f"stimloop demo: {summary['duration_s']:.0f} s simulated {kind}", ""]
     lines.append(format_report(summary))
     if eng := summary.get("engine"):
         busy = eng.get("busy") or {}
@@ -155,3 +156,107 @@ def format_summary(summary: dict[str, Any]) -> str:
     for rec in summary.get("recordings", []):
         lines += ["", f"recorded to {rec}", f"report: stimloop analyze {rec} --plot report.png"]
     return "\n".join(lines)
+
+
+#: The shortened localisation of ``stimloop demo --protocol hbc``: two sites, a rest
+#: cycle and three intensities each, 16 s cycles: about 2 min 20 s with the baselines.
+HBC_DEMO_SITES = ("F3", "FC1")
+HBC_DEMO_INTENSITIES = (90.0, 100.0, 110.0)
+
+
+def hbc_demo_config(
+    ecg_source_id: str,
+    rmt_pct_mso: float,
+    sites=HBC_DEMO_SITES,
+    intensities=HBC_DEMO_INTENSITIES,
+    seed: int = 0,
+) -> SessionConfig:
+    """A shortened heart-brain-coupled localisation on the virtual subject's ECG."""
+    return parse_session(
+        {
+            "name": "hbc-demo",
+            "sources": {"ecg": {"source_id": ecg_source_id, "rate_hz": 500.0}},
+            "protocol": {
+                "kind": "hbc",
+                "sites": list(sites),
+                "intensities": list(intensities),
+                "rmt_pct_mso": rmt_pct_mso,
+                "order_seed": seed,
+                # A demo run is too short for the published 4 intensities above threshold.
+                "min_above": 1,
+            },
+            "stimulator": {"driver": "simulated", "safety": {"max_intensity_pct": 90}},
+        },
+        "hbc demo",
+    )
+
+
+def run_hbc_demo(
+    seed: int = 1,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    on_open: Callable[[Session], None] | None = None,
+    recording: str | None = None,
+    stop: threading.Event | None = None,
+    **subject: Any,
+) -> dict[str, Any]:
+    """Run the shortened localisation on the virtual subject; return the recording's
+    report with the chosen site and the subject's true best site.
+
+    The demo plays the operator: each "move the coil" prompt is confirmed through the
+    session's control channel, as the window's button would.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the virtual subject (who it is, its best site) and of the site order.
+    on_status, on_open, recording, stop
+        As for :func:`run_demo`.
+    **subject
+        Overrides of the virtual subject (:class:`~stimloop.devices.sim.hbc_subject.
+        SubjectConfig`), e.g. ``faint_after_pulses=60``.
+    """
+    from stimloop.devices.sim.hbc_runner import HBCSubjectSession
+    from stimloop.devices.sim.hbc_subject import SubjectConfig
+    from stimloop.loop.client import send_command
+
+    tag = f"stimloop-hbcdemo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    prefix = f"{tag}-session"
+    subj = HBCSubjectSession(
+        SubjectConfig(seed=seed, sites=HBC_DEMO_SITES, **subject),
+        f"{prefix}-pulses",
+        prefix=f"{tag}-subject",
+    )
+    with tempfile.TemporaryDirectory(prefix="stimloop-demo-") as tmp:
+        path = recording or str(Path(tmp) / "hbc.xdf")
+        cfg = hbc_demo_config(subj.source_id("ecg"), subj.truth.rmt_pct, seed=seed)
+        cfg = cfg.model_copy(update={"recording": cfg.recording.model_copy(update={"path": path})})
+        status = _Status(on_status)
+
+        def tick(session: Session) -> None:
+            status(session)
+            if session.protocol.waiting and session.stimulator is not None:
+                try:
+                    send_command(
+                        session.prefix,
+                        "confirm",
+                        text="demo: coil placed",
+                        root=session.runtime_root,
+                    )
+                except Exception as exc:  # the next tick retries
+                    log.info("demo confirm: %s", exc)
+
+        with (
+            subj,
+            Session(
+                cfg, prefix, seed=seed, truth_source_ids={"ecg": subj.source_id("ecg-truth")}
+            ) as session,
+        ):
+            if on_open is not None:
+                on_open(session)
+            t_run = time.monotonic()
+            result = session.run(None, on_tick=tick, stop=stop)
+            duration = time.monotonic() - t_run
+        report = session_report(read_session(result.recordings[0]))
+    report["duration_s"] = duration
+    report["recordings"] = result.recordings if recording else []
+    return report

@@ -33,7 +33,7 @@ import numpy as np
 
 from stimloop.dsp.eda import EDAParams, EventRelatedSCR, SCRDetector, scr_rate
 from stimloop.loop import catalog
-from stimloop.loop.stage import channel_index, finite_or_none
+from stimloop.loop.stage import RowFeed, channel_index, finite_or_none
 from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import Chunk
 from stimloop.stream.outlet import Outlet
@@ -84,6 +84,11 @@ class EDAStage:
         self._level_out: Outlet | None = None
         self._scr_out: Outlet | None = None
         self._resp_out: Outlet | None = None
+        #: What the stage publishes, for in-process readers (the exposure stage): level
+        #: rows (t, scl_us, phasic_us, scr_rate_per_min, flags) and SCR rows (onset_t,
+        #: peak_t, confirmed_t, amplitude_us, rise_time_s).
+        self.level = RowFeed(5)
+        self.scrs = RowFeed(5)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
@@ -124,7 +129,7 @@ class EDAStage:
         self._level_out = self._scr_out = self._resp_out = None
 
     # ------------------------------------------------------------------ events
-    def add_event(self, t_lsl: float) -> None:
+    def add_event(self, t_lsl: float, text: str = "") -> None:
         """Register a stimulus at LSL time ``t_lsl`` (s) for event-related scoring.
 
         The event's response (first SCR with onset 1-4 s later, or none) is pushed on
@@ -166,6 +171,7 @@ class EDAStage:
                 float(rec["peak"] + self._index0),
             ]
             self._scr_out.push(np.asarray(row), float(rec["onset_t"]))  # type: ignore[union-attr]
+            self.scrs.append(row[:5])
         for res in self._er.update(new, self.detector.n_samples):
             self._push_response(res)
         self._publish_level(x, stamps, first)
@@ -188,7 +194,9 @@ class EDAStage:
                 self.detector.last_flags[sel].astype(np.float64),
             ]
         )
-        self._level_out.push(rows, float(stamps[sel[-1]]))  # type: ignore[union-attr]
+        self._level_out.push(rows, stamps[sel])  # type: ignore[union-attr]
+        for t, r in zip(stamps[sel], rows, strict=True):
+            self.level.append((t, *r))
 
     def _push_response(self, res: np.void) -> None:
         t_ev = self._event_index.get(int(res["event"]), np.nan)

@@ -20,6 +20,7 @@ the effect rather than assuming it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -405,7 +406,7 @@ class Engine:
         for text, t in received:
             self._mark("stimulus", text=text, t_event=t)
             for stage in self.stages:
-                stage.add_event(t)
+                stage.add_event(t, text)
 
     def _decide(self, chunk: Chunk) -> None:
         decision = self.protocol.update(chunk)
@@ -422,7 +423,7 @@ class Engine:
             info = dict(decision.info)
             info["t_decided"] = t_decided
             info["decision_latency_ms"] = (t_decided - newest) * 1e3
-            request = PulseRequest(decision.t_fire, info)
+            request = dataclasses.replace(decision, info=info)
             if decision.t_fire is None:
                 # An immediate pulse fires from this thread: a hand-over to the pulse
                 # thread would add a thread wake-up (and a GIL hand-off) to its latency.
@@ -455,8 +456,9 @@ class Engine:
             }
             self.pulses.append(entry)
             self._mark("fired", **entry)
-            with self._lookups_lock:
-                self._lookups.append(entry)
+            if self.protocol.last_estimate is not None:  # a protocol that estimates phase
+                with self._lookups_lock:
+                    self._lookups.append(entry)
         else:
             entry = {**info, "error": result.error, "t_planned": result.request.t_fire}
             self.refusals.append(entry)

@@ -39,6 +39,7 @@ from stimloop.devices.safety import SafeStimulator
 from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker
 from stimloop.loop import catalog
 from stimloop.loop.config import HBCConfig
+from stimloop.loop.hbc_analysis import localisation_dict
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.protocol import Decision, Hold, Prompt, PulseOutcome, PulseRequest, Stop
 from stimloop.stream.inlet import Chunk
@@ -48,6 +49,8 @@ from stimloop.stream.outlet import Outlet
 REQUEST_LEAD_S = 0.3
 #: The ECG counts as lost when no valid HR has come for this long, s.
 ECG_LOST_S = 3.0
+#: Oldest the driving ECG's newest sample may be when a train is fired, s.
+ECG_MAX_AGE_S = 0.5
 
 
 def widen_table(table: TrainTable, f_hz: float, duration_s: float) -> TrainTable:
@@ -103,6 +106,8 @@ class HBCProtocol:
         self._out: Outlet | None = None
         self._pending = False
         self.cycles: list[Cycle] = []
+        self._hr = heart.series.reader()
+        self._plan_sent = False
 
     # -- session hooks -----------------------------------------------------------------
     @property
@@ -121,23 +126,37 @@ class HBCProtocol:
         return self.order[min(self.site_k, len(self.order) - 1)]
 
     def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
-        """With ``train_override_reason``, widen the table's row of the train frequency to
-        the train length (the gate records the override); otherwise leave it."""
-        reason = self.cfg.train_override_reason
-        if not reason:
-            return spec
-        table = widen_table(spec.limits.rtms_table, self.train.frequency_hz, self.cfg.train_s)
-        limits = replace(spec.limits, rtms_table=table)
-        why = "; ".join(r for r in (spec.override_reason, f"HBC trains: {reason}") if r)
-        return replace(spec, limits=limits, override_reason=why)
+        """The limits this protocol runs under, each change recorded by the gate.
+
+        - The driving ECG may be up to :data:`ECG_MAX_AGE_S` old (the default 50 ms is
+          for phase-locked TMS, timed by the EEG; trains here are timed by the clock,
+          and ECG amplifiers commonly deliver 20-100 ms behind), never older.
+        - With ``train_override_reason``, the table's row of the train frequency is
+          widened to the train length; without it, trains beyond the table are refused.
+        """
+        limits, why = spec.limits, [spec.override_reason] if spec.override_reason else []
+        if limits.max_stream_age_s < ECG_MAX_AGE_S:
+            limits = replace(limits, max_stream_age_s=ECG_MAX_AGE_S)
+            why.append(
+                f"HBC: trains are timed by the clock; the ECG may be up to {ECG_MAX_AGE_S:g} s old"
+            )
+        if reason := self.cfg.train_override_reason:
+            table = widen_table(limits.rtms_table, self.train.frequency_hz, self.cfg.train_s)
+            limits = replace(limits, rtms_table=table)
+            why.append(f"HBC trains: {reason}")
+        return replace(spec, limits=limits, override_reason="; ".join(why) or None)
 
     def prepare(self, gate: SafeStimulator) -> None:
         """Give the gate the subject's resting motor threshold (rTMS needs it)."""
         gate.set_resting_motor_threshold(self.cfg.rmt_pct_mso)
 
     def open_outlets(self, prefix: str) -> None:
-        """Open the ``hbc`` marker stream (per-cycle and per-site figures)."""
+        """Open the ``hbc`` marker stream (per-cycle and per-site figures); the plan goes
+        out with the first chunk, once the recorder listens."""
         self._out = catalog.outlet("hbc", prefix)
+
+    def _publish_plan(self) -> None:
+        self._plan_sent = True
         self._publish(
             {
                 "event": "plan",
@@ -183,7 +202,9 @@ class HBCProtocol:
     def update(self, chunk: Chunk) -> Decision:
         """Feed the new HR samples, check the cardiac rule, and plan the next train."""
         now = float(chunk.timestamps[-1])
-        rows = self.heart.take_series()
+        if not self._plan_sent:
+            self._publish_plan()
+        rows = self._hr.take()
         self._feed(rows)
         if self.state == "done":
             return None
@@ -328,24 +349,3 @@ class HBCProtocol:
     def _publish(self, payload: dict) -> None:
         if self._out is not None:
             self._out.push_marker(json.dumps(payload, default=float))
-
-
-def localisation_dict(loc) -> dict:
-    """A :class:`~stimloop.dsp.hbc.Localisation` as JSON-ready data."""
-    return {
-        "best_site": loc.best_site,
-        "target_found": bool(loc.target_found),
-        "best_site_alt": loc.best_site_alt,
-        "sites": [
-            {
-                "site": s.site,
-                "intensities": s.intensities.tolist(),
-                "hbc": s.hbc.tolist(),
-                "n_above": int(s.n_above),
-                "mean_hbc": float(s.mean_hbc),
-                "slope": float(s.slope),
-                "passes": bool(s.passes),
-            }
-            for s in loc.ranking
-        ],
-    }

@@ -25,14 +25,13 @@ beat) and restarts the stream after a longer gap; the stage then starts detectio
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
 from stimloop.dsp.heart import HeartMonitor
 from stimloop.loop import catalog
-from stimloop.loop.stage import channel_index, finite_or_none
+from stimloop.loop.stage import RowFeed, channel_index, finite_or_none
 from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import Chunk
 from stimloop.stream.outlet import Outlet
@@ -64,9 +63,9 @@ class HeartStage:
         self.monitor: HeartMonitor | None = None
         #: LSL time of the newest R peak, s (NaN before the first); for asystole checks.
         self.last_beat_t = np.nan
-        # HR samples published since the last take_series(), for an in-process reader
-        # (the heart-brain-coupled protocol); bounded, so no reader means no growth.
-        self._new: deque[tuple[float, float, int]] = deque(maxlen=4096)
+        #: The HR samples published, (t s, HR bpm, flags), for in-process readers (the
+        #: heart-brain-coupled protocol, the exposure stage).
+        self.series = RowFeed(3)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
@@ -102,7 +101,7 @@ class HeartStage:
                 out.close()
         self._beats_out = self._hr_out = None
 
-    def add_event(self, t_lsl: float) -> None:
+    def add_event(self, t_lsl: float, text: str = "") -> None:
         """Stimuli have no heart-rate output of their own here (ignored)."""
 
     # ------------------------------------------------------------------ streaming
@@ -142,13 +141,7 @@ class HeartStage:
             )
             for row, t in zip(rows, ts, strict=True):
                 self._hr_out.push(row, float(t))  # type: ignore[union-attr]
-                self._new.append((float(t), float(row[0]), int(row[4])))
-
-    def take_series(self) -> np.ndarray:
-        """The HR samples published since the last call: rows of (t s, HR bpm, flags)."""
-        out = np.array(self._new, dtype=np.float64).reshape(-1, 3)
-        self._new.clear()
-        return out
+                self.series.append((t, row[0], row[4]))
 
     def _publish_beats(self, up) -> None:
         t_peak = self._time_of(up.peaks)

@@ -22,6 +22,7 @@ from stimloop.dsp.series import value_at
 from stimloop.loop import catalog
 from stimloop.loop.errors import SessionError
 from stimloop.loop.evaluation import evaluate
+from stimloop.loop.hbc_analysis import format_hbc, hbc_analysis
 from stimloop.stream.xdf import XDFStream, read_xdf
 
 
@@ -170,7 +171,8 @@ def read_session(path: str | Path) -> RecordedSession:
     events = [json.loads(row[0]) for row in decisions.time_series]
     fired = [e for e in events if e.get("event") == "fired"]
     pulse_t = np.array([e["t_trigger"] for e in fired], float)
-    default_target = math.radians(config["protocol"]["target_phase_deg"])
+    protocol = config.get("protocol") or {}
+    default_target = math.radians(protocol.get("target_phase_deg", math.nan))
     target = np.array([e.get("target_phase_rad", default_target) for e in fired], float)
     est = {round(e["t_trigger"], 6): e.get("phase_rad") for e in events
            if e.get("event") == "pulse_phase" and e.get("t_trigger") is not None}  # fmt: skip
@@ -236,10 +238,7 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
             "delivered": int(rec.pulse_t.size),
             "refused": len(refused),
             "refused_by_reason": dict(reasons),
-            "target_phase_deg": config["protocol"]["target_phase_deg"],
-            "control": config["protocol"]["control"],
-            "estimate_at_fire": circular_stats(rec.pulse_phase_est),
-            "estimate_error_at_fire": phase_error_stats(rec.pulse_phase_est, rec.pulse_target),
+            **_phase_at_pulses(rec),
         },
         "events": {k: kinds[k] for k in sorted(kinds) if k not in ("fired", "refused")},
         "user_markers": [e.get("text") for e in events if e.get("event") == "user_marker"],
@@ -253,7 +252,23 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
         "truth": evaluate(rec),
     }
     report.update(_physiology(rec))
+    if (hbc := hbc_analysis(rec)) is not None:
+        report["hbc"] = hbc
     return report
+
+
+def _phase_at_pulses(rec: RecordedSession) -> dict[str, Any]:
+    """Phase-locked sessions: the estimate at each pulse against its own target."""
+    protocol = rec.config.get("protocol") or {}
+    if protocol.get("kind") != "phase_locked":
+        return {"kind": protocol.get("kind")}
+    return {
+        "kind": "phase_locked",
+        "target_phase_deg": protocol["target_phase_deg"],
+        "control": protocol["control"],
+        "estimate_at_fire": circular_stats(rec.pulse_phase_est),
+        "estimate_error_at_fire": phase_error_stats(rec.pulse_phase_est, rec.pulse_target),
+    }
 
 
 def _stream_table(rec: RecordedSession) -> dict[str, dict[str, Any]]:
@@ -297,19 +312,21 @@ def _physiology(rec: RecordedSession) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     """The report as text for a terminal (identifiers are never shortened)."""
     p = report["pulses"]
-    est = p["estimate_error_at_fire"]
     by_reason = ", ".join(f"{k}: {v}" for k, v in p["refused_by_reason"].items())
+    what = {"phase_locked": "pulses", "hbc": "trains"}.get(p["kind"], "pulses")
     lines = [
         f"session {report['session']['name']!r}: {report['file']}",
         "" if report["damage"] is None else f"file damaged: {report['damage']}",
-        f"pulses: {p['delivered']} delivered, {p['refused']} refused"
+        f"{what}: {p['delivered']} delivered, {p['refused']} refused"
         + (f" ({by_reason})" if by_reason else ""),
-        f"target {p['target_phase_deg']:g}° ({p['control']}); estimated phase at the pulses "
-        f"minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
-        f"{est['sd_deg']:.1f}° (n = {est['n']})",
-        "",
-        *_streams_lines(report["streams"]),
     ]
+    if est := p.get("estimate_error_at_fire"):
+        lines.append(
+            f"target {p['target_phase_deg']:g}° ({p['control']}); estimated phase at the "
+            f"pulses minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
+            f"{est['sd_deg']:.1f}° (n = {est['n']})"
+        )
+    lines += ["", *_streams_lines(report["streams"])]
     if report["events"]:
         lines += ["", "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items())]
     if (h := report.get("heart")) and h["hr_mean_bpm"] is not None:
@@ -324,6 +341,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"({e['scr_per_min']:.1f}/min)"
         )
     lines += _truth_lines(report["truth"])
+    if "hbc" in report:
+        lines += format_hbc(report["hbc"])
     return "\n".join(line for line in lines if line is not None)
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pylsl
+
 from stimloop.devices.endpoints import SessionEndpoint
 from stimloop.devices.estop import EmergencyStopListener, emergency_stop_engaged
 from stimloop.devices.registry import open_stimulator
@@ -40,6 +42,7 @@ from stimloop.loop.cpus import SessionPinning
 from stimloop.loop.eda_stage import EDAStage
 from stimloop.loop.engine import Engine
 from stimloop.loop.errors import SessionError
+from stimloop.loop.exposure_stage import BANDS, ExposureStage
 from stimloop.loop.hbc_protocol import HBCProtocol
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.phase_locked import EEG_MAX_GAP_S, PhaseLockedProtocol
@@ -140,6 +143,7 @@ class Session:
         self.inlets: dict[str, Inlet] = {}
         self.events: MarkerInlet | None = None
         self.stages: list[Stage] = []
+        self.exposure: ExposureStage | None = None
         self._extra_stages = list(extra_stages)
         self.stimulator: SafeStimulator | None = None
         self.protocol: StimProtocol | None = None
@@ -185,12 +189,20 @@ class Session:
             self._open_stimulator()
         role = cfg.driving_role
         self.engine = Engine(
-            self.inlets[role], self.protocol, self.stimulator, self.markers,
-            others={r: i for r, i in self.inlets.items() if r != role}, stages=self.stages,
-            events=self.events, site=getattr(cfg.protocol, "site", ""),
-            estimates=self.estimates, watchdog_period_s=cfg.watchdog_period_s,
-            driver_role=role, on_prompt=self._on_prompt, on_stop=self._on_stop,
-        )  # fmt: skip
+            self.inlets[role],
+            self.protocol,
+            self.stimulator,
+            self.markers,
+            others={r: i for r, i in self.inlets.items() if r != role},
+            stages=self.stages,
+            events=self.events,
+            site=getattr(cfg.protocol, "site", ""),
+            estimates=self.estimates,
+            watchdog_period_s=cfg.watchdog_period_s,
+            driver_role=role,
+            on_prompt=self._on_prompt,
+            on_stop=self._on_stop,
+        )
         self._open_channels()
         if path is not None:
             self._start_recorder(path)
@@ -249,10 +261,14 @@ class Session:
         cfg = self.cfg
         # The config rides in the decision stream's header too, so every recording of
         # that stream carries it even if the config marker itself were missed.
-        self.markers = catalog.outlet("decisions", self.prefix, extra_desc={
-            "session_config": json.dumps(cfg.model_dump()),
-            "truth_source_ids": json.dumps(self.truth_source_ids),
-        })  # fmt: skip
+        self.markers = catalog.outlet(
+            "decisions",
+            self.prefix,
+            extra_desc={
+                "session_config": json.dumps(cfg.model_dump()),
+                "truth_source_ids": json.dumps(self.truth_source_ids),
+            },
+        )
         self._open_stages()
         if cfg.protocol is None:
             return
@@ -271,6 +287,12 @@ class Session:
             self.stages.append(
                 EDAStage(cfg.channels.eda, min_amplitude=cfg.dsp.scr_min_amplitude_us)
             )
+        if cfg.exposure is not None:
+            heart = next((s for s in self.stages if isinstance(s, HeartStage)), None)
+            eda = next(s for s in self.stages if isinstance(s, EDAStage))
+            # After the EDA stage: the engine updates the stages of a role in order.
+            self.exposure = ExposureStage(cfg.exposure, eda, heart)
+            self.stages.append(self.exposure)
         self.stages += self._extra_stages
         for stage in self.stages:
             inlet = self.inlets[stage.role]
@@ -288,8 +310,11 @@ class Session:
         """Record every input, every truth stream and every stream of this session."""
         inputs = [src.source_id for src in self.cfg.sources.values()]
         inputs += list(self.truth_source_ids.values())
-        own = [s["source_id"] for s in list_streams(1.0)
-               if s["source_id"].startswith(f"{self.prefix}-")]  # fmt: skip
+        own = [
+            s["source_id"]
+            for s in list_streams(1.0)
+            if s["source_id"].startswith(f"{self.prefix}-")
+        ]
         self.recorder = RecorderProcess(path, inputs + own)
         self.recorder.start()
 
@@ -318,6 +343,10 @@ class Session:
                 raise SessionError("confirm: the protocol is not waiting for the operator")
             self.protocol.confirm(args.get("text", ""))
             self.stimulator.arm()
+        elif cmd == "mark":
+            if self.exposure is None:
+                raise SessionError("mark: this session has no [exposure] section")
+            self.exposure.mark(args.get("marker", ""), pylsl.local_clock())
         elif cmd == "marker":
             text = args.get("text", "").strip()
             if not text:
@@ -341,8 +370,9 @@ class Session:
     def _on_prompt(self, prompt: Prompt) -> None:
         """The protocol needs the operator: disarm until they confirm (engine thread)."""
         self.stimulator.disarm(f"waiting for the operator: {prompt.message}")
-        log.warning("operator: %s (stimloop confirm, or the window's Confirm button)",
-                    prompt.message)  # fmt: skip
+        log.warning(
+            "operator: %s (stimloop confirm, or the window's Confirm button)", prompt.message
+        )
 
     def _on_stop(self, stop: Stop) -> None:
         """The protocol ended for safety: disarm now, then alert (engine thread)."""
@@ -381,15 +411,32 @@ class Session:
             "recording": str(self.recording_path) if self.recording_path else None,
             "stimulator": self._stimulator_status() if self.stimulator is not None else None,
             "protocol": self._protocol_status(),
+            "exposure": self._exposure_status(),
             "streams": streams,
+        }
+
+    def _exposure_status(self) -> dict[str, Any] | None:
+        x = self.exposure
+        if x is None:
+            return None
+        return {
+            "calibrated": x.monitor is not None,
+            "band": BANDS[x.state],
+            "alert": x.alerting,
+            "band_low": x.cfg.band_low,
+            "band_high": x.cfg.band_high,
+            "alert_after_s": x.cfg.alert_after_s,
         }
 
     def _protocol_status(self) -> dict[str, Any] | None:
         p = self.protocol
         if p is None:
             return None
-        out = {"name": p.name, "running": self.engine.protocol_enabled.is_set(),
-               "waiting": p.waiting}  # fmt: skip
+        out = {
+            "name": p.name,
+            "running": self.engine.protocol_enabled.is_set(),
+            "waiting": p.waiting,
+        }
         if isinstance(p, PhaseLockedProtocol):
             out.update(target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control)
         if isinstance(p, HBCProtocol):
@@ -462,8 +509,12 @@ class Session:
             log.error("the recorder died (exit code %s); disarmed, restarting it", code)
             new = self.recorder.start()
             # Marked after the restart, so that it is on disk (in the new part).
-            self._mark("recorder_died", exit_code=code, new_part=str(new),
-                       note="disarmed; re-arm with the arm command")  # fmt: skip
+            self._mark(
+                "recorder_died",
+                exit_code=code,
+                new_part=str(new),
+                note="disarmed; re-arm with the arm command",
+            )
         if not self.control.alive:
             self._disarm("control channel died")
             self.control.close()
@@ -489,13 +540,20 @@ class Session:
             "realtime": st.realtime,
         }
         streams = {role: h.summary() for role, h in self.engine.streams.items()}
-        self._mark("session_summary", streams=streams, engine=engine,
-                   pulses=len(self.engine.pulses), refused=self.engine.n_refused)  # fmt: skip
+        self._mark(
+            "session_summary",
+            streams=streams,
+            engine=engine,
+            pulses=len(self.engine.pulses),
+            refused=self.engine.n_refused,
+        )
         return SessionResult(
-            pulses=list(self.engine.pulses), refusals=list(self.engine.refusals),
-            engine=engine, streams=streams,
+            pulses=list(self.engine.pulses),
+            refusals=list(self.engine.refusals),
+            engine=engine,
+            streams=streams,
             recordings=[str(p) for p in self.recorder.paths] if self.recorder else [],
-        )  # fmt: skip
+        )
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:

@@ -9,6 +9,7 @@ ground truth reads what they published (:mod:`stimloop.loop.evaluation`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -54,9 +55,9 @@ class Stage(Protocol):
         copy what must outlive the call.
         """
 
-    def add_event(self, t_lsl: float) -> None:
-        """A stimulus happened at LSL time ``t_lsl`` (s); stages without event-related
-        outputs ignore it."""
+    def add_event(self, t_lsl: float, text: str = "") -> None:
+        """A marker of the session's ``events`` stream arrived, stamped ``t_lsl`` (s);
+        stages without event-related outputs ignore it."""
 
     def close(self) -> None:
         """Release outlets."""
@@ -95,3 +96,54 @@ def finite_or_none(value: float) -> float | None:
     """``value`` as a float, or None (JSON null) when it is NaN or infinite."""
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+class RowFeed:
+    """The rows a stage published recently, for in-process readers (protocols, other
+    stages), each with its own cursor.
+
+    Bounded: a reader that falls more than ``maxlen`` rows behind loses the oldest (it
+    is told how many). No reader means no growth.
+
+    Parameters
+    ----------
+    width : int
+        Values per row.
+    maxlen : int
+        Rows kept.
+    """
+
+    def __init__(self, width: int, maxlen: int = 4096) -> None:
+        self.width = int(width)
+        self._rows: deque[tuple[float, ...]] = deque(maxlen=maxlen)
+        self._n = 0  # rows appended so far
+
+    def append(self, row: Sequence[float]) -> None:
+        """Add one row."""
+        self._rows.append(tuple(float(v) for v in row))
+        self._n += 1
+
+    def reader(self) -> RowReader:
+        """A reader that starts at the next row appended."""
+        return RowReader(self, self._n)
+
+
+class RowReader:
+    """One reader's position in a :class:`RowFeed`."""
+
+    def __init__(self, feed: RowFeed, start: int) -> None:
+        self._feed = feed
+        self._next = start
+        self.dropped = 0  # rows lost because this reader fell behind
+
+    def take(self) -> np.ndarray:
+        """The rows appended since the last call, shape (n, width)."""
+        feed = self._feed
+        new = feed._n - self._next
+        held = len(feed._rows)
+        if new > held:
+            self.dropped += new - held
+            new = held
+        rows = list(feed._rows)[held - new :] if new else []
+        self._next = feed._n
+        return np.array(rows, dtype=np.float64).reshape(-1, feed.width)

@@ -133,15 +133,16 @@ class Outlet:
         """Whether at least one inlet is connected."""
         return self._outlet.have_consumers()
 
-    def push(self, data: np.ndarray, timestamp: float = 0.0) -> None:
+    def push(self, data: np.ndarray, timestamp: float | np.ndarray = 0.0) -> None:
         """Push a chunk of samples.
 
         Parameters
         ----------
         data : ndarray, shape (n_samples, n_channels)
             Samples in the outlet's units. A 1-D array is taken as one sample.
-        timestamp : float
-            LSL local-clock time of the last sample in s; 0 means "now".
+        timestamp : float or ndarray
+            LSL local-clock time of the last sample in s (0 means "now"; the others are
+            placed at the nominal rate before it), or one time per sample.
         """
         if self._dtype is None:
             raise StreamError(f"Outlet {self.name!r} carries strings; use push_marker()")
@@ -156,7 +157,14 @@ class Outlet:
         n = arr.shape[0]
         if n == 0:
             return
-        if n > 1 and self.rate_hz > 0:
+        if np.ndim(timestamp):
+            stamps = np.asarray(timestamp, dtype=np.float64)
+            if stamps.shape != (n,):
+                raise StreamError(
+                    f"Outlet {self.name!r}: {n} samples need {n} timestamps, got {stamps.shape}"
+                )
+            self._outlet.push_chunk(np.ascontiguousarray(arr), stamps.tolist())
+        elif n > 1 and self.rate_hz > 0:
             # One explicit stamp per sample: with one stamp per chunk, liblsl marks the
             # others "deduced", and an inlet joining mid-chunk receives them stamped from
             # zero (stream/timing.py: unplaced_lead).

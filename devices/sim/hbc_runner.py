@@ -32,6 +32,7 @@ import numpy as np
 import pylsl
 
 from stimloop.devices.sim.hbc_subject import HBCSubject, SubjectConfig, SubjectTruth
+from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import MarkerInlet
 from stimloop.stream.outlet import Outlet, channel_specs
 
@@ -54,7 +55,7 @@ class HBCSubjectSession:
     output_delay_s : float
         How far behind real time the ECG is published, s (0.01-0.5).
     resolve_timeout : float
-        Seconds to wait for the pulse stream at :meth:`start`.
+        Seconds per attempt to find the pulse stream (attempts repeat until it appears).
 
     Examples
     --------
@@ -102,10 +103,11 @@ class HBCSubjectSession:
         return f"{self.prefix}-{role}"
 
     def start(self) -> HBCSubjectSession:
-        """Connect to the pulse stream, open the outlets and start publishing."""
+        """Open the outlets and start publishing; the pulse stream is joined as soon as
+        it appears (a session's stimulator exists only after the session has found
+        this ECG, so waiting for it first would deadlock)."""
         truth = self.subject.truth
         self._inlet = MarkerInlet(self.pulse_source_id, resolve_timeout=self.resolve_timeout)
-        self._inlet.connect()
         self._ecg = Outlet(
             "stimloop-sim HBC subject ECG", "ECG", self.source_id("ecg"),
             channel_specs(["ECG"], "mV", "ECG"), self.fs, "float32", self.chunk,
@@ -124,6 +126,8 @@ class HBCSubjectSession:
             },
         )  # fmt: skip
         self.t0 = pylsl.local_clock() + 0.05
+        self._pulses_connected = threading.Event()
+        threading.Thread(target=self._join_pulses, name="sim-hbc-pulses", daemon=True).start()
         self._thread = threading.Thread(target=self._run, name="sim-hbc-subject", daemon=True)
         self._thread.start()
         return self
@@ -150,8 +154,15 @@ class HBCSubjectSession:
             raise RuntimeError(f"virtual HBC subject failed: {self.error!r}")
 
     def _take_pulses(self) -> None:
+        if not self._pulses_connected.is_set():
+            return
         t, inten, sites = [], [], []
-        for text, t_lsl in self._inlet.pull():
+        try:
+            received = self._inlet.pull()
+        except StreamError:  # the session ended: its stimulator's stream is gone
+            self._pulses_connected.clear()
+            return
+        for text, t_lsl in received:
             try:
                 msg = json.loads(text)
             except ValueError:
@@ -168,6 +179,17 @@ class HBCSubjectSession:
                 np.asarray(t)[order], np.asarray(inten)[order], [sites[i] for i in order]
             )
             self.n_pulses += len(t)
+
+    def _join_pulses(self) -> None:
+        """Find the pulse stream, retrying until it appears (its own thread: a resolve
+        blocks, and the ECG must keep flowing meanwhile)."""
+        while not self._stop.is_set():
+            try:
+                self._inlet.connect()
+            except StreamError:
+                continue
+            self._pulses_connected.set()
+            return
 
     def _run(self) -> None:
         subj = self.subject

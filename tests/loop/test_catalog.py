@@ -32,7 +32,7 @@ class HeartPeriodStage:
             x = chunk.data[:, 0]
             self.out.push(np.array([np.nanmax(x) - np.nanmin(x)]), float(chunk.timestamps[-1]))
 
-    def add_event(self, t_lsl: float) -> None:
+    def add_event(self, t_lsl: float, text: str = "") -> None:
         pass
 
     def close(self) -> None:

@@ -1,0 +1,162 @@
+"""The heart-brain-coupled localisation of a recorded session, computed from the file.
+
+The session records its plan, each site's start and each cycle's live figures on the
+catalog's ``hbc`` marker stream, and the heart stage's HR series on ``heart_hr``. Here
+the cycles are rebuilt from the plan and the site starts, and
+:func:`stimloop.dsp.hbc.localise`, the code the live tracker runs, is applied to the
+recorded HR series: so ``stimloop analyze`` gives the same per-site HBC as the session
+did live (the report states the largest difference), and a recording can be re-scored
+with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from stimloop.dsp.hbc import Cycle, HBCParams, localise
+
+if TYPE_CHECKING:
+    from stimloop.loop.report import RecordedSession
+
+
+def _markers(rec: RecordedSession, key: str) -> list[dict[str, Any]]:
+    s = rec.stream(key)
+    if s is None:
+        return []
+    out = []
+    for row in s.time_series:
+        try:
+            msg = json.loads(row[0])
+        except (ValueError, TypeError):
+            continue
+        if isinstance(msg, dict):
+            out.append(msg)
+    return out
+
+
+def localisation_dict(loc) -> dict[str, Any]:
+    """A :class:`~stimloop.dsp.hbc.Localisation` as JSON-ready data."""
+    return {
+        "best_site": loc.best_site,
+        "target_found": bool(loc.target_found),
+        "best_site_alt": loc.best_site_alt,
+        "sites": [
+            {
+                "site": s.site,
+                "intensities": s.intensities.tolist(),
+                "hbc": s.hbc.tolist(),
+                "delta_hr_bpm": s.delta_hr_bpm.tolist(),
+                "n_above": int(s.n_above),
+                "mean_hbc": _num(s.mean_hbc),
+                "slope": _num(s.slope),
+                "passes": bool(s.passes),
+            }
+            for s in loc.ranking
+        ],
+    }
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
+    """Per-site HBC, the ranking and the chosen target of a localisation recording.
+
+    Returns
+    -------
+    dict or None
+        None when the recording holds no localisation. Otherwise ``order`` and
+        ``order_seed``, ``cycles`` (each cycle's offline figures), ``localisation``
+        (:func:`localisation_dict`), ``live_vs_offline_max_rel`` (largest relative HBC
+        difference over the cycles the session scored live), ``stops`` (cardiac stop
+        alerts), ``refused_trains`` and, with a virtual subject, ``truth_best_site``.
+    """
+    events = _markers(rec, "hbc")
+    plan = next((e for e in events if e.get("event") == "plan"), None)
+    hr_s = rec.stream("heart_hr")
+    if plan is None or hr_s is None or not len(hr_s.time_stamps):
+        return None
+    params = HBCParams(
+        cycle_s=float(plan["cycle_s"]),
+        threshold=float(plan["threshold"]),
+        min_above=int(rec.config["protocol"].get("min_above", 4)),
+        train_s=float(rec.config["protocol"].get("train_s", 5.0)),
+    )
+    intensities = [float(v) for v in plan["intensities"]]
+    cycles = [
+        Cycle(
+            e["site"],
+            k,
+            0.0 if k == 0 else intensities[k - 1],
+            float(e["onset_s"]) + k * params.cycle_s,
+        )
+        for e in events
+        if e.get("event") == "site_start"
+        for k in range(len(intensities) + 1)
+    ]
+    hr_t, hr = rec.series("heart_hr", 0)
+    rate = float(hr_s.rate_hz) or 4.0
+    _, end = params.span_s
+    cycles = [c for c in cycles if c.onset_s + end <= hr_t[-1]]  # completed in the file
+    if not cycles:
+        return None
+    loc, metrics = localise(hr, rate, float(hr_t[0]), cycles, params)
+    live = {(e["site"], e["index"]): e.get("hbc") for e in events if e.get("event") == "cycle"}
+    diffs = [
+        abs(m["hbc"] - live[(c.site, c.index)]) / max(abs(live[(c.site, c.index)]), 1e-9)
+        for c, m in zip(cycles, metrics, strict=True)
+        if live.get((c.site, c.index)) is not None and math.isfinite(m["hbc"])
+    ]
+    truth = rec.streams.get(rec.truth_source_ids.get("ecg", ""))
+    return {
+        "order": plan["order"],
+        "order_seed": plan.get("order_seed"),
+        "unit": plan.get("unit"),
+        "cycles": [
+            {
+                "site": c.site,
+                "index": c.index,
+                "intensity": c.intensity,
+                "onset_s": c.onset_s,
+                **{k: _num(float(m[k])) for k in ("hbc", "delta_hr_bpm", "delta_hr_pct")},
+            }
+            for c, m in zip(cycles, metrics, strict=True)
+        ],
+        "localisation": localisation_dict(loc),
+        "live_cycles": len(live),
+        "live_vs_offline_max_rel": max(diffs) if diffs else None,
+        "stops": [e for e in rec.decisions if e.get("event") == "alert"],
+        "refused_trains": [e for e in events if e.get("event") == "train_refused"],
+        "truth_best_site": (truth.info.findtext("desc/best_site") or None) if truth else None,
+    }
+
+
+def format_hbc(h: dict[str, Any]) -> list[str]:
+    """The localisation as text lines for ``stimloop analyze``."""
+    loc = h["localisation"]
+    lines = [
+        "",
+        f"heart-brain coupling: sites in order {', '.join(h['order'])} "
+        f"(order seed {h['order_seed']})",
+    ]
+    lines.append(f"{'site':<6} {'n above':>7} {'mean HBC':>9} {'slope':>8}  HBC by intensity")
+    for s in loc["sites"]:
+        hbc = " ".join("-" if v is None or not math.isfinite(v) else f"{v:.2f}" for v in s["hbc"])
+        mean = "-" if s["mean_hbc"] is None else f"{s['mean_hbc']:.2f}"
+        slope = "-" if s["slope"] is None else f"{s['slope']:.3f}"
+        lines.append(f"{s['site']:<6} {s['n_above']:>7} {mean:>9} {slope:>8}  {hbc}")
+    verdict = "target" if loc["target_found"] else "no site passed the threshold; best"
+    lines.append(f"{verdict}: {loc['best_site']} (alternative rule: {loc['best_site_alt']})")
+    if h.get("truth_best_site"):
+        lines.append(f"virtual subject's true best site: {h['truth_best_site']}")
+    if h["live_vs_offline_max_rel"] is not None:
+        lines.append(
+            f"live vs offline HBC: largest difference "
+            f"{100 * h['live_vs_offline_max_rel']:.3g} % over {h['live_cycles']} cycles"
+        )
+    for stop in h["stops"]:
+        lines.append(f"CARDIAC STOP: {stop.get('rule')} at {stop.get('site')}: {stop}")
+    return lines
