@@ -4,8 +4,7 @@ What it enforces (each refusal raises a typed :class:`SafetyError`, is logged on
 ``stimloop.devices`` logger and is published as a JSON marker on the gate's LSL marker
 stream; nothing is ever clamped to a "nearest allowed" value):
 
-- per-session limits (:class:`~stimloop.devices.limits.SafetyLimits`): maximum
-  intensity (% MSO), maximum pulse count, minimum inter-pulse interval;
+- per-session limits (:class:`~stimloop.devices.limits.SafetyLimits`): intensity, count, IPI;
 - the rTMS train table and a minimum inter-train interval, for configured trains and for
   runs of single pulses at >= 1 Hz; rTMS needs the resting motor threshold (rMT);
 - the device's own limits (e.g. Magstim Rapid² maximum frequency by power level);
@@ -71,10 +70,8 @@ class SafeStimulator:
     marker_source_id : str, optional
         LSL source_id of the gate's marker stream (default: unique per gate).
 
-    Notes
-    -----
-    Calls are serialised by a lock that is never held while waiting for a scheduled
-    time, so the emergency stop and the watchdog can always disarm immediately.
+    Calls are serialised by a lock never held while waiting for a scheduled time, so the
+    emergency stop and the watchdog can always disarm immediately.
     """
 
     def __init__(
@@ -104,8 +101,10 @@ class SafeStimulator:
         self._freshness: FreshnessFn | None = None
         self._max_age_s = self.limits.max_stream_age_s
         self.watchdog = Watchdog(self._on_watchdog_trip)
+        # Published again with every arm: a recorder that joins later must have it.
+        self._override = {"reason": override_reason, "looser": looser} if looser else None
         if looser:
-            self._publish({"event": "override", "reason": override_reason, "looser": looser})
+            self._publish({"event": "override", **self._override})
             logger.warning("safety override (%s): %s", override_reason, "; ".join(looser))
         LATCH.register(self)
 
@@ -305,7 +304,8 @@ class SafeStimulator:
             self.watchdog.clear_if_beating()
             self._check_common()
             self._call("arm", self._driver.arm)
-            self._publish({"event": "armed", "intensity_pct": self._ledger.intensity_pct})
+            armed = {"intensity_pct": self._ledger.intensity_pct, "override": self._override}
+            self._publish({"event": "armed", **armed})
 
     def disarm(self, reason: str = "request") -> None:
         """Disarm. Never refused."""

@@ -108,6 +108,7 @@ class HBCProtocol:
         self.cycles: list[Cycle] = []
         self._hr = heart.series.reader()
         self._plan_sent = False
+        self._ecg_bad_t = -math.inf  # the newest ECG sample that was NaN or missing, s
 
     # -- session hooks -----------------------------------------------------------------
     @property
@@ -264,9 +265,11 @@ class HBCProtocol:
                 "cardiac_stop",
                 {**info, "rule": "drop", "hr_bpm": float(hr.min()), "max_drop_bpm": c.max_drop_bpm},
             )
-        silent = now - self.heart.last_beat_t
+        if not chunk.finite.all():  # NaN or a bridged gap: no beat could be seen there
+            self._ecg_bad_t = float(chunk.timestamps[~chunk.finite][-1])
         # Only a good ECG without beats is asystole; a lost ECG pauses instead.
-        if math.isfinite(silent) and silent > c.asystole_s and chunk.finite.all():
+        silent = now - max(self.heart.last_beat_t, self._ecg_bad_t)
+        if math.isfinite(silent) and silent > c.asystole_s:
             return Stop(
                 "cardiac_stop",
                 {**info, "rule": "asystole", "no_beat_s": silent, "asystole_s": c.asystole_s},
