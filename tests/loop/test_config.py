@@ -75,3 +75,12 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("[protocol\nkind = 1\n")
     with pytest.raises(SessionConfigError, match=r"not valid TOML.*line 1"):
         load_session(bad)
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "hbc.toml", "exposure.toml", "exposure_rtms.toml"])
+def test_every_packaged_session_template_is_valid(name):
+    from importlib import resources
+
+    path = resources.files("stimloop.loop").joinpath("configs", name)
+    cfg = load_session(str(path))
+    assert cfg.name
