@@ -340,7 +340,8 @@ class SessionConfig(_Model):
     channels : ChannelRoles
     dsp : DSPConfig
     protocol : PhaseLockedConfig, HBCConfig or None
-        The stimulation protocol (``kind`` picks it); None: monitoring only.
+        The stimulation protocol (``kind`` picks it; a table without ``kind`` is
+        phase-locked, as every session file before the HBC protocol); None: monitoring only.
     stimulator : dict or None
         HAL section (driver, options, safety, override_reason), parsed once by
         :meth:`~stimloop.devices.registry.StimulatorSpec.from_mapping` into
@@ -366,6 +367,16 @@ class SessionConfig(_Model):
     disarm_on_gui_close: bool = True
     watchdog_period_s: float = Field(default=0.25, gt=0.01, le=5.0)
     _spec: tuple[int, StimulatorSpec] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phase_locked_by_default(cls, data: Any) -> Any:
+        # Session files written before the HBC protocol existed have no protocol.kind;
+        # they are phase-locked sessions and must keep loading unchanged.
+        if isinstance(data, dict) and isinstance(data.get("protocol"), dict):
+            if "kind" not in data["protocol"]:
+                data = {**data, "protocol": {"kind": "phase_locked", **data["protocol"]}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> SessionConfig:

@@ -296,50 +296,55 @@ def validate_marker(obj: Mapping[str, Any], *, lenient: bool = False) -> Exposur
         fields["label"] = text("label", MAX_LABEL_CHARS, required=False)
         known |= {"label"}
     elif kind == "rating":
-        if "scale" not in obj:
-            raise ExposureMarkerError(f"rating needs 'scale', one of {list(SCALES)}")
-        scale = _normal_word(obj["scale"], "scale", SCALES)
-        if "value" not in obj:
-            raise ExposureMarkerError(f"rating needs 'value' (a number 0-100) for {scale}")
-        fields["scale"] = scale
-        fields["value"] = _rating_value(obj["value"])
-        if scale == "suds":
-            if "moment" not in obj:
-                raise ExposureMarkerError(f"a SUDS rating needs 'moment', one of {list(MOMENTS)}")
-            fields["moment"] = _normal_word(obj["moment"], "moment", MOMENTS)
-        elif obj.get("moment") is not None:
-            raise ExposureMarkerError(
-                f"'moment' applies to SUDS ratings only, not to {scale} "
-                f"(got {str(obj['moment'])[:20]!r})"
-            )
+        fields.update(_rating_fields(obj))
         known |= {"scale", "value", "moment"}
     elif kind == "cue":
         fields["label"] = text("label", MAX_LABEL_CHARS, required=False)
-        code = obj.get("code")
-        if code is not None:
-            if isinstance(code, bool) or not isinstance(code, int | float | str):
-                raise ExposureMarkerError(
-                    f"cue code must be an integer, got {json.dumps(code)[:20]}"
-                )
-            try:
-                as_float = float(code)
-            except ValueError:
-                raise ExposureMarkerError(
-                    f"cue code must be an integer, got {code[:20]!r}"
-                ) from None
-            if not (math.isfinite(as_float) and as_float == int(as_float)):
-                raise ExposureMarkerError(f"cue code must be an integer, got {code!r}")
-            if not _INT32[0] <= int(as_float) <= _INT32[1]:
-                raise ExposureMarkerError(
-                    f"cue code {int(as_float)} is outside the 32-bit range {_INT32[0]}..{_INT32[1]}"
-                )
-            fields["code"] = int(as_float)
+        if obj.get("code") is not None:
+            fields["code"] = _cue_code(obj["code"])
         known |= {"label", "code"}
     elif kind == "learned":
         fields["text"] = text("text", MAX_NOTE_CHARS, required=True)
         known |= {"text"}
     extra = {k: v for k, v in obj.items() if k not in known}
     return ExposureMarker(kind=kind, extra=extra, notes=tuple(notes), **fields)
+
+
+def _rating_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``scale``, ``value`` and (SUDS only) ``moment`` of a rating marker."""
+    if "scale" not in obj:
+        raise ExposureMarkerError(f"rating needs 'scale', one of {list(SCALES)}")
+    scale = _normal_word(obj["scale"], "scale", SCALES)
+    if "value" not in obj:
+        raise ExposureMarkerError(f"rating needs 'value' (a number 0-100) for {scale}")
+    out = {"scale": scale, "value": _rating_value(obj["value"])}
+    if scale == "suds":
+        if "moment" not in obj:
+            raise ExposureMarkerError(f"a SUDS rating needs 'moment', one of {list(MOMENTS)}")
+        out["moment"] = _normal_word(obj["moment"], "moment", MOMENTS)
+    elif obj.get("moment") is not None:
+        raise ExposureMarkerError(
+            f"'moment' applies to SUDS ratings only, not to {scale} "
+            f"(got {str(obj['moment'])[:20]!r})"
+        )
+    return out
+
+
+def _cue_code(code: Any) -> int:
+    """A cue's event code: an integer in the 32-bit range (numeric strings accepted)."""
+    if isinstance(code, bool) or not isinstance(code, int | float | str):
+        raise ExposureMarkerError(f"cue code must be an integer, got {json.dumps(code)[:20]}")
+    try:
+        as_float = float(code)
+    except ValueError:
+        raise ExposureMarkerError(f"cue code must be an integer, got {code[:20]!r}") from None
+    if not (math.isfinite(as_float) and as_float == int(as_float)):
+        raise ExposureMarkerError(f"cue code must be an integer, got {code!r}")
+    if not _INT32[0] <= int(as_float) <= _INT32[1]:
+        raise ExposureMarkerError(
+            f"cue code {int(as_float)} is outside the 32-bit range {_INT32[0]}..{_INT32[1]}"
+        )
+    return int(as_float)
 
 
 def _decode(text: str | Sequence[str]) -> Any:
@@ -683,7 +688,7 @@ def parse_exercises(
     -------
     ExposureLog
     """
-    log = ExposureLog()
+    asm = _Assembler(strict)
     items = []
     for k, (t, text) in enumerate(markers):
         try:
@@ -691,115 +696,139 @@ def parse_exercises(
         except (TypeError, ValueError):
             tf = math.nan
         items.append((tf, k, text))
-    bad_t = [it for it in items if not math.isfinite(it[0])]
-    items = sorted((it for it in items if math.isfinite(it[0])), key=lambda it: (it[0], it[1]))
-
-    def problem(t: float, reason: str, text: Any = "", rejected: bool = False) -> None:
-        if strict:
-            raise ExposureMarkerError(f"t={t:.3f} s: {reason}")
-        (log.rejected if rejected else log.issues).append(MarkerIssue(t, reason, _excerpt(text)))
-
-    for t, _, text in bad_t:
-        problem(t, f"marker time {t!r} is not a finite LSL time", text, rejected=True)
-
-    open_ex: Exercise | None = None
-    last_ex: Exercise | None = None
-    pending: list[Rating] = []  # expectancy / SUDS start waiting for the next exercise
-    cal_start = math.nan
-
     for t, _, text in items:
-        try:
-            m = parse_marker(text, lenient=not strict)
-        except _NotJSON:
-            log.ignored += 1
-            continue
-        except ExposureMarkerError as exc:
-            problem(t, str(exc), text, rejected=True)
-            continue
-        for note in m.notes:
-            problem(t, f"{m.kind}: {note}", text)
-        if m.kind == "calibration_start":
-            if open_ex is not None:
-                problem(
-                    t, f"calibration_start inside exercise {open_ex.number} ({open_ex.label!r})"
-                )
-            if math.isfinite(cal_start):
-                problem(t, f"calibration_start while the one from t={cal_start:.3f} s is open; "
-                        "that one is left unended")  # fmt: skip
-                log.calibrations.append((cal_start, math.nan))
-            cal_start = t
-        elif m.kind == "calibration_end":
-            if not math.isfinite(cal_start):
-                problem(t, "calibration_end without a calibration_start; expected a start first")
-            else:
-                log.calibrations.append((cal_start, t))
-                cal_start = math.nan
-        elif m.kind == "exercise_start":
-            if open_ex is not None:
-                msg = (f"exercise_start ({m.label!r}) while exercise {open_ex.number} "
-                       f"({open_ex.label!r}) is still open; expected exercise_end first. "
-                       f"Exercise {open_ex.number} is left without an end")  # fmt: skip
-                open_ex.issues.append(msg)
-                problem(t, msg)
-                last_ex = open_ex
-            open_ex = Exercise(number=len(log.exercises) + 1, label=m.label, start_t=t)
-            log.exercises.append(open_ex)
-            for r in pending:
-                msg = open_ex._set(_slot(r), r)
-                if msg:
-                    problem(t, msg)
-            pending.clear()
-        elif m.kind == "exercise_end":
-            if open_ex is None:
-                problem(t, "exercise_end without an exercise_start; expected a start first",
-                        text)  # fmt: skip
-                continue
-            if m.label and m.label != open_ex.label:
-                msg = (f"exercise_end label {m.label!r} differs from the open exercise's "
-                       f"{open_ex.label!r}; the open exercise was ended")  # fmt: skip
-                open_ex.issues.append(msg)
-                problem(t, msg)
-            open_ex.end_t = t
-            last_ex, open_ex = open_ex, None
-        elif m.kind == "rating":
-            r = Rating(t, m.scale, m.moment, m.value)
-            slot = _slot(r)
-            target = open_ex
-            if open_ex is None and slot in ("expectancy", "suds_start"):
-                target = None
-            elif open_ex is None:
-                target = last_ex
-            if target is not None:
-                msg = target._set(slot, r)
-                if msg:
-                    problem(t, msg)
-            elif slot in ("expectancy", "suds_start"):
-                pending.append(r)
-            else:
-                problem(t, f"{_rating_name(r)} rating {r.value:g} comes before any exercise; "
-                        "expected it during or after one", text)  # fmt: skip
-        elif m.kind == "cue":
-            c = Cue(t, m.label, m.code)
-            if open_ex is not None:
-                open_ex.cues.append(c)
-            else:
-                log.orphan_cues.append(c)
-                problem(t, "cue outside any exercise; it is kept in orphan_cues", text)
-        elif m.kind == "learned":
-            target = open_ex if open_ex is not None else last_ex
-            if target is None:
-                problem(t, "'learned' note comes before any exercise; expected it after one",
-                        text)  # fmt: skip
-            else:
-                target.learned = f"{target.learned}\n\n{m.text}" if target.learned else m.text
+        if not math.isfinite(t):
+            asm.problem(t, f"marker time {t!r} is not a finite LSL time", text, rejected=True)
+    for t, _, text in sorted((i for i in items if math.isfinite(i[0])), key=lambda i: i[:2]):
+        asm.take(t, text)
+    return asm.finish()
 
-    if open_ex is not None:
-        msg = f"exercise {open_ex.number} ({open_ex.label!r}) has no exercise_end"
-        open_ex.issues.append(msg)
-        problem(open_ex.start_t, msg)
-    for r in pending:
-        problem(r.t, f"{_rating_name(r)} rating {r.value:g} has no exercise after it")
-    if math.isfinite(cal_start):
-        problem(cal_start, "calibration_start has no calibration_end")
-        log.calibrations.append((cal_start, math.nan))
-    return log
+
+class _Assembler:
+    """The state of :func:`parse_exercises` while it walks the markers in time order."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.log = ExposureLog()
+        self.open_ex: Exercise | None = None
+        self.last_ex: Exercise | None = None
+        self.pending: list[Rating] = []  # expectancy / SUDS start waiting for an exercise
+        self.cal_start = math.nan
+
+    def problem(self, t: float, reason: str, text: Any = "", rejected: bool = False) -> None:
+        if self.strict:
+            raise ExposureMarkerError(f"t={t:.3f} s: {reason}")
+        issues = self.log.rejected if rejected else self.log.issues
+        issues.append(MarkerIssue(t, reason, _excerpt(text)))
+
+    def take(self, t: float, text: Any) -> None:
+        try:
+            m = parse_marker(text, lenient=not self.strict)
+        except _NotJSON:
+            self.log.ignored += 1
+            return
+        except ExposureMarkerError as exc:
+            self.problem(t, str(exc), text, rejected=True)
+            return
+        for note in m.notes:
+            self.problem(t, f"{m.kind}: {note}", text)
+        getattr(self, f"_{m.kind}")(t, m, text)
+
+    def _calibration_start(self, t: float, m: ExposureMarker, text: Any) -> None:
+        if self.open_ex is not None:
+            ex = self.open_ex
+            self.problem(t, f"calibration_start inside exercise {ex.number} ({ex.label!r})")
+        if math.isfinite(self.cal_start):
+            self.problem(
+                t,
+                f"calibration_start while the one from t={self.cal_start:.3f} s "
+                "is open; that one is left unended",
+            )
+            self.log.calibrations.append((self.cal_start, math.nan))
+        self.cal_start = t
+
+    def _calibration_end(self, t: float, m: ExposureMarker, text: Any) -> None:
+        if not math.isfinite(self.cal_start):
+            self.problem(t, "calibration_end without a calibration_start; expected a start first")
+            return
+        self.log.calibrations.append((self.cal_start, t))
+        self.cal_start = math.nan
+
+    def _exercise_start(self, t: float, m: ExposureMarker, text: Any) -> None:
+        if (ex := self.open_ex) is not None:
+            msg = (
+                f"exercise_start ({m.label!r}) while exercise {ex.number} ({ex.label!r}) "
+                f"is still open; expected exercise_end first. Exercise {ex.number} is "
+                "left without an end"
+            )
+            ex.issues.append(msg)
+            self.problem(t, msg)
+            self.last_ex = ex
+        self.open_ex = Exercise(number=len(self.log.exercises) + 1, label=m.label, start_t=t)
+        self.log.exercises.append(self.open_ex)
+        for r in self.pending:
+            if msg := self.open_ex._set(_slot(r), r):
+                self.problem(t, msg)
+        self.pending.clear()
+
+    def _exercise_end(self, t: float, m: ExposureMarker, text: Any) -> None:
+        if (ex := self.open_ex) is None:
+            self.problem(t, "exercise_end without an exercise_start; expected a start first", text)
+            return
+        if m.label and m.label != ex.label:
+            msg = (
+                f"exercise_end label {m.label!r} differs from the open exercise's "
+                f"{ex.label!r}; the open exercise was ended"
+            )
+            ex.issues.append(msg)
+            self.problem(t, msg)
+        ex.end_t = t
+        self.last_ex, self.open_ex = ex, None
+
+    def _rating(self, t: float, m: ExposureMarker, text: Any) -> None:
+        r = Rating(t, m.scale, m.moment, m.value)
+        slot = _slot(r)
+        before = slot in ("expectancy", "suds_start")
+        # During an exercise it is that one's; between exercises, before-ratings wait for
+        # the next one and the others belong to the one that ended last.
+        target = self.open_ex if self.open_ex is not None else None if before else self.last_ex
+        if target is not None:
+            if msg := target._set(slot, r):
+                self.problem(t, msg)
+        elif before:
+            self.pending.append(r)
+        else:
+            self.problem(
+                t,
+                f"{_rating_name(r)} rating {r.value:g} comes before any exercise; "
+                "expected it during or after one",
+                text,
+            )
+
+    def _cue(self, t: float, m: ExposureMarker, text: Any) -> None:
+        c = Cue(t, m.label, m.code)
+        if self.open_ex is not None:
+            self.open_ex.cues.append(c)
+        else:
+            self.log.orphan_cues.append(c)
+            self.problem(t, "cue outside any exercise; it is kept in orphan_cues", text)
+
+    def _learned(self, t: float, m: ExposureMarker, text: Any) -> None:
+        target = self.open_ex if self.open_ex is not None else self.last_ex
+        if target is None:
+            self.problem(t, "'learned' note comes before any exercise; expected it after one", text)
+        else:
+            target.learned = f"{target.learned}\n\n{m.text}" if target.learned else m.text
+
+    def finish(self) -> ExposureLog:
+        """Name what was left open, and return the log."""
+        if (ex := self.open_ex) is not None:
+            msg = f"exercise {ex.number} ({ex.label!r}) has no exercise_end"
+            ex.issues.append(msg)
+            self.problem(ex.start_t, msg)
+        for r in self.pending:
+            self.problem(r.t, f"{_rating_name(r)} rating {r.value:g} has no exercise after it")
+        if math.isfinite(self.cal_start):
+            self.problem(self.cal_start, "calibration_start has no calibration_end")
+            self.log.calibrations.append((self.cal_start, math.nan))
+        return self.log

@@ -10,7 +10,6 @@ nothing to the offline estimator's error.
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from stimloop.dsp.circular import circular_stats
+from stimloop.dsp.circular import phase_error_stats
 from stimloop.dsp.phase import causal_phase, reference_phase
 from stimloop.dsp.spatial import hjorth
 from stimloop.loop.config import parse_session
+from stimloop.loop.errors import SessionError
 from stimloop.loop.session import Session
 from stimloop.stream.replay import Player, load_recording
 
@@ -120,7 +120,6 @@ def phase_locked_on_recording(
     labels = [c["label"] for c in eeg.channels]
     data = np.asarray(eeg.data, dtype=np.float64)
     n_play = len(data) if duration_s is None else min(len(data), int(duration_s * fs))
-
     player = Player(path, suffix=f"-validation-{uuid.uuid4().hex[:8]}", lead_s=4.0)
     source_id = player.source_ids[rec.streams.index(eeg)]
     player.start()
@@ -128,56 +127,69 @@ def phase_locked_on_recording(
         Session(parse_session(_session_config(c, source_id, fs), c.name), seed=seed + k)
         for k, c in enumerate(conditions)
     ]
-    results: dict[str, Any] = {}
     try:
-        threads = [threading.Thread(target=s.open) for s in sessions]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        if any(s.engine is None for s in sessions):
-            raise RuntimeError("a validation session failed to open; see the log")
-        play_s = n_play / fs + player.lead_s
-        runs = [
-            threading.Thread(target=lambda s=s, c=c: results.update({c.name: s.run(play_s)}))
-            for s, c in zip(sessions, conditions, strict=True)
-        ]
-        for th in runs:
-            th.start()
-        for th in runs:
-            th.join()
+        results = _run_all(sessions, [c.name for c in conditions], n_play / fs + player.lead_s)
     finally:
         player.stop()
         for s in sessions:
             s.close()
-    t_start = player.t_start
-    out = {}
-    for cond in conditions:
-        x = hjorth(data, labels, cond.target)
-        truth = reference_phase(x, fs, cond.iaf_hz)
-        edge = int(EDGE_S * fs)
-        t = np.array([p["t_trigger"] for p in results[cond.name].pulses])
-        idx = np.rint((t - t_start) * fs).astype(np.int64) if t.size else np.zeros(0, int)
-        ok = (idx >= edge) & (idx < n_play - edge)
-        true_phase = truth[idx[ok]]
-        target = math.radians(cond.target_phase_deg)
-        est = causal_phase(x[:n_play], fs, (cond.iaf_hz - 2.0, cond.iaf_hz + 2.0))
-        err = np.angle(np.exp(1j * (est - truth[:n_play])))[edge : n_play - edge]
-        out[cond.name] = {
-            "target": cond.target,
-            "target_phase_deg": cond.target_phase_deg,
-            "control": cond.control,
-            "pulses": int(ok.sum()),
-            "refused": len(results[cond.name].refusals),
-            "true_phase_error": circular_stats(np.angle(np.exp(1j * (true_phase - target)))),
-            "true_phase": circular_stats(true_phase),
-            "offline_causal_sd_deg": circular_stats(err)["sd_deg"],
-            "fire_error_ms_p50_p99": _percentiles(
-                [p["fire_error_ms"] for p in results[cond.name].pulses], (50, 99)
-            ),
-            "engine": results[cond.name].engine,
-        }
-    return out
+    return {
+        c.name: _score(c, data[:n_play], labels, fs, results[c.name], player.t_start)
+        for c in conditions
+    }
+
+
+def _run_all(sessions: list[Session], names: list[str], play_s: float) -> dict[str, Any]:
+    """Open every session, then run them side by side on the same replay."""
+    threads = [threading.Thread(target=s.open) for s in sessions]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if any(s.engine is None for s in sessions):
+        raise SessionError("a validation session failed to open; see the log")
+    results: dict[str, Any] = {}
+    runs = [
+        threading.Thread(target=lambda s=s, n=n: results.update({n: s.run(play_s)}))
+        for s, n in zip(sessions, names, strict=True)
+    ]
+    for th in runs:
+        th.start()
+    for th in runs:
+        th.join()
+    return results
+
+
+def _score(
+    cond: Condition, data: np.ndarray, labels: list[str], fs: float, result, t_start: float
+) -> dict[str, Any]:
+    """Each delivered pulse's true phase against its own target, and the offline causal
+    estimator's error on the same channel and band (the figure to compare with)."""
+    x = hjorth(data, labels, cond.target)
+    truth = reference_phase(x, fs, cond.iaf_hz)
+    edge, n = int(EDGE_S * fs), len(data)
+    t = np.array([p["t_trigger"] for p in result.pulses])
+    idx = np.rint((t - t_start) * fs).astype(np.int64) if t.size else np.zeros(0, int)
+    ok = (idx >= edge) & (idx < n - edge)
+    true_phase = truth[idx[ok]]
+    target = np.array([p["target_phase_rad"] for p in result.pulses])[ok]
+    est = causal_phase(x, fs, (cond.iaf_hz - 2.0, cond.iaf_hz + 2.0))
+    return {
+        "target": cond.target,
+        "target_phase_deg": cond.target_phase_deg,
+        "control": cond.control,
+        "pulses": int(ok.sum()),
+        "refused": len(result.refusals),
+        "true_phase_error": phase_error_stats(true_phase, target),
+        "true_phase": phase_error_stats(true_phase, 0.0),
+        "offline_causal_sd_deg": phase_error_stats(est[edge : n - edge], truth[edge : n - edge])[
+            "sd_deg"
+        ],
+        "fire_error_ms_p50_p99": _percentiles(
+            [p["fire_error_ms"] for p in result.pulses], (50, 99)
+        ),
+        "engine": result.engine,
+    }
 
 
 def _percentiles(values: list[float], qs: tuple[float, ...]) -> list[float]:

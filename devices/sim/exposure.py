@@ -353,16 +353,42 @@ def simulate_exposure(scenario: ExposureScenario | None = None) -> ExposureSimul
     """
     sc = scenario or ExposureScenario()
     n_steps = round(sc.duration_s / STEP_S)
-    e_step = round(sc.eda_fs * STEP_S)
-    c_step = round(sc.ecg_fs * STEP_S)
-    # The measured EDA, and its noise-free twin: same seed and same calls, so the same
-    # SCRs (the generator draws its sensor noise from a stream of its own).
-    eda_gen = EDAGenerator(sc.eda_fs, seed=sc.seed, scl_us=1.0)
-    clean_gen = EDAGenerator(sc.eda_fs, seed=sc.seed, scl_us=1.0, noise_us=0.0)
-    ecg_gen = ECGGenerator(sc.ecg_fs, sc.hr_bpm, seed=sc.seed + 1, snr_db=sc.ecg_snr_db)
+    cues = sc.cue_times()
+    p_scr, draw, cue_amp = _scr_schedule(sc, cues, n_steps)
+    eda, clean, ecg, scrs, rpeaks = _generate(sc, n_steps, cues, draw, cue_amp)
+    t_eda = np.arange(eda.size) / sc.eda_fs
+    tonic_shift = (sc.scl_us - 1.0) + sc.scl_sd_us * _lag(
+        _arousal(sc, t_eda), sc.scl_tau_s, sc.eda_fs
+    )
+    eda += tonic_shift
+    clean += tonic_shift
+    # The tonic level alone: the generator's drift (a twin without SCRs) plus the shift.
+    drift_gen = EDAGenerator(
+        sc.eda_fs, seed=sc.seed, scl_us=1.0, spontaneous_per_min=0.0, noise_us=0.0
+    )
+    tonic = drift_gen.generate(eda.size)[0] + tonic_shift
+    cue_ex = np.searchsorted(sc.intervals()[:, 0], cues, side="right")
+    cue_on, cue_a = _cue_scrs(sc, scrs, cues)
+    truth = _truth(
+        sc,
+        p_scr / STEP_S * 60.0,
+        clean,
+        tonic,
+        scrs["onset"] / sc.eda_fs,
+        rpeaks / sc.ecg_fs,
+        cues,
+        cue_ex,
+        cue_on,
+        cue_a,
+    )
+    return ExposureSimulation(sc, eda, ecg, _markers(sc, truth), truth)
+
+
+def _scr_schedule(sc: ExposureScenario, cues: np.ndarray, n_steps: int):
+    """Per step: the arousal-driven SCR probability, which steps draw one, and each cue's
+    evoked amplitude (habituating across exercises)."""
     rng = np.random.default_rng(sc.seed + 2)
     a_steps = _arousal(sc, np.arange(n_steps) * STEP_S)
-    cues = sc.cue_times()
     cue_step = np.round(cues / STEP_S).astype(np.int64)
     cue_ex = np.searchsorted(sc.intervals()[:, 0], cues, side="right")
     cue_amp = sc.cue_scr_us * sc.cue_scr_habituation ** (cue_ex - 1)
@@ -373,10 +399,23 @@ def simulate_exposure(scenario: ExposureScenario | None = None) -> ExposureSimul
     for c in cue_step:
         near_cue[max(0, c - round(2.5 / STEP_S)) : c + round(2.5 / STEP_S)] = True
     p_scr = np.where(near_cue, 0.0, np.maximum(a_steps, 0.0) * sc.rate_sd_per_min / 60.0 * STEP_S)
-    draw = rng.random(n_steps) < p_scr
-    cue_at = {int(c): k for k, c in enumerate(cue_step)}
-    eda = np.empty(n_steps * e_step)
-    clean = np.empty(n_steps * e_step)
+    return p_scr, rng.random(n_steps) < p_scr, cue_amp
+
+
+def _generate(
+    sc: ExposureScenario, n_steps: int, cues: np.ndarray, draw: np.ndarray, cue_amp: np.ndarray
+):
+    """The measured EDA and its noise-free twin, the ECG, the SCRs and the R peaks."""
+    e_step = round(sc.eda_fs * STEP_S)
+    c_step = round(sc.ecg_fs * STEP_S)
+    # Same seed and same calls for both EDA generators, so the same SCRs (the generator
+    # draws its sensor noise from a stream of its own).
+    eda_gen = EDAGenerator(sc.eda_fs, seed=sc.seed, scl_us=1.0)
+    clean_gen = EDAGenerator(sc.eda_fs, seed=sc.seed, scl_us=1.0, noise_us=0.0)
+    ecg_gen = ECGGenerator(sc.ecg_fs, sc.hr_bpm, seed=sc.seed + 1, snr_db=sc.ecg_snr_db)
+    a_steps = _arousal(sc, np.arange(n_steps) * STEP_S)
+    cue_at = {int(c): k for k, c in enumerate(np.round(cues / STEP_S).astype(np.int64))}
+    eda, clean = np.empty(n_steps * e_step), np.empty(n_steps * e_step)
     ecg = np.empty(n_steps * c_step)
     scr_rows, peaks = [], []
     base_median = eda_gen.median_amplitude_us
@@ -395,21 +434,12 @@ def simulate_exposure(scenario: ExposureScenario | None = None) -> ExposureSimul
         y, r = ecg_gen.generate(c_step)
         ecg[j * c_step : (j + 1) * c_step] = y
         peaks.append(r)
-    t_eda = np.arange(eda.size) / sc.eda_fs
-    tonic_shift = (sc.scl_us - 1.0) + sc.scl_sd_us * _lag(
-        _arousal(sc, t_eda), sc.scl_tau_s, sc.eda_fs
-    )
-    eda += tonic_shift
-    clean += tonic_shift
-    # The tonic level alone: the generator's drift (a twin without SCRs) plus the shift.
-    drift_gen = EDAGenerator(
-        sc.eda_fs, seed=sc.seed, scl_us=1.0, spontaneous_per_min=0.0, noise_us=0.0
-    )
-    tonic = drift_gen.generate(eda.size)[0] + tonic_shift
     scrs = np.concatenate(scr_rows)
-    scrs = scrs[np.argsort(scrs["onset"], kind="stable")]
-    rpeaks = np.concatenate(peaks)
-    # The SCR each cue evoked: the evoked one with onset 1-3 s after it.
+    return eda, clean, ecg, scrs[np.argsort(scrs["onset"], kind="stable")], np.concatenate(peaks)
+
+
+def _cue_scrs(sc: ExposureScenario, scrs: np.ndarray, cues: np.ndarray):
+    """The SCR each cue evoked: the evoked one with onset 1-3 s after it (onset, µS)."""
     ev = scrs[scrs["evoked"]]
     ev_on = ev["onset"] / sc.eda_fs
     cue_on = np.full(cues.size, np.nan)
@@ -418,11 +448,7 @@ def simulate_exposure(scenario: ExposureScenario | None = None) -> ExposureSimul
         sel = np.flatnonzero((ev_on >= c + 1.0 - 1e-9) & (ev_on <= c + 3.0 + 1e-9))
         if sel.size:
             cue_on[k], cue_a[k] = ev_on[sel[0]], ev["amplitude"][sel[0]]
-    truth = _truth(
-        sc, p_scr / STEP_S * 60.0, clean, tonic, scrs["onset"] / sc.eda_fs,
-        rpeaks / sc.ecg_fs, cues, cue_ex, cue_on, cue_a,
-    )  # fmt: skip
-    return ExposureSimulation(sc, eda, ecg, _markers(sc, truth), truth)
+    return cue_on, cue_a
 
 
 def _design_index(sc: ExposureScenario, t: np.ndarray, extra_rate: np.ndarray, cue_on: np.ndarray):
@@ -549,12 +575,27 @@ def _truth(
         expressed[n] = float(index[inside].max())
     crossings, episodes = _episodes(t, index, band, sc.bands)
     return ExposureTruth(
-        t=t, arousal=a, design_index=design, design_band=_band(design, sc.bands), index=index,
-        z_scl=z_scl, z_rate=z_rate, z_hr=z_hr, band=band, exercise=exercise, intervals=iv,
-        peaks=sc.peaks(), expressed_peaks=expressed, cue_t=cues, cue_exercise=cue_ex,
-        cue_scr_onset_t=cue_on, cue_scr_amplitude_us=cue_a, crossings=crossings,
-        episodes=episodes, bands=sc.bands,
-    )  # fmt: skip
+        t=t,
+        arousal=a,
+        design_index=design,
+        design_band=_band(design, sc.bands),
+        index=index,
+        z_scl=z_scl,
+        z_rate=z_rate,
+        z_hr=z_hr,
+        band=band,
+        exercise=exercise,
+        intervals=iv,
+        peaks=sc.peaks(),
+        expressed_peaks=expressed,
+        cue_t=cues,
+        cue_exercise=cue_ex,
+        cue_scr_onset_t=cue_on,
+        cue_scr_amplitude_us=cue_a,
+        crossings=crossings,
+        episodes=episodes,
+        bands=sc.bands,
+    )
 
 
 def _markers(sc: ExposureScenario, truth: ExposureTruth) -> list[tuple[float, str]]:
@@ -768,26 +809,74 @@ def write_exposure_xdf(sim: ExposureSimulation, path: str | Path, prefix: str) -
     t_ecg = np.arange(sim.ecg_mv.size) / sc.ecg_fs
     desc = {"scenario": json.dumps(asdict(sc), default=str)}
     streams = [
-        (info_xml("stimloop-sim EDA", "EDA", f"{prefix}-eda",
-                  [{"label": "EDA", "unit": "uS", "type": "EDA"}], sc.eda_fs, "float32"),
-         "float32", t_eda, sim.eda_us[:, None]),
-        (info_xml("stimloop-sim ECG", "ECG", f"{prefix}-ecg",
-                  [{"label": "ECG", "unit": "mV", "type": "ECG"}], sc.ecg_fs, "float32"),
-         "float32", t_ecg, sim.ecg_mv[:, None]),
-        (info_xml("PsychoPy exposure markers", "Markers", f"{prefix}-exposure-markers",
-                  [{"label": "marker", "unit": "", "type": "Marker"}], 0.0, "string"),
-         "string", np.array([m[0] for m in sim.markers]), [[m[1]] for m in sim.markers]),
-        (info_xml("stimloop-sim exposure truth", "Truth", f"{prefix}-exposure-truth",
-                  [{"label": "arousal", "unit": "z", "type": "Arousal"},
-                   {"label": "design_index", "unit": "z", "type": "Arousal"},
-                   {"label": "index", "unit": "z", "type": "Arousal"},
-                   {"label": "band", "unit": "state", "type": "Band"},
-                   {"label": "exercise", "unit": "number", "type": "Index"}],
-                  TRUTH_HZ, "double64", desc),
-         "double64", tr.t,
-         np.column_stack([tr.arousal, tr.design_index, tr.index, tr.band.astype(float),
-                          tr.exercise.astype(float)])),
-    ]  # fmt: skip
+        (
+            info_xml(
+                "stimloop-sim EDA",
+                "EDA",
+                f"{prefix}-eda",
+                [{"label": "EDA", "unit": "uS", "type": "EDA"}],
+                sc.eda_fs,
+                "float32",
+            ),
+            "float32",
+            t_eda,
+            sim.eda_us[:, None],
+        ),
+        (
+            info_xml(
+                "stimloop-sim ECG",
+                "ECG",
+                f"{prefix}-ecg",
+                [{"label": "ECG", "unit": "mV", "type": "ECG"}],
+                sc.ecg_fs,
+                "float32",
+            ),
+            "float32",
+            t_ecg,
+            sim.ecg_mv[:, None],
+        ),
+        (
+            info_xml(
+                "PsychoPy exposure markers",
+                "Markers",
+                f"{prefix}-exposure-markers",
+                [{"label": "marker", "unit": "", "type": "Marker"}],
+                0.0,
+                "string",
+            ),
+            "string",
+            np.array([m[0] for m in sim.markers]),
+            [[m[1]] for m in sim.markers],
+        ),
+        (
+            info_xml(
+                "stimloop-sim exposure truth",
+                "Truth",
+                f"{prefix}-exposure-truth",
+                [
+                    {"label": "arousal", "unit": "z", "type": "Arousal"},
+                    {"label": "design_index", "unit": "z", "type": "Arousal"},
+                    {"label": "index", "unit": "z", "type": "Arousal"},
+                    {"label": "band", "unit": "state", "type": "Band"},
+                    {"label": "exercise", "unit": "number", "type": "Index"},
+                ],
+                TRUTH_HZ,
+                "double64",
+                desc,
+            ),
+            "double64",
+            tr.t,
+            np.column_stack(
+                [
+                    tr.arousal,
+                    tr.design_index,
+                    tr.index,
+                    tr.band.astype(float),
+                    tr.exercise.astype(float),
+                ]
+            ),
+        ),
+    ]
     p = Path(path)
     write_xdf(p, streams, samples_per_chunk=1000)
     return p

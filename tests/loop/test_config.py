@@ -84,3 +84,15 @@ def test_every_packaged_session_template_is_valid(name):
     path = resources.files("stimloop.loop").joinpath("configs", name)
     cfg = load_session(str(path))
     assert cfg.name
+
+
+def test_a_protocol_without_kind_is_phase_locked():
+    # Wave-1 session files have no protocol.kind; they must load as they did.
+    data = _demo()
+    data["protocol"].pop("kind", None)
+    cfg = parse_session(data, "old.toml")
+    assert cfg.protocol is not None and cfg.protocol.kind == "phase_locked"
+    assert cfg.protocol.target_phase_deg == data["protocol"]["target_phase_deg"]
+    data["protocol"]["kind"] = "nonsense"
+    with pytest.raises(SessionConfigError, match="kind"):
+        parse_session(data, "bad.toml")
