@@ -49,7 +49,11 @@ def _others_can_run(path: str) -> bool:
 
 def other_user_python() -> str | None:
     """A Python interpreter that ``nobody`` can run (None: there is none)."""
-    for candidate in (os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"):
+    for candidate in (
+        os.path.realpath(sys.executable),
+        "/usr/bin/python3",
+        "/usr/local/bin/python3",
+    ):
         if _others_can_run(candidate):
             return candidate
     return None
