@@ -76,6 +76,17 @@ def run_as_other_user(code: str, *args: str, timeout: float = 30.0,
     )  # fmt: skip
 
 
+def spawn_as_other_user(code: str, *args: str, **popen) -> subprocess.Popen:
+    """Start Python ``code`` with ``args`` as user ``nobody`` (needs root), running on."""
+    python = other_user_python()
+    if not IS_ROOT or python is None:
+        raise RuntimeError("needs root and a Python interpreter that nobody can run")
+    return subprocess.Popen(
+        [python, "-I", "-S", "-c", code, *args],
+        cwd="/", env={"PATH": "/usr/bin:/bin"}, preexec_fn=_become_nobody, **popen,
+    )  # fmt: skip
+
+
 #: Whether attacks can run as a real other account here (root, and an interpreter
 #: ``nobody`` may execute); otherwise tests fall back to a wrong credential.
 OTHER_USER = IS_ROOT and other_user_python() is not None
