@@ -167,9 +167,9 @@ class HostileEEG:
             raise RuntimeError(f"hostile EEG source did not answer (exit {self._proc.poll()})")
         return line
 
-    def mode(self, mode: str, offset_s: float = 0.0) -> float:
-        """Switch mode; return the LSL time of the switch (s)."""
-        self._proc.stdin.write(f"{mode} {offset_s}\n")
+    def mode(self, mode: str, offset_s: float = 0.0, period_s: float = 0.01) -> float:
+        """Switch mode (pushing every ``period_s``); return the LSL time of the switch."""
+        self._proc.stdin.write(f"{mode} {offset_s} {period_s}\n")
         self._proc.stdin.flush()
         return float(self._reply().split()[1])
 
@@ -182,6 +182,11 @@ class HostileEEG:
             except (OSError, subprocess.TimeoutExpired):
                 self._proc.kill()
                 self._proc.wait(5.0)
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def __enter__(self) -> HostileEEG:
         return self
@@ -210,25 +215,26 @@ def _serve_hostile(args: dict) -> None:
         ch.append_child_value("unit", "uV")
     outlet = pylsl.StreamOutlet(info, max(1, round(fs / 100)))
     lock = threading.Lock()
-    state = {"mode": args["mode"], "offset": float(args["offset_s"])}
+    state = {"mode": args["mode"], "offset": float(args["offset_s"]), "period": 0.01}
     t_cur = pylsl.local_clock()  # real time of the last sample pushed
     s_cur = t_cur  # its stamp in the double_index mode
     done = threading.Event()
 
     def commands() -> None:
         for line in sys.stdin:
-            mode, offset = line.split()
+            mode, offset, period = line.split()
             with lock:
-                state["mode"], state["offset"] = mode, float(offset)
+                state["mode"], state["offset"], state["period"] = mode, float(offset), float(period)
                 t_switch = pylsl.local_clock()
             print(f"ok {t_switch!r}", flush=True)
         done.set()
 
     threading.Thread(target=commands, daemon=True).start()
     print("ok 0", flush=True)
-    while not done.wait(0.01):
+    period = 0.01
+    while not done.wait(period):
         with lock:
-            mode, offset = state["mode"], state["offset"]
+            mode, offset, period = state["mode"], state["offset"], state["period"]
         factor = {"double_index": 2.0, "double_dense": 2.0, "half": 0.5}.get(mode, 1.0)
         step = 1.0 / (fs * factor)
         now = pylsl.local_clock()
