@@ -355,6 +355,100 @@ class RunningSession:
         self.session.close()
 
 
+class CliSession:
+    """``stimloop run FILE --headless --json`` in a child process, as an operator runs
+    it, with its runtime root at ``root`` and its output in files under ``logs``.
+
+    Parameters
+    ----------
+    toml : Path
+        The session file.
+    root : Path
+        ``STIMLOOP_RUNTIME_DIR`` of the session.
+    logs : Path
+        Folder for its stdout and stderr.
+    own_group : bool
+        Start it in a process group of its own (a terminal's foreground job).
+    ignore_sigint : bool
+        Start it with SIGINT ignored (a job started in the background by a shell).
+    """
+
+    def __init__(self, toml: Path, root: Path, logs: Path, *, own_group: bool = False,
+                 ignore_sigint: bool = False) -> None:  # fmt: skip
+        self.root = root
+        self.stdout_path, self.stderr_path = logs / "run.out", logs / "run.err"
+
+        def prepare() -> None:
+            if ignore_sigint:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stimloop.loop.cli", "run", str(toml), "--headless",
+                 "--json"],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                env={**os.environ, "STIMLOOP_RUNTIME_DIR": str(root)},
+                start_new_session=own_group, preexec_fn=prepare,
+            )  # fmt: skip
+        self.prefix = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_armed(self, timeout: float = 90.0) -> str:
+        """Wait until the session is registered and its status says it is armed; its
+        source_id prefix."""
+        from stimloop.devices.endpoints import list_sessions
+        from stimloop.stream.inlet import MarkerInlet
+
+        def registered() -> bool:
+            assert self.proc.poll() is None, self.stderr()
+            found = [e for e in list_sessions(self.root) if e.pid == self.pid]
+            self.prefix = found[0].prefix if found else ""
+            return bool(found)
+
+        assert wait_for(registered, timeout, 0.2), "the session did not register"
+        status = MarkerInlet(f"{self.prefix}-status", resolve_timeout=timeout).connect()
+        try:
+            assert wait_for(lambda: any(json.loads(text)["stimulator"]["armed"]
+                                        for text, _ in status.pull()), timeout, 0.1)  # fmt: skip
+        finally:
+            status.close()
+        return self.prefix
+
+    def recorder_pid(self) -> int:
+        """Process id of the session's recorder (``stimloop record``)."""
+        found = [c for c in children(self.pid) if "record" in cmdline(c)]
+        assert len(found) == 1, [cmdline(c) for c in children(self.pid)]
+        return found[0]
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the session to exit (killed after ``timeout``); its exit code."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5.0)
+            raise
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def close(self) -> None:
+        """Make sure it is gone (SIGTERM, then SIGKILL)."""
+        terminate(self.proc)
+
+    def __enter__(self) -> CliSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def children(pid: int) -> list[int]:
     """Direct child processes of ``pid`` (from /proc)."""
     out = []

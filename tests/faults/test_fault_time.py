@@ -94,7 +94,8 @@ def test_a_stream_at_twice_its_declared_rate_is_refused_with_a_named_reason(
     -0.5 to -2.2 s and no warning. Stamped by sample index at the declared rate (the
     reproduction), its stamps run ahead; stamped in real time, it carries twice the
     declared samples per second. Either way it is flagged with a named reason, no pulse
-    leaves with a negative sample age, and none while it is flagged."""
+    leaves with a negative sample age, and none while it is flagged (delivered in 30 ms
+    bursts, it was never flagged: the staleness between bursts restarted the check)."""
     sim = _sim(source_id)
     cfg = fast_config(sim)
     with HostileEEG(sim.source_id("eeg"), FS) as src, RunningSession(
@@ -105,8 +106,11 @@ def test_a_stream_at_twice_its_declared_rate_is_refused_with_a_named_reason(
         events: list = []
         assert wait_for(lambda: gate.pulses_delivered >= 3, 20.0)
         windows = {}
-        for mode, seconds in (("double_index", 3.0), ("normal", 3.0), ("double_dense", 9.0)):
-            windows[mode] = (src.mode(mode), seconds)
+        # The real-time-stamped one arrives in 30 ms bursts, longer than the inlet's
+        # staleness threshold (20 ms): a jittery sender must not escape the rate check.
+        for mode, seconds, period_s in (("double_index", 3.0, 0.01), ("normal", 3.0, 0.01),
+                                        ("double_dense", 6.0, 0.03)):  # fmt: skip
+            windows[mode] = (src.mode(mode, period_s=period_s), seconds)
             time.sleep(seconds)
         src.mode("normal")
         time.sleep(0.5)
