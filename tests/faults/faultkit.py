@@ -282,9 +282,10 @@ def _toml_table(data: dict, name: str, out: list[str]) -> None:
 
 
 def write_session_toml(cfg, path: Path) -> Path:
-    """Write a :class:`~stimloop.loop.config.SessionConfig` as a session TOML file."""
+    """Write a :class:`~stimloop.loop.config.SessionConfig` (or a mapping of one, valid
+    or not) as a session TOML file."""
     out: list[str] = []
-    _toml_table(cfg.model_dump(), "", out)
+    _toml_table(cfg if isinstance(cfg, dict) else cfg.model_dump(), "", out)
     path.write_text("\n".join(out) + "\n")
     return path
 
