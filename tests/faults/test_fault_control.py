@@ -116,6 +116,8 @@ def test_another_user_cannot_command_the_session_and_is_recorded(source_id, runt
 
 
 @pytest.mark.slow
+# The test ends the control thread on purpose (SystemExit from its handler).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_malformed_requests_are_refused_and_the_channel_keeps_obeying(
     source_id, runtime_dir, tmp_path
 ):  # fmt: skip
@@ -123,7 +125,8 @@ def test_malformed_requests_are_refused_and_the_channel_keeps_obeying(
     the control thread, so pause and disarm stopped working; a sender's ``event`` key
     overwrote ours, and a forged ``fired`` was counted by ``analyze`` (29 against the
     stimulator's 28). Now every malformed request is refused and recorded, the channel
-    still obeys pause and disarm, and the recording counts only real pulses."""
+    still obeys pause and disarm, and the recording counts only real pulses. Should the
+    thread die all the same, the session notices, disarms and restarts the channel."""
     sim = _sim(source_id)
     prefix = f"{source_id}-s"
     cfg = with_recording(fast_config(sim), tmp_path / "s.xdf")
@@ -165,9 +168,22 @@ def test_malformed_requests_are_refused_and_the_channel_keeps_obeying(
         send_command(prefix, "arm", root=runtime_dir)
         n = session.stimulator.pulses_delivered
         assert wait_for(lambda: session.stimulator.pulses_delivered >= n + 2, 10.0)
+
+        # A control thread that dies all the same (its handler raises SystemExit, which
+        # no `except Exception` catches) is noticed: disarmed, recorded, restarted.
+        def die(cmd: str, args: dict) -> None:
+            raise SystemExit
+
+        session.control.handler = die
+        assert _raw(sock, b'{"cmd": "pause"}\n') is None  # no answer: the thread ended
+        assert wait_for(lambda: not session.stimulator.status().armed, 5.0)
+        assert wait_for(lambda: session.control.alive and session.control.handler != die, 5.0)
+        send_command(prefix, "pause", root=runtime_dir)
+        assert not session.engine.protocol_enabled.is_set()
         result = run.stop()
     rec = read_session(result.recordings[0])
     events = rec.decisions
+    assert [e["event"] for e in events if e["event"] == "control_died"] == ["control_died"]
     refused = [e for e in events if e["event"] == "command_refused"]
     assert len(refused) >= len(hostile) + 1, [e["error"][:60] for e in refused]
     assert any("bytes; allowed <= 16384" in e["error"] for e in refused)

@@ -108,8 +108,8 @@ def test_a_stream_at_twice_its_declared_rate_is_refused_with_a_named_reason(
         windows = {}
         # The real-time-stamped one arrives in 30 ms bursts, longer than the inlet's
         # staleness threshold (20 ms): a jittery sender must not escape the rate check.
-        for mode, seconds, period_s in (("double_index", 3.0, 0.01), ("normal", 3.0, 0.01),
-                                        ("double_dense", 6.0, 0.03)):  # fmt: skip
+        for mode, seconds, period_s in (("double_index", 2.0, 0.01), ("normal", 2.0, 0.01),
+                                        ("double_dense", 5.0, 0.03)):  # fmt: skip
             windows[mode] = (src.mode(mode, period_s=period_s), seconds)
             time.sleep(seconds)
         src.mode("normal")
