@@ -98,20 +98,23 @@ import errno, json, socket, sys
 path, payload = sys.argv[1], bytes.fromhex(sys.argv[2])
 out = {"uid": __import__("os").geteuid()}
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5.0)
+s.settimeout(15.0)
 try:
     s.connect(path)
 except OSError as exc:
     out["connect"] = errno.errorcode.get(exc.errno, str(exc))
 else:
     out["connect"] = "ok"
-    s.sendall(payload)
     reply = b""
-    while b"\n" not in reply:
-        part = s.recv(4096)
-        if not part:
-            break
-        reply += part
+    try:
+        s.sendall(payload)
+        while b"\n" not in reply:
+            part = s.recv(4096)
+            if not part:
+                break
+            reply += part
+    except OSError as exc:
+        out["error"] = repr(exc)
     out["reply"] = reply.decode(errors="replace").strip()
 print(json.dumps(out))
 """
@@ -120,7 +123,7 @@ print(json.dumps(out))
 def unix_request_as_other_user(path: Path, payload: bytes) -> dict:
     """Send ``payload`` to the Unix socket ``path`` as ``nobody``; what happened."""
     out = run_as_other_user(UNIX_REQUEST, str(path), payload.hex())
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
     return json.loads(out.stdout)
 
 

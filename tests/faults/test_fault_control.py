@@ -102,7 +102,7 @@ def test_another_user_cannot_command_the_session_and_is_recorded(source_id, runt
             )  # fmt: skip
             out = json.loads(attacker.stdout)
             attacker_uid = os.geteuid()
-        assert out["connect"] == "ok" and out["uid"] == attacker_uid
+        assert out["connect"] == "ok" and out["uid"] == attacker_uid and out["reply"], out
         reply = json.loads(out["reply"])
         assert reply["ok"] is False and f"uid {attacker_uid}" in reply["error"]
         delivered = session.stimulator.pulses_delivered
