@@ -108,6 +108,9 @@ else:
     reply = b""
     try:
         s.sendall(payload)
+    except OSError as exc:  # the server may answer and close before reading
+        out["error"] = repr(exc)
+    try:
         while b"\n" not in reply:
             part = s.recv(4096)
             if not part:
