@@ -246,6 +246,16 @@ def _request(entry: SessionEntry, reason: str, timeout: float) -> EstopReply:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(entry.estop_socket))
+            # An answer counts only from a process of this user (or root): another
+            # account that made the runtime root first could serve a fake session there
+            # that acknowledges every stop (issue #15, finding 2).
+            _, uid = peer_credentials(sock)
+            if uid not in (os.geteuid(), 0):
+                return EstopReply(
+                    label, entry.pid, False,
+                    f"{entry.estop_socket} is served by uid {uid}, not by this user (uid "
+                    f"{os.geteuid()}): not one of your sessions; nothing was sent",
+                )  # fmt: skip
             sock.sendall(f"ESTOP {reason}".encode(errors="replace")[: MAX_REQUEST - 2] + b"\n")
             answer = b""
             while b"\n" not in answer:

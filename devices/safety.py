@@ -195,11 +195,12 @@ class SafeStimulator:
             if at is not None:
                 wait_until(float(at))
             with self._lock:
-                now = pylsl.local_clock()
                 # Re-check what the wait may have changed (e-stop, watchdog, another
-                # caller, the stream), then refuse rather than fire a pulse that is late.
-                check(now)
-                rules.check_late(now, at, late_tolerance_s)
+                # caller, the stream), then refuse rather than fire a pulse that is late;
+                # the clock is read again after the checks, so a stall inside them (a
+                # slow freshness read, a GIL hand-off) cannot let a late pulse out.
+                check(pylsl.local_clock())
+                rules.check_late(pylsl.local_clock(), at, late_tolerance_s)
                 return trigger()
 
     # -- configuration -----------------------------------------------------------------

@@ -432,7 +432,16 @@ class Engine:
                 self._scheduler.submit(request)
                 self._mark("scheduled", t_fire=decision.t_fire, **info)
         elif isinstance(decision, Hold):
-            self._mark("gated", reason=decision.reason, **decision.info)
+            info = decision.info
+            if decision.reason == "eeg_gap" and not info.get("pending_vetoed"):
+                # A stream at half its declared rate has a gap in every chunk: like the
+                # health markers, once a second with a count of the rest (issue #15). A
+                # gap that voided a planned pulse always goes out.
+                repeats = self._limit.allow(("gated", decision.reason))
+                if repeats is None:
+                    return
+                info = {**info, "repeats": repeats}
+            self._mark("gated", reason=decision.reason, **info)
         elif isinstance(decision, Prompt):
             self._mark("prompt", message=decision.message, **decision.info)
             if self.on_prompt is not None:

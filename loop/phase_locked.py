@@ -147,6 +147,12 @@ class PhaseLockedProtocol:
         if chunk.restart:
             self.estimator.reset()
             self.gaps_restarted += 1
+            if len(chunk):
+                # An interval counted on timestamps that were then abandoned (they went
+                # back) is void: count it from this segment at most, or a burst of future
+                # stamps holds the protocol until the data catch up with them (issue #15).
+                first = float(chunk.timestamps[0])
+                self._next_allowed = min(self._next_allowed, first + self.cfg.min_ipi_s)
         gaps = [e for e in chunk.events if isinstance(e, Gap)]
         self.gaps_bridged += sum(g.bridged for g in gaps)
         if gaps or chunk.restart:

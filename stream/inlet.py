@@ -431,7 +431,6 @@ class Inlet:
         if n == 0:
             if not self._stale and now - self._last_arrival > self.stale_after_s:
                 self._stale = True
-                self._window = None
                 events.append(Stale(now - self._last_arrival, self.stale_after_s))
                 # Reported as an event; INFO, not WARNING, so a jittery slow stream does
                 # not flood the console of a running session.
@@ -451,9 +450,9 @@ class Inlet:
         if self._stale:
             self._stale = False
             events.append(Recovered(self.next_index))
-        self._last_arrival = now
+        silence, self._last_arrival = now - self._last_arrival, now
         self.n_received += n
-        self._check_trust(stamps, now, n, events)
+        self._check_trust(stamps, now, n, events, silence)
         first, *rest = self._grid.push(data, stamps, events)
         self._held.extend(rest)
         return self._deliver(first)
@@ -475,12 +474,16 @@ class Inlet:
                 "(pylsl.local_clock), not wall-clock or epoch time"
             )
 
-    def _check_trust(self, stamps: np.ndarray, now: float, n: int, events: list) -> None:
+    def _check_trust(self, stamps: np.ndarray, now: float, n: int, events: list,
+                     silence: float = 0.0) -> None:  # fmt: skip
         """Timestamps must not run ahead of the local clock, and must advance at the
         declared rate; a failure marks the stream untrusted until it passes again."""
         ahead = float(stamps[-1]) - now
         future = ""
-        if ahead > self.future_tol_s:
+        # Once flagged, the lead must fall to half the tolerance to clear: a stream that
+        # hovers at the limit would otherwise flap, and each flap is an event.
+        limit = self.future_tol_s / 2 if self._untrusted["future"] else self.future_tol_s
+        if ahead > limit:
             future = (
                 f"timestamps run {ahead:.3g} s ahead of the local clock; allowed <= "
                 f"{self.future_tol_s:g} s"
@@ -492,7 +495,12 @@ class Inlet:
         # delivered over several pulls advances the stamps faster than real time.
         caught_up = abs(now - float(stamps[-1])) < 1.0
         if rate > 0:
-            if self._window is None or stamps[-1] < self._window[1] or not caught_up:
+            # A pause restarts the window only if it alone could move the density out
+            # of tolerance: a sender that delivers in bursts longer than the staleness
+            # threshold must not escape the check (issue #15: twice the declared rate in
+            # 30 ms bursts was never flagged, and pulses fired on it).
+            pause = silence > 0.5 * self.rate_tol * self.rate_window_s
+            if self._window is None or stamps[-1] < self._window[1] or not caught_up or pause:
                 self._window = (now, float(stamps[-1]), 0) if caught_up else None
             else:
                 t0, s0, count = self._window
@@ -520,13 +528,16 @@ class Inlet:
         return ""
 
     def _set_trust(self, problems: dict[str, str], events: list) -> None:
-        was = self.timing_problem
+        was = {k for k, v in self._untrusted.items() if v}
         self._untrusted = problems
-        now_problem = self.timing_problem
-        if now_problem and now_problem != was:
+        failing = {k for k, v in problems.items() if v}
+        # Reported when a check starts failing, not at every new figure: a stream that
+        # runs ahead has a new lead at every chunk (issue #15: one warning per chunk).
+        if failing - was:
+            now_problem = self.timing_problem
             events.append(Untrusted(self.next_index, now_problem))
             log.warning("stream %s: untrusted timing: %s", self.source_id, now_problem)
-        elif was and not now_problem:
+        elif was and not failing:
             events.append(Trusted(self.next_index))
             log.info("stream %s: timing trusted again", self.source_id)
 
