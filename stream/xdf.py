@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from stimloop.stream.errors import StreamError
+from stimloop.stream.files import open_private
 
 MAGIC = b"XDF:"
 TAG_FILE_HEADER = 1
@@ -481,6 +482,9 @@ def write_xdf(
         One entry per stream; see :func:`info_xml` and :func:`samples_chunk`.
     samples_per_chunk : int
         Samples per Samples chunk.
+
+    The file is created readable by its owner only (0600, whatever the umask), as every
+    recording is (:mod:`stimloop.stream.files`).
     """
     parts = [file_header()]
     for k, (xml, _, _, _) in enumerate(streams, start=1):
@@ -493,4 +497,5 @@ def write_xdf(
     for k, (_, _, ts, _) in enumerate(streams, start=1):
         first, last = (float(ts[0]), float(ts[-1])) if len(ts) else (0.0, 0.0)
         parts.append(stream_footer(k, first, last, len(ts), []))
-    Path(path).write_bytes(b"".join(parts))
+    with open_private(path, "wb") as f:
+        f.write(b"".join(parts))
