@@ -212,12 +212,18 @@ class XDFStream:
 
         The offset is interpolated linearly between ClockOffset measurements (held
         constant beyond them), a simple form of the synchronisation pyxdf performs.
+        Measurements with a non-finite time or value are left out (one NaN offset would
+        otherwise make every stamp NaN), and the rest are taken in time order, which
+        linear interpolation needs. The stamps themselves are returned as recorded:
+        checking them is the caller's job (replay: ``stimloop.stream.replay``).
         """
-        if not self.clock_times or self.time_stamps.size == 0:
+        t = np.asarray(self.clock_times, dtype=np.float64)
+        v = np.asarray(self.clock_values, dtype=np.float64)
+        keep = np.isfinite(t) & np.isfinite(v)
+        if not keep.any() or self.time_stamps.size == 0:
             return self.time_stamps
-        return self.time_stamps + np.interp(
-            self.time_stamps, np.asarray(self.clock_times), np.asarray(self.clock_values)
-        )
+        order = np.argsort(t[keep], kind="stable")
+        return self.time_stamps + np.interp(self.time_stamps, t[keep][order], v[keep][order])
 
 
 @dataclass
