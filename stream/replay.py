@@ -22,7 +22,8 @@ Timestamps are checked before anything is pushed (:func:`check_timestamps`), bec
 replay waits in real time for each one: a single stamp of 1e9 s used to hang it for 30
 years, and an infinite one crashed it. The rules (:class:`TimestampLimits`):
 
-* every stamp is finite;
+* every stamp is finite and within ±1e10 s (``MAX_ABS_STAMP_S``; 317 years: no clock
+  reads more, and float64 no longer resolves a millisecond grid far beyond it);
 * consecutive stamps of a stream step back by at most ``max_backstep_s`` (1 s) and
   forward by at most ``max_gap_s`` (60 s);
 * the streams of a file overlap or follow each other within ``max_gap_s``.
@@ -77,6 +78,10 @@ _ECG_LEADS = {"MLII", "MLI", "MLIII", "I", "II", "III", "AVR", "AVL", "AVF", "EC
 _ECG_LEADS |= {f"V{i}" for i in range(1, 7)} | {f"MLV{i}" for i in range(1, 7)}
 _WALL_CHUNK_S = 0.01  # default push period in wall-clock seconds
 _MAX_WAIT_S = 60.0  # longest single wait of the replay thread (threading's limit is ~292 y)
+# No clock reading lies beyond ±1e10 s: the LSL clock counts from boot, Unix time is at
+# 1.8e9 s. Beyond it float64 resolves time more coarsely than 2 µs, and a sample grid of
+# 1 ms no longer survives arithmetic (at 3e16 s one step of the float is 4 s).
+MAX_ABS_STAMP_S = 1e10
 
 
 class ReplayError(StreamError):
@@ -292,17 +297,28 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
     return recording
 
 
+def _readable(ts: np.ndarray) -> np.ndarray:
+    """Stamps that can be clock readings: finite and within ±MAX_ABS_STAMP_S."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ts) & (np.abs(ts) <= MAX_ABS_STAMP_S)
+
+
 def _good_steps(ts: np.ndarray, limits: TimestampLimits) -> np.ndarray:
+    readable = _readable(ts)
     with np.errstate(invalid="ignore"):  # inf - inf: a bad step, not a warning
         d = np.diff(ts)
-        return np.isfinite(d) & (d >= -limits.max_backstep_s) & (d <= limits.max_gap_s)
+        ok = (d >= -limits.max_backstep_s) & (d <= limits.max_gap_s)
+    return ok & readable[:-1] & readable[1:]
 
 
 def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits) -> str:
-    bad = np.flatnonzero(~np.isfinite(ts))
+    bad = np.flatnonzero(~_readable(ts))
     k = int(np.flatnonzero(~ok)[0]) + 1 if (~ok).any() else None
     if bad.size and (k is None or bad[0] <= k):
-        return f"timestamp {int(bad[0])} is {float(ts[bad[0]])!r}; timestamps must be finite"
+        return (
+            f"timestamp {int(bad[0])} is {float(ts[bad[0]])!r}; timestamps must be finite "
+            f"and within ±{MAX_ABS_STAMP_S:g} s"
+        )
     assert k is not None
     now, before = float(ts[k]), float(ts[k - 1])
     step = now - before
@@ -322,7 +338,7 @@ def _check_stream(
     ts: np.ndarray, s: ReplayStream, limits: TimestampLimits, where: str
 ) -> tuple[np.ndarray, list[str]]:
     ok = _good_steps(ts, limits)
-    if ts.size == 0 or (ok.all() and np.isfinite(ts).all()):
+    if ts.size == 0 or (ok.all() and _readable(ts).all()):
         return ts, []
     head = f"{where}: stream {s.name!r}"
     if not s.rate_hz > 0 or limits.max_repair_run == 0:
@@ -336,7 +352,7 @@ def _check_stream(
     cuts = np.flatnonzero(~ok) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, ts.size]
     lengths = ends - starts
-    finite_run = np.array([np.isfinite(ts[a]) for a in starts])
+    finite_run = _readable(ts[starts])
     good = np.zeros(ts.size, bool)
     anchor = int(np.argmax(np.where(finite_run, lengths, -1)))
     for r, (a, b) in enumerate(zip(starts, ends, strict=True)):

@@ -137,21 +137,22 @@ def test_cli_replay_of_a_1e9_stamp_ends_and_the_consumer_sees_a_regular_stream(t
     np.testing.assert_allclose(np.diff(stamps), 1 / RATE / 2, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("case", "message"),
-    [
-        ("marker-1e9", r"stream 'marks': timestamp 3 \(1000000000.0 s\) jumps ahead by .* "
-                       r"no nominal rate to rebuild"),
-        ("marker-nan", r"stream 'marks': timestamp 2 is nan; timestamps must be finite"),
-        ("clock-jumps-and-stays", r"stream 'eeg': timestamp 100 .* jumps ahead by 1e\+06 s"
-                                  r".*at most 60 s \(max_gap_s\); not a glitch"),
-        ("clock-reset", r"stream 'eeg': timestamp 100 .* steps back by 499\.99 s"),
-        ("long-run-of-nan", r"stream 'eeg': timestamps 50-99 \(50 in a row, from nan s\)"),
-        ("epoch-stamped-stream", r"stream 'marks' starts 1\.7\d*e\+09 s after every stream "
-                                 r"before it has ended .*clock is not the others'"),
-    ],
-    ids=lambda v: v if not v.startswith("stream") else "",
-)  # fmt: skip
+REFUSED = [
+    ("marker-1e9", r"stream 'marks': timestamp 3 \(1000000000.0 s\) jumps ahead by .* "
+                   r"no nominal rate to rebuild"),
+    ("marker-nan", r"stream 'marks': timestamp 2 is nan; timestamps must be finite"),
+    ("clock-jumps-and-stays", r"stream 'eeg': timestamp 100 .* jumps ahead by 1e\+06 s"
+                              r".*at most 60 s \(max_gap_s\); not a glitch"),
+    ("clock-reset", r"stream 'eeg': timestamp 100 .* steps back by 499\.99 s"),
+    ("long-run-of-nan", r"stream 'eeg': timestamps 50-99 \(50 in a row, from nan s\)"),
+    ("epoch-stamped-stream", r"stream 'marks' starts 1\.7\d*e\+09 s after every stream "
+                             r"before it has ended .*clock is not the others'"),
+    ("stream-at-3e16-s", r"stream 'eeg': timestamp 0 is 3e\+16; timestamps must be finite "
+                         r"and within ±1e\+10 s; no timestamp is good"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "message"), REFUSED, ids=[c for c, _ in REFUSED])
 def test_what_the_rate_cannot_determine_is_refused_with_a_named_error(tmp_path, case, message):
     """Finding 8: stamps no replay can follow are a clear error at load time, never a hang.
 
@@ -172,6 +173,9 @@ def test_what_the_rate_cannot_determine_is_refused_with_a_named_error(tmp_path, 
         ts[50:100] = np.nan
     elif case == "epoch-stamped-stream":
         marks += 1.7e9
+    elif case == "stream-at-3e16-s":  # float64 steps by 4 s there: no 10 ms grid survives
+        ts[:] = 3e16 + np.arange(N) / RATE
+        marks += 3e16
     path = _write(tmp_path, *streams)
     with pytest.raises(ReplayError, match=message) as err:
         Player(path)
