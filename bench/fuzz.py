@@ -19,7 +19,7 @@ successive seeds until ``--seconds`` per target have passed; the slowest example
 that nothing came near a hang.
 
 Usage: ``python bench/fuzz.py [--seconds 60] [--targets xdf session-dict session-file]
-[--seed 0] [--json]``
+[--seed 0] [--json] [--out FILE.json]``; exits 1 if anything crashed.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def template(message: str, path: str) -> str:
     """A message with its varying parts blanked, to count distinct errors."""
     m = message.replace(path, "<file>").splitlines()[0] if message else ""
     m = re.sub(r"b'[^']*'|'[^']*'|\"[^\"]*\"", "'…'", m)
-    m = re.sub(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\bnan\b|\binf\b", "N", m)
+    # Numbers, but not the digits of a word such as UTF-8 or float32.
+    m = re.sub(r"(?<![\w.-])[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|\bnan\b|\binf\b", "N", m)
     return m[:160]
 
 
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=500, help="examples per seed")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"))
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    ap.add_argument("--out", type=Path, help="also write the raw figures to this JSON file")
     ap.add_argument("--memory-gb", type=float, default=4.0,
                     help="address-space limit of this process (a blow-up becomes a counted "
                     "MemoryError instead of the machine's OOM killer)")  # fmt: skip
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     # Repairs and damage are logged as warnings on every other example; they are counted.
     logging.getLogger("stimloop").setLevel(logging.ERROR)
     results = [fuzz(t, args.seconds, args.batch, args.seed, args.crash_dir) for t in args.targets]
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1) if args.json else report(results))
     return 1 if any(r["crashes"] for r in results) else 0
 
