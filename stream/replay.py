@@ -25,7 +25,8 @@ years, and an infinite one crashed it. The rules (:class:`TimestampLimits`):
 * every stamp is finite and within ±1e10 s (``MAX_ABS_STAMP_S``; 317 years: no clock
   reads more, and float64 no longer resolves a millisecond grid far beyond it);
 * consecutive stamps of a stream step back by at most ``max_backstep_s`` (1 s) and
-  forward by at most ``max_gap_s`` (60 s);
+  forward by at most ``max_gap_s`` (60 s; two sample periods for a regular stream slower
+  than that);
 * the streams of a file overlap or follow each other within ``max_gap_s``.
 
 Within these bounds a replay reproduces the recorded timing exactly, flaws included
@@ -35,10 +36,11 @@ it: in a regular stream, a run of at most ``max_repair_run`` (10) bad stamps is 
 on the nominal grid from the nearest good stamp, which is the rule XDF itself applies to a
 sample recorded without a stamp (previous stamp + 1 / nominal rate). Everything else is
 **refused** with a :class:`ReplayError` naming the stream, the sample, the stamp and the
-bound: a marker stream has no grid to rebuild a stamp from, and a longer run, a clock
-that jumps and stays, or a stream hours away from the others is not a glitch but a
-recording whose time we would be inventing. Repairs are listed in
-:attr:`Recording.repairs`.
+bound: a marker stream has no grid to rebuild a stamp from, and a longer run, more than
+100 separate faults in a stream, a clock that jumps and stays, or a stream hours away
+from the others is not a glitch but a recording whose time we would be inventing.
+Repairs are listed in :attr:`Recording.repairs` and logged (five per stream, then a
+count).
 """
 
 from __future__ import annotations
@@ -254,10 +256,12 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
     The rules and why are in the module docstring: stamps finite, steps within
     ``[-max_backstep_s, max_gap_s]``, streams within ``max_gap_s`` of each other. In a
     regular stream (nominal rate > 0) a run of at most ``max_repair_run`` stamps that
-    breaks them is rebuilt on the nominal grid from the nearest good stamp (the stamps
-    of the longest run of consecutive good steps, and of every run longer than
-    ``max_repair_run``, are good), and one warning per run is logged and listed in
-    ``recording.repairs``. Samples and their values are never dropped.
+    breaks them is rebuilt on the nominal grid from the nearest good stamp, and listed
+    in ``recording.repairs``. Good are the stamps of the longest run of consecutive good
+    steps and of every run longer than ``max_repair_run``; where two good runs still do
+    not join, the fewest samples next to the failing step whose rebuilding joins them
+    are rebuilt too (a stamp 30 s ahead breaks only its step back). Samples and their
+    values are never dropped.
 
     Parameters
     ----------
@@ -275,9 +279,10 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
     ------
     ReplayError
         A timestamp breaks the rules and cannot be rebuilt: in a marker (irregular)
-        stream, in a run longer than ``max_repair_run``, or a step between runs of good
-        stamps (a clock that jumps and stays); or a stream lies more than ``max_gap_s``
-        from the others. The message names the file, stream, sample, stamp and bound.
+        stream, in a run longer than ``max_repair_run``, one of more than 100 separate
+        faults, or a step between runs of good stamps (a clock that jumps and stays); or
+        a stream lies more than ``max_gap_s`` from the others. The message names the
+        file, stream, sample, stamp and bound.
     """
     limits = limits or TimestampLimits()
     for s in recording.streams:
@@ -290,8 +295,13 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
         fixed, notes = _check_stream(ts, s, limits, str(recording.path))
         if notes:
             s.timestamps = fixed
-            for note in notes:
+            for note in notes[:_LOGGED_REPAIRS]:
                 log.warning("%s", note)
+            if len(notes) > _LOGGED_REPAIRS:
+                log.warning(
+                    "%s: stream %r: %d more runs of timestamps rebuilt (Recording.repairs "
+                    "lists them all)", recording.path, s.name, len(notes) - _LOGGED_REPAIRS,
+                )  # fmt: skip
             recording.repairs += notes
     _check_between_streams(recording, limits)
     return recording
@@ -303,15 +313,21 @@ def _readable(ts: np.ndarray) -> np.ndarray:
         return np.isfinite(ts) & (np.abs(ts) <= MAX_ABS_STAMP_S)
 
 
-def _good_steps(ts: np.ndarray, limits: TimestampLimits) -> np.ndarray:
+def _gap_bound(limits: TimestampLimits, rate_hz: float) -> float:
+    """Longest forward step of a stream, s: ``max_gap_s``, or two sample periods of a
+    stream slower than one sample per ``max_gap_s / 2``."""
+    return max(limits.max_gap_s, 2.0 / rate_hz) if rate_hz > 0 else limits.max_gap_s
+
+
+def _good_steps(ts: np.ndarray, limits: TimestampLimits, gap_s: float) -> np.ndarray:
     readable = _readable(ts)
     with np.errstate(invalid="ignore"):  # inf - inf: a bad step, not a warning
         d = np.diff(ts)
-        ok = (d >= -limits.max_backstep_s) & (d <= limits.max_gap_s)
+        ok = (d >= -limits.max_backstep_s) & (d <= gap_s)
     return ok & readable[:-1] & readable[1:]
 
 
-def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits) -> str:
+def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits, gap_s: float) -> str:
     bad = np.flatnonzero(~_readable(ts))
     k = int(np.flatnonzero(~ok)[0]) + 1 if (~ok).any() else None
     if bad.size and (k is None or bad[0] <= k):
@@ -326,7 +342,7 @@ def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits) -> s
         bound = f"steps back by at most {limits.max_backstep_s:g} s (max_backstep_s)"
         what = f"steps back by {-step:.6g} s"
     else:
-        bound = f"jumps ahead by at most {limits.max_gap_s:g} s (max_gap_s)"
+        bound = f"jumps ahead by at most {gap_s:g} s (max_gap_s)"
         what = f"jumps ahead by {step:.6g} s"
     return (
         f"timestamp {k} ({now!r} s) {what} from timestamp {k - 1} ({before!r} s); "
@@ -334,10 +350,71 @@ def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits) -> s
     )
 
 
+# Beyond this many separate faults in one stream the stamps are not glitches; it also
+# bounds the work of the search below (each round costs a pass over the stream).
+_MAX_FAULTS = 100
+_LOGGED_REPAIRS = 5  # warnings per stream; the rest are counted in one line
+
+
+def _rebuild(ts: np.ndarray, good: np.ndarray, period: float) -> np.ndarray:
+    """Stamps with every bad one placed on the nominal grid of its nearest good
+    neighbour: the previous good stamp, or for a leading run the next one."""
+    n = ts.size
+    idx = np.arange(n)
+    left = np.maximum.accumulate(np.where(good, idx, -1))
+    right = np.minimum.accumulate(np.where(good, idx, n)[::-1])[::-1]
+    fixed = ts.copy()
+    from_left = ~good & (left >= 0)
+    fixed[from_left] = ts[left[from_left]] + (idx[from_left] - left[from_left]) * period
+    from_right = ~good & (left < 0)
+    fixed[from_right] = ts[right[from_right]] - (right[from_right] - idx[from_right]) * period
+    return fixed
+
+
+def _fix_at(
+    ts: np.ndarray, good: np.ndarray, k: int, period: float, limits: TimestampLimits,
+    gap_s: float,
+) -> np.ndarray | None:  # fmt: skip
+    """The fewest samples (at most ``max_repair_run`` in a row) just before or just after
+    the failing step ``k -> k + 1`` whose rebuilding mends it, or None.
+
+    A sample stamped 30 s ahead steps forward within ``max_gap_s`` and then back by 30 s;
+    only the step back breaks a bound, and the culprit is the sample before it. A sample
+    stamped 30 s behind is the one after its bad step.
+    """
+    n = ts.size
+    for m in range(1, limits.max_repair_run + 1):
+        for drop in (np.arange(k - m + 1, k + 1), np.arange(k + 1, k + 1 + m)):
+            if drop[0] < 0 or drop[-1] >= n:
+                continue
+            trial = good.copy()
+            trial[drop] = False
+            if not trial.any():
+                continue
+            # The bad run that now holds the dropped samples, and the steps around it.
+            a, b = int(drop[0]), int(drop[-1]) + 1
+            while a > 0 and not trial[a - 1]:
+                a -= 1
+            while b < n and not trial[b]:
+                b += 1
+            if b - a > limits.max_repair_run:
+                continue
+            # Rebuilt like _rebuild does, but only here: the rest of the stream is unchanged.
+            run = np.arange(a, b)
+            if a > 0:
+                local = np.r_[ts[a - 1], ts[a - 1] + (run - (a - 1)) * period, ts[b : b + 1]]
+            else:
+                local = np.r_[ts[b] - (b - run) * period, ts[b]]
+            if _good_steps(local, limits, gap_s).all():
+                return drop
+    return None
+
+
 def _check_stream(
     ts: np.ndarray, s: ReplayStream, limits: TimestampLimits, where: str
 ) -> tuple[np.ndarray, list[str]]:
-    ok = _good_steps(ts, limits)
+    gap_s = _gap_bound(limits, s.rate_hz)
+    ok = _good_steps(ts, limits, gap_s)
     if ts.size == 0 or (ok.all() and _readable(ts).all()):
         return ts, []
     head = f"{where}: stream {s.name!r}"
@@ -347,42 +424,58 @@ def _check_stream(
             if not s.rate_hz > 0
             else "repairs are off (max_repair_run = 0)"
         )
-        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits)}; {why}")
-    # Runs of consecutive good steps; a non-finite stamp is a run of its own.
+        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits, gap_s)}; {why}")
+    # Runs of consecutive good steps; an unreadable stamp is a run of its own. Good are
+    # the longest run and every run too long to be a glitch; the rest is rebuilt.
     cuts = np.flatnonzero(~ok) + 1
     starts, ends = np.r_[0, cuts], np.r_[cuts, ts.size]
     lengths = ends - starts
-    finite_run = _readable(ts[starts])
+    readable_run = _readable(ts[starts])
     good = np.zeros(ts.size, bool)
-    anchor = int(np.argmax(np.where(finite_run, lengths, -1)))
+    anchor = int(np.argmax(np.where(readable_run, lengths, -1)))
     for r, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        if finite_run[r] and (r == anchor or b - a > limits.max_repair_run):
+        if readable_run[r] and (r == anchor or b - a > limits.max_repair_run):
             good[a:b] = True
     if not good.any():
-        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits)}; no timestamp is good")
+        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits, gap_s)}; no timestamp is good")
     period = 1.0 / s.rate_hz
-    fixed = ts.copy()
-    notes = []
+    for _ in range(_MAX_FAULTS + 1):
+        fixed = _rebuild(ts, good, period)
+        ok = _good_steps(fixed, limits, gap_s)
+        if ok.all():
+            break
+        k = int(np.flatnonzero(~ok)[0])
+        drop = _fix_at(ts, good, k, period, limits, gap_s)
+        if drop is None:  # good runs that do not join: the clock jumped and stayed there
+            raise ReplayError(
+                f"{head}: {_first_problem(fixed, ok, limits, gap_s)}; not a glitch to rebuild"
+            )
+        good[drop] = False
+    else:
+        raise ReplayError(
+            f"{head}: more than {_MAX_FAULTS} separate timestamp faults: not glitches but a "
+            f"broken clock; the first: "
+            f"{_first_problem(ts, _good_steps(ts, limits, gap_s), limits, gap_s)}"
+        )
     bad = np.flatnonzero(~good)
     breaks = np.diff(bad) > 1
-    run_starts = bad[np.r_[True, breaks]] if bad.size else bad
-    run_ends = bad[np.r_[breaks, True]] + 1 if bad.size else bad
-    good_idx = np.flatnonzero(good)
-    for a, b in zip(run_starts, run_ends, strict=True):
+    runs = list(zip(bad[np.r_[True, breaks]], bad[np.r_[breaks, True]] + 1, strict=True))
+    if len(runs) > _MAX_FAULTS:
+        raise ReplayError(
+            f"{head}: {len(runs)} separate timestamp faults, more than {_MAX_FAULTS}: not "
+            f"glitches but a broken clock; the first: "
+            f"{_first_problem(ts, _good_steps(ts, limits, gap_s), limits, gap_s)}"
+        )
+    notes = []
+    for a, b in runs:
+        a, b = int(a), int(b)
         if b - a > limits.max_repair_run:
             raise ReplayError(
                 f"{head}: timestamps {a}-{b - 1} ({b - a} in a row, from {float(ts[a])!r} s) "
-                "break "
-                f"the bounds; a run of at most {limits.max_repair_run} (max_repair_run) is "
-                f"rebuilt from the nominal rate ({s.rate_hz:g} Hz), a longer one is refused"
+                f"break the bounds; a run of at most {limits.max_repair_run} "
+                f"(max_repair_run) is rebuilt from the nominal rate ({s.rate_hz:g} Hz), a "
+                "longer one is refused"
             )
-        left = good_idx[good_idx < a]
-        if left.size:
-            fixed[a:b] = ts[left[-1]] + (np.arange(a, b) - left[-1]) * period
-        else:
-            right = good_idx[good_idx >= b][0]
-            fixed[a:b] = ts[right] - (right - np.arange(a, b)) * period
-        a, b = int(a), int(b)
         more = ", ..." if b - a > 3 else ""
         which = f"timestamp {a}" if b - a == 1 else f"timestamps {a}-{b - 1}"
         was = ", ".join(repr(float(v)) for v in ts[a : min(b, a + 3)]) + more
@@ -392,10 +485,6 @@ def _check_stream(
             f"{'was' if b - a == 1 else 'were'} rebuilt from the nominal rate "
             f"({s.rate_hz:g} Hz) as {now} s"
         )
-    ok = _good_steps(fixed, limits)
-    if not ok.all():
-        # Good runs that do not join: the clock jumped and stayed there.
-        raise ReplayError(f"{head}: {_first_problem(fixed, ok, limits)}; not a glitch to rebuild")
     return fixed, notes
 
 

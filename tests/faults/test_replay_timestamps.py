@@ -72,6 +72,10 @@ BAD_STAMPS = {
     "infinite": (50, np.inf),
     "nan": (50, np.nan),
     "-inf-last": (N - 1, -np.inf),
+    # Within max_gap_s on the way out, beyond max_backstep_s on the way back (or the
+    # reverse): only one of its two steps breaks a bound.
+    "30-s-ahead": (100, T0 + 100 / RATE + 30.0),
+    "30-s-behind": (100, T0 + 100 / RATE - 30.0),
 }
 
 
@@ -195,6 +199,23 @@ def test_flaws_within_the_bounds_are_replayed_as_recorded(tmp_path):
     assert rec.repairs == []
     np.testing.assert_array_equal(rec.streams[0].timestamps, ts)
     np.testing.assert_array_equal(rec.streams[1].timestamps, marks)
+
+
+def test_a_slow_regular_stream_and_many_faults(tmp_path):
+    """Finding 8: a regular stream slower than one sample a minute (0.01 Hz) steps by its
+    period, beyond ``max_gap_s``, and replays as recorded; a stream with more separate
+    faults than any glitch explains (200) is refused rather than searched for long."""
+    slow = info_xml("temp", "Misc", "src-temp", [{"label": "T"}], 0.01, "float32")
+    ts = T0 + np.arange(5) * 100.0
+    path = _write(tmp_path, (slow, "float32", ts, np.zeros((5, 1), np.float32)))
+    rec = load_recording(path)
+    assert rec.repairs == []
+    np.testing.assert_array_equal(rec.streams[0].timestamps, ts)
+    ts = T0 + np.arange(5000) / RATE
+    ts[::25] = 1e9
+    path = _write(tmp_path, _eeg(ts), name="faults.xdf")
+    with pytest.raises(ReplayError, match=r"200 separate timestamp faults, more than 100: not glitches"):
+        load_recording(path)
 
 
 def test_the_bounds_are_settable_and_checked(tmp_path):
