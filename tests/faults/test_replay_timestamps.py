@@ -214,7 +214,7 @@ def test_a_slow_regular_stream_and_many_faults(tmp_path):
     ts = T0 + np.arange(5000) / RATE
     ts[::25] = 1e9
     path = _write(tmp_path, _eeg(ts), name="faults.xdf")
-    with pytest.raises(ReplayError, match=r"200 separate timestamp faults, more than 100: not glitches"):
+    with pytest.raises(ReplayError, match=r"200 separate timestamp faults, more than 100: not"):
         load_recording(path)
 
 
