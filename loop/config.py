@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -505,18 +506,90 @@ def load_session(path: str | Path) -> SessionConfig:
     Raises
     ------
     SessionConfigError
-        The file is missing, is not valid TOML (with line and column), or has invalid
-        settings.
+        The file is missing, is not a regular file, is larger than
+        ``MAX_SESSION_FILE_BYTES``, is not UTF-8 text, is not valid TOML (with line and
+        column), nests tables or arrays deeper than ``MAX_SESSION_NESTING``, or has
+        invalid settings. Every message starts with the file's path.
     """
     path = Path(path)
+    data = _parse_toml(path, _read_text(path))
+    return parse_session(data, str(path))
+
+
+# A session file is a few kB of TOML, three tables deep. The bounds keep a wrong path
+# (a device, a FIFO, a 4 GB recording) and hostile input from exhausting memory, blocking
+# the reader or overflowing the recursion limit of tomllib and of the validation.
+MAX_SESSION_FILE_BYTES = 1 << 20
+MAX_SESSION_NESTING = 16
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise SessionConfigError(f"session config {path} cannot be read: it is {kind}")
+        if st.st_size > MAX_SESSION_FILE_BYTES:
+            raise SessionConfigError(
+                f"session config {path} is {st.st_size} bytes; a session file is TOML text "
+                f"of at most {MAX_SESSION_FILE_BYTES} bytes"
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_SESSION_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SessionConfigError(f"session config {path} does not exist") from None
     except OSError as exc:
         raise SessionConfigError(f"session config {path} cannot be read: {exc}") from None
+    if len(raw) > MAX_SESSION_FILE_BYTES:  # it grew while being read
+        raise SessionConfigError(
+            f"session config {path} is over {MAX_SESSION_FILE_BYTES} bytes; a session file "
+            "is TOML text"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SessionConfigError(
+            f"session config {path} is not UTF-8 text: byte {exc.start} (line {line}) is "
+            f"{raw[exc.start : exc.start + 1]!r}; a session file is TOML text"
+        ) from None
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SessionConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_session(data, str(path))
+    except RecursionError:
+        raise SessionConfigError(
+            f"{path}: not a session file: arrays or tables nest too deeply for the TOML "
+            f"reader (a session nests at most {MAX_SESSION_NESTING} levels)"
+        ) from None
+    depth, where = _nesting(data)
+    if depth > MAX_SESSION_NESTING:
+        raise SessionConfigError(
+            f"{path}: not a session file: {where or 'a value'} nests more than "
+            f"{MAX_SESSION_NESTING} levels deep, the most a session file may"
+        )
+    return data
+
+
+def _nesting(value: Any) -> tuple[int, str]:
+    """Deepest nesting of tables and arrays in ``value`` (counted up to one level past
+    ``MAX_SESSION_NESTING``) and the key path to it."""
+    deepest, where = 0, ""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:  # iterative: the point is to survive what recursion would not
+        v, depth, key = stack.pop()
+        if isinstance(v, dict):
+            children = [(c, f"{key}.{k}" if key else str(k)) for k, c in v.items()]
+        elif isinstance(v, list):
+            children = [(c, f"{key}[{i}]") for i, c in enumerate(v)]
+        else:
+            continue
+        if depth + 1 > deepest:
+            deepest, where = depth + 1, key
+        if deepest > MAX_SESSION_NESTING:
+            break
+        stack += [(c, depth + 1, k) for c, k in children]
+    return deepest, where

@@ -33,6 +33,7 @@ from pylsl.util import TimeoutError as LSLTimeoutError
 
 from stimloop.stream import xdf
 from stimloop.stream.errors import StreamError, StreamNotFoundError
+from stimloop.stream.files import open_private_fd
 from stimloop.stream.inlet import resolve_source
 from stimloop.stream.stats import StreamStats
 from stimloop.stream.timing import unplaced_lead
@@ -68,7 +69,9 @@ class Recorder:
     Parameters
     ----------
     path : str or path-like
-        Output ``.xdf`` file; overwritten if it exists.
+        Output ``.xdf`` file; overwritten if it exists. It is created readable by its
+        owner only (0600, whatever the umask; :mod:`stimloop.stream.files`), and a
+        symbolic link or another user's file there is refused.
     source_ids : sequence of str, optional
         Streams to record, by source_id. None records every stream visible within
         ``discover_s`` (markers included).
@@ -126,9 +129,12 @@ class Recorder:
         ------
         StreamNotFoundError
             A named stream is not there, or no stream is visible at all.
+        PrivateFileError
+            The file cannot be created (missing folder, permissions, a symbolic link or
+            another user's file at the path).
         """
         infos = self._resolve()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = open_private_fd(self.path)
         try:
             head = [xdf.file_header()]
             # Discovered streams that vanish again should not hold up the start for long.

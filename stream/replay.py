@@ -17,6 +17,30 @@ Every push is scheduled against the absolute deadline of its last sample, comput
 ``t_start`` rather than from the previous push, so lateness never accumulates into drift.
 Nominal rates, labels, units and types are kept; each stream's ``desc`` also carries
 ``replay_file`` and ``replay_speed``.
+
+Timestamps are checked before anything is pushed (:func:`check_timestamps`), because a
+replay waits in real time for each one: a single stamp of 1e9 s used to hang it for 30
+years, and an infinite one crashed it. The rules (:class:`TimestampLimits`):
+
+* every stamp is finite and within ±1e10 s (``MAX_ABS_STAMP_S``; 317 years: no clock
+  reads more, and float64 no longer resolves a millisecond grid far beyond it);
+* consecutive stamps of a stream step back by at most ``max_backstep_s`` (1 s) and
+  forward by at most ``max_gap_s`` (60 s; two sample periods for a regular stream slower
+  than that);
+* the streams of a file overlap or follow each other within ``max_gap_s``.
+
+Within these bounds a replay reproduces the recorded timing exactly, flaws included
+(jitter, gaps, a stream stepping back), because reproducing a session is what replay is
+for. Beyond them a stamp is **repaired with a warning** when the nominal rate determines
+it: in a regular stream, a run of at most ``max_repair_run`` (10) bad stamps is rebuilt
+on the nominal grid from the nearest good stamp, which is the rule XDF itself applies to a
+sample recorded without a stamp (previous stamp + 1 / nominal rate). Everything else is
+**refused** with a :class:`ReplayError` naming the stream, the sample, the stamp and the
+bound: a marker stream has no grid to rebuild a stamp from, and a longer run, more than
+100 separate faults in a stream, a clock that jumps and stays, or a stream hours away
+from the others is not a glitch but a recording whose time we would be inventing.
+Repairs are listed in :attr:`Recording.repairs` and logged (five per stream, then a
+count).
 """
 
 from __future__ import annotations
@@ -55,10 +79,51 @@ _MNE_EXTS = (".edf", ".bdf", ".gdf", ".fif", ".fif.gz", ".vhdr", ".set", ".cnt",
 _ECG_LEADS = {"MLII", "MLI", "MLIII", "I", "II", "III", "AVR", "AVL", "AVF", "ECG", "EKG"}
 _ECG_LEADS |= {f"V{i}" for i in range(1, 7)} | {f"MLV{i}" for i in range(1, 7)}
 _WALL_CHUNK_S = 0.01  # default push period in wall-clock seconds
+_MAX_WAIT_S = 60.0  # longest single wait of the replay thread (threading's limit is ~292 y)
+# No clock reading lies beyond ±1e10 s: the LSL clock counts from boot, Unix time is at
+# 1.8e9 s. Beyond it float64 resolves time more coarsely than 2 µs, and a sample grid of
+# 1 ms no longer survives arithmetic (at 3e16 s one step of the float is 4 s).
+MAX_ABS_STAMP_S = 1e10
 
 
 class ReplayError(StreamError):
-    """A recording cannot be replayed: missing, unknown format, or unreadable."""
+    """A recording cannot be replayed: missing, unknown format, unreadable, or timestamps
+    that no replay can follow (see :func:`check_timestamps`)."""
+
+
+@dataclass(frozen=True)
+class TimestampLimits:
+    """Bounds :func:`check_timestamps` holds a recording's timestamps to.
+
+    Attributes
+    ----------
+    max_gap_s : float
+        Longest forward step between consecutive stamps of a stream, and longest
+        silence between streams, in original seconds (60 s). A replay waits through a
+        gap in real time, so the bound is in seconds rather than in sample periods: at
+        0.1 Hz a few hundred periods would already be hours.
+    max_backstep_s : float
+        Longest backward step between consecutive stamps of a stream, s (1 s):
+        arrival-stamped chunks from wireless amplifiers and markers pushed from several
+        threads step back by tens of ms; a clock reset steps back by much more.
+    max_repair_run : int
+        Longest run of consecutive bad stamps in a regular stream that is rebuilt from
+        the nominal rate (10 samples); 0 refuses every bad stamp.
+    """
+
+    max_gap_s: float = 60.0
+    max_backstep_s: float = 1.0
+    max_repair_run: int = 10
+
+    def __post_init__(self) -> None:
+        for key in ("max_gap_s", "max_backstep_s"):
+            v = getattr(self, key)
+            if not (np.isfinite(v) and v >= 0):
+                raise ReplayError(f"TimestampLimits.{key} must be a finite number >= 0 s, got {v}")
+        if self.max_repair_run < 0:
+            raise ReplayError(
+                f"TimestampLimits.max_repair_run must be >= 0, got {self.max_repair_run}"
+            )
 
 
 @dataclass
@@ -111,12 +176,15 @@ class Recording:
         Streams in file order.
     damage : str or None
         For XDF files, why reading stopped early (truncation/corruption), else None.
+    repairs : list of str
+        Timestamps rebuilt by :func:`check_timestamps`, one line per run of samples.
     """
 
     path: Path
     kind: str
     streams: list[ReplayStream]
     damage: str | None = None
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def origin(self) -> float:
@@ -132,7 +200,12 @@ class Recording:
 
 
 # -- loading ----------------------------------------------------------------------------
-def load_recording(path: str | os.PathLike, *, allow_corrupt: bool = False) -> Recording:
+def load_recording(
+    path: str | os.PathLike,
+    *,
+    allow_corrupt: bool = False,
+    timestamp_limits: TimestampLimits | None = None,
+) -> Recording:
     """Load a recording for replay, choosing the reader from the file name.
 
     Parameters
@@ -144,22 +217,29 @@ def load_recording(path: str | os.PathLike, *, allow_corrupt: bool = False) -> R
         Replay the intact part of an XDF file that is corrupt in the middle (garbage
         where a chunk should be). A merely *truncated* file (the usual result of a
         crash) always replays up to the damage, with a warning.
+    timestamp_limits : TimestampLimits, optional
+        Bounds of the timestamp check (see :func:`check_timestamps`); default
+        ``TimestampLimits()``.
 
     Raises
     ------
     ReplayError
-        The file is missing, its format unknown, or it cannot be read; the message names
-        the path and the problem.
+        The file is missing, its format unknown, it cannot be read, or its timestamps
+        cannot be replayed; the message names the path and the problem.
     """
     p = Path(path)
     name = p.name.lower()
-    if name.endswith(".xdf"):
-        return _load_xdf(p, allow_corrupt)
     wfdb_header = p if name.endswith(".hea") else p.with_name(p.name + ".hea")
-    if name.endswith(".hea") or (not p.suffix and wfdb_header.is_file()):
-        return _load_wfdb(wfdb_header)
-    if name.endswith(_MNE_EXTS):
-        return _load_mne(p)
+    if name.endswith(".xdf"):
+        rec = _load_xdf(p, allow_corrupt)
+    elif name.endswith(".hea") or (not p.suffix and wfdb_header.is_file()):
+        rec = _load_wfdb(wfdb_header)
+    elif name.endswith(_MNE_EXTS):
+        rec = _load_mne(p)
+    else:
+        rec = None
+    if rec is not None:
+        return check_timestamps(rec, timestamp_limits)
     if not p.exists():
         hint = f" (nor does {wfdb_header.name}, for a WFDB record)" if not p.suffix else ""
         raise ReplayError(f"recording {str(p)!r} does not exist{hint}")
@@ -168,6 +248,265 @@ def load_recording(path: str | os.PathLike, *, allow_corrupt: bool = False) -> R
         f"replay reads .xdf, WFDB records (path without extension, with a .hea beside it) "
         f"and what mne.io.read_raw opens: {', '.join(_MNE_EXTS)}"
     )
+
+
+def check_timestamps(recording: Recording, limits: TimestampLimits | None = None) -> Recording:
+    """Check every stream's timestamps; repair what the nominal rate determines, or refuse.
+
+    The rules and why are in the module docstring: stamps finite, steps within
+    ``[-max_backstep_s, max_gap_s]``, streams within ``max_gap_s`` of each other. In a
+    regular stream (nominal rate > 0) a run of at most ``max_repair_run`` stamps that
+    breaks them is rebuilt on the nominal grid from the nearest good stamp, and listed
+    in ``recording.repairs``. Good are the stamps of the longest run of consecutive good
+    steps and of every run longer than ``max_repair_run``; where two good runs still do
+    not join, the fewest samples next to the failing step whose rebuilding joins them
+    are rebuilt too (a stamp 30 s ahead breaks only its step back). Samples and their
+    values are never dropped.
+
+    Parameters
+    ----------
+    recording : Recording
+        Loaded streams; repaired timestamps replace the originals (new arrays).
+    limits : TimestampLimits, optional
+        The bounds; default ``TimestampLimits()``.
+
+    Returns
+    -------
+    Recording
+        The same recording.
+
+    Raises
+    ------
+    ReplayError
+        A timestamp breaks the rules and cannot be rebuilt: in a marker (irregular)
+        stream, in a run longer than ``max_repair_run``, one of more than 100 separate
+        faults, or a step between runs of good stamps (a clock that jumps and stays); or
+        a stream lies more than ``max_gap_s`` from the others. The message names the
+        file, stream, sample, stamp and bound.
+    """
+    limits = limits or TimestampLimits()
+    for s in recording.streams:
+        ts = np.asarray(s.timestamps, dtype=np.float64)
+        if ts.ndim != 1:
+            raise ReplayError(
+                f"{recording.path}: stream {s.name!r} has timestamps of shape {ts.shape}; "
+                "expected one per sample"
+            )
+        fixed, notes = _check_stream(ts, s, limits, str(recording.path))
+        if notes:
+            s.timestamps = fixed
+            for note in notes[:_LOGGED_REPAIRS]:
+                log.warning("%s", note)
+            if len(notes) > _LOGGED_REPAIRS:
+                log.warning(
+                    "%s: stream %r: %d more runs of timestamps rebuilt (Recording.repairs "
+                    "lists them all)", recording.path, s.name, len(notes) - _LOGGED_REPAIRS,
+                )  # fmt: skip
+            recording.repairs += notes
+    _check_between_streams(recording, limits)
+    return recording
+
+
+def _readable(ts: np.ndarray) -> np.ndarray:
+    """Stamps that can be clock readings: finite and within ±MAX_ABS_STAMP_S."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ts) & (np.abs(ts) <= MAX_ABS_STAMP_S)
+
+
+def _gap_bound(limits: TimestampLimits, rate_hz: float) -> float:
+    """Longest forward step of a stream, s: ``max_gap_s``, or two sample periods of a
+    stream slower than one sample per ``max_gap_s / 2``."""
+    return max(limits.max_gap_s, 2.0 / rate_hz) if rate_hz > 0 else limits.max_gap_s
+
+
+def _good_steps(ts: np.ndarray, limits: TimestampLimits, gap_s: float) -> np.ndarray:
+    readable = _readable(ts)
+    with np.errstate(invalid="ignore"):  # inf - inf: a bad step, not a warning
+        d = np.diff(ts)
+        ok = (d >= -limits.max_backstep_s) & (d <= gap_s)
+    return ok & readable[:-1] & readable[1:]
+
+
+def _first_problem(ts: np.ndarray, ok: np.ndarray, limits: TimestampLimits, gap_s: float) -> str:
+    bad = np.flatnonzero(~_readable(ts))
+    k = int(np.flatnonzero(~ok)[0]) + 1 if (~ok).any() else None
+    if bad.size and (k is None or bad[0] <= k):
+        return (
+            f"timestamp {int(bad[0])} is {float(ts[bad[0]])!r}; timestamps must be finite "
+            f"and within ±{MAX_ABS_STAMP_S:g} s"
+        )
+    assert k is not None
+    now, before = float(ts[k]), float(ts[k - 1])
+    step = now - before
+    if step < 0:
+        bound = f"steps back by at most {limits.max_backstep_s:g} s (max_backstep_s)"
+        what = f"steps back by {-step:.6g} s"
+    else:
+        bound = f"jumps ahead by at most {gap_s:g} s (max_gap_s)"
+        what = f"jumps ahead by {step:.6g} s"
+    return (
+        f"timestamp {k} ({now!r} s) {what} from timestamp {k - 1} ({before!r} s); "
+        f"a replay follows a stream that {bound}"
+    )
+
+
+# Beyond this many separate faults in one stream the stamps are not glitches; it also
+# bounds the work of the search below (each round costs a pass over the stream).
+_MAX_FAULTS = 100
+_LOGGED_REPAIRS = 5  # warnings per stream; the rest are counted in one line
+
+
+def _rebuild(ts: np.ndarray, good: np.ndarray, period: float) -> np.ndarray:
+    """Stamps with every bad one placed on the nominal grid of its nearest good
+    neighbour: the previous good stamp, or for a leading run the next one."""
+    n = ts.size
+    idx = np.arange(n)
+    left = np.maximum.accumulate(np.where(good, idx, -1))
+    right = np.minimum.accumulate(np.where(good, idx, n)[::-1])[::-1]
+    fixed = ts.copy()
+    from_left = ~good & (left >= 0)
+    fixed[from_left] = ts[left[from_left]] + (idx[from_left] - left[from_left]) * period
+    from_right = ~good & (left < 0)
+    fixed[from_right] = ts[right[from_right]] - (right[from_right] - idx[from_right]) * period
+    return fixed
+
+
+def _fix_at(
+    ts: np.ndarray, good: np.ndarray, k: int, period: float, limits: TimestampLimits,
+    gap_s: float,
+) -> np.ndarray | None:  # fmt: skip
+    """The fewest samples (at most ``max_repair_run`` in a row) just before or just after
+    the failing step ``k -> k + 1`` whose rebuilding mends it, or None.
+
+    A sample stamped 30 s ahead steps forward within ``max_gap_s`` and then back by 30 s;
+    only the step back breaks a bound, and the culprit is the sample before it. A sample
+    stamped 30 s behind is the one after its bad step.
+    """
+    n = ts.size
+    for m in range(1, limits.max_repair_run + 1):
+        for drop in (np.arange(k - m + 1, k + 1), np.arange(k + 1, k + 1 + m)):
+            if drop[0] < 0 or drop[-1] >= n:
+                continue
+            trial = good.copy()
+            trial[drop] = False
+            if not trial.any():
+                continue
+            # The bad run that now holds the dropped samples, and the steps around it.
+            a, b = int(drop[0]), int(drop[-1]) + 1
+            while a > 0 and not trial[a - 1]:
+                a -= 1
+            while b < n and not trial[b]:
+                b += 1
+            if b - a > limits.max_repair_run:
+                continue
+            # Rebuilt like _rebuild does, but only here: the rest of the stream is unchanged.
+            run = np.arange(a, b)
+            if a > 0:
+                local = np.r_[ts[a - 1], ts[a - 1] + (run - (a - 1)) * period, ts[b : b + 1]]
+            else:
+                local = np.r_[ts[b] - (b - run) * period, ts[b]]
+            if _good_steps(local, limits, gap_s).all():
+                return drop
+    return None
+
+
+def _check_stream(
+    ts: np.ndarray, s: ReplayStream, limits: TimestampLimits, where: str
+) -> tuple[np.ndarray, list[str]]:
+    gap_s = _gap_bound(limits, s.rate_hz)
+    ok = _good_steps(ts, limits, gap_s)
+    if ts.size == 0 or (ok.all() and _readable(ts).all()):
+        return ts, []
+    head = f"{where}: stream {s.name!r}"
+    if not s.rate_hz > 0 or limits.max_repair_run == 0:
+        why = (
+            "it has no nominal rate to rebuild a timestamp from"
+            if not s.rate_hz > 0
+            else "repairs are off (max_repair_run = 0)"
+        )
+        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits, gap_s)}; {why}")
+    # Runs of consecutive good steps; an unreadable stamp is a run of its own. Good are
+    # the longest run and every run too long to be a glitch; the rest is rebuilt.
+    cuts = np.flatnonzero(~ok) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, ts.size]
+    lengths = ends - starts
+    readable_run = _readable(ts[starts])
+    good = np.zeros(ts.size, bool)
+    anchor = int(np.argmax(np.where(readable_run, lengths, -1)))
+    for r, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        if readable_run[r] and (r == anchor or b - a > limits.max_repair_run):
+            good[a:b] = True
+    if not good.any():
+        raise ReplayError(f"{head}: {_first_problem(ts, ok, limits, gap_s)}; no timestamp is good")
+    period = 1.0 / s.rate_hz
+    for _ in range(_MAX_FAULTS + 1):
+        fixed = _rebuild(ts, good, period)
+        ok = _good_steps(fixed, limits, gap_s)
+        if ok.all():
+            break
+        k = int(np.flatnonzero(~ok)[0])
+        drop = _fix_at(ts, good, k, period, limits, gap_s)
+        if drop is None:  # good runs that do not join: the clock jumped and stayed there
+            raise ReplayError(
+                f"{head}: {_first_problem(fixed, ok, limits, gap_s)}; not a glitch to rebuild"
+            )
+        good[drop] = False
+    else:
+        raise ReplayError(
+            f"{head}: more than {_MAX_FAULTS} separate timestamp faults: not glitches but a "
+            f"broken clock; the first: "
+            f"{_first_problem(ts, _good_steps(ts, limits, gap_s), limits, gap_s)}"
+        )
+    bad = np.flatnonzero(~good)
+    breaks = np.diff(bad) > 1
+    runs = list(zip(bad[np.r_[True, breaks]], bad[np.r_[breaks, True]] + 1, strict=True))
+    if len(runs) > _MAX_FAULTS:
+        raise ReplayError(
+            f"{head}: {len(runs)} separate timestamp faults, more than {_MAX_FAULTS}: not "
+            f"glitches but a broken clock; the first: "
+            f"{_first_problem(ts, _good_steps(ts, limits, gap_s), limits, gap_s)}"
+        )
+    notes = []
+    for a, b in runs:
+        a, b = int(a), int(b)
+        if b - a > limits.max_repair_run:
+            raise ReplayError(
+                f"{head}: timestamps {a}-{b - 1} ({b - a} in a row, from {float(ts[a])!r} s) "
+                f"break the bounds; a run of at most {limits.max_repair_run} "
+                f"(max_repair_run) is rebuilt from the nominal rate ({s.rate_hz:g} Hz), a "
+                "longer one is refused"
+            )
+        more = ", ..." if b - a > 3 else ""
+        which = f"timestamp {a}" if b - a == 1 else f"timestamps {a}-{b - 1}"
+        was = ", ".join(repr(float(v)) for v in ts[a : min(b, a + 3)]) + more
+        now = ", ".join(repr(float(v)) for v in fixed[a : min(b, a + 3)]) + more
+        notes.append(
+            f"{head}: {which} ({was} s) broke the bounds and "
+            f"{'was' if b - a == 1 else 'were'} rebuilt from the nominal rate "
+            f"({s.rate_hz:g} Hz) as {now} s"
+        )
+    return fixed, notes
+
+
+def _check_between_streams(recording: Recording, limits: TimestampLimits) -> None:
+    spans = sorted(
+        (float(np.min(s.timestamps)), float(np.max(s.timestamps)), s.name)
+        for s in recording.streams
+        if len(s)
+    )
+    if not spans:
+        return
+    end, end_name = spans[0][1], spans[0][2]
+    for first, last, name in spans[1:]:
+        if first - end > limits.max_gap_s:
+            raise ReplayError(
+                f"{recording.path}: stream {name!r} starts {first - end:.6g} s after every "
+                f"stream before it has ended (last: {end_name!r} at {end!r} s); a replay "
+                f"reproduces silences of at most {limits.max_gap_s:g} s (max_gap_s): this "
+                "stream's clock is not the others'"
+            )
+        if last > end:
+            end, end_name = last, name
 
 
 def _load_xdf(p: Path, allow_corrupt: bool) -> Recording:
@@ -344,6 +683,9 @@ class Player:
         Replay the intact part of a corrupt XDF file (see :func:`load_recording`).
     linger_s : float
         How long :meth:`stop` keeps the outlets after a completed replay, s.
+    timestamp_limits : TimestampLimits, optional
+        Bounds of the timestamp check (see :func:`check_timestamps`); default
+        ``TimestampLimits()``. Repaired stamps are in ``recording.repairs``.
 
     Examples
     --------
@@ -366,12 +708,15 @@ class Player:
         lead_s: float = 0.1,
         allow_corrupt: bool = False,
         linger_s: float = 1.0,
+        timestamp_limits: TimestampLimits | None = None,
     ) -> None:
         if not (speed > 0 and np.isfinite(speed)):
             raise ReplayError(f"speed must be a positive number, got {speed}")
         if chunk_size is not None and chunk_size < 1:
             raise ReplayError(f"chunk_size must be >= 1 sample, got {chunk_size}")
-        self.recording = load_recording(path, allow_corrupt=allow_corrupt)
+        self.recording = load_recording(
+            path, allow_corrupt=allow_corrupt, timestamp_limits=timestamp_limits
+        )
         if not any(len(s) for s in self.recording.streams):
             raise ReplayError(f"{str(path)!r} holds no samples to replay")
         self.speed = float(speed)
@@ -490,9 +835,11 @@ class Player:
                 heapq.heappush(heap, (t0 + lane.rel[lane.ends[0] - 1], k))
         while heap and not self._stop.is_set():
             due, k = heapq.heappop(heap)
-            wait = due - pylsl.local_clock()
-            if wait > 0 and self._stop.wait(wait):
-                return
+            # In slices: a very slow replay (speed 1e-9) must not ask threading for a
+            # wait beyond what it can represent.
+            while (wait := due - pylsl.local_clock()) > 0:
+                if self._stop.wait(min(wait, _MAX_WAIT_S)):
+                    return
             lane = self._lanes[k]
             c = lane.next_chunk
             start = lane.ends[c - 1] if c else 0

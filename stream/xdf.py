@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from stimloop.stream.errors import StreamError
+from stimloop.stream.files import open_private
 
 MAGIC = b"XDF:"
 TAG_FILE_HEADER = 1
@@ -52,6 +53,11 @@ FORMATS: dict[str, np.dtype] = {
     "double64": np.dtype("<f8"),
 }
 _MAX_CHUNK_BYTES = 1 << 32  # a sanity bound: no real chunk comes near 4 GiB
+# Bounds on a StreamHeader. Readers allocate per channel and walk the XML, so a header
+# claiming 1e11 channels or nesting 10,000 elements must be damage, not a stream: the
+# largest amplifiers have a few thousand channels, and LSL infos are a few levels deep.
+MAX_CHANNELS = 1 << 16
+_MAX_XML_DEPTH = 64
 
 
 class XDFError(StreamError):
@@ -211,12 +217,18 @@ class XDFStream:
 
         The offset is interpolated linearly between ClockOffset measurements (held
         constant beyond them), a simple form of the synchronisation pyxdf performs.
+        Measurements with a non-finite time or value are left out (one NaN offset would
+        otherwise make every stamp NaN), and the rest are taken in time order, which
+        linear interpolation needs. The stamps themselves are returned as recorded:
+        checking them is the caller's job (replay: ``stimloop.stream.replay``).
         """
-        if not self.clock_times or self.time_stamps.size == 0:
+        t = np.asarray(self.clock_times, dtype=np.float64)
+        v = np.asarray(self.clock_values, dtype=np.float64)
+        keep = np.isfinite(t) & np.isfinite(v)
+        if not keep.any() or self.time_stamps.size == 0:
             return self.time_stamps
-        return self.time_stamps + np.interp(
-            self.time_stamps, np.asarray(self.clock_times), np.asarray(self.clock_values)
-        )
+        order = np.argsort(t[keep], kind="stable")
+        return self.time_stamps + np.interp(self.time_stamps, t[keep][order], v[keep][order])
 
 
 @dataclass
@@ -340,7 +352,10 @@ def _read_chunk(
     (sid,) = struct.unpack_from("<I", body, 0)
     rest = body[4:]
     if tag == TAG_STREAM_HEADER:
+        if sid in streams:
+            raise ValueError(f"a second StreamHeader for stream {sid}")
         info = ET.fromstring(bytes(rest).decode("utf-8"))
+        _check_header(sid, info)
         streams[sid] = XDFStream(sid, info)
         series[sid], stamps[sid] = [], []
         return
@@ -360,8 +375,45 @@ def _read_chunk(
         stamps[sid].append(ts)
 
 
+def _check_header(sid: int, info: ET.Element) -> None:
+    """Refuse a StreamHeader whose fields cannot describe a stream (ValueError)."""
+    count = info.findtext("channel_count", "1")
+    try:
+        n_ch = int(count)
+    except ValueError:
+        n_ch = 0
+    if not 1 <= n_ch <= MAX_CHANNELS:
+        raise ValueError(
+            f"stream {sid}: channel_count {count!r}; expected an integer from 1 to {MAX_CHANNELS}"
+        )
+    srate = info.findtext("nominal_srate", "0")
+    try:
+        rate = float(srate)
+    except ValueError:
+        rate = float("nan")
+    if not (np.isfinite(rate) and rate >= 0):
+        raise ValueError(
+            f"stream {sid}: nominal_srate {srate!r}; expected a finite rate >= 0 Hz (0 = irregular)"
+        )
+    fmt = info.findtext("channel_format", "float32")
+    if fmt != "string" and fmt not in FORMATS:
+        raise ValueError(
+            f"stream {sid}: channel_format {fmt!r}; expected one of {[*FORMATS, 'string']}"
+        )
+    stack = [(info, 1)]
+    while stack:
+        el, depth = stack.pop()
+        if depth > _MAX_XML_DEPTH:
+            raise ValueError(f"stream {sid}: header XML nests deeper than {_MAX_XML_DEPTH}")
+        stack += [(child, depth + 1) for child in el]
+
+
 def _decode_samples(body: memoryview, s: XDFStream, prev: float | None) -> tuple:
     n, pos = _read_varlen(body, 0)
+    # Every sample takes at least one byte (its TimeStampBytes): a count beyond the
+    # chunk's size is damage, and must not size an allocation.
+    if n > len(body) - pos:
+        raise ValueError(f"{n} samples cannot fit in a chunk of {len(body)} bytes")
     n_ch = s.n_channels
     period = 1.0 / s.rate_hz if s.rate_hz > 0 else 0.0
     if s.fmt != "string":
@@ -481,6 +533,9 @@ def write_xdf(
         One entry per stream; see :func:`info_xml` and :func:`samples_chunk`.
     samples_per_chunk : int
         Samples per Samples chunk.
+
+    The file is created readable by its owner only (0600, whatever the umask), as every
+    recording is (:mod:`stimloop.stream.files`).
     """
     parts = [file_header()]
     for k, (xml, _, _, _) in enumerate(streams, start=1):
@@ -493,4 +548,5 @@ def write_xdf(
     for k, (_, _, ts, _) in enumerate(streams, start=1):
         first, last = (float(ts[0]), float(ts[-1])) if len(ts) else (0.0, 0.0)
         parts.append(stream_footer(k, first, last, len(ts), []))
-    Path(path).write_bytes(b"".join(parts))
+    with open_private(path, "wb") as f:
+        f.write(b"".join(parts))
