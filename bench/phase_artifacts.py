@@ -27,8 +27,9 @@ after the step (true phase at the planned fire time, the field's ground truth, I
 9.5 ± 2 Hz; about 2 % of the clean run's requests at C3 are that far off). "never":
 not recovered by the end of the recording. For the rails: the requests while railed,
 their highest confidence and their true phase error. The clean runs give the
-delivered-pulse phase error against the trough target and the share of samples the
-artifact gate marked.
+delivered-pulse phase error against the trough target, the share of samples the
+artifact gate marked and the mean wall-clock time of one ``update()`` (with the gap
+policy; load-dependent).
 
 Before/after: run it once on the code without the gate (``--out before.json``), then
 ``--compare before.json`` prints both side by side. With the gate, ``--gate both`` also
@@ -236,6 +237,7 @@ def main() -> None:
                 "pulse_error": circular_stats(errs),
                 "gated_share": None if gated is None else gated / n,
                 "cpu_s": clean["cpu_s"],
+                "update_us": clean["cpu_s"] / math.ceil(n / max(1, round(chunk_s * fs))) * 1e6,
             }
             for sname, amp in STEPS_UV.items():
                 x = data.copy()
@@ -318,7 +320,8 @@ def print_tables(res: dict, old: dict | None) -> None:
                          f"{_s(pe.get('mean_deg')):>7}/{_s(pe.get('sd_deg')):<6}")  # fmt: skip
         print(f"  {k:<22} " + "  ".join(f"{c:>29}" for c in cells))
     print("\nclean recording: pulses, true phase error (mean / SD °, trough target), "
-          "share of samples gated")  # fmt: skip
+          "share of samples gated; mean time per update() incl. the gap policy, µs "
+          "(wall clock, load-dependent)")  # fmt: skip
     for k in [k for k in res["modes"][next(iter(res["modes"]))] if k.startswith("clean")]:
         cells = []
         for _, m in cols:
@@ -326,8 +329,10 @@ def print_tables(res: dict, old: dict | None) -> None:
             pe = f.get("pulse_error", {})
             g = f.get("gated_share")
             share = "—" if g is None else f"{100 * g:.3f} %"
-            cells.append(f"{_s(f.get('pulses')):>5} {_s(pe.get('mean_deg')):>7}/"
-                         f"{_s(pe.get('sd_deg')):<6} {share:>9}")  # fmt: skip
+            us = f.get("update_us")
+            cells.append(f"{_s(f.get('pulses')):>4} {_s(pe.get('mean_deg')):>6}/"
+                         f"{_s(pe.get('sd_deg')):<5} {share:>7} "
+                         f"{'—' if us is None else f'{us:.0f}':>4}")  # fmt: skip
         print(f"  {k:<22} " + "  ".join(f"{c:>29}" for c in cells))
     print("\ncolumns: " + ", ".join(name for name, _ in cols))
 

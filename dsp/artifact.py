@@ -42,8 +42,9 @@ Criteria (each sample, on the derivation ``x`` in µV)
 ``RANGE``
     ``|x| > range_uv`` = 5e4 µV (50 mV): no derivation is ever that large. It catches a
     railed channel from its first sample, including one railed before the stream
-    started (then the running level starts at the rail). Electrode offsets of a
-    DC-coupled amplifier stay well below it; raise it for a setup with larger offsets.
+    started (then the running level starts at the rail). It lies below the input range
+    of DC-coupled amplifiers (an ADS1299 at gain 24: ±187.5 mV) and above usual
+    electrode offsets; raise it for a setup with larger offsets.
 ``FLAT``
     One of the derivation's channels (``channels``) stays within ``flat_uv`` = 0.5 µV
     for ``flat_s`` = 0.1 s: a railed (saturated) or disconnected input, which reads a
