@@ -145,6 +145,22 @@ class PhaseLockedConfig(_Model):
         Output in % of maximum stimulator output.
     site : str
         Stimulation site written into each pulse's log.
+    artifact_gate : bool
+        Detect artifacts on the target derivation (:mod:`stimloop.dsp.artifact`):
+        marked samples reach the phase estimator as NaN (bridged like a gap) and the
+        protocol refuses to fire (``artifact``) until the estimate is valid again.
+    artifact_floor_uv, artifact_ceiling_uv : float
+        Bounds in µV of the adaptive amplitude threshold on the derivation's distance
+        from its running level (10 × its running median, clipped to these bounds).
+    artifact_max_step_uv : float
+        Largest change between two consecutive samples, in µV per sample period.
+    artifact_range_uv : float
+        Largest |value| of the derivation in µV (a railed or saturated amplifier).
+    artifact_hold_s : float
+        Hang-over: samples this long after the last marked one are marked too, s.
+    artifact_lookback_s : float
+        Pulses delivered this long before an artifact's onset are named in its
+        ``artifact`` hold (they may have been planned on its leading edge), s.
     """
 
     kind: Literal["phase_locked"] = "phase_locked"
@@ -164,6 +180,14 @@ class PhaseLockedConfig(_Model):
     late_tolerance_s: float = Field(default=0.001, gt=0, le=0.05)
     intensity_pct: float = Field(default=50.0, gt=0, le=100)
     site: str = "C3"
+    # Defaults and their sources: stimloop.dsp.artifact (module docstring).
+    artifact_gate: bool = True
+    artifact_floor_uv: float = Field(default=150.0, gt=0, allow_inf_nan=False)
+    artifact_ceiling_uv: float = Field(default=500.0, gt=0, allow_inf_nan=False)
+    artifact_max_step_uv: float = Field(default=50.0, gt=0, allow_inf_nan=False)
+    artifact_range_uv: float = Field(default=5e4, gt=0, allow_inf_nan=False)
+    artifact_hold_s: float = Field(default=0.2, ge=0, le=2.0, allow_inf_nan=False)
+    artifact_lookback_s: float = Field(default=0.2, ge=0, le=2.0, allow_inf_nan=False)
 
     @property
     def target_phase_rad(self) -> float:
@@ -176,6 +200,20 @@ class PhaseLockedConfig(_Model):
             raise ValueError(
                 f"max_lead_s ({self.max_lead_s}) must be greater than min_lead_s "
                 f"({self.min_lead_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _artifact_bounds(self) -> PhaseLockedConfig:
+        if self.artifact_ceiling_uv < self.artifact_floor_uv:
+            raise ValueError(
+                f"artifact_ceiling_uv ({self.artifact_ceiling_uv}) must be at least "
+                f"artifact_floor_uv ({self.artifact_floor_uv})"
+            )
+        if self.artifact_range_uv <= self.artifact_ceiling_uv:
+            raise ValueError(
+                f"artifact_range_uv ({self.artifact_range_uv}) must be greater than "
+                f"artifact_ceiling_uv ({self.artifact_ceiling_uv})"
             )
         return self
 

@@ -26,6 +26,35 @@ Either way the protocol publishes one ``eeg_gap`` hold per chunk with a gap and 
 nothing until the estimate at the newest sample is valid again. A pulse already planned
 when a gap (or any invalid estimate) arrives is cancelled through :meth:`fire_veto`,
 which the pulse scheduler asks right before the trigger.
+
+Artifacts at the target
+-----------------------
+With ``artifact_gate`` (the default) an :class:`~stimloop.dsp.artifact.ArtifactDetector`
+tests the Hjorth derivation (amplitude from its running level with an adaptive bound,
+step per sample, range) and its raw channels (flat line: railed or disconnected) before
+the estimator sees it. Marked samples, and ``artifact_hold_s`` after them, are replaced
+by NaN: the estimator bridges them exactly like a gap, so they feed neither its
+autocorrelation nor the IAF tracker, whatever their size, and its estimate is back one
+filter window (0.75 s) after the hang-over, with the spectrum it had learned before.
+
+An *episode* runs from the first marked sample until the estimate at the newest sample
+is valid again; a new artifact within it extends it. Its onset is published as
+``Hold("artifact", info)``: the criteria that fired (``kinds``), the largest distance
+from the running level (``amplitude_uv``), step (``step_uv``) and value (``peak_uv``)
+seen in the chunk, the thresholds in force, the LSL time of the first marked sample,
+whether a pending pulse was vetoed, and the pulses delivered in the ``artifact_lookback_s``
+before the onset (``pulses_before``). Its end is published once more, with
+``ended: true`` and the episode's extremes, span and marked samples. Nothing is
+requested in between.
+
+The "before" margin cannot act on the samples: those before an onset were fed to the
+estimator when they arrived, and marking them afterwards would make the outputs depend
+on the future and on the chunking. It acts on what has not happened yet: a pending
+pulse, planned on data up to the onset, is vetoed (:meth:`fire_veto`), and pulses
+already delivered within the margin are named so that an analysis can set them aside.
+The estimator itself restarts its filter window after the NaN, so no later estimate
+uses a pre-onset sample; the only pre-onset samples it keeps are those of refit blocks
+completed before the onset, and they were below every threshold.
 """
 
 from __future__ import annotations
@@ -37,6 +66,7 @@ import numpy as np
 
 from stimloop.devices.registry import StimulatorSpec
 from stimloop.devices.safety import SafeStimulator
+from stimloop.dsp.artifact import HOLD, ArtifactDetector, ArtifactOutput, artifact_kinds
 from stimloop.dsp.phase import PhaseEstimator, PhaseOutput
 from stimloop.dsp.spatial import hjorth_weights
 from stimloop.loop import catalog
@@ -101,6 +131,17 @@ class PhaseLockedProtocol:
         #: Gaps bridged with NaN and gaps that restarted the estimator.
         self.gaps_bridged = 0
         self.gaps_restarted = 0
+        #: The artifact detector (None with ``artifact_gate = false``), the samples it
+        #: marked and the episodes seen.
+        self.artifacts: ArtifactDetector | None = None
+        self.artifact_samples = 0
+        self.artifact_episodes = 0
+        self._art_channels = np.zeros(0, np.int64)  # channels of the derivation
+        self._episode: dict | None = None  # the running artifact episode
+        self._episode_onset = False  # its onset is still to be published
+        # Trigger times of the last pulses (LSL s); replaced whole, never mutated, since
+        # outcome() runs on the pulse thread.
+        self._recent_pulses: tuple[float, ...] = ()
         # The last second of per-sample estimates, to log the estimate at each fire time.
         self._hist_t = np.full(1, np.nan)
         self._hist_phase = np.full(1, np.nan)
@@ -124,6 +165,17 @@ class PhaseLockedProtocol:
         self.fs = float(fs)
         self.estimator = PhaseEstimator(fs, self.dsp.phase_band_hz)
         self.estimator.warmup()
+        if self.cfg.artifact_gate:
+            self._art_channels = np.flatnonzero(self.weights)
+            self.artifacts = ArtifactDetector(
+                fs,
+                self._art_channels.size,
+                floor_uv=self.cfg.artifact_floor_uv,
+                ceiling_uv=self.cfg.artifact_ceiling_uv,
+                max_step_uv=self.cfg.artifact_max_step_uv,
+                range_uv=self.cfg.artifact_range_uv,
+                hold_s=self.cfg.artifact_hold_s,
+            )
         self._hist_t = np.full(round(fs), np.nan)
         self._hist_phase = np.full(round(fs), np.nan)
 
@@ -131,8 +183,9 @@ class PhaseLockedProtocol:
         """Hjorth derivation and causal phase of one EEG chunk.
 
         The chunk's bridged gaps (NaN rows) go through the estimator as invalid input; a
-        restart chunk resets it first. A gap, or any invalid estimate, while a pulse is
-        pending sets the reason :meth:`fire_veto` returns.
+        restart chunk resets it first. Samples the artifact detector marks go through as
+        NaN too. A gap, an artifact, or any invalid estimate, while a pulse is pending
+        sets the reason :meth:`fire_veto` returns.
 
         Parameters
         ----------
@@ -146,6 +199,8 @@ class PhaseLockedProtocol:
         """
         if chunk.restart:
             self.estimator.reset()
+            if self.artifacts is not None:
+                self.artifacts.reset()
             self.gaps_restarted += 1
             if len(chunk):
                 # An interval counted on timestamps that were then abandoned (they went
@@ -158,6 +213,12 @@ class PhaseLockedProtocol:
         if gaps or chunk.restart:
             self._note_gap(chunk, gaps)
         x = chunk.data @ self.weights
+        if self.artifacts is not None:
+            found = self.artifacts.update(x, chunk.data[:, self._art_channels])
+            marked = found.code != 0
+            if marked.any():
+                x[marked] = np.nan  # bridged like a gap by the estimator
+                self._note_artifact(chunk, found, marked)
         out = self.estimator.update(x, chunk.timestamps)
         self._remember(chunk.timestamps, out.phase_rad)
         if self._pending and not self._veto and np.isnan(out.phase_rad.min()):
@@ -189,13 +250,61 @@ class PhaseLockedProtocol:
         }
         self._reconverging = True
 
+    def _note_artifact(self, chunk: Chunk, found: ArtifactOutput, marked: np.ndarray) -> None:
+        """Start or extend the artifact episode, and veto a pending pulse."""
+        n_marked = int(marked.sum())
+        self.artifact_samples += n_marked
+        hit = (found.code & ~np.uint8(HOLD)) != 0  # a criterion fired (not the hang-over)
+        ep = self._episode
+        if ep is None:
+            first = int(np.argmax(marked))
+            t_on = float(chunk.timestamps[first])
+            lookback = self.cfg.artifact_lookback_s
+            ep = self._episode = {
+                "kinds": [],
+                "amplitude_uv": 0.0,
+                "step_uv": 0.0,
+                "peak_uv": 0.0,
+                "threshold_uv": float(found.threshold_uv[first]),
+                "step_limit_uv": self.cfg.artifact_max_step_uv,
+                "range_uv": self.cfg.artifact_range_uv,
+                "t_start": t_on,
+                "t_end": t_on,
+                "samples": 0,
+                "pending_vetoed": False,
+                "pulses_before": [t for t in self._recent_pulses if t_on - lookback <= t <= t_on],
+            }
+            self._episode_onset = True
+            self.artifact_episodes += 1
+        ep["samples"] += n_marked
+        ep["t_end"] = float(chunk.timestamps[np.flatnonzero(marked)[-1]])
+        if hit.any():
+            code = int(np.bitwise_or.reduce(found.code[hit]))
+            ep["kinds"] = sorted(set(ep["kinds"]) | set(artifact_kinds(code)))
+            raw = chunk.data[hit] @ self.weights  # the derivation before it became NaN
+            ep["amplitude_uv"] = max(
+                ep["amplitude_uv"], float(np.nanmax(np.abs(found.deviation_uv[hit]), initial=0.0))
+            )
+            ep["step_uv"] = max(ep["step_uv"], float(np.nanmax(found.step_uv[hit], initial=0.0)))
+            ep["peak_uv"] = max(ep["peak_uv"], float(np.nanmax(np.abs(raw), initial=0.0)))
+        if self._pending and not self._veto:
+            self._veto = (
+                f"artifact at the target ({', '.join(ep['kinds']) or 'hang-over'}: "
+                f"{ep['amplitude_uv']:.4g} µV from its level, step {ep['step_uv']:.4g} µV) "
+                "after it was planned"
+            )
+            ep["pending_vetoed"] = True
+
     def update(self, chunk: Chunk) -> Decision:
         """Run the estimator on a chunk and decide whether to request a pulse.
 
         A chunk with a gap returns ``Hold("eeg_gap", info)`` (samples missing, their
         span in s, the LSL times around the gap, ``"bridged"`` or ``"restarted"``, and
         whether a pending pulse was vetoed); no pulse is requested until the estimate
-        is valid again.
+        is valid again. The first chunk of an artifact episode returns
+        ``Hold("artifact", info)``, the chunk at which the estimate is valid again
+        ``Hold("artifact", {"ended": True, ...})`` (module docstring); nothing is
+        requested in between.
         """
         if not len(chunk):
             return None
@@ -209,9 +318,25 @@ class PhaseLockedProtocol:
         if self.done:
             return None
         if gap is not None:
-            # Every gap is published, pending pulse or not: it may have vetoed one.
+            # Every gap is published, pending pulse or not: it may have vetoed one. An
+            # artifact onset in the same chunk is published with the next chunk.
             self._last_hold = "eeg_gap"
             return Hold("eeg_gap", gap)
+        ep = self._episode
+        if ep is not None:
+            if self._episode_onset:
+                self._episode_onset = False
+                self._last_hold = "artifact"
+                info = {k: v for k, v in ep.items() if k != "t_end"}
+                return Hold("artifact", info)
+            if not math.isfinite(out.phase_rad[-1]):
+                return None  # the onset was published; refuse quietly until it is over
+            self._episode = None
+            self._last_hold = "artifact"
+            info = {k: v for k, v in ep.items() if k != "pulses_before"}
+            info.update(ended=True, duration_s=ep["t_end"] - ep["t_start"] + 1.0 / self.fs,
+                        t_valid=float(chunk.timestamps[-1]))  # fmt: skip
+            return Hold("artifact", info)
         if self._pending:
             return None
         now = float(chunk.timestamps[-1])
@@ -313,6 +438,7 @@ class PhaseLockedProtocol:
         t = result.t_trigger if result.fired else (result.request.t_fire or 0.0)
         if result.fired:
             self.delivered += 1
+            self._recent_pulses = (*self._recent_pulses[-7:], float(result.t_trigger))
         jitter = float(self._rng.uniform(0.0, self.cfg.jitter_s)) if self.cfg.jitter_s else 0.0
         self._next_allowed = t + self.cfg.min_ipi_s + jitter
         self._pending = False
