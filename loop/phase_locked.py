@@ -136,7 +136,8 @@ class PhaseLockedProtocol:
         self.artifacts: ArtifactDetector | None = None
         self.artifact_samples = 0
         self.artifact_episodes = 0
-        self._art_channels = np.zeros(0, np.int64)  # channels of the derivation
+        self._used = np.zeros(0, np.int64)  # the derivation's channels
+        self._used_weights = np.zeros(0)
         self._episode: dict | None = None  # the running artifact episode
         self._episode_onset = False  # its onset is still to be published
         # Trigger times of the last pulses (LSL s); replaced whole, never mutated, since
@@ -162,14 +163,17 @@ class PhaseLockedProtocol:
         self.weights, self.neighbours = hjorth_weights(
             channel_labels, self.channels.eeg_target, nmap
         )
+        # Only the derivation's own channels: a NaN on a channel it does not use (an
+        # ECG lead in the EEG stream, a dead far electrode) must not stop phase-locking.
+        self._used = np.flatnonzero(self.weights)
+        self._used_weights = self.weights[self._used]
         self.fs = float(fs)
         self.estimator = PhaseEstimator(fs, self.dsp.phase_band_hz)
         self.estimator.warmup()
         if self.cfg.artifact_gate:
-            self._art_channels = np.flatnonzero(self.weights)
             self.artifacts = ArtifactDetector(
                 fs,
-                self._art_channels.size,
+                self._used.size,
                 floor_uv=self.cfg.artifact_floor_uv,
                 ceiling_uv=self.cfg.artifact_ceiling_uv,
                 max_step_uv=self.cfg.artifact_max_step_uv,
@@ -212,9 +216,10 @@ class PhaseLockedProtocol:
         self.gaps_bridged += sum(g.bridged for g in gaps)
         if gaps or chunk.restart:
             self._note_gap(chunk, gaps)
-        x = chunk.data @ self.weights
+        used = chunk.data[:, self._used]
+        x = used @ self._used_weights
         if self.artifacts is not None:
-            found = self.artifacts.update(x, chunk.data[:, self._art_channels])
+            found = self.artifacts.update(x, used)
             marked = found.code != 0
             if marked.any():
                 x[marked] = np.nan  # bridged like a gap by the estimator
@@ -281,7 +286,9 @@ class PhaseLockedProtocol:
         if hit.any():
             code = int(np.bitwise_or.reduce(found.code[hit]))
             ep["kinds"] = sorted(set(ep["kinds"]) | set(artifact_kinds(code)))
-            raw = chunk.data[hit] @ self.weights  # the derivation before it became NaN
+            raw = (
+                chunk.data[hit][:, self._used] @ self._used_weights
+            )  # the derivation before it became NaN
             ep["amplitude_uv"] = max(
                 ep["amplitude_uv"], float(np.nanmax(np.abs(found.deviation_uv[hit]), initial=0.0))
             )

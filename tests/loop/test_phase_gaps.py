@@ -139,6 +139,23 @@ def test_post_gap_phase_is_as_accurate_as_without_the_gap(eegmat):
     assert np.percentile(d, 95) < 5.0 and d.max() < 15.0
 
 
+def test_nan_on_a_channel_the_derivation_does_not_use_changes_nothing(eegmat):
+    """A dead far electrode (NaN throughout) leaves the C3 Hjorth estimate bit for bit."""
+    data, labels, fs = eegmat
+    stamps = T0 + np.arange(len(data)) / fs
+    keep = np.ones(len(data), bool)
+    sizes = [10] * (len(data) // 10 + 1)
+    p0 = _protocol(fs, labels)
+    ph0, conf0 = _estimates(p0, data, stamps, keep, sizes)
+    far = next(i for i, lab in enumerate(labels) if lab not in ("C3", *p0.neighbours))
+    dead = data.copy()
+    dead[:, far] = np.nan
+    ph, conf = _estimates(_protocol(fs, labels), dead, stamps, keep, sizes)
+    assert np.isfinite(ph).sum() > 0.9 * len(data)
+    np.testing.assert_array_equal(ph, ph0)
+    np.testing.assert_array_equal(conf, conf0)
+
+
 def test_a_gap_longer_than_the_bridge_restarts_as_a_fresh_estimator(eegmat):
     data, labels, fs = eegmat
     stamps = T0 + np.arange(len(data)) / fs
