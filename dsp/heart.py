@@ -24,10 +24,13 @@ import numpy as np
 from scipy.signal import butter, sosfilt_zi
 
 from stimloop.dsp import qrs
-from stimloop.dsp.rr import NNCorrector
 
 __all__ = [
+    "BEAT_ARTIFACT",
     "BEAT_DTYPE",
+    "BEAT_ECTOPIC",
+    "BEAT_NORMAL",
+    "FLAG_CORRECTED",
     "FLAG_IBI_JUMP",
     "FLAG_IBI_RANGE",
     "FLAG_NOISY",
@@ -40,8 +43,10 @@ __all__ = [
     "HeartUpdate",
     "RPeakDetector",
     "SignalError",
+    "detect_beats",
     "detect_rpeaks",
     "hrv_rmssd_sdnn",
+    "pulse_blank_mask",
     "resample_hr",
 ]
 
@@ -312,6 +317,51 @@ class RPeakDetector:
         self.last_features = feat
         self.last_bad = bad
         return peaks
+
+
+def pulse_blank_mask(
+    pulse_index: np.ndarray,
+    first_index: int,
+    n_samples: int,
+    fs: float,
+    pre_s: float = 0.002,
+    post_s: float = 0.025,
+) -> np.ndarray:
+    """Samples of one chunk to blank around stimulation pulses (for ``update(blank=)``).
+
+    Parameters
+    ----------
+    pulse_index : ndarray of int
+        ECG sample index of each pulse (absolute, on the detector's sample count; e.g.
+        from the gate's pulse markers mapped onto the ECG time grid).
+    first_index : int
+        Absolute index of the chunk's first sample.
+    n_samples : int
+        Chunk length.
+    fs : float
+        ECG sampling rate in Hz.
+    pre_s, post_s : float
+        Blanked time before and after each pulse in s (default 2 ms and 25 ms: the pulse
+        artifact and the amplifier's recovery; set them from the amplifier at hand).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        True where the sample lies within ``[pulse - pre_s, pulse + post_s]`` of a pulse.
+        The same pulses give the same mask for any chunking.
+    """
+    fs = _check_fs(fs)
+    if not (0.0 <= pre_s <= 0.1 and 0.0 <= post_s <= 0.4):
+        raise SignalError(
+            f"pre_s must be within 0-0.1 s and post_s within 0-0.4 s, got {pre_s}, {post_s}"
+        )
+    p = np.asarray(pulse_index, dtype=np.int64).ravel()
+    n = int(n_samples)
+    mask = np.zeros(n, bool)
+    pre, post = round(pre_s * fs), round(post_s * fs)
+    for q in p[(p + post >= first_index) & (p - pre < first_index + n)]:
+        mask[max(0, q - pre - first_index) : max(0, q + post + 1 - first_index)] = True
+    return mask
 
 
 def detect_beats(
@@ -586,8 +636,10 @@ class HeartRate:
         self.ibi_range_s = (lo, hi)
         self.max_jump = float(max_jump)
         self.median_beats = int(median_beats)
-        self._corrector_kw = dict(corrector_kw)
-        NNCorrector(**self._corrector_kw)  # validate now
+        from stimloop.dsp.rr import NNCorrector  # rr builds on this module
+
+        self._new_corrector = lambda: NNCorrector(**corrector_kw)
+        self._new_corrector()  # bad keywords fail here, not at the first beat
         self.reset()
 
     def reset(self) -> None:
@@ -596,7 +648,7 @@ class HeartRate:
         self._k = 0  # next grid sample number
         self._last_bad = -1  # absolute index of the most recent bad sample
         self._prev_r = -1  # the last heartbeat (normal or ectopic)
-        self._nnc = NNCorrector(**self._corrector_kw)
+        self._nnc = self._new_corrector()
         self._hist_r: list[int] = []  # beats within the HRV window
         self._hist_nn: list[float] = []
         self._hist_ok: list[bool] = []

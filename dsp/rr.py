@@ -37,20 +37,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stimloop.dsp.heart import SignalError, resample_hr
 from stimloop.dsp.qrs import CLS_ARTIFACT, CLS_ECTOPIC, CLS_NORMAL
 
 __all__ = [
     "CorrectedRR",
     "NNCorrector",
     "NNInterval",
-    "RRError",
     "correct_rr",
     "resample_corrected_hr",
 ]
-
-
-class RRError(ValueError):
-    """Invalid argument of an RR-correction function (names what and what is allowed)."""
 
 
 @dataclass(frozen=True)
@@ -101,11 +97,11 @@ class NNCorrector:
         self, median_beats: int = 11, missed_tolerance: float = 0.2, max_missed: int = 1
     ) -> None:
         if int(median_beats) < 1:
-            raise RRError(f"median_beats must be >= 1, got {median_beats}")
+            raise SignalError(f"median_beats must be >= 1, got {median_beats}")
         if not 0.0 < missed_tolerance < 0.5:
-            raise RRError(f"missed_tolerance must be within (0, 0.5), got {missed_tolerance}")
+            raise SignalError(f"missed_tolerance must be within (0, 0.5), got {missed_tolerance}")
         if int(max_missed) < 0:
-            raise RRError(f"max_missed must be >= 0, got {max_missed}")
+            raise SignalError(f"max_missed must be >= 0, got {max_missed}")
         self.median_beats = int(median_beats)
         self.missed_tolerance = float(missed_tolerance)
         self.max_missed = int(max_missed)
@@ -150,7 +146,7 @@ class NNCorrector:
                 self._ectopic += 1
             return None
         if beat_class != CLS_NORMAL:
-            raise RRError(f"beat_class must be 0, 1 or 2, got {beat_class!r}")
+            raise SignalError(f"beat_class must be 0, 1 or 2, got {beat_class!r}")
         prev, ectopic = self._prev, self._ectopic
         self._prev = int(index)
         self._ectopic = 0
@@ -212,19 +208,19 @@ class CorrectedRR:
 def _check_beats(beat_index, beat_class, fs, no_interval):
     fs = float(fs)
     if not fs > 0:
-        raise RRError(f"fs must be > 0 Hz, got {fs}")
+        raise SignalError(f"fs must be > 0 Hz, got {fs}")
     idx = np.asarray(beat_index)
     cls = np.asarray(beat_class)
     if idx.ndim != 1 or cls.shape != idx.shape:
-        raise RRError(
+        raise SignalError(
             f"beat_index and beat_class must be 1-D of equal length, got {idx.shape}, {cls.shape}"
         )
     if idx.size and not np.all(np.isfinite(idx.astype(float))):
-        raise RRError("beat_index must be finite sample indices, got NaN or inf")
+        raise SignalError("beat_index must be finite sample indices, got NaN or inf")
     if np.any(np.diff(idx) < 0):
-        raise RRError("beat_index must be increasing")
+        raise SignalError("beat_index must be increasing")
     if cls.size and not np.isin(cls, (CLS_NORMAL, CLS_ECTOPIC, CLS_ARTIFACT)).all():
-        raise RRError(f"beat_class must hold 0, 1 or 2, got {np.unique(cls)}")
+        raise SignalError(f"beat_class must hold 0, 1 or 2, got {np.unique(cls)}")
     brk = (
         np.zeros(idx.size, bool)
         if no_interval is None
@@ -333,8 +329,6 @@ def resample_corrected_hr(
         Corrected heart rate in bpm; NaN where no corrected beat is known (before the
         first interval, after the last beat for ``"linear"``, and across breaks).
     """
-    from stimloop.dsp.heart import resample_hr
-
     cor = correct_rr(beat_index, beat_class, fs, no_interval, **corrector_kw)
     hr = 60000.0 / cor.nn_ms
     # the first beat after a break has NaN, so neither method bridges a break

@@ -5,10 +5,12 @@ It runs :class:`stimloop.dsp.heart.HeartMonitor` on every ECG chunk and publishe
 =================================  ==========================================================
 source_id                          content
 =================================  ==========================================================
-``{prefix}-heart-beats``           one marker per R peak, stamped at the R peak (LSL s);
-                                   text is JSON: ``{"index", "ibi_ms", "hr_bpm", "flags"}``
-                                   (``index``: ECG sample on the time grid, lost samples
-                                   counted)
+``{prefix}-heart-beats``           one marker per detection, stamped at its R peak (LSL s);
+                                   text is JSON: ``{"index", "beat_class", "ibi_ms",
+                                   "nn_ms", "hr_bpm", "flags"}`` (``index``: ECG sample on
+                                   the time grid, lost samples counted; ``beat_class``: 0
+                                   normal, 1 ectopic, 2 artifact, see
+                                   ``stimloop.dsp.heart.BEAT_*``)
 ``{prefix}-heart-hr``              regular stream at ``rate_hz`` (default 4 Hz), float64:
                                    ``hr_bpm``, ``ibi_ms``, ``rmssd_ms``, ``sdnn_ms``,
                                    ``flags`` (bit field, see ``stimloop.dsp.heart.FLAG_*``);
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import pylsl
 
-from stimloop.dsp.heart import FLAG_NO_IBI, HeartMonitor
+from stimloop.dsp.heart import BEAT_ARTIFACT, BEAT_DTYPE, FLAG_NO_IBI, HeartMonitor
 from stimloop.loop.stage import channel_index, finite_or_none, nan_fill, samples_missing
 from stimloop.stream.errors import StreamError
 from stimloop.stream.outlet import ChannelSpec, Outlet, marker_outlet
@@ -151,7 +153,9 @@ class HeartStage:
                 text = json.dumps(
                     {
                         "index": int(rec["index"]) + self._t0_index,
+                        "beat_class": int(rec["beat_class"]),
                         "ibi_ms": finite_or_none(rec["ibi_ms"]),
+                        "nn_ms": finite_or_none(rec["nn_ms"]),
                         "hr_bpm": finite_or_none(rec["hr_bpm"]),
                         "flags": int(rec["flags"]),
                     }
@@ -211,7 +215,9 @@ class HeartStage:
             its marker was pushed, LSL clock).
         """
         t_true = np.sort(np.asarray(truth.get("ecg_rpeak_t", np.empty(0)), np.float64))
-        det = np.asarray(self.peak_t)
+        beats = np.concatenate(self.beats) if self.beats else np.zeros(0, BEAT_DTYPE)
+        heartbeat = beats["beat_class"] != BEAT_ARTIFACT  # artifacts are not beats
+        det = np.asarray(self.peak_t)[heartbeat]
         out: dict[str, Any] = {"beats_detected": int(det.size)}
         if not np.isfinite(self._last_t) or self.series_t == []:
             return {**out, "beats_true": int(t_true.size), "error": "no ECG received"}
@@ -241,7 +247,7 @@ class HeartStage:
             false_negatives=fn,
             false_positives=fp,
         )
-        beats = np.concatenate(self.beats) if self.beats else np.empty(0)
+        beats = beats[heartbeat]
         if tp and beats.size:
             hr_det = beats["hr_bpm"][di]
             ok = ti > 0
@@ -252,10 +258,10 @@ class HeartStage:
             err = np.abs(hr_det[good] - hr_true[good])
             out["hr_mae_bpm"] = float(np.mean(err)) if err.size else None
             out["hr_p95_abs_err_bpm"] = float(np.percentile(err, 95)) if err.size else None
-            delay = np.asarray(self.confirm_t)[di] - det[di]
+            delay = np.asarray(self.confirm_t)[heartbeat][di] - det[di]
             out["detection_delay_ms_p50"] = float(np.percentile(delay, 50) * 1e3)
             out["detection_delay_ms_p95"] = float(np.percentile(delay, 95) * 1e3)
-            lat = np.asarray(self.report_latency_s)[di]
+            lat = np.asarray(self.report_latency_s)[heartbeat][di]
             out["report_latency_ms_p50"] = float(np.percentile(lat, 50) * 1e3)
             out["report_latency_ms_p95"] = float(np.percentile(lat, 95) * 1e3)
         st = np.concatenate(self.series_t)

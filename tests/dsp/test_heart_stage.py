@@ -68,7 +68,8 @@ def test_stage_publishes_beats_and_hr_and_scores_against_truth(source_id):
         # each marker is stamped at its R peak (not at detection); same host, same clock
         assert np.allclose(m_t, stage.peak_t, atol=1e-6)
         first = json.loads(markers[5][0])
-        assert set(first) == {"index", "ibi_ms", "hr_bpm", "flags"}
+        assert set(first) == {"index", "beat_class", "ibi_ms", "nn_ms", "hr_bpm", "flags"}
+        assert first["beat_class"] == 0 and first["nn_ms"] == pytest.approx(first["ibi_ms"])
         rows, r_t = _drain(hr_in, 4 * 39)
         rows = np.asarray(rows)
         assert rows.shape[1] == 5 and rows.shape[0] >= 4 * 39
