@@ -151,7 +151,8 @@ I_LASTCLOSE = 30  # last sample of the window of the last beat or artifact
 I_HASPEND = 31  # 1 while an ectopic-looking detection waits for the next beat
 I_NOISEN = 32  # samples that have fed the slope noise floor (counted until it settles)
 I_T2N = 33  # beats in a row gathered in the second template (see _relearn)
-N_I = 34
+I_PREVNN = 34  # 1 if the interval that ended at the last beat was an NN interval
+N_I = 35
 
 # --- candidate columns (array cands, shape (N_CAND, N_C)) -------------------------------
 C_P = 0  # index of the MWI peak
@@ -173,6 +174,7 @@ N_CAND = 256
 OPPOSITE = 2.0  # ratio of deflections above which a complex overrides the lead polarity
 NOISE_FACTOR = 3.0  # slopes below this many times the noise floor do not extend a QRS
 RELEARN = 6  # beats in a row unlike the template but alike each other that replace it
+WARMUP_TH = 0.1  # L&T thresholds (x the NN reference) before 8 NN deviations are known
 N_RR = 8
 N_NN = 11  # Lipponen & Tarvainen: median of 11 intervals
 N_Q = 91  # Lipponen & Tarvainen: quartile deviation over 91 beats
@@ -189,7 +191,8 @@ PD_PREVR = 2  # the beat before it: R index
 PD_PREVCLS = 3  # ... its class
 PD_PREVRR = 4  # ... the interval that ended at it
 PD_PREVVALID = 5  # ... whether it may start an interval
-PD_FEAT = 6  # its features (N_FEAT values)
+PD_PREVNN = 6  # ... whether the interval that ended at it was an NN interval
+PD_FEAT = 7  # its features (N_FEAT values)
 
 # --- per-beat features (array feat, shape (n, N_FEAT)) ---------------------------------
 X_WIDTH = 0  # QRS width: RMS spread of its slope energy (samples)
@@ -542,10 +545,11 @@ def _rhythm_candidate(cands, ist, fst, prm):
 def _threshold(q, ref, prmf, ist):
     # L&T: alpha x quartile deviation over the window, floored (a perfectly regular rhythm
     # has QD 0, and RR is quantised to one sample)
-    floor = prmf[PF_THMIN] * ref
     if ist[I_NQ] < 8:
-        return floor
-    return max(prmf[PF_ALPHA] * _quartile_dev(q, ist[I_NQ]), floor)
+        # until the rhythm's own variability is known: a conservative prior (a beat must
+        # come 15 % early, by 10 % more than the previous interval, to count as premature)
+        return WARMUP_TH * ref
+    return max(prmf[PF_ALPHA] * _quartile_dev(q, ist[I_NQ]), prmf[PF_THMIN] * ref)
 
 
 @njit(cache=True)
@@ -596,8 +600,7 @@ def _classify(cand, r, corr, prmf, fst, ist, hist, x):
             th2 = _threshold(qm, ref, prmf, ist)
             x[X_DRR] = drr / th1
             x[X_MRR] = mrr / th2
-            # the thresholds need a history of the rhythm's own variability (8 NN beats)
-            if ist[I_NQ] >= 8 and x[X_MRR] < prmf[PF_PREM] and x[X_DRR] < -1.0:
+            if x[X_MRR] < prmf[PF_PREM] and x[X_DRR] < -1.0:
                 cls = CLS_ECTOPIC
     return cls
 
@@ -608,10 +611,14 @@ def _note_rhythm(r, cls, x, fst, ist, hist):
     # median and the L&T threshold windows: with frequent ectopy (10 % of beats give 20 %
     # of large dRR values) the quartiles of all beats would widen the thresholds until
     # ectopic beats pass for normal ones.
+    # dRR is a difference of two successive NN intervals: the NN interval after an
+    # ectopic beat minus the post-ectopic one is not sinus variability.
+    nn = False
     if ist[I_LASTVALID] == 1 and ist[I_PREVCLS] >= 0:
         rr_now = float(r - ist[I_LASTR])
         if cls == CLS_NORMAL and ist[I_PREVCLS] == CLS_NORMAL:
-            if ist[I_NNN] >= 3 and fst[F_PREVRR] > 0.0:
+            nn = True
+            if ist[I_NNN] >= 3 and ist[I_PREVNN] == 1:
                 ref = _median(hist[0], ist[I_NNN])
                 mrr = rr_now - ref
                 k = ist[I_QPOS]
@@ -628,6 +635,7 @@ def _note_rhythm(r, cls, x, fst, ist, hist):
         fst[F_PREVRR] = rr_now
     else:
         fst[F_PREVRR] = 0.0
+    ist[I_PREVNN] = 1 if nn else 0
 
 
 @njit(cache=True)
@@ -690,6 +698,7 @@ def _release(r_next, next_odd, now, prmf, fst, ist, hist, pend, out, npk):
             ist[I_LASTR] = np.int64(pend[PD_PREVR])
             ist[I_PREVCLS] = np.int64(pend[PD_PREVCLS])
             fst[F_PREVRR] = pend[PD_PREVRR]
+            ist[I_PREVNN] = np.int64(pend[PD_PREVNN])
     sim = pend[PD_SIM] if cls != CLS_ARTIFACT else np.nan
     return _emit(np.int64(pend[PD_R]), now, sim, cls, pend[PD_FEAT:], out, npk)
 
@@ -715,6 +724,7 @@ def _accept(
     prev_cls = ist[I_PREVCLS]
     prev_rr = fst[F_PREVRR]
     prev_valid = ist[I_LASTVALID]
+    prev_nn = ist[I_PREVNN]
     cls = _classify(cand, r, corr, prmf, fst, ist, hist, x)
     _note_rhythm(r, cls, x, fst, ist, hist)
     if cls == CLS_NORMAL and (ist[I_TMPL] == 0 or not odd):
@@ -755,6 +765,7 @@ def _accept(
         pend[PD_PREVCLS] = prev_cls
         pend[PD_PREVRR] = prev_rr
         pend[PD_PREVVALID] = prev_valid
+        pend[PD_PREVNN] = prev_nn
         for j in range(N_FEAT):
             pend[PD_FEAT + j] = x[j]
         ist[I_HASPEND] = 1

@@ -12,11 +12,15 @@ classifies each detection causally), and one rule does all three corrections. Fo
 normal beat, take the time ``D`` since the previous normal beat, artifacts ignored:
 
 * if ectopic beats lie between the two, the span holds ``k = round(D / ref)`` NN
-  intervals (at least 1), each ``D / k`` long. A PVC with a full compensatory pause
-  gives ``k = 2`` (the ectopic beat moved to the midpoint, as L&T do); an interpolated
-  PVC ``k = 1``;
+  intervals (at least 1; 2 for a PVC with a full compensatory pause, 1 for an
+  interpolated PVC), placed at even spacing (NeuroKit2's implementation moves the
+  ectopic beat to the midpoint). Their value is ``ref``, the interval interpolated from
+  the neighbouring NN intervals, as Kubios replaces artefact intervals by interpolated
+  ones (causally, the past neighbours are what is known). ``D / k`` would be wrong: an
+  APC that resets the sinus node leaves a span of 1.6-1.9 ``ref``, and ``D / 2`` would
+  add 5-10 bpm;
 * with no beat between, an interval of ``k = 2`` reference intervals (within
-  ``missed_tolerance``) holds one missed beat, inserted at the midpoint (L&T:
+  ``tolerance``) holds one missed beat, inserted at the midpoint (L&T:
   ``|RR / 2 - medRR| < Th2``), but only for an isolated long interval: when the next one
   is long as well the rhythm has changed (a 2:1 block, a real slowing), and it is
   believed. A longer pause is never filled (it may be asystole);
@@ -81,9 +85,9 @@ class NNCorrector:
     ----------
     median_beats : int
         Number of recent NN intervals whose median is the reference (L&T: 11).
-    missed_tolerance : float
-        A span of ``k >= 2`` reference intervals counts as missed beats when ``D / k`` is
-        within this fraction of the reference (default 0.2).
+    tolerance : float
+        Relative distance of ``D / 2`` from the reference within which a long interval
+        counts as a missed beat (default 0.1; L&T's Th2 is typically 5-10 % of the RR).
     max_missed : int
         At most this many missed beats are inserted into one span (default 1, as L&T's
         ``RR / 2`` test); a longer span is a pause, and stays one.
@@ -93,17 +97,15 @@ class NNCorrector:
     Causal: the result for a beat depends on the beats before it only.
     """
 
-    def __init__(
-        self, median_beats: int = 11, missed_tolerance: float = 0.2, max_missed: int = 1
-    ) -> None:
+    def __init__(self, median_beats: int = 11, tolerance: float = 0.1, max_missed: int = 1) -> None:
         if int(median_beats) < 1:
             raise SignalError(f"median_beats must be >= 1, got {median_beats}")
-        if not 0.0 < missed_tolerance < 0.5:
-            raise SignalError(f"missed_tolerance must be within (0, 0.5), got {missed_tolerance}")
+        if not 0.0 < tolerance < 0.5:
+            raise SignalError(f"tolerance must be within (0, 0.5), got {tolerance}")
         if int(max_missed) < 0:
             raise SignalError(f"max_missed must be >= 0, got {max_missed}")
         self.median_beats = int(median_beats)
-        self.missed_tolerance = float(missed_tolerance)
+        self.tolerance = float(tolerance)
         self.max_missed = int(max_missed)
         self.reset()
 
@@ -155,19 +157,25 @@ class NNCorrector:
         span = int(index) - prev
         ref = self.reference()
         k = 1
+        nn = float("nan")
         if ectopic:
+            # the span's length is sinus time only by luck (full compensatory pause):
+            # its intervals take the value interpolated from the neighbouring NN
             k = max(1, round(span / ref)) if np.isfinite(ref) else ectopic + 1
+            if np.isfinite(ref):
+                nn = ref
             long_ = False
         else:
             long_ = False
             if np.isfinite(ref):
                 kk = round(span / ref)
                 if 2 <= kk <= self.max_missed + 1:
-                    long_ = abs(span / kk - ref) < self.missed_tolerance * ref
+                    long_ = abs(span / kk - ref) < self.tolerance * ref
                     if long_ and not self._long:
                         k = kk
         self._long = long_
-        nn = span / k
+        if not np.isfinite(nn):
+            nn = span / k
         # the reference learns the raw interval when a long one is believed, so that a
         # real change of rhythm is followed within a few beats
         self._hist.append(float(span) if long_ and k == 1 else nn)
@@ -277,7 +285,7 @@ def correct_rr(
             continue
         start = float(i) - res.span
         for j in range(1, res.k + 1):
-            pos.append(start + j * res.nn)
+            pos.append(start + j * res.span / res.k)  # evenly spaced in the span
             nn.append(res.nn * 1e3 / fs)
             cor.append(res.corrected)
         if res.n_ectopic == 0:
