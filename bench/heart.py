@@ -17,7 +17,8 @@ R peak to the end of the chunk in which the beat is reported (p50/p95).
 Fiducials per beat class: |detection - reference| in ms (median, p95), reference = the
 annotation (MIT-BIH 100: N, A, V) or the generator's truth (the dominant deflection's
 extremum: ``devices/sim/arrhythmia.py``, ``--seeds`` x 2 min at 360 Hz, 6 PVCs and 6 APCs
-per minute, upright and inverted lead; classes N, S = APC, V = PVC). A beat counts as
+per minute; upright lead, inverted lead, and wide PVCs with a tall discordant T wave,
+``WIDE_PVC``; classes N, S = APC, V = PVC). A beat counts as
 found within 150 ms; ``>50ms`` counts found beats marked more than 50 ms away.
 
 Steps and motion (not beats): F1 and false beats on the generator with baseline steps
@@ -33,8 +34,8 @@ premature beat "longshort" and the next one "ectopic"); a normal beat counts as 
 flagged when neither it nor the beat before it is a true ectopic beat.
 
 Corrected heart rate: 4 Hz HR against the generator's sinus rate (``60 / sinus RR`` of
-the interval ending at each beat, linear between beats), from 5 s after the start to 2 s before the end, with frequent and with
-sparse ectopy. stimloop:
+the interval ending at each beat, linear between beats), from 5 s after the start to
+2 s before the end, with frequent and with sparse ectopy. stimloop:
 ``resample_corrected_hr`` (linear) on its own causal beats and classes, and the live
 ``HeartRate`` series (zero-order hold at confirmation); NeuroKit2: ``signal_fixpeaks``
 (Kubios) on the true R peaks, HR from the corrected peaks, linear; and the uncorrected HR
@@ -101,6 +102,10 @@ METHODS = [
 ]
 #: NeuroKit2 methods that have their own cleaning method of the same name.
 OWN_CLEANER = {"neurokit", "pantompkins1985", "hamilton2002", "elgendi2010", "engzeemod2012"}
+
+#: Wide PVCs (QRS 170-240 ms, 1.4-2.2 mV) with a discordant T wave 1-1.5 x as tall: where
+#: a fiducial can land on the deep S/T deflection 150 ms after the R peak.
+WIDE_PVC = {"pvc_widening": (2.5, 3.5), "pvc_mv": (1.4, 2.2), "pvc_t_ratio": (1.0, 1.5)}
 
 #: A detector under test: (ecg, fs, blank mask or None) -> (indices, classes).
 Detector = Callable[[np.ndarray, float, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
@@ -270,13 +275,16 @@ def fiducials(det: Detector, name: str, x, ref, sym, seeds) -> list[dict]:
             rows.append(
                 _class_row(f"MIT-BIH 100 {lname}", name, c, np.abs(off[sym == c]) / FS * 1e3)
             )
-    for invert in (False, True):
+    for data, kw in (
+        ("sim upright lead", {}),
+        ("sim inverted lead", {"invert": True}),
+        ("sim wide PVC, tall T", WIDE_PVC),
+    ):
         pooled: dict[str, list[float]] = {c: [] for c in ("N", "S", "V")}
-        for y, tr in sim_records(seeds, pvc_per_min=6, apc_per_min=6, invert=invert):
+        for y, tr in sim_records(seeds, pvc_per_min=6, apc_per_min=6, **kw):
             off, _ = match(beats_of(det, y, FS), tr.r_index, tol)
             for c in pooled:
                 pooled[c].extend(np.abs(off[tr.beat_class == c]) / FS * 1e3)
-        data = f"sim {'inverted' if invert else 'upright'} lead"
         for c, o in pooled.items():
             rows.append(_class_row(data, name, c, np.asarray(o)))
     return rows

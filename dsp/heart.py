@@ -1,19 +1,25 @@
-"""Heart: causal R-peak detection, beat-by-beat heart rate and rolling HRV.
+"""Heart: causal R-peak detection, beat classes, beat-by-beat heart rate and rolling HRV.
 
 The R-peak detector is a low-latency member of the Pan–Tompkins family (Pan and
 Tompkins 1985; Hamilton and Tompkins 1986); the kernel and every departure from the
-papers are documented in :mod:`stimloop.dsp.qrs`. :func:`detect_rpeaks` and
+papers are documented in :mod:`stimloop.dsp.qrs`. It marks each beat at the extremum of
+its dominant QRS deflection (wide ventricular beats included), reports baseline steps
+and spikes as artifacts rather than beats, classes every beat normal or ectopic as it
+goes (after Lipponen and Tarvainen 2019, made causal), and can blank samples around
+stimulation pulses. :func:`detect_beats`, :func:`detect_rpeaks` and
 :class:`RPeakDetector` run the same numba kernel with the same explicit state, so the
 whole-array result equals the chunked one for any chunking, by construction.
 
 Heart rate and HRV follow the Task Force of the ESC and NASPE (1996), "Heart rate
 variability: standards of measurement, physiological interpretation and clinical use",
-Circulation 93:1043-1065 (RMSSD, SDNN of normal-to-normal intervals). Implausible
-intervals (outside 0.25-2.5 s, or more than 30% from the running median; in the spirit
-of Berntson GG, Quigley KS, Jang JF, Boysen ST (1990), "An approach to artifact
-identification: application to heart period data", Psychophysiology 27(5):586-598) are
-kept and flagged, never silently dropped or replaced. Beat-template similarity as a
-noise check follows Orphanidou et al. (2015), see :class:`HeartRate`.
+Circulation 93:1043-1065 (RMSSD, SDNN of normal-to-normal intervals). NN intervals are
+corrected for ectopic, extra and missed beats by :mod:`stimloop.dsp.rr` (Lipponen and
+Tarvainen 2019), live and offline alike. Implausible intervals (outside 0.25-2.5 s, or
+more than 30% from the running median; in the spirit of Berntson GG, Quigley KS, Jang
+JF, Boysen ST (1990), "An approach to artifact identification: application to heart
+period data", Psychophysiology 27(5):586-598) are kept and flagged, never silently
+dropped or replaced. Beat-template similarity as a noise check follows Orphanidou et al.
+(2015), see :class:`HeartRate`.
 """
 
 from __future__ import annotations
@@ -113,20 +119,26 @@ class RPeakDetector:
     drop : float
         An MWI peak is confirmed once the MWI falls below ``drop`` times its maximum
         (0.5-0.99); closer to 1 confirms sooner but is more sensitive to ripple.
+    max_blank_s : float
+        Longest blanked run (``update(blank=...)``) bridged by interpolation, in s
+        (default 0.1); a longer one is treated as missing data.
 
     Notes
     -----
-    Methods: Pan and Tompkins (1985), Hamilton and Tompkins (1986); see
-    :mod:`stimloop.dsp.qrs` for the rules and the changes made for latency.
+    Methods: Pan and Tompkins (1985), Hamilton and Tompkins (1986), Lipponen and
+    Tarvainen (2019) for the beat classes; see :mod:`stimloop.dsp.qrs` for the rules
+    and every change made.
 
-    Each reported index is the sample extremum of the ECG in the window that produced
-    the QRS: the maximum for an upright lead, the minimum for an inverted one (a complex
-    deflecting more than twice as far the other way, e.g. a negative PVC in an upright
-    lead, is marked at that larger extremum). Polarity is the sign of the dominant QRS
-    deflection, learnt in the first 2 s and tracked beat by beat (:attr:`polarity`).
-    A beat is typically confirmed 45-90 ms after its R wave, depending on QRS width
-    (``docs/heart.md``); beats recovered by search-back or by the learning phase are
-    confirmed later, still in time order.
+    Each reported index is the sample extremum of the dominant deflection in the core
+    of the QRS (the flanks of its main wave): the maximum for an upright lead, the
+    minimum for an inverted one (a complex deflecting more than twice as far the other
+    way, e.g. a negative PVC in an upright lead, is marked at that larger extremum).
+    Polarity is the sign of the dominant QRS deflection, learnt in the first 2 s and
+    tracked over normal beats (:attr:`polarity`). A normal beat is typically confirmed
+    40-60 ms after its R wave (``docs/heart.md``); a wide complex later, as its slope
+    lasts longer; an ectopic beat unlike the normal ones one beat later (held until the
+    next beat tells it from an extra detection); beats recovered by search-back or by
+    the learning phase later still. Detections are always reported in time order.
 
     Input samples that are NaN/inf, or flat (>= 100 ms of identical values: lead-off,
     saturation) are flagged in :attr:`last_bad` and skipped; detection restarts cleanly
@@ -182,7 +194,7 @@ class RPeakDetector:
         P[qrs.P_TPOST] = round(0.04 * fs)
         P[qrs.P_SBACK] = w + round(0.2 * fs)  # room for a wide ventricular QRS
         P[qrs.P_QUIET] = max(2, round(0.006 * fs))
-        P[qrs.P_GAP] = max(2, round(0.04 * fs))
+        P[qrs.P_GAP] = max(2, round(0.06 * fs))
         P[qrs.P_BASE] = max(2, round(0.02 * fs))
         P[qrs.P_TIMEOUT] = round(0.25 * fs)
         P[qrs.P_BLANKMAX] = max(1, round(self.max_blank_s * fs))

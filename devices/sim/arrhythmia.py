@@ -22,7 +22,7 @@ differently:
   Electrocardiography*, chapters on premature beats):
 
   - *PVC* (AAMI class V): premature (coupling 55-75 % of the sinus RR), no P wave, a wide
-    QRS (widths x2-3, 130-200 ms) of 1.5-2.8 mV, a large discordant T wave, and a full
+    QRS (widths x2-3, 130-200 ms, by default) of 1.5-2.8 mV, a large discordant T wave, and a full
     compensatory pause (the next sinus beat keeps its time, so the two intervals around
     the PVC sum to 2 RR).
     Two morphologies: *upright* (a tall wide R followed by a deep S and a deep
@@ -132,7 +132,14 @@ def _tachogram(n_beats: int, rr_mean_s: float, rr_sd_s: float, rng) -> np.ndarra
     return rr_mean_s + rr_sd_s * x
 
 
-def _wave_set(kind: str, variant: str, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _wave_set(
+    kind: str,
+    variant: str,
+    rng,
+    pvc_widening: tuple[float, float],
+    pvc_mv: tuple[float, float],
+    pvc_t_ratio: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Angles (rad), model amplitudes a_i and widths b_i (rad) of one beat's waves."""
     theta = np.deg2rad(_THETA_DEG)
     amp = _AMP_MV.copy()
@@ -143,23 +150,20 @@ def _wave_set(kind: str, variant: str, rng) -> tuple[np.ndarray, np.ndarray, np.
         theta[0] = np.deg2rad(-60.0)
         amp[2] *= rng.uniform(0.9, 1.05)
     elif kind == CLASS_PVC:
-        w = rng.uniform(2.0, 3.0)  # QRS widening: 130-200 ms
+        w = rng.uniform(*pvc_widening)  # QRS widening
         amp[0] = 0.0  # no P wave
         b[1:4] = _B[1:4] * w
         b[4] = 0.4 * rng.uniform(1.0, 1.3)
         if variant == "upright":
             # tall wide R, deep S, then a deep discordant ST-T 150-200 ms after R
             theta[1:] = np.deg2rad([-25.0, 0.0, 32.0, rng.uniform(60.0, 85.0)])
-            amp[1:] = [
-                -0.1,
-                rng.uniform(1.5, 2.8),
-                rng.uniform(-0.9, -0.5),
-                rng.uniform(-1.1, -0.6),
-            ]
+            r = rng.uniform(*pvc_mv)
+            amp[1:] = [-0.1, r, rng.uniform(-0.9, -0.5), -r * rng.uniform(*pvc_t_ratio)]
         else:
             # inverted: small initial r, deep wide QS, discordant positive T
             theta[1:] = np.deg2rad([-28.0, 0.0, 30.0, rng.uniform(70.0, 95.0)])
-            amp[1:] = [0.15, rng.uniform(-2.8, -1.5), 0.0, rng.uniform(0.5, 0.9)]
+            q = rng.uniform(*pvc_mv)
+            amp[1:] = [0.15, -q, 0.0, q * rng.uniform(*pvc_t_ratio)]
     return theta, _to_model(amp, b), b
 
 
@@ -184,6 +188,9 @@ def simulate_arrhythmia(
     pvc_per_min: float = 4.0,
     apc_per_min: float = 4.0,
     pvc_inverted: float = 0.5,
+    pvc_widening: tuple[float, float] = (2.0, 3.0),
+    pvc_mv: tuple[float, float] = (1.5, 2.8),
+    pvc_t_ratio: tuple[float, float] = (0.25, 0.5),
     steps_per_min: float = 0.0,
     motion_per_min: float = 0.0,
     motion_mv: float = 0.4,
@@ -210,6 +217,14 @@ def simulate_arrhythmia(
         ectopic beats in a row).
     pvc_inverted : float
         Fraction of PVCs with the inverted (QS) morphology; the rest are upright.
+    pvc_widening : tuple of float
+        Range of the factor on the QRS wave widths of a PVC (default 2-3: a QRS of
+        130-200 ms; 2.5-3.5 gives 170-240 ms).
+    pvc_mv : tuple of float
+        Range of the height of a PVC's dominant wave in mV.
+    pvc_t_ratio : tuple of float
+        Range of the height of a PVC's discordant T wave, as a fraction of its dominant
+        wave (opposite sign).
     steps_per_min : float
         Baseline steps per minute (0.5-3 mV, random sign; none within 120 ms of an R).
     motion_per_min : float
@@ -291,7 +306,7 @@ def simulate_arrhythmia(
     dom = np.zeros(times.size)  # time of the dominant wave centre
     pol = np.ones(times.size, np.int8)
     for j, (tr, kind, var, rrs) in enumerate(zip(times, kinds, variants, sinus, strict=True)):
-        theta, a, b = _wave_set(kind, var, rng)
+        theta, a, b = _wave_set(kind, var, rng, pvc_widening, pvc_mv, pvc_t_ratio)
         hrfact = np.sqrt(1.0 / rrs)  # sqrt(HR / 60)
         theta = theta * np.array([np.sqrt(hrfact), hrfact, 1.0, hrfact, hrfact])
         b = b * hrfact

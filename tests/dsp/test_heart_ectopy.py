@@ -106,6 +106,28 @@ def test_simulated_pvcs_and_apcs_are_marked_at_their_r_peak_and_classed(fs, inve
     assert np.mean(np.asarray(got[CLASS_NORMAL]) != BEAT_NORMAL) <= 0.01
 
 
+def test_wide_pvcs_with_a_tall_t_wave_are_not_marked_on_their_st_segment():
+    """Wide PVCs (170-240 ms) whose discordant T wave is as tall as the QRS: the case in
+    which the fiducial landed on the deep S/T deflection 150 ms after the R peak."""
+    fs = 360.0
+    found = []
+    for seed in range(4):
+        x, tr = simulate_arrhythmia(
+            120.0, fs, seed=seed, pvc_per_min=6, apc_per_min=0,
+            pvc_widening=(2.5, 3.5), pvc_mv=(1.4, 2.2), pvc_t_ratio=(1.0, 1.5),
+        )  # fmt: skip
+        idx, cls = detect_beats(x, fs)
+        beats = idx[cls != BEAT_ARTIFACT]
+        off, _ = nearest(beats, tr.r_index, round(0.2 * fs))
+        v = off[tr.beat_class == CLASS_PVC]
+        assert np.all(np.abs(v[np.isfinite(v)]) <= round(0.02 * fs)), v
+        found += list(np.isfinite(v))
+        # and none of the T waves is taken for a beat
+        hit, _ = nearest(beats, tr.r_index, round(0.05 * fs))
+        assert beats.size - np.isfinite(hit).sum() <= 1
+    assert np.mean(found) >= 0.85
+
+
 @pytest.mark.parametrize("lead", [0, 1], ids=["MLII", "V5"])
 def test_mitbih_100_apcs_and_pvc_fiducials_and_classes(shared_data, lead):
     x, ann, sym = _mitbih(str(shared_data / "mitbih" / "100"))
