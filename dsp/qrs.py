@@ -1004,152 +1004,50 @@ def _quiet_needed(fst, prm):
 
 
 @njit(cache=True)
-def _sample(xv, idx, now, sos_bp, z_bp, ring_s, ring_d, ring_e, cands, rr, tmpl, hist,
-            pend, fst, ist, prm, prmf, out, npk, cand):  # fmt: skip
-    """Process one usable sample ``xv`` at absolute index ``idx``.
-
-    ``now`` is the index of the newest real sample: it differs from ``idx`` only while a
-    blanked stretch is bridged, and it is what a beat found now is confirmed at.
-    """
-    mask = prm[P_MASK]
-    w = prm[P_W]
-    fs = prmf[PF_FS]
-    drop = prmf[PF_DROP]
-    bp = _sos_step(sos_bp, z_bp, xv)
-    d = (bp - fst[F_BPPREV]) * fs
-    fst[F_BPPREV] = bp
-    ad = abs(d)
-    ring_s[idx & mask] = xv
-    ring_d[idx & mask] = ad
-    fst[F_ADS] += (ad - fst[F_ADS]) * prmf[PF_SMOOTHW]
-    e = d * d
-    ep = ist[I_EPOS]
-    fst[F_MWISUM] += e - ring_e[ep]
-    ring_e[ep] = e
-    ep += 1
-    if ep == w:
-        ep = 0
-        # exact re-sum once per window so rounding never accumulates
-        acc = 0.0
-        for j in range(w):
-            acc += ring_e[j]
-        fst[F_MWISUM] = acc
-    ist[I_EPOS] = ep
-    mwi = fst[F_MWISUM] / w
-
-    if ist[I_OPEN] == 1:
-        # a second MWI hump while the slope lasts belongs to the same (wide) QRS
-        if mwi > fst[F_OA]:
-            fst[F_OA] = mwi
-            ist[I_OP] = idx
-        if ad > fst[F_OMAXD]:
-            fst[F_OMAXD] = ad
-        if fst[F_ADS] >= max(prmf[PF_THETA] * fst[F_OMAXD], NOISE_FACTOR * fst[F_DNOISE]):
-            ist[I_QUIET] = 0
-        else:
-            ist[I_QUIET] += 1
-        if ad >= max(prmf[PF_THETA] * fst[F_OMAXD], NOISE_FACTOR * fst[F_DNOISE]):
-            v = ad * ad
-            t = idx - ist[I_OLO]
-            fst[F_E0] += v
-            fst[F_E1] += v * t
-            fst[F_E2] += v * t * t
-
-    else:
-        # clipped at twice the floor once it has settled (after one time constant), so
-        # the QRS slopes before its MWI peak hardly count
-        nf = fst[F_DNOISE]
-        settled = ist[I_NOISEN] * prmf[PF_NOISEW] >= 1.0
-        v = min(ad, 2.0 * nf) if settled else ad
-        fst[F_DNOISE] = nf + (v - nf) * prmf[PF_NOISEW]
-        if not settled:
-            ist[I_NOISEN] += 1
-    # hysteresis peak detector on the MWI
-    if ist[I_RISING] == 1:
-        if mwi > fst[F_SEGMAX]:
-            fst[F_SEGMAX] = mwi
-            ist[I_SEGMAXIDX] = idx
-        elif mwi < drop * fst[F_SEGMAX]:
-            ist[I_RISING] = 0
-            fst[F_SEGMIN] = mwi
-            if idx >= ist[I_BLANK] and ist[I_OPEN] == 0:
-                _open_qrs(idx, prm, prmf, fst, ist, ring_d)
-    else:
-        if mwi < fst[F_SEGMIN]:
-            fst[F_SEGMIN] = mwi
-        elif mwi > fst[F_SEGMIN] / drop and mwi > 0.0:
-            ist[I_RISING] = 1
-            fst[F_SEGMAX] = mwi
-            ist[I_SEGMAXIDX] = idx
-
-    # Close the open QRS once its slope has stayed low for 0.6 x the RMS spread of its
-    # slope energy (at least P_QUIET): a narrow QRS closes a few ms after its last slope,
-    # while the slope pause at the nadir of a wide ventricular complex (about 0.25 x its
-    # RMS spread) does not split it in two. A QRS is closed anyway after P_TIMEOUT.
-    if ist[I_OPEN] == 1 and (
-        (ist[I_QUIET] >= _quiet_needed(fst, prm) and mwi < drop * fst[F_OA])
-        or idx - ist[I_OP] >= prm[P_TIMEOUT]
-    ):
-        ist[I_OPEN] = 0
-        cand[C_P] = ist[I_OP]
-        cand[C_A] = fst[F_OA]
-        _locate(ring_s, ring_d, prm, prmf, ist[I_OLO], idx, fst[F_DNOISE], cand)
-        if ist[I_MODE] == 0:
-            _store(cands, ist, cand)
-        else:
-            npk = _decide(
-                cand, idx, now, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend, out, npk
-            )
-
+def _close_qrs(idx, now, prm, prmf, fst, ist, cands, rr, ring_s, ring_d, tmpl, hist, pend,
+               out, npk, cand):  # fmt: skip
+    # the open complex is complete: locate its R and features, then decide or store it
+    ist[I_OPEN] = 0
+    cand[C_P] = ist[I_OP]
+    cand[C_A] = fst[F_OA]
+    _locate(ring_s, ring_d, prm, prmf, ist[I_OLO], idx, fst[F_DNOISE], cand)
     if ist[I_MODE] == 0:
-        if idx >= ist[I_LEARNEND] and ist[I_OPEN] == 0:
-            npk = _end_learning(
-                idx, now, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend, out, npk
-            )
+        _store(cands, ist, cand)
         return npk
-    # search-back for a missed beat
-    if ist[I_SBDONE] == 0 and ist[I_LASTVALID] == 1 and ist[I_NRR] > 0:
-        if idx - ist[I_LASTR] > 1.66 * fst[F_RRMED]:
-            thr2 = 0.5 * (fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI]))
-            best = -1
-            abest = thr2
-            for j in range(ist[I_NCAND]):
-                rj = _r_index(cands[j], fst)
-                if cands[j, C_ART] != 0.0:
-                    continue  # a step or spike; only the rhythm-guided stage may use it
-                if rj - ist[I_LASTR] >= prm[P_TWAVE] and cands[j, C_A] > abest:
-                    abest = cands[j, C_A]
-                    best = j
-            if best < 0 and _rr_regular(rr, ist[I_NRR], fst[F_RRMED]):
-                best = _rhythm_candidate(cands, ist, fst, prm)
-            if best >= 0:
-                for j in range(N_C):
-                    cand[j] = cands[best, j]
-                # keep only the candidates after the recovered beat
-                nrem = ist[I_NCAND] - best - 1
-                for j in range(nrem):
-                    for c in range(N_C):
-                        cands[j, c] = cands[best + 1 + j, c]
-                ist[I_NCAND] = nrem
-                npk = _accept(
-                    cand, True, idx, now, prm, prmf, fst, ist, rr, ring_s, tmpl, hist, pend,
-                    out, npk,
-                )  # fmt: skip
-            else:
-                ist[I_SBDONE] = 1
-    # lost: no beat for too long -> learn again
-    lost = prm[P_LOST]
-    if ist[I_NRR] > 0 and 3.0 * fst[F_RRMED] > lost:
-        lost = np.int64(3.0 * fst[F_RRMED])
-    if idx - ist[I_ALIVE] > lost:
-        if ist[I_HASPEND] == 1:
-            npk = _release(-1, True, now, prmf, fst, ist, hist, pend, out, npk)
-        ist[I_MODE] = 0
-        ist[I_LEARNEND] = idx + prm[P_LEARN]
-        ist[I_NCAND] = 0
-        ist[I_LASTVALID] = 0
-        ist[I_PREVCLS] = -1
-    return npk
+    return _decide(
+        cand, idx, now, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend, out, npk
+    )
+
+
+@njit(cache=True)
+def _search_back(idx, now, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend, out, npk,
+                 cand):  # fmt: skip
+    """Search-back for a missed beat, once 1.66 x the median RR has passed without one."""
+    thr2 = 0.5 * (fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI]))
+    best = -1
+    abest = thr2
+    for j in range(ist[I_NCAND]):
+        rj = _r_index(cands[j], fst)
+        if cands[j, C_ART] != 0.0:
+            continue  # a step or spike; only the rhythm-guided stage may use it
+        if rj - ist[I_LASTR] >= prm[P_TWAVE] and cands[j, C_A] > abest:
+            abest = cands[j, C_A]
+            best = j
+    if best < 0 and _rr_regular(rr, ist[I_NRR], fst[F_RRMED]):
+        best = _rhythm_candidate(cands, ist, fst, prm)
+    if best < 0:
+        ist[I_SBDONE] = 1
+        return npk
+    for j in range(N_C):
+        cand[j] = cands[best, j]
+    # keep only the candidates after the recovered beat
+    nrem = ist[I_NCAND] - best - 1
+    for j in range(nrem):
+        for c in range(N_C):
+            cands[j, c] = cands[best + 1 + j, c]
+    ist[I_NCAND] = nrem
+    return _accept(cand, True, idx, now, prm, prmf, fst, ist, rr, ring_s, tmpl, hist, pend, out,
+                   npk)  # fmt: skip
 
 
 @njit(cache=True)
@@ -1203,6 +1101,10 @@ def qrs_kernel(
     npk = 0
     out = (peaks, dec, sim, cls, feat)
     cand = np.zeros(N_C)
+    mask = prm[P_MASK]
+    w = prm[P_W]
+    fs = prmf[PF_FS]
+    drop = prmf[PF_DROP]
     for k in range(x.shape[0]):
         xv = x[k]
         nabs = ist[I_N]
@@ -1237,19 +1139,135 @@ def qrs_kernel(
             if ist[I_HASPEND] == 1:
                 npk = _release(-1, True, nabs, prmf, fst, ist, hist, pend, out, npk)
             _restart(xv, nabs, zi_bp, z_bp, ring_e, fst, ist, prm)
+        # the bridged samples of a blanked run (if any), then this one
         m = ist[I_PEND]
-        if m > 0:
-            x0 = fst[F_LASTX]
-            for j in range(m):
-                xi = x0 + (xv - x0) * (j + 1) / (m + 1)
-                npk = _sample(
-                    xi, nabs - m + j, nabs, sos_bp, z_bp, ring_s, ring_d, ring_e, cands, rr,
-                    tmpl, hist, pend, fst, ist, prm, prmf, out, npk, cand,
-                )  # fmt: skip
-            ist[I_PEND] = 0
+        x0 = fst[F_LASTX]
+        ist[I_PEND] = 0
         fst[F_LASTX] = xv
-        npk = _sample(
-            xv, nabs, nabs, sos_bp, z_bp, ring_s, ring_d, ring_e, cands, rr, tmpl, hist,
-            pend, fst, ist, prm, prmf, out, npk, cand,
-        )  # fmt: skip
+        for jj in range(m + 1):
+            if jj < m:
+                xi = x0 + (xv - x0) * (jj + 1) / (m + 1)
+                idx = nabs - m + jj
+            else:
+                xi = xv
+                idx = nabs
+            # --- one usable sample xi at absolute index idx; ``nabs`` is the newest real
+            # sample, what a beat found now is confirmed at (the per-sample work stays in
+            # this loop: a call per sample with all the state arrays costs 8x the work)
+            bp = _sos_step(sos_bp, z_bp, xi)
+            d = (bp - fst[F_BPPREV]) * fs
+            fst[F_BPPREV] = bp
+            ad = abs(d)
+            ring_s[idx & mask] = xi
+            ring_d[idx & mask] = ad
+            fst[F_ADS] += (ad - fst[F_ADS]) * prmf[PF_SMOOTHW]
+            e = d * d
+            ep = ist[I_EPOS]
+            fst[F_MWISUM] += e - ring_e[ep]
+            ring_e[ep] = e
+            ep += 1
+            if ep == w:
+                ep = 0
+                # exact re-sum once per window so rounding never accumulates
+                acc = 0.0
+                for j in range(w):
+                    acc += ring_e[j]
+                fst[F_MWISUM] = acc
+            ist[I_EPOS] = ep
+            mwi = fst[F_MWISUM] / w
+
+            if ist[I_OPEN] == 1:
+                # a second MWI hump while the slope lasts belongs to the same (wide) QRS
+                if mwi > fst[F_OA]:
+                    fst[F_OA] = mwi
+                    ist[I_OP] = idx
+                if ad > fst[F_OMAXD]:
+                    fst[F_OMAXD] = ad
+                thr = max(prmf[PF_THETA] * fst[F_OMAXD], NOISE_FACTOR * fst[F_DNOISE])
+                if fst[F_ADS] >= thr:
+                    ist[I_QUIET] = 0
+                else:
+                    ist[I_QUIET] += 1
+                if ad >= thr:
+                    v = ad * ad
+                    t = idx - ist[I_OLO]
+                    fst[F_E0] += v
+                    fst[F_E1] += v * t
+                    fst[F_E2] += v * t * t
+            else:
+                # clipped at twice the floor once it has settled (after one time
+                # constant), so the QRS slopes before its MWI peak hardly count
+                nf = fst[F_DNOISE]
+                settled = ist[I_NOISEN] * prmf[PF_NOISEW] >= 1.0
+                v = min(ad, 2.0 * nf) if settled else ad
+                fst[F_DNOISE] = nf + (v - nf) * prmf[PF_NOISEW]
+                if not settled:
+                    ist[I_NOISEN] += 1
+            # hysteresis peak detector on the MWI
+            if ist[I_RISING] == 1:
+                if mwi > fst[F_SEGMAX]:
+                    fst[F_SEGMAX] = mwi
+                    ist[I_SEGMAXIDX] = idx
+                elif mwi < drop * fst[F_SEGMAX]:
+                    ist[I_RISING] = 0
+                    fst[F_SEGMIN] = mwi
+                    if idx >= ist[I_BLANK] and ist[I_OPEN] == 0:
+                        if ist[I_MODE] == 1 and fst[F_SEGMAX] < 0.5 * fst[F_NPKI]:
+                            # a ripple far below the noise level: no search-back stage
+                            # could ever take it (THR2 and the rhythm-guided stage need
+                            # more), so it only updates the noise level
+                            fst[F_NPKI] = 0.125 * fst[F_SEGMAX] + 0.875 * fst[F_NPKI]
+                        else:
+                            _open_qrs(idx, prm, prmf, fst, ist, ring_d)
+            else:
+                if mwi < fst[F_SEGMIN]:
+                    fst[F_SEGMIN] = mwi
+                elif mwi > fst[F_SEGMIN] / drop and mwi > 0.0:
+                    ist[I_RISING] = 1
+                    fst[F_SEGMAX] = mwi
+                    ist[I_SEGMAXIDX] = idx
+
+            # Close the open QRS once its slope has stayed low for 0.6 x the RMS spread
+            # of its slope energy (at least P_QUIET): a narrow QRS closes a few ms after
+            # its last slope, while the slope pause at the nadir of a wide ventricular
+            # complex (about 0.25 x its RMS spread) does not split it in two. A QRS is
+            # closed anyway after P_TIMEOUT.
+            if ist[I_OPEN] == 1 and (
+                (ist[I_QUIET] >= _quiet_needed(fst, prm) and mwi < drop * fst[F_OA])
+                or idx - ist[I_OP] >= prm[P_TIMEOUT]
+            ):
+                npk = _close_qrs(
+                    idx, nabs, prm, prmf, fst, ist, cands, rr, ring_s, ring_d, tmpl, hist,
+                    pend, out, npk, cand,
+                )  # fmt: skip
+
+            if ist[I_MODE] == 0:
+                if idx >= ist[I_LEARNEND] and ist[I_OPEN] == 0:
+                    npk = _end_learning(
+                        idx, nabs, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend,
+                        out, npk,
+                    )  # fmt: skip
+                continue
+            if (
+                ist[I_SBDONE] == 0
+                and ist[I_LASTVALID] == 1
+                and ist[I_NRR] > 0
+                and idx - ist[I_LASTR] > 1.66 * fst[F_RRMED]
+            ):
+                npk = _search_back(
+                    idx, nabs, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist, pend, out,
+                    npk, cand,
+                )  # fmt: skip
+            # lost: no beat for too long -> learn again
+            lost = prm[P_LOST]
+            if ist[I_NRR] > 0 and 3.0 * fst[F_RRMED] > lost:
+                lost = np.int64(3.0 * fst[F_RRMED])
+            if idx - ist[I_ALIVE] > lost:
+                if ist[I_HASPEND] == 1:
+                    npk = _release(-1, True, nabs, prmf, fst, ist, hist, pend, out, npk)
+                ist[I_MODE] = 0
+                ist[I_LEARNEND] = idx + prm[P_LEARN]
+                ist[I_NCAND] = 0
+                ist[I_LASTVALID] = 0
+                ist[I_PREVCLS] = -1
     return npk
