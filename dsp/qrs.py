@@ -24,14 +24,16 @@ What differs from the 1985 paper, and why:
   integer filters assume 200 Hz). All filters start in their steady state for the
   first sample, so there is no start-up transient.
 * A QRS is a *complex*, not a single MWI peak. The first MWI peak opens it; it stays
-  open while the band-passed slope lasts, and closes once the slope (smoothed over
-  4 ms) has stayed below 25 % of the complex's maximal slope, and below 3 x the slope
-  noise floor, for 0.6 x the RMS spread of the complex's slope energy (at least 6 ms).
-  A narrow QRS thus closes a few ms after its last slope, as the 1985 rule would have
-  it; a wide ventricular complex, whose MWI has two humps and whose slope pauses at
-  its nadir for about a quarter of its RMS spread, stays one complex. It closes anyway
-  250 ms after its largest MWI value. Its search window starts 200 ms + the MWI length
-  before the MWI peak, but never inside the last beat or artifact.
+  open while it goes on, and closes, once its MWI is falling, as soon as either its
+  dominant wave has come halfway back towards the level before the complex (a narrow
+  QRS: about 45 ms after R, as fast as the 1985 rule) or its band-passed slope
+  (smoothed over 4 ms) has stayed below 25 % of the complex's maximal slope, and below
+  3 x the slope noise floor, for 0.6 x the RMS spread of the complex's slope energy
+  (at least 6 ms). A wide ventricular complex, whose MWI has two humps and whose slope
+  pauses at its nadir for about a quarter of its RMS spread, thus stays one complex; a
+  step, which never comes back, closes by its slope. A complex closes anyway 250 ms
+  after its largest MWI value. Its search window starts 200 ms + the MWI length before
+  the MWI peak, but never inside the last beat or artifact.
 * The R-peak index is the extremum of the *dominant deflection* of the raw ECG, searched
   only in the *core* of the complex: the span around the largest band-passed slope
   where the slope stays above 50 % of that maximum (gaps of up to 60 ms bridged, since
@@ -146,7 +148,10 @@ F_E2 = 16  # open QRS: second moment
 F_DNOISE = 17  # band-passed slope noise floor outside QRS complexes (clipped EMA, 0.5 s)
 F_ADS = 18  # band-passed slope, smoothed over a few ms (EMA): what the QRS end is judged on
 F_WN2 = 19  # QRS width of the beats in the second template
-N_F = 20
+F_OBASE = 20  # open QRS: the level before it
+F_OHI = 21  # open QRS: its maximum so far
+F_OLOW = 22  # open QRS: its minimum so far
+N_F = 23
 
 # --- integer state (array ist) ---------------------------------------------------------
 I_N = 0  # absolute index of the next input sample
@@ -953,7 +958,7 @@ def _end_learning(nabs, now, prm, prmf, fst, ist, cands, rr, ring_s, tmpl, hist,
 
 
 @njit(cache=True)
-def _open_qrs(idx, prm, prmf, fst, ist, ring_d):
+def _open_qrs(idx, prm, prmf, fst, ist, ring_s, ring_d):
     # an MWI peak opens a QRS; it stays open while its slope lasts
     mask = prm[P_MASK]
     p = ist[I_SEGMAXIDX]
@@ -967,15 +972,18 @@ def _open_qrs(idx, prm, prmf, fst, ist, ring_d):
     ist[I_OP] = p
     fst[F_OA] = fst[F_SEGMAX]
     maxd = 0.0
+    imax = lo
     for j in range(lo, idx + 1):
         if ring_d[j & mask] > maxd:
             maxd = ring_d[j & mask]
+            imax = j
     fst[F_OMAXD] = maxd
+    thr = max(prmf[PF_THETA] * maxd, NOISE_FACTOR * fst[F_DNOISE])
     e0 = 0.0
     e1 = 0.0
     e2 = 0.0
     for j in range(lo, idx + 1):
-        if ring_d[j & mask] < max(prmf[PF_THETA] * maxd, NOISE_FACTOR * fst[F_DNOISE]):
+        if ring_d[j & mask] < thr:
             continue  # only the slope of the complex itself, not noise far from it
         v = ring_d[j & mask] ** 2
         e0 += v
@@ -986,10 +994,44 @@ def _open_qrs(idx, prm, prmf, fst, ist, ring_d):
     fst[F_E2] = e2
     q = 0
     j = idx
-    while j >= lo and ring_d[j & mask] < max(prmf[PF_THETA] * maxd, NOISE_FACTOR * fst[F_DNOISE]):
+    while j >= lo and ring_d[j & mask] < thr:
         q += 1
         j -= 1
     ist[I_QUIET] = q
+    # the level before the complex and its extremes so far, for the early close
+    qs, _ = _span(ring_d, mask, lo, idx, imax, thr, prm[P_GAP])
+    g = prm[P_REFINE]
+    pre = max(lo, qs - g)
+    bl = max(lo, pre - prm[P_BASE])
+    base = ring_s[pre & mask]
+    if pre > bl:
+        base = 0.0
+        for j in range(bl, pre):
+            base += ring_s[j & mask]
+        base /= pre - bl
+    fst[F_OBASE] = base
+    hi_v = base
+    lo_v = base
+    for j in range(pre, idx + 1):
+        hi_v = max(hi_v, ring_s[j & mask])
+        lo_v = min(lo_v, ring_s[j & mask])
+    fst[F_OHI] = hi_v
+    fst[F_OLOW] = lo_v
+
+
+@njit(cache=True)
+def _turned_back(fst, xi):
+    """True once the signal has come halfway back from the complex's dominant extremum.
+
+    The dominant wave of the complex has then turned: a narrow QRS is complete enough to
+    locate its R (~45 ms after it), while a wide complex still on its way to its nadir,
+    or rising from it, is not. A step never turns back.
+    """
+    up = fst[F_OHI] - fst[F_OBASE]
+    dn = fst[F_OBASE] - fst[F_OLOW]
+    if up >= dn:
+        return up > 0.0 and fst[F_OHI] - xi >= 0.5 * up
+    return fst[F_OLOW] - xi <= -0.5 * dn
 
 
 @njit(cache=True)
@@ -1177,6 +1219,10 @@ def qrs_kernel(
             mwi = fst[F_MWISUM] / w
 
             if ist[I_OPEN] == 1:
+                if xi > fst[F_OHI]:
+                    fst[F_OHI] = xi
+                if xi < fst[F_OLOW]:
+                    fst[F_OLOW] = xi
                 # a second MWI hump while the slope lasts belongs to the same (wide) QRS
                 if mwi > fst[F_OA]:
                     fst[F_OA] = mwi
@@ -1218,7 +1264,7 @@ def qrs_kernel(
                             # more), so it only updates the noise level
                             fst[F_NPKI] = 0.125 * fst[F_SEGMAX] + 0.875 * fst[F_NPKI]
                         else:
-                            _open_qrs(idx, prm, prmf, fst, ist, ring_d)
+                            _open_qrs(idx, prm, prmf, fst, ist, ring_s, ring_d)
             else:
                 if mwi < fst[F_SEGMIN]:
                     fst[F_SEGMIN] = mwi
@@ -1227,13 +1273,16 @@ def qrs_kernel(
                     fst[F_SEGMAX] = mwi
                     ist[I_SEGMAXIDX] = idx
 
-            # Close the open QRS once its slope has stayed low for 0.6 x the RMS spread
-            # of its slope energy (at least P_QUIET): a narrow QRS closes a few ms after
-            # its last slope, while the slope pause at the nadir of a wide ventricular
-            # complex (about 0.25 x its RMS spread) does not split it in two. A QRS is
-            # closed anyway after P_TIMEOUT.
+            # Close the open QRS, once its MWI falls, when its dominant wave has come
+            # halfway back (a narrow QRS, ~45 ms after R) or its slope has stayed low for
+            # 0.6 x the RMS spread of its slope energy (at least P_QUIET; the slope pause
+            # at the nadir of a wide ventricular complex, about 0.25 x its RMS spread,
+            # does not split it in two). A QRS is closed anyway after P_TIMEOUT.
             if ist[I_OPEN] == 1 and (
-                (ist[I_QUIET] >= _quiet_needed(fst, prm) and mwi < drop * fst[F_OA])
+                (
+                    mwi < drop * fst[F_OA]
+                    and (ist[I_QUIET] >= _quiet_needed(fst, prm) or _turned_back(fst, xi))
+                )
                 or idx - ist[I_OP] >= prm[P_TIMEOUT]
             ):
                 npk = _close_qrs(
