@@ -35,11 +35,11 @@ flagged when neither it nor the beat before it is a true ectopic beat.
 
 Corrected heart rate: 4 Hz HR against the generator's sinus rate (``60 / sinus RR`` of
 the interval ending at each beat, linear between beats), from 5 s after the start to
-2 s before the end, with frequent and with sparse ectopy. stimloop:
-``resample_corrected_hr`` (linear) on its own causal beats and classes, and the live
-``HeartRate`` series (zero-order hold at confirmation); NeuroKit2: ``signal_fixpeaks``
-(Kubios) on the true R peaks, HR from the corrected peaks, linear; and the uncorrected HR
-of the true R peaks.
+2 s before the end, with frequent and with sparse ectopy (``valid``: the fraction of
+grid samples with a value). stimloop: ``resample_corrected_hr`` (linear) on its own
+causal beats and classes, and the live ``HeartRate`` series (zero-order hold at
+confirmation); NeuroKit2: ``signal_fixpeaks`` (Kubios) on the true R peaks, HR from the
+corrected peaks, linear; and the uncorrected HR of the true R peaks.
 
 TMS trains: the generator's ECG (2 PVCs and 2 APCs per minute) with 10 Hz trains (5 s
 on, 11 s off) of injected TMS artifacts (``tms_artifacts``: 8 mV spikes, 1.5 mV decay of
@@ -459,11 +459,13 @@ def hr_rows(seeds: list[int], rate: float) -> list[dict]:
     rows = []
     for name, e in errs.items():
         a = np.abs(np.concatenate(e))
-        a = a[np.isfinite(a)]
+        valid = np.isfinite(a)
+        a = a[valid]
         rows.append(
             {
                 "ectopy": f"{rate:g} PVC + {rate:g} APC /min",
                 "method": name,
+                "valid_fraction": float(valid.mean()),
                 "mae_bpm": float(np.mean(a)),
                 "p95_bpm": float(np.percentile(a, 95)),
                 "max_bpm": float(np.max(a)),
@@ -640,11 +642,11 @@ def print_report(result: dict) -> None:
         )
     if "hr" in result:
         print("\nHeart rate at 4 Hz against the sinus rate")
-        print(f"{'ectopy':<22}{'method':<48}{'MAE bpm':>9}{'p95':>7}{'max':>7}")
+        print(f"{'ectopy':<22}{'method':<48}{'valid':>7}{'MAE bpm':>9}{'p95':>7}{'max':>7}")
         for r in result["hr"]:
             print(
-                f"{r['ectopy']:<22}{r['method']:<48}{r['mae_bpm']:>9.2f}{r['p95_bpm']:>7.2f}"
-                f"{r['max_bpm']:>7.1f}"
+                f"{r['ectopy']:<22}{r['method']:<48}{r['valid_fraction']:>7.3f}"
+                f"{r['mae_bpm']:>9.2f}{r['p95_bpm']:>7.2f}{r['max_bpm']:>7.1f}"
             )
     print("\nR peaks during 10 Hz TMS trains (5 s on, 11 s off), injected artifacts")
     print(
