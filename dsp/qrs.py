@@ -56,8 +56,9 @@ What differs from the 1985 paper, and why:
   the arrhythmia generator, <= 0.27 for 95 % of the generator's steps). A complex
   narrower than 12 ms (its 25 % slope span) is a spike (a stimulation artifact). Above
   THR1 such a complex is reported as an *artifact* detection (one per 200 ms) and kept
-  out of every threshold, interval and template; below it, it is a noise peak that only the rhythm-guided search-back may use (the
-  shape of a QRS shrunk to noise level tells nothing).
+  out of every threshold, interval and template; below it, it is a noise peak that
+  only the rhythm-guided search-back may use (the shape of a QRS shrunk to noise level
+  tells nothing).
 * Each beat is classed normal or ectopic when it is accepted (see :func:`_classify`):
   by its rhythm (a causal reading of Lipponen and Tarvainen 2019) and its shape (width
   and correlation with the normal-beat template). An ectopic-looking complex unlike the
