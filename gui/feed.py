@@ -29,6 +29,7 @@ import numpy as np
 import pylsl
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from stimloop.dsp.heart import BEAT_ARTIFACT
 from stimloop.dsp.series import value_at
 from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import Inlet, MarkerInlet
@@ -496,6 +497,8 @@ class LiveFeed:
                         break
 
     def _on_beat(self, msg: dict, t: float) -> None:
+        if msg.get("beat_class") == BEAT_ARTIFACT:  # a step or spike, not a heartbeat
+            return
         with self.markers.lock:
             self.markers.beats_t.append(t)  # the marker is stamped at the R peak
 

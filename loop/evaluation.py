@@ -19,6 +19,7 @@ import numpy as np
 
 from stimloop.dsp.circular import phase_error_stats
 from stimloop.dsp.eda_score import score_scrs
+from stimloop.dsp.heart import BEAT_ARTIFACT
 from stimloop.dsp.series import value_at
 
 if TYPE_CHECKING:
@@ -91,12 +92,17 @@ def beat_scores(t_true: np.ndarray, beats: dict[str, np.ndarray],
     t_true : ndarray
         True R-peak times, s.
     beats : dict of ndarray
-        ``t`` (R peak, s), ``confirmed_t`` (s) and ``hr_bpm`` of the detected beats.
+        ``t`` (R peak, s), ``confirmed_t`` (s) and ``hr_bpm`` of the detections, and
+        optionally ``beat_class``: detections of class 2 (artifacts, see
+        :data:`stimloop.dsp.heart.BEAT_ARTIFACT`) are not beats and are left out.
     span : (float, float)
         Only beats in ``[lo, hi]`` count, true and detected alike, so
         ``beats_detected = true_positives + false_positives``.
     """
     lo, hi = span
+    if "beat_class" in beats:
+        is_beat = np.asarray(beats["beat_class"]) != BEAT_ARTIFACT
+        beats = {k: np.asarray(v)[is_beat] for k, v in beats.items()}
     t_det = np.asarray(beats["t"], float)
     ti, di = _match(t_true, t_det, BEAT_TOLERANCE_S)
     in_true = (t_true >= lo) & (t_true <= hi)

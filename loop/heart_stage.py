@@ -6,11 +6,13 @@ catalog's (:mod:`stimloop.loop.catalog`) streams:
 =================================  ==========================================================
 source_id                          content
 =================================  ==========================================================
-``{prefix}-heart-beats``           one marker per R peak, stamped at the R peak (LSL s);
-                                   text is JSON: ``{"index", "ibi_ms", "hr_bpm", "flags",
-                                   "confirmed_t"}`` (``index``: ECG sample on the time grid,
-                                   lost samples counted; ``confirmed_t``: LSL time of the
-                                   sample that confirmed the beat)
+``{prefix}-heart-beats``           one marker per detection, stamped at its R peak (LSL s);
+                                   text is JSON: ``{"index", "beat_class", "ibi_ms",
+                                   "nn_ms", "hr_bpm", "flags", "confirmed_t"}`` (``index``:
+                                   ECG sample on the time grid, lost samples counted;
+                                   ``beat_class``: 0 normal, 1 ectopic, 2 artifact, see
+                                   ``stimloop.dsp.heart.BEAT_*``; ``confirmed_t``: LSL time
+                                   of the sample that confirmed the beat)
 ``{prefix}-heart-hr``              regular stream at ``rate_hz`` (default 4 Hz), float64:
                                    ``hr_bpm``, ``ibi_ms``, ``rmssd_ms``, ``sdnn_ms``,
                                    ``flags`` (bit field, see ``stimloop.dsp.heart.FLAG_*``);
@@ -80,9 +82,11 @@ class HeartStage:
         }
         self._beats_out = catalog.outlet("heart_beats", source_prefix, extra_desc=provenance)
         self._hr_out = catalog.outlet(
-            "heart_hr", source_prefix, self.rate_hz,
+            "heart_hr",
+            source_prefix,
+            self.rate_hz,
             {**provenance, "interpolation": "zero-order hold of the last beat"},
-        )  # fmt: skip
+        )
         self._restart(0)
 
     def _restart(self, first_index: int) -> None:
@@ -151,7 +155,9 @@ class HeartStage:
             text = json.dumps(
                 {
                     "index": int(rec["index"]) + self._seg_start,
+                    "beat_class": int(rec["beat_class"]),
                     "ibi_ms": finite_or_none(rec["ibi_ms"]),
+                    "nn_ms": finite_or_none(rec["nn_ms"]),
                     "hr_bpm": finite_or_none(rec["hr_bpm"]),
                     "flags": int(rec["flags"]),
                     "confirmed_t": float(tc),

@@ -114,8 +114,9 @@ class RecordedSession:
         return float(s.time_stamps[0]), float(s.time_stamps[-1])
 
     def beats(self) -> dict[str, np.ndarray]:
-        """The heart stage's beats: ``t`` (R peak, s), ``confirmed_t`` (s), ``hr_bpm``,
-        ``flags``; empty arrays without a heart stream."""
+        """The heart stage's detections: ``t`` (R peak, s), ``confirmed_t`` (s), ``hr_bpm``,
+        ``flags``, ``beat_class`` (2: an artifact, not a beat); empty without a heart
+        stream."""
         s = self.stream("heart_beats")
         rows = [json.loads(r[0]) for r in s.time_series] if s is not None else []
         t = np.asarray(s.time_stamps, float) if s is not None else np.empty(0)
@@ -124,7 +125,7 @@ class RecordedSession:
             return np.array([np.nan if r.get(k) is None else r[k] for r in rows], float)
 
         return {"t": t, "confirmed_t": col("confirmed_t"), "hr_bpm": col("hr_bpm"),
-                "flags": col("flags")}  # fmt: skip
+                "flags": col("flags"), "beat_class": col("beat_class")}  # fmt: skip
 
     def scrs(self) -> dict[str, np.ndarray]:
         """The EDA stage's SCRs by channel label (``onset_t``, ``amplitude_us``, ...)."""

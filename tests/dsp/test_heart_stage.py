@@ -47,8 +47,11 @@ def _feed(stage: HeartStage, x: np.ndarray, stamps: np.ndarray, step: int, fs: f
 def _beats(markers: list, stamps: np.ndarray) -> dict[str, np.ndarray]:
     rows = [json.loads(m[0]) for m in markers]
     hr = [np.nan if r["hr_bpm"] is None else r["hr_bpm"] for r in rows]
-    return {"t": stamps, "confirmed_t": np.array([r["confirmed_t"] for r in rows]),
-            "hr_bpm": np.array(hr)}  # fmt: skip
+    return {
+        "t": stamps,
+        "confirmed_t": np.array([r["confirmed_t"] for r in rows]),
+        "hr_bpm": np.array(hr),
+    }
 
 
 def test_stage_publishes_beats_and_hr_and_scores_against_truth(source_id):
@@ -82,7 +85,16 @@ def test_stage_publishes_beats_and_hr_and_scores_against_truth(source_id):
         matched = np.abs(m_t[:, None] - truth_t[None, :]).min(axis=1)
         assert np.median(matched) < 0.002
         first = json.loads(markers[5][0])
-        assert set(first) == {"index", "ibi_ms", "hr_bpm", "flags", "confirmed_t"}
+        assert set(first) == {
+            "index",
+            "beat_class",
+            "ibi_ms",
+            "nn_ms",
+            "hr_bpm",
+            "flags",
+            "confirmed_t",
+        }
+        assert first["beat_class"] == 0 and first["nn_ms"] == pytest.approx(first["ibi_ms"])
         assert first["confirmed_t"] > m_t[5]  # confirmed after the peak, never before
         rows, r_t = _drain(hr_in, 4 * 39)
         rows = np.asarray(rows)
