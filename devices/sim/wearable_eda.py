@@ -25,8 +25,9 @@ detector is tested on cases that were not used to build it. What differs:
   2-4 SCRs 1.2-4 s apart pile onto each other's rise and recovery.
 - **Noise.** Pink (1/f) noise, specified by its standard deviation in the 0.05-1 Hz band
   where SCRs live, plus white electronic noise per sample.
-- **Tonic level.** A smooth random walk (Ornstein-Uhlenbeck on a 1 s grid, cubic spline)
-  plus a linear trend, around a level drawn between 2 and 12 µS.
+- **Tonic level.** A smooth random walk (Ornstein-Uhlenbeck with τ = 120 s sampled every
+  20 s, joined by a cubic spline) plus a linear trend, around a level drawn between 2 and
+  12 µS. Its slope stays within about ±0.01 µS/s.
 - **Motion artifacts.** *Steps* (the contact pressure changes: a lasting offset of
   0.08-1 µS reached within 20-150 ms) and *spikes* (a Hann-shaped transient of 0.15-3 µS,
   50-400 ms long), up or down, at random times. Their intervals are labelled.
@@ -120,7 +121,7 @@ class WearableEDAConfig:
     scl_range_us : (float, float)
         The tonic level starts log-uniformly within this range, µS.
     scl_walk_us : float
-        Standard deviation of the tonic random walk (Ornstein-Uhlenbeck, τ = 60 s), µS.
+        Standard deviation of the tonic random walk (Ornstein-Uhlenbeck, τ = 120 s), µS.
     scl_trend_us_per_10min : float
         The linear tonic trend is drawn uniformly within ± this, µS per 10 min.
     pink_us : float
@@ -289,8 +290,10 @@ def _pink(rng: np.random.Generator, n: int, fs: float, sd_band: float) -> np.nda
 def _scl(rng: np.random.Generator, cfg: WearableEDAConfig, t_end: float):
     lo, hi = cfg.scl_range_us
     level = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    knots = np.arange(0.0, t_end + 3.0, 1.0)
-    a = np.exp(-1.0 / 60.0)
+    # Knots 20 s apart: the tonic level wanders over minutes and holds no SCR-like
+    # wiggle of its own (a walk on a finer grid would put them in the SCR band).
+    knots = np.arange(-20.0, t_end + 40.0, 20.0)
+    a = np.exp(-20.0 / 120.0)
     walk = np.zeros(knots.size)
     innov = rng.standard_normal(knots.size) * cfg.scl_walk_us * np.sqrt(1.0 - a * a)
     walk[0] = cfg.scl_walk_us * rng.standard_normal()

@@ -147,3 +147,19 @@ def test_quantisation_like_wearables():
         simulate_wearable_eda(8.0, 1.0, 1, WearableEDAConfig(quantisation="mu-law"))
     with pytest.raises(ValueError, match="fs"):
         simulate_wearable_eda(0.5, 1.0, 1)
+
+
+def test_tonic_level_wanders_slowly_and_has_no_scr_like_wiggles():
+    fs = 10.0
+    cfg = WearableEDAConfig(
+        spontaneous_per_min=0.0,
+        bursts_per_min=0.0,
+        event_response_prob=0.0,
+        **{**BARE, "scl_walk_us": 0.3, "scl_trend_us_per_10min": 0.4},
+    )
+    for seed in (1, 2, 3):
+        x = simulate_wearable_eda(fs, 20.0, seed, cfg).eda_us
+        assert np.abs(np.diff(x) * fs).max() < 0.05  # µS/s; an SCR of 0.1 µS rises faster
+        assert x.max() - x.min() > 0.2  # but it does wander
+        band = sosfiltfilt(butter(4, [0.05, 1.0], "bandpass", fs=fs, output="sos"), x)
+        assert band[int(60 * fs) : -int(60 * fs)].std() < 0.001
