@@ -40,8 +40,10 @@ detector is tested on cases that were not used to build it. What differs:
 Ground truth is defined on each SCR's own (isolated) curve: the **amplitude** is its
 maximum, the **peak** the time of that maximum, and the **onset** the first time it
 reaches 2 % of its amplitude (for a sharp Bateman onset, the burst time; for a smooth
-one, where the rise becomes visible, about 2 σ before the burst centre). Everything is
-seeded; the same seed gives the same physiology, artifacts and events at every rate.
+one, where the rise becomes visible, about 2 σ before the burst centre). Two labels mark
+SCRs that a scorer cannot be asked to find: ``near_artifact`` (a motion artifact
+overlaps its rise) and ``masked`` (its rise coincides with the rise or peak of an SCR at
+least ``MASK_RATIO`` = 3 times larger). Everything is seeded; the same seed gives the same physiology, artifacts and events at every rate.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ WEARABLE_SCR_DTYPE = np.dtype(
         ("evoked", np.bool_),
         ("in_burst", np.bool_),
         ("near_artifact", np.bool_),  # its rise overlaps a motion artifact (see below)
+        ("masked", np.bool_),  # hidden by a much larger SCR (see MASK_RATIO)
     ]
 )
 
@@ -96,6 +99,11 @@ ONSET_FRACTION = 0.02
 #: A true SCR whose span from onset - 1 s to peak + 1 s touches an artifact interval is
 #: labelled ``near_artifact``: an artifact on a rise hides it, so it need not be found.
 NEAR_ARTIFACT_PAD_S = 1.0
+#: A true SCR is labelled ``masked`` when its rise (onset to peak) overlaps the rise or the
+#: first second after the peak of an SCR at least this many times larger: its own upstroke
+#: then only bends the larger one's, and trough-to-peak scoring cannot separate it
+#: (Boucsein 2012 scores superimposed SCRs only where they show as a separate rise).
+MASK_RATIO = 3.0
 
 
 @dataclass(frozen=True)
@@ -437,6 +445,7 @@ def simulate_wearable_eda(
                     s.evoked,
                     s.in_burst,
                     False,
+                    False,
                 )
             )
     clean_dev = clean.reshape(n, m).mean(axis=1)
@@ -462,5 +471,8 @@ def simulate_wearable_eda(
             truth["peak_s"] + NEAR_ARTIFACT_PAD_S >= a["start_s"]
         )
         truth["near_artifact"] |= hit
+    on, pk, amp = truth["onset_s"], truth["peak_s"], truth["amplitude"]
+    overlap = (on[:, None] <= pk[None, :] + 1.0) & (pk[:, None] >= on[None, :])
+    truth["masked"] = np.any(overlap & (amp[None, :] >= MASK_RATIO * amp[:, None]), axis=1)
     ev = np.round(np.asarray(events) * fs).astype(np.int64)
     return WearableEDA(x, fs, truth, art, ev, clean_dev, cfg)

@@ -9,6 +9,7 @@ from scipy.signal import butter, sosfiltfilt, welch
 from stimloop.devices.sim.wearable_eda import (
     ARTIFACT_SPIKE,
     ARTIFACT_STEP,
+    MASK_RATIO,
     NEAR_ARTIFACT_PAD_S,
     SHAPE_BATEMAN,
     SHAPE_SCRF,
@@ -163,3 +164,16 @@ def test_tonic_level_wanders_slowly_and_has_no_scr_like_wiggles():
         assert x.max() - x.min() > 0.2  # but it does wander
         band = sosfiltfilt(butter(4, [0.05, 1.0], "bandpass", fs=fs, output="sos"), x)
         assert band[int(60 * fs) : -int(60 * fs)].std() < 0.001
+
+
+def test_masked_scrs_are_those_a_much_larger_one_hides():
+    s = simulate_wearable_eda(16.0, 20.0, seed=2).scrs
+    assert 0 < s["masked"].sum() < 0.2 * len(s)
+    on, pk, amp = s["onset_s"], s["peak_s"], s["amplitude"]
+    for i in range(len(s)):
+        big = (amp >= MASK_RATIO * amp[i]) & (on[i] <= pk + 1.0) & (pk[i] >= on)
+        assert s["masked"][i] == big.any()
+    # A masked SCR really is hidden: the larger one is still rising or just peaked.
+    i = int(np.flatnonzero(s["masked"])[0])
+    j = int(np.argmax((amp >= MASK_RATIO * amp[i]) & (on[i] <= pk + 1.0) & (pk[i] >= on)))
+    assert on[j] - 5.0 < on[i] < pk[j] + 1.0
