@@ -43,7 +43,8 @@ reaches 2 % of its amplitude (for a sharp Bateman onset, the burst time; for a s
 one, where the rise becomes visible, about 2 σ before the burst centre). Two labels mark
 SCRs that a scorer cannot be asked to find: ``near_artifact`` (a motion artifact
 overlaps its rise) and ``masked`` (its rise coincides with the rise or peak of an SCR at
-least ``MASK_RATIO`` = 3 times larger). Everything is seeded; the same seed gives the same physiology, artifacts and events at every rate.
+least ``MASK_RATIO`` = 3 times larger). Everything is seeded; the same seed gives the same
+physiology, artifacts and events at every rate.
 """
 
 from __future__ import annotations
