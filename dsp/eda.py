@@ -96,9 +96,10 @@ _UNITS = {
 ONSET_SHIFT_S = 0.0
 #: Block length of the block-scale noise estimate, s (the sample period at 4 Hz).
 NOISE_BLOCK_S = 0.25
-#: Step of the running quantile of the block-scale noise (log units per block; at 4
-#: blocks per second it follows a change of the noise level within about 20 s).
-NOISE_STEP = 0.05
+#: Step of the running medians of the noise (log units per block of 0.25 s, and the same
+#: per second at the sample scale): they follow a doubling of the noise within about 20 s
+#: and fluctuate by a few per cent.
+NOISE_STEP = 0.01
 #: Length of each window of the jump test for motion artifacts, s (a step or the rise
 #: of a spike takes at most about 0.15 s).
 ARTIFACT_WINDOW_S = 0.2

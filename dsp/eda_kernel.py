@@ -168,7 +168,9 @@ S_NOISE_B = 58  # running median of |third difference| of the block means, µS
 S_NOISE_M = 59  # running median of |third difference| of the raw signal, µS
 S_X3 = 60  # raw sample three back
 S_TREND = 61  # EMA of the slope while no SCR rises and nothing is flagged, µS/s
-N_STATE = 62
+S_NM_N = 62  # values seen by the sample-scale running median
+S_NB_N = 63  # values seen by the block-scale running median
+N_STATE = 64
 
 # ---- kinds of peak (how the end of a rise was found) --------------------------------
 PEAK_MAX = 0.0  # the maximum of the rise
@@ -176,6 +178,7 @@ PEAK_SHOULDER = 1.0  # a slope minimum within a rise that is split in two
 PEAK_KNEE = 2.0  # the flattest point of a recovery limb that never turned upward
 
 # ---- noise estimates ---------------------------------------------------------------
+MEDIAN_WARMUP = 16.0  # values averaged before a running median starts stepping
 # |N(0, 20 sigma^2)| (the third difference of white noise) has its median at
 # 0.674 * sqrt(20) * sigma: sigma = median / 3.016.
 NOISE_Q_TO_SD = 1.0 / 3.016
@@ -225,14 +228,18 @@ def event_capacity(n: int, params: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _running_median(est, v, step):
-    """One step of a running median of positive values (multiplicative, so it stays > 0).
+def _running_median(est, count, v, step):
+    """One step of a running median of non-negative values; returns the new estimate.
 
-    Up by ``step`` log units when ``v`` is above it, down by as much when below: it settles
-    where half of the values lie below it (a stochastic-approximation quantile tracker).
+    The first ``MEDIAN_WARMUP`` values are averaged (a start that no single value, a
+    sharp SCR onset say, can dominate). After that it moves up by ``step`` log units when
+    ``v`` is above it and down by as much when below, so it settles where half of the
+    values lie below it (a stochastic-approximation quantile tracker); multiplicative
+    steps keep it positive.
     """
-    if est <= 0.0:
-        return v
+    if count < MEDIAN_WARMUP:
+        return est + (v - est) / (count + 1.0)
+    est = max(est, 1e-12)
     if v > est:
         return est * np.exp(step)
     if v < est:
@@ -241,8 +248,10 @@ def _running_median(est, v, step):
 
 
 @njit(cache=True)
-def _restart(st, p, x, n, settle):
-    """Restart filters and scoring at value ``x`` (first valid sample after invalid ones)."""
+def _restart(st, p, hf, x, n, settle, artifact):
+    """Restart filters and scoring at value ``x`` (first valid sample after invalid ones,
+    or the first sample after a motion artifact; then the tonic drift and trend carry
+    over, since an artifact does not change them)."""
     # Steady-state DF-II-T initial conditions for a unity-DC-gain biquad: z1, z2 such that
     # a constant input x gives output x at once (no start-up transient to mistake for an SCR).
     st[S_Z1] = x * (1.0 - p[P_B0])
@@ -257,15 +266,23 @@ def _restart(st, p, x, n, settle):
     st[S_SLOPE] = 0.0
     st[S_SCL] = x
     st[S_SCL_PREV] = x
-    st[S_DRIFT] = 0.0
-    st[S_TREND] = 0.0
+    if not artifact:
+        st[S_DRIFT] = 0.0
+        st[S_TREND] = 0.0
     st[S_MODE] = 0.0
     st[S_BASE_IDX] = n
     st[S_BASE_VAL] = x
     st[S_HR_ACTIVE] = 0.0
     st[S_WIN_START] = n
     st[S_ZWIN] = n
-    st[S_ART_FROM] = n
+    # The jump test sees a flat past at the new level, so a jump right after the restart
+    # (artifacts come in bursts) is tested like any other.
+    h = hf.shape[0]
+    k = n - 3.0 * p[P_ART_W]
+    st[S_ART_FROM] = k
+    while k < n:
+        hf[int(k) % h] = x
+        k += 1.0
     st[S_BSUM] = 0.0
     st[S_BCNT] = 0.0
     st[S_BN] = 0.0
@@ -595,14 +612,14 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
             n += 1.0
             continue
         if st[S_VALID_PREV] == 0.0:
-            _restart(st, p, xi, n, st[S_STARTED] == 1.0)
+            _restart(st, p, hf, xi, n, st[S_STARTED] == 1.0, False)
             st[S_STARTED] = 1.0
             st[S_VALID_PREV] = 1.0
         elif st[S_ART_RESTART] == 1.0 and n >= st[S_ART_UNTIL]:
             # A motion artifact has ended: start over at the level the signal is at now,
             # so a step leaves neither a false rise in the smoothed signal nor an offset
             # in the SCL.
-            _restart(st, p, xi, n, False)
+            _restart(st, p, hf, xi, n, False, True)
             st[S_ART_RESTART] = 0.0
         # Smoothing biquad (DF-II transposed).
         y = p[P_B0] * xi + st[S_Z1]
@@ -626,7 +643,8 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
         # difference; the third removes their curvature, and a median follows the noise
         # between them.
         d3 = abs(xi - 3.0 * st[S_X1] + 3.0 * st[S_X2] - st[S_X3])
-        st[S_NOISE_M] = _running_median(st[S_NOISE_M], d3, p[P_NOISE_AM])
+        st[S_NOISE_M] = _running_median(st[S_NOISE_M], st[S_NM_N], d3, p[P_NOISE_AM])
+        st[S_NM_N] += 1.0
         st[S_X3] = st[S_X2]
         st[S_X2] = st[S_X1]
         st[S_X1] = xi
@@ -644,7 +662,8 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
                 m = st[S_BSUM] / st[S_BCNT]
                 if st[S_BN] >= 3.0:
                     db = abs(m - 3.0 * st[S_BM1] + 3.0 * st[S_BM2] - st[S_BM3])
-                    st[S_NOISE_B] = _running_median(st[S_NOISE_B], db, p[P_NOISE_AB])
+                    st[S_NOISE_B] = _running_median(st[S_NOISE_B], st[S_NB_N], db, p[P_NOISE_AB])
+                    st[S_NB_N] += 1.0
                 st[S_BM3] = st[S_BM2]
                 st[S_BM2] = st[S_BM1]
                 st[S_BM1] = m
@@ -797,6 +816,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
                 smin < np.inf
                 and smax - smin >= p[P_SHOULDER] * smax
                 and slope - smin >= max(st[S_SON], p[P_SHOULDER] * smax)
+                and slope - st[S_RISE_DRIFT] >= st[S_SON]
             ):
                 k = st[S_SMIN_IDX]
                 if st[S_PEAK_IDX] > k:
