@@ -440,7 +440,8 @@ def _onset_calibration(b: np.ndarray, a: np.ndarray, fs: float, frac: float) -> 
     """How early the onset criterion fires on a sharp SCR, and that SCR's upstroke width.
 
     The kernel finds the onset where the zero-phase smoothed slope has risen ``frac`` of
-    the way to its maximum (:func:`stimloop.dsp.eda_kernel._confirm`). Smoothing spreads
+    the way to its maximum, or 1.82 upstroke widths before the steepest point if that is
+    earlier (:func:`stimloop.dsp.eda_kernel._confirm`). Smoothing spreads
     a sharp onset to both sides, so on a Bateman function with an impulse driver
     (τ1 = 0.75 s, τ2 = 3 s; Benedek & Kaernbach 2010) the criterion fires before the true
     onset. This measures by how much (s) and the upstroke width (s, from the half-maximum
@@ -468,8 +469,10 @@ def _onset_calibration(b: np.ndarray, a: np.ndarray, fs: float, frac: float) -> 
         off = 0.5 * (s0 - s2) / den if den < 0 else 0.0
         smax = s1 - 0.25 * (s0 - s2) * off
 
-        width.append((k + off - _slope_crossing(dz, k, 0.5 * smax)) / fs)
-        early.append(t0 - _slope_crossing(dz, k, frac * smax) / fs)
+        u = k + off - _slope_crossing(dz, k, 0.5 * smax)
+        onset = min(_slope_crossing(dz, k, frac * smax), k + off - K.ONSET_WIDTHS * u)
+        width.append(u / fs)
+        early.append(t0 - onset / fs)
     return float(np.mean(early)), float(np.mean(width))
 
 

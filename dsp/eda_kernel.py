@@ -179,6 +179,11 @@ PEAK_KNEE = 2.0  # the flattest point of a recovery limb that never turned upwar
 
 # ---- noise estimates ---------------------------------------------------------------
 MEDIAN_WARMUP = 16.0  # values averaged before a running median starts stepping
+
+# ---- onset -------------------------------------------------------------------------
+# A Gaussian-shaped slope crosses 10 % of its maximum at 2.146 sigma before it, and half
+# of it at 1.177 sigma: 1.82 half-widths (see _confirm).
+ONSET_WIDTHS = 1.82
 # |N(0, 20 sigma^2)| (the third difference of white noise) has its median at
 # 0.674 * sqrt(20) * sigma: sigma = median / 3.016.
 NOISE_Q_TO_SD = 1.0 / 3.016
@@ -453,7 +458,12 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
         trend = b
         kc = kmax
     thr = d0 + p[P_ONSET_FRAC] * (smax - d0)
+    # Walking back from the steepest point, noise on the slope of a small SCR can cross
+    # the threshold before the true onset; the width gives a second estimate that noise
+    # does not stop early: a Gaussian-shaped upstroke (the SCRF's) crosses onset_frac =
+    # 10 % of its maximum slope 1.82 widths before the steepest point. The earlier wins.
     onset_f = _crossing(hz, fs, kmax, lo, thr, trend, kmax)
+    onset_f = max(min(onset_f, kf - ONSET_WIDTHS * u), lo + 1.0)
     # Smoothing spreads a sharp onset (a slope step) to both sides, so the crossing comes
     # early by onset_a s for the sharpest upstroke (width onset_u0 s); the error fades as
     # the upstroke widens, with onset_lam s (calibration in EDAParams.vector).
@@ -477,9 +487,10 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
             level = v
         k += 1.0
     rise_n = pz - onset
-    # An SCR on the recovery limb of an earlier one: the baseline keeps decaying toward
-    # the SCL during the rise. Extrapolate it as an exponential whose time constant
-    # follows from the pre-onset slope and the residual above the SCL, tau = r0 / -slope
+    # An SCR on the recovery limb of an earlier one: the baseline keeps decaying during
+    # the rise. Extrapolate it as an exponential from the slope at the onset, with the
+    # time constant of the flattening seen before the rise or, failing that, the one that
+    # decays the residual above the SCL at the pre-onset slope, tau = r0 / -slope
     # (amplitude measured from the extrapolated recovery, Boucsein 2012).
     base_at_peak = level
     if p[P_PROJECT] == 1.0:
@@ -495,11 +506,21 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
                 k += 1.0
             s_pre = acc / cnt - min(st[S_DRIFT], 0.0)
             r0 = y_on - st[S_SCL]
-            if s_pre < 0.0 and r0 > 0.0:
+            # The recovery's own time constant, where the pre-rise slope was seen to
+            # flatten: an exponential has tau = -slope / (rate of change of the slope).
+            # It holds for the fast part of a two-stage recovery (the SCRF's), which the
+            # residual above the SCL, spanning both stages, overstates.
+            s_on = d0 + trend * (onset - kmax) - min(st[S_DRIFT], 0.0)
+            tau = 0.0
+            proj = level
+            if trend > 0.0 and s_on < 0.0:
+                tau = min(max(-s_on / (trend * fs), 1.0), 60.0)
+                proj = y_on + s_on * tau * (1.0 - np.exp(-rise_n / fs / tau))
+            elif s_pre < 0.0 and r0 > 0.0:
                 tau = r0 / -s_pre
                 proj = y_on - r0 * (1.0 - np.exp(-rise_n / fs / tau))
-                if proj < base_at_peak:
-                    base_at_peak = proj
+            if tau > 0.0 and proj < base_at_peak:
+                base_at_peak = proj
     amp = peak_val - base_at_peak
     if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
         st[S_N_REJ_ART] += 1.0

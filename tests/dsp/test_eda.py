@@ -604,10 +604,14 @@ def test_motion_steps_and_spikes_are_flagged_not_counted_at_any_rate(fs):
     for k in step_k:
         after = int(k + 4 * fs)
         assert abs(r.scl[after] - bad[after]) < 0.1  # no leftover offset from the step
-    clean = score(r.scrs, truth, fs)
-    print(f"\n{fs:g} Hz, {len(where)} steps and spikes: {clean.as_dict()}")
-    assert clean.fp == 0
-    assert not (decompose_eda(x, fs).flags & FLAG_MOTION).any()
+    with_art = score(r.scrs, truth, fs)
+    ref = decompose_eda(x, fs)
+    clean = score(ref.scrs, truth, fs)
+    print(f"\n{fs:g} Hz, {len(where)} steps and spikes: {with_art.as_dict()}")
+    print(f"same recording without them: {clean.as_dict()}")
+    assert with_art.fp <= clean.fp  # the artifacts add no false SCR
+    assert with_art.tp >= clean.tp - 3  # and hide few true ones (their flagged seconds)
+    assert not (ref.flags & FLAG_MOTION).any()
 
 
 @pytest.mark.parametrize(
