@@ -379,8 +379,8 @@ class EDAParams:
         p[K.P_GAIN_Y], p[K.P_GAIN_S] = _noise_gains(fs, fc, p[K.P_SLOPE_A])
         blk = max(1, round(NOISE_BLOCK_S * fs))
         p[K.P_NOISE_B] = blk
-        p[K.P_NOISE_AB] = NOISE_STEP
-        p[K.P_NOISE_AM] = NOISE_STEP / blk  # the same step per second as per block
+        p[K.P_NOISE_AB] = np.exp(NOISE_STEP)
+        p[K.P_NOISE_AM] = np.exp(NOISE_STEP / blk)  # the same step per second as per block
         p[K.P_GAIN_YB], p[K.P_GAIN_SB] = _pink_block_gains(fs, fc, p[K.P_SLOPE_A], blk)
         return p
 

@@ -100,11 +100,11 @@ P_ART_JUMP = 50  # µS: smallest jump taken for an artifact
 P_ART_SPIKE = 51  # a reversal by this fraction of the jump makes it a spike
 P_FAST_RAW = 52  # 1: the jump test runs on the raw signal (low rates), 0: on the fast copy
 P_NOISE_B = 53  # samples per block of the block-scale noise estimate (0.25 s)
-P_NOISE_AB = 54  # step of the block-scale running median per block (log units)
+P_NOISE_AB = 54  # factor of the block-scale running median per step (exp of the step)
 P_GAIN_YB = 55  # noise of the smoothed signal per unit block-scale (1/f) noise
 P_GAIN_SB = 56  # noise of the slope per unit block-scale (1/f) noise, per s
 P_TREND_A = 57  # EMA coefficient per sample of the baseline trend (slope outside rises)
-P_NOISE_AM = 58  # step of the sample-scale running median per sample (log units)
+P_NOISE_AM = 58  # factor of the sample-scale running median per step (exp of the step)
 N_PARAMS = 59
 
 # ---- state vector layout -----------------------------------------------------------
@@ -233,22 +233,22 @@ def event_capacity(n: int, params: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _running_median(est, count, v, step):
+def _running_median(est, count, v, mult):
     """One step of a running median of non-negative values; returns the new estimate.
 
     The first ``MEDIAN_WARMUP`` values are averaged (a start that no single value, a
-    sharp SCR onset say, can dominate). After that it moves up by ``step`` log units when
-    ``v`` is above it and down by as much when below, so it settles where half of the
-    values lie below it (a stochastic-approximation quantile tracker); multiplicative
-    steps keep it positive.
+    sharp SCR onset say, can dominate). After that it is multiplied by ``mult`` (> 1) when
+    ``v`` is above it and divided by it when below, so it settles where half of the values
+    lie below it (a stochastic-approximation quantile tracker); multiplicative steps keep
+    it positive.
     """
     if count < MEDIAN_WARMUP:
         return est + (v - est) / (count + 1.0)
     est = max(est, 1e-12)
     if v > est:
-        return est * np.exp(step)
+        return est * mult
     if v < est:
-        return est * np.exp(-step)
+        return est / mult
     return est
 
 
