@@ -32,8 +32,10 @@ Per-update cost: ``SCRDetector.update`` on a 10 ms chunk (1 sample at 100 Hz, 10
 sliding 30 s window, which an offline method must do on each update to run live.
 
 Old and new side by side: ``--baseline FILE`` (default ``bench/eda_baseline_main.json``,
-the ``--json`` output of this script run on the detector as it was before issue #18)
-prints each figure as "old new"; the new one is this run.
+the ``--json`` output of this script run on the detector as it was before issue #18, i.e.
+``dsp/eda.py`` and ``dsp/eda_kernel.py`` of commit 689d6e8 with this script and these
+generators) prints each figure as "old new"; the new one is this run. Accuracy figures
+do not depend on the machine's load; the timing figures of the two runs do.
 
 Usage: ``python bench/eda.py [--json] [--seeds 3] [--wearable-seeds 4] [--baseline FILE]``
 """
@@ -278,6 +280,15 @@ def update_cost() -> dict[str, dict[str, float]]:
     return out
 
 
+def _finite_or_none(obj):
+    """NaN and infinities as null, so the JSON is standard."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _get(d: dict | None, *keys: str):
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -303,9 +314,9 @@ def _counts(d: dict | None) -> str:
     return f"{d['tp']}/{d['fp']}/{d['fn']}"
 
 
-def _print_scores(old: dict | None, new: dict, prefix: str, label: str) -> None:
+def _print_scores(old: dict | None, new: dict, prefix: str, label: str, width: int = 26) -> None:
     print(
-        f"{prefix}{label:22s} {_num(_get(new, 'n_truth'), 'd'):>5s} "
+        f"{prefix}{label:{width}s} {_num(_get(new, 'n_truth'), 'd'):>5s} "
         f"{_counts(old):>12s} {_counts(new):>12s} "
         f"{_pair(old, new, ('f1',), '.3f', 5)} "
         f"{_pair(old, new, ('amp_err_median',), '.3f', 5)} "
@@ -339,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     res["machine"]["bench_s"] = time.perf_counter() - t_start
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(_finite_or_none(res), indent=2))
         return 0
     old = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
     print(
@@ -351,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'|amp err| med':>11s} {'onset err s':>11s}"
     )
     print(f"\nSimulated (EDAGenerator): {args.seeds} x 20 min at 100 Hz")
-    print(f"{'method':22s} {head}")
+    print(f"{'method':26s} {head}")
     for name, sc in res["accuracy_simulated"].items():
         _print_scores(_get(old, "accuracy_simulated", name), sc, "", name)
         print()
@@ -360,14 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         "SCRs hidden by an artifact or a 3x larger SCR need not be found"
     )
     print(
-        f"{'Hz':>4s} {'method':17s} {head} {'art found':>11s} {'false flag %':>13s} "
+        f"{'Hz':>4s} {'method':21s} {head} {'art found':>11s} {'false flag %':>13s} "
         f"{'SCRs at art':>11s}"
     )
     for fs_key, by_method in res["wearable"].items():
         for name, sc in by_method.items():
             o = _get(old, "wearable", fs_key, name)
             short = "stimloop" if name == "stimloop" else "neurokit2"
-            _print_scores(o, sc, f"{fs_key:>4s} ", short.ljust(17)[:17])
+            _print_scores(o, sc, f"{fs_key:>4s} ", short, 21)
             if name == "stimloop":
                 ff_o = _get(o, "false_flag_fraction")
                 ff_n = sc["false_flag_fraction"]
@@ -382,14 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     real = res["real_systole_event_related"]
     print("\nReal: systole picture task, 72 events, first SCR onset 1-4 s after the event")
     print(
-        f"{'method':22s} {'responses':>9s} {'rate':>11s} {'amp med µS':>11s} "
+        f"{'method':26s} {'responses':>9s} {'rate':>11s} {'amp med µS':>11s} "
         f"{'latency med s':>13s} {'SCRs/min':>11s} {'NK SCRs found':>13s}"
     )
     for name in ("stimloop", "neurokit2 eda_process"):
         r, o = real[name], _get(old, "real_systole_event_related", name)
         found = _pair(o, r, ("nk_scrs_found",), ".3f", 6) if name == "stimloop" else f"{'':13s}"
         print(
-            f"{name:22s} {_pair(o, r, ('responses',), 'd', 4)} "
+            f"{name:26s} {_pair(o, r, ('responses',), 'd', 4)} "
             f"{_pair(o, r, ('response_rate',), '.3f', 5)} "
             f"{_pair(o, r, ('amplitude_median_us',), '.3f', 5)} "
             f"{_pair(o, r, ('latency_median_s',), '.2f', 6)} "
@@ -404,14 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\nWall time for 1 h of EDA (s) and per-update cost of a 10 ms chunk (µs p50, p99)")
     print(
-        f"{'method':22s} {'1h@100Hz':>13s} {'1h@1kHz':>13s} {'upd@100Hz p50':>15s} "
+        f"{'method':26s} {'1h@100Hz':>13s} {'1h@1kHz':>13s} {'upd@100Hz p50':>15s} "
         f"{'p99':>15s} {'upd@1kHz p50':>15s} {'p99':>15s}"
     )
     for name in ("stimloop", "neurokit2 eda_process"):
         w, u = res["wall_time_1h"][name], res["update_cost_10ms"][name]
         wo, uo = _get(old, "wall_time_1h", name), _get(old, "update_cost_10ms", name)
         print(
-            f"{name:22s} {_pair(wo, w, ('1h_at_100Hz_s',), '.3f', 6)} "
+            f"{name:26s} {_pair(wo, w, ('1h_at_100Hz_s',), '.3f', 6)} "
             f"{_pair(wo, w, ('1h_at_1000Hz_s',), '.3f', 6)} "
             f"{_pair(uo, u, ('10ms_at_100Hz_us_p50',), '.1f', 7)} "
             f"{_pair(uo, u, ('10ms_at_100Hz_us_p99',), '.1f', 7)} "
