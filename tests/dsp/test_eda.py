@@ -534,9 +534,10 @@ def test_isolated_scrf_and_bateman_shapes_onset_and_amplitude(fs):
 def test_wearable_generator_accuracy_and_artifacts_at_wearable_and_lab_rates():
     """The second generator, 2 x 20 min per rate (the bench runs 4): F1 and amplitude error
     against its truth (SCRs hidden by artifacts or a 3x larger SCR need not be found),
-    motion artifacts flagged and not counted. Bounds sit below the measured figures
-    (docs/benchmarks.md); before issue #18 the detector scored F1 0.52-0.60 here."""
-    for fs, f1_min in ((4.0, 0.74), (16.0, 0.78), (100.0, 0.78)):
+    motion artifacts flagged and not counted. Bounds sit below the measured figures (F1
+    0.80 / 0.87 / 0.86, amplitude error 8-10 %); before issue #18 the detector scored F1
+    0.52-0.60 on this generator (docs/benchmarks.md)."""
+    for fs, f1_min in ((4.0, 0.76), (16.0, 0.82), (100.0, 0.82)):
         on_d, amp_d, on_t, amp_t, opt = [], [], [], [], []
         found = n_art = at_art = 0
         for seed in (1, 2):
@@ -569,7 +570,7 @@ def test_wearable_generator_accuracy_and_artifacts_at_wearable_and_lab_rates():
         print(f"artifacts found {found}/{n_art}, SCRs reported at them {at_art}")
         assert s.n_truth > 200
         assert s.f1 >= f1_min
-        assert s.amp_err_median <= 0.11
+        assert s.amp_err_median <= 0.105
         assert at_art <= (5 if fs < 10 else 2)
         assert found >= (0.6 if fs < 10 else 0.85) * n_art
 
