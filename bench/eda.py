@@ -9,6 +9,18 @@ noise 0.002 µS. True SCRs ≥ 0.02 µS must be found; one-to-one matching of on
 its defaults (``eda_process``: 3 Hz low-pass, 0.05 Hz high-pass phasic, peaks kept if
 their phasic height is ≥ 10 % of the largest), and again with ``eda_peaks(amplitude_min=0)``.
 
+Accuracy (second, independently written generator): ``simulate_wearable_eda``
+(``stimloop.devices.sim.wearable_eda``: canonical SCRF of Bach et al. 2010 and Bateman
+SCRs of Benedek & Kaernbach 2010 with varied rise and decay, bursts of overlapping SCRs,
+pink noise, motion steps and spikes, wearable quantisation: odd seeds 0.01 µS steps,
+even seeds a 12-bit ADC on a voltage divider), ``--wearable-seeds`` x 20 min, the same
+physiology at 4, 8, 16, 32, 100 and 1000 Hz. Same matching as above; true SCRs whose rise
+a motion artifact or a 3 times larger SCR hides (labels ``near_artifact``, ``masked``)
+need not be found. Artifact columns: labelled artifacts with a
+motion flag (recall), share of clean samples flagged, and SCRs reported at artifacts that
+match no true SCR (artifacts counted as SCRs). NeuroKit2 ``eda_process`` on the same
+signals (it has no artifact flag).
+
 Real data: the systole picture task (72 events, 1000 Hz): event-related SCRs (first onset
 1-4 s after each event) from both detectors on the same events.
 
@@ -19,7 +31,13 @@ Per-update cost: ``SCRDetector.update`` on a 10 ms chunk (1 sample at 100 Hz, 10
 1000 Hz), timed over every chunk of 10 min, against recomputing ``eda_process`` on a
 sliding 30 s window, which an offline method must do on each update to run live.
 
-Usage: ``python bench/eda.py [--json] [--seeds 3]``
+Old and new side by side: ``--baseline FILE`` (default ``bench/eda_baseline_main.json``,
+the ``--json`` output of this script run on the detector as it was before issue #18, i.e.
+``dsp/eda.py`` and ``dsp/eda_kernel.py`` of commit 689d6e8 with this script and these
+generators) prints each figure as "old new"; the new one is this run. Accuracy figures
+do not depend on the machine's load; the timing figures of the two runs do.
+
+Usage: ``python bench/eda.py [--json] [--seeds 3] [--wearable-seeds 4] [--baseline FILE]``
 """
 
 from __future__ import annotations
@@ -35,10 +53,25 @@ from pathlib import Path
 import numpy as np
 
 from stimloop.devices.sim.eda import EDAGenerator, simulate_labelled_eda
-from stimloop.dsp.eda import SCR_DTYPE, SCRDetector, detect_scr, event_related_scr
-from stimloop.dsp.eda_score import score_scrs
+from stimloop.devices.sim.wearable_eda import WearableEDAConfig, simulate_wearable_eda
+from stimloop.dsp.eda import (
+    FLAG_MOTION,
+    SCR_DTYPE,
+    SCRDetector,
+    decompose_eda,
+    detect_scr,
+    event_related_scr,
+)
+from stimloop.dsp.eda_score import score_artifacts, score_scrs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eda" / "systole_task1_1000hz.npz"
+BASELINE = Path(__file__).resolve().parent / "eda_baseline_main.json"
+WEARABLE_RATES = (4.0, 8.0, 16.0, 32.0, 100.0, 1000.0)
+
+
+def wearable_config(seed: int) -> WearableEDAConfig:
+    """Odd seeds: 0.01 µS steps (wristband); even seeds: 12-bit ADC on a divider."""
+    return WearableEDAConfig(quantisation="step" if seed % 2 else "divider")
 
 
 def nk_scrs(x: np.ndarray, fs: float, amplitude_min: float | None = None) -> np.ndarray:
@@ -94,6 +127,70 @@ def accuracy(seeds: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def _pooled(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate per-recording arrays on one time axis (recordings 10^4 s apart)."""
+    out = {}
+    for key in parts[0]:
+        shift = [i * 10_000.0 if key.endswith("_s") else 0 for i in range(len(parts))]
+        out[key] = np.concatenate([p[key] + o for p, o in zip(parts, shift, strict=True)])
+    return out
+
+
+def wearable(seeds: int, minutes: float = 20.0) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    names = ("stimloop", "neurokit2 eda_process")
+    for fs in WEARABLE_RATES:
+        det: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in names}
+        truth: list[dict[str, np.ndarray]] = []
+        art = {name: np.zeros(5, dtype=np.int64) for name in names}
+        for seed in range(1, seeds + 1):
+            rec = simulate_wearable_eda(fs, minutes, seed, wearable_config(seed))
+            s = rec.scrs
+            truth.append(
+                {
+                    "onset_s": s["onset_s"],
+                    "amp": s["amplitude"],
+                    "optional": s["near_artifact"] | s["masked"],
+                }
+            )
+            sig = decompose_eda(rec.eda_us, fs, strict=False)
+            for name, scrs, flagged in (
+                ("stimloop", sig.scrs, (sig.flags & FLAG_MOTION) > 0),
+                ("neurokit2 eda_process", nk_scrs(rec.eda_us, fs), np.zeros(sig.flags.size, bool)),
+            ):
+                det[name].append({"onset_s": scrs["onset"] / fs, "amp": scrs["amplitude"]})
+                sa = score_artifacts(
+                    flagged,
+                    fs,
+                    rec.artifacts["start_s"],
+                    rec.artifacts["end_s"],
+                    scrs["onset"] / fs,
+                    s["onset_s"],
+                )
+                art[name] += (
+                    sa.n_artifacts,
+                    sa.found,
+                    sa.clean_samples,
+                    sa.clean_flagged,
+                    sa.scrs_at_artifacts,
+                )
+        tr = _pooled(truth)
+        res: dict[str, dict[str, float]] = {}
+        for name in names:
+            d = _pooled(det[name])
+            sc = score_scrs(
+                d["onset_s"], d["amp"], tr["onset_s"], tr["amp"], optional=tr["optional"]
+            ).as_dict()
+            n_art, found, clean, clean_fl, at_art = (int(v) for v in art[name])
+            sc["artifacts"] = n_art
+            sc["artifact_recall"] = found / n_art if n_art else float("nan")
+            sc["false_flag_fraction"] = clean_fl / clean if name == "stimloop" else float("nan")
+            sc["scrs_at_artifacts"] = at_art
+            res[name] = sc
+        out[f"{fs:g}"] = res
+    return out
+
+
 def real_data() -> dict[str, dict[str, float]]:
     d = np.load(DATA)
     fs = float(d["fs"])
@@ -112,7 +209,14 @@ def real_data() -> dict[str, dict[str, float]]:
             "scrs": len(scrs),
             "scrs_per_min": len(scrs) / minutes,
             "_onsets": er["onset"],
+            "_scr_onsets": scrs["onset"].astype(np.float64),
         }
+    ours, theirs = (
+        out["stimloop"].pop("_scr_onsets"),
+        out["neurokit2 eda_process"].pop("_scr_onsets"),
+    )
+    dist = np.abs(ours[None, :] - theirs[:, None]).min(axis=1) / fs
+    out["stimloop"]["nk_scrs_found"] = float(np.mean(dist <= 1.0))
     a, b = out["stimloop"].pop("_onsets"), out["neurokit2 eda_process"].pop("_onsets")
     out["agreement"] = {
         "both_respond": int(np.sum((a >= 0) & (b >= 0))),
@@ -176,63 +280,157 @@ def update_cost() -> dict[str, dict[str, float]]:
     return out
 
 
+def _finite_or_none(obj):
+    """NaN and infinities as null, so the JSON is standard."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _get(d: dict | None, *keys: str):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _num(v, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def _pair(old: dict | None, new: dict, keys: tuple[str, ...], spec: str, width: int) -> str:
+    """A figure as "old new", right-aligned in ``width`` characters per value."""
+    return f"{_num(_get(old, *keys), spec):>{width}s} {_num(_get(new, *keys), spec):>{width}s}"
+
+
+def _counts(d: dict | None) -> str:
+    if d is None:
+        return "-"
+    return f"{d['tp']}/{d['fp']}/{d['fn']}"
+
+
+def _print_scores(old: dict | None, new: dict, prefix: str, label: str, width: int = 26) -> None:
+    print(
+        f"{prefix}{label:{width}s} {_num(_get(new, 'n_truth'), 'd'):>5s} "
+        f"{_counts(old):>12s} {_counts(new):>12s} "
+        f"{_pair(old, new, ('f1',), '.3f', 5)} "
+        f"{_pair(old, new, ('amp_err_median',), '.3f', 5)} "
+        f"{_pair(old, new, ('onset_err_median_s',), '.2f', 5)}",
+        end="",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print machine-readable figures")
-    ap.add_argument("--seeds", type=int, default=3, help="simulated 20-min recordings")
+    ap.add_argument("--seeds", type=int, default=3, help="EDAGenerator 20-min recordings")
+    ap.add_argument(
+        "--wearable-seeds", type=int, default=4, help="simulate_wearable_eda 20-min recordings"
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=BASELINE,
+        help="--json output of the code before issue #18, printed as the 'old' figures",
+    )
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
     res = {
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "accuracy_simulated": accuracy(args.seeds),
+        "wearable": wearable(args.wearable_seeds),
         "real_systole_event_related": real_data(),
         "wall_time_1h": wall_time(),
         "update_cost_10ms": update_cost(),
     }
+    res["machine"]["bench_s"] = time.perf_counter() - t_start
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(_finite_or_none(res), indent=2))
         return 0
-    acc = res["accuracy_simulated"]
-    print(f"Simulated: {args.seeds} x 20 min at 100 Hz, SCRs >= 0.02 µS, onset within 0.5 s")
+    old = json.loads(args.baseline.read_text()) if args.baseline.is_file() else None
     print(
-        f"{'method':28s} {'truth':>6s} {'TP':>5s} {'FP':>5s} {'FN':>5s} {'F1':>6s} "
-        f"{'|amp err| med':>14s} {'onset err med s':>16s}"
+        f"Each figure: old (before issue #18, {args.baseline.name if old else 'no baseline'}) "
+        "then new (this run). SCRs >= 0.02 µS must be found; onsets match within 0.5 s."
     )
-    for name, s in acc.items():
-        print(
-            f"{name:28s} {s['n_truth']:6d} {s['tp']:5d} {s['fp']:5d} {s['fn']:5d} "
-            f"{s['f1']:6.3f} {s['amp_err_median']:14.3f} {s['onset_err_median_s']:16.3f}"
-        )
+    head = (
+        f"{'truth':>5s} {'TP/FP/FN old':>12s} {'TP/FP/FN new':>12s} {'F1 old/new':>11s} "
+        f"{'|amp err| med':>11s} {'onset err s':>11s}"
+    )
+    print(f"\nSimulated (EDAGenerator): {args.seeds} x 20 min at 100 Hz")
+    print(f"{'method':26s} {head}")
+    for name, sc in res["accuracy_simulated"].items():
+        _print_scores(_get(old, "accuracy_simulated", name), sc, "", name)
+        print()
+    print(
+        f"\nSimulated (simulate_wearable_eda): {args.wearable_seeds} x 20 min per rate, "
+        "SCRs hidden by an artifact or a 3x larger SCR need not be found"
+    )
+    print(
+        f"{'Hz':>4s} {'method':21s} {head} {'art found':>11s} {'false flag %':>13s} "
+        f"{'SCRs at art':>11s}"
+    )
+    for fs_key, by_method in res["wearable"].items():
+        for name, sc in by_method.items():
+            o = _get(old, "wearable", fs_key, name)
+            short = "stimloop" if name == "stimloop" else "neurokit2"
+            _print_scores(o, sc, f"{fs_key:>4s} ", short, 21)
+            if name == "stimloop":
+                ff_o = _get(o, "false_flag_fraction")
+                ff_n = sc["false_flag_fraction"]
+                print(
+                    f" {_pair(o, sc, ('artifact_recall',), '.2f', 5)} "
+                    f"{_num(None if ff_o is None else 100 * ff_o, '.2f'):>6s} "
+                    f"{_num(100 * ff_n, '.2f'):>6s} "
+                    f"{_pair(o, sc, ('scrs_at_artifacts',), 'd', 5)}"
+                )
+            else:
+                print(f" {'':11s} {'':13s} {_pair(o, sc, ('scrs_at_artifacts',), 'd', 5)}")
     real = res["real_systole_event_related"]
     print("\nReal: systole picture task, 72 events, first SCR onset 1-4 s after the event")
     print(
-        f"{'method':28s} {'responses':>9s} {'rate':>6s} {'amp med µS':>10s} "
-        f"{'latency med s':>13s} {'SCRs/min':>8s}"
+        f"{'method':26s} {'responses':>9s} {'rate':>11s} {'amp med µS':>11s} "
+        f"{'latency med s':>13s} {'SCRs/min':>11s} {'NK SCRs found':>13s}"
     )
     for name in ("stimloop", "neurokit2 eda_process"):
-        r = real[name]
+        r, o = real[name], _get(old, "real_systole_event_related", name)
+        found = _pair(o, r, ("nk_scrs_found",), ".3f", 6) if name == "stimloop" else f"{'':13s}"
         print(
-            f"{name:28s} {r['responses']:9d} {r['response_rate']:6.3f} "
-            f"{r['amplitude_median_us']:10.3f} {r['latency_median_s']:13.2f} "
-            f"{r['scrs_per_min']:8.1f}"
+            f"{name:26s} {_pair(o, r, ('responses',), 'd', 4)} "
+            f"{_pair(o, r, ('response_rate',), '.3f', 5)} "
+            f"{_pair(o, r, ('amplitude_median_us',), '.3f', 5)} "
+            f"{_pair(o, r, ('latency_median_s',), '.2f', 6)} "
+            f"{_pair(o, r, ('scrs_per_min',), '.1f', 5)} {found}"
         )
-    ag = real["agreement"]
+    ag, ago = real["agreement"], _get(old, "real_systole_event_related", "agreement")
     print(
-        f"events: both respond {ag['both_respond']}, only stimloop {ag['only_stimloop']}, "
-        f"only NeuroKit2 {ag['only_neurokit2']}"
+        "events (old new): both respond "
+        f"{_pair(ago, ag, ('both_respond',), 'd', 2)}, only stimloop "
+        f"{_pair(ago, ag, ('only_stimloop',), 'd', 2)}, only NeuroKit2 "
+        f"{_pair(ago, ag, ('only_neurokit2',), 'd', 2)}"
     )
-    print("\nWall time for 1 h of EDA (s) and per-update cost of a 10 ms chunk (µs)")
+    print("\nWall time for 1 h of EDA (s) and per-update cost of a 10 ms chunk (µs p50, p99)")
     print(
-        f"{'method':28s} {'1h@100Hz':>9s} {'1h@1kHz':>9s} {'upd@100Hz p50/p99':>20s} "
-        f"{'upd@1kHz p50/p99':>20s}"
+        f"{'method':26s} {'1h@100Hz':>13s} {'1h@1kHz':>13s} {'upd@100Hz p50':>15s} "
+        f"{'p99':>15s} {'upd@1kHz p50':>15s} {'p99':>15s}"
     )
     for name in ("stimloop", "neurokit2 eda_process"):
         w, u = res["wall_time_1h"][name], res["update_cost_10ms"][name]
+        wo, uo = _get(old, "wall_time_1h", name), _get(old, "update_cost_10ms", name)
         print(
-            f"{name:28s} {w['1h_at_100Hz_s']:9.3f} {w['1h_at_1000Hz_s']:9.3f} "
-            f"{u['10ms_at_100Hz_us_p50']:9.1f}/{u['10ms_at_100Hz_us_p99']:<10.1f} "
-            f"{u['10ms_at_1000Hz_us_p50']:9.1f}/{u['10ms_at_1000Hz_us_p99']:<10.1f}"
+            f"{name:26s} {_pair(wo, w, ('1h_at_100Hz_s',), '.3f', 6)} "
+            f"{_pair(wo, w, ('1h_at_1000Hz_s',), '.3f', 6)} "
+            f"{_pair(uo, u, ('10ms_at_100Hz_us_p50',), '.1f', 7)} "
+            f"{_pair(uo, u, ('10ms_at_100Hz_us_p99',), '.1f', 7)} "
+            f"{_pair(uo, u, ('10ms_at_1000Hz_us_p50',), '.1f', 7)} "
+            f"{_pair(uo, u, ('10ms_at_1000Hz_us_p99',), '.1f', 7)}"
         )
     print("(NeuroKit2 per-update: eda_process recomputed on a sliding 30 s window)")
+    print(f"bench wall time {res['machine']['bench_s']:.0f} s; {res['machine']['platform']}")
     return 0
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, lfilter
+from scipy.signal import butter, freqz, lfilter
 
 from stimloop.dsp import eda_kernel as K
 
@@ -91,6 +91,21 @@ _UNITS = {
     "kω": "kohm",
     "kohms": "kohm",
 }
+
+#: Shift added to the onset found on the zero-phase copy, s (see EDAParams.onset_delay_s).
+ONSET_SHIFT_S = 0.0
+#: Block length of the block-scale noise estimate, s (the sample period at 4 Hz).
+NOISE_BLOCK_S = 0.25
+#: Step of the running medians of the noise (log units per block of 0.25 s, and the same
+#: per second at the sample scale): they follow a doubling of the noise within about 20 s
+#: and fluctuate by a few per cent.
+NOISE_STEP = 0.01
+#: Length of each window of the jump test for motion artifacts, s (a step or the rise
+#: of a spike takes at most about 0.15 s).
+ARTIFACT_WINDOW_S = 0.2
+#: Upstroke widening (s) over which the early firing on a sharp onset fades out; measured
+#: on the canonical SCRF (Bach et al. 2010) and Bateman shapes with Gaussian drivers.
+ONSET_LAMBDA_S = 0.2
 
 FS_MIN_HZ = 4.0
 FS_MAX_HZ = 2048.0
@@ -208,14 +223,22 @@ class EDAParams:
     artifact_slope : float
         Slope of the 5 Hz low-passed signal above which a transient is a motion artifact,
         µS/s (Kleckner et al. 2018: 10 µS/s).
+    artifact_jump_us : float
+        Smallest isolated jump (step or spike) taken for a motion artifact, µS (raised to
+        8 times the noise level when that is higher); 0 disables the jump test.
     artifact_pad_s : float
-        Time flagged after the last too-fast sample, s.
+        Time flagged after the last artifact sample, s; then the filters restart at the
+        level the signal is at.
     settle_s : float
         Time flagged after an invalid run ends (electrode re-contact), s.
     tonic_tau_s : float
         Time constant with which the SCL relaxes upward while no SCR rises, s.
     drift_tau_s : float
         Time constant of the SCL slope estimate that is subtracted from the slope, s.
+    trend_tau_s : float
+        Time constant of the baseline trend, the slope between rises, s: a rise must be
+        steeper than the larger of trend and SCL slope (a rising tonic level that the
+        SCL lags behind is not a string of SCRs).
     slope_tau_s : float
         Time constant of the slope smoother, s.
     onset_fraction : float
@@ -225,8 +248,9 @@ class EDAParams:
     trough_window_s : float
         Window before the onset searched for the onset level (the trough), s.
     onset_delay_s : float
-        Shift applied to reported onsets to undo the smoothing delay, s; negative means
-        the low-pass group delay at DC minus 0.1 s (the lag of the onset criterion).
+        Shift added to reported onsets, s; negative means none (``ONSET_SHIFT_S``). Onsets
+        are found on a zero-phase smoothing, so no filter delay is to be undone; the
+        criterion's early firing on sharp onsets is corrected by its own calibration.
     shoulder_fraction : float
         Within one rise, a dip of the slope by this fraction of its maximum followed by a
         rebound of the same size splits the rise into two overlapping SCRs.
@@ -243,8 +267,10 @@ class EDAParams:
     noise_k : float
         The rise thresholds (``slope_on``, ``slope_floor``, ``rise_min_us``, ``fall_us``)
         are raised, when needed, to this many standard deviations of the sensor noise as
-        seen in the smoothed signal and its slope; the noise is estimated causally from the
-        raw signal's second difference (10 s EMA). 0 keeps them fixed.
+        seen in the smoothed signal and its slope. The noise is estimated causally as
+        running medians of the third difference of the raw samples (white noise) and of
+        0.25 s block means (1/f noise), so the thresholds are the same at every sampling
+        rate. 0 keeps them fixed.
     """
 
     min_amplitude: float = 0.01
@@ -257,10 +283,12 @@ class EDAParams:
     plateau_s: float = 1.0
     off_us: float = 0.05
     artifact_slope: float = 10.0
+    artifact_jump_us: float = 0.05
     artifact_pad_s: float = 1.0
     settle_s: float = 2.0
     tonic_tau_s: float = 8.0
     drift_tau_s: float = 4.0
+    trend_tau_s: float = 5.0
     slope_tau_s: float = 0.1
     onset_fraction: float = 0.1
     trough_window_s: float = 0.25
@@ -306,6 +334,7 @@ class EDAParams:
         p[K.P_SETTLE] = round(self.settle_s * fs)
         p[K.P_TONIC_A] = 1.0 - np.exp(-1.0 / (self.tonic_tau_s * fs))
         p[K.P_DRIFT_A] = 1.0 - np.exp(-1.0 / (self.drift_tau_s * fs))
+        p[K.P_TREND_A] = 1.0 - np.exp(-1.0 / (self.trend_tau_s * fs))
         p[K.P_SLOPE_A] = 1.0 - np.exp(-1.0 / (self.slope_tau_s * fs))
         # Report onset and peak where they happened in the raw signal: the smoothing
         # low-pass delays slow components by its group delay at DC, sqrt(2) / (2 pi fc) s
@@ -315,9 +344,20 @@ class EDAParams:
         # on the smoothed signal lies ~0.1 s after the start of a bi-exponential SCR
         # (measured on EDAGenerator SCRs at 16-2048 Hz); the onset shift is the group
         # delay minus that lag.
-        gd = np.sqrt(2.0) / (2.0 * np.pi * fc)
-        on_delay = self.onset_delay_s if self.onset_delay_s >= 0 else max(gd - 0.1, 0.0)
-        p[K.P_DELAY_ON] = np.floor(on_delay * fs)
+        on_shift = self.onset_delay_s if self.onset_delay_s >= 0 else ONSET_SHIFT_S
+        p[K.P_ONSET_SHIFT] = round(on_shift * fs)
+        p[K.P_ONSET_A], p[K.P_ONSET_U0] = _onset_calibration(b, a, fs, self.onset_fraction)
+        p[K.P_ONSET_LAM] = ONSET_LAMBDA_S
+        w = max(2, round(ARTIFACT_WINDOW_S * fs))
+        p[K.P_ART_W] = w
+        # The sharpest SCR rise (a Bateman function with tau1 = 0.35 s and an impulse
+        # driver) still rises e^(-w / 0.35 s) as much in the window after its first one;
+        # half of that is the most a step's neighbouring windows may change.
+        p[K.P_ART_RHO] = 0.5 * np.exp(-w / fs / 0.35)
+        p[K.P_ART_JUMP] = self.artifact_jump_us
+        p[K.P_ART_SPIKE] = 0.5
+        # Below 20 Hz the 5 Hz low-pass would smear a step over several samples.
+        p[K.P_FAST_RAW] = 1.0 if fs < 20.0 else 0.0
         p[K.P_ONSET_FRAC] = self.onset_fraction
         p[K.P_LOOKBACK] = round((hi + 1.0) * fs)
         p[K.P_TROUGH_WIN] = round(self.trough_window_s * fs)
@@ -325,23 +365,115 @@ class EDAParams:
         p[K.P_PROJECT] = 1.0 if self.baseline == "projected" else 0.0
         p[K.P_PRE_LO] = round(0.6 * fs)
         p[K.P_PRE_HI] = round(0.3 * fs)
-        p[K.P_PRE_WIN_LO] = round(1.2 * fs)
-        p[K.P_PRE_WIN_HI] = round(0.4 * fs)
+        p[K.P_PRE_W] = max(2, round(0.5 * fs))
+        p[K.P_PEAK_SEARCH] = max(1, round(0.3 * fs))
         p[K.P_KNEE] = self.knee_fraction
         p[K.P_KNEE_W1] = round(0.5 * fs)
         p[K.P_KNEE_W2] = round(1.0 * fs)
         p[K.P_NOISE_K] = self.noise_k
         p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
         # Noise gains from the impulse responses of the smoother and of the slope path
-        # (first difference x fs, then the EMA), for white input of unit variance.
-        imp = np.zeros(max(64, int(20.0 * fs / fc)))
-        imp[0] = 1.0
-        h_y = lfilter(b, a, imp)
-        a_s = p[K.P_SLOPE_A]
-        h_s = lfilter([a_s], [1.0, a_s - 1.0], np.diff(h_y, prepend=0.0) * fs)
-        p[K.P_GAIN_Y] = float(np.sqrt(np.sum(h_y**2)))
-        p[K.P_GAIN_S] = float(np.sqrt(np.sum(h_s**2)))
+        # (first difference x fs, then the EMA), for white input of unit variance: at this
+        # rate (sample-scale noise) and at the rate of the 0.25 s block means (block-scale
+        # noise, see the kernel).
+        p[K.P_GAIN_Y], p[K.P_GAIN_S] = _noise_gains(fs, fc, p[K.P_SLOPE_A])
+        blk = max(1, round(NOISE_BLOCK_S * fs))
+        p[K.P_NOISE_B] = blk
+        p[K.P_NOISE_AB] = np.exp(NOISE_STEP)
+        p[K.P_NOISE_AM] = np.exp(NOISE_STEP / blk)  # the same step per second as per block
+        p[K.P_GAIN_YB], p[K.P_GAIN_SB] = _pink_block_gains(fs, fc, p[K.P_SLOPE_A], blk)
         return p
+
+
+def _noise_gains(fs: float, fc: float, slope_a: float) -> tuple[float, float]:
+    """Standard deviation of the smoother's output and of its slope (per s) for white
+    input of unit variance at rate ``fs`` (Hz), from their impulse responses."""
+    b, a = butter(2, fc, fs=fs)
+    imp = np.zeros(max(64, int(20.0 * fs / fc)))
+    imp[0] = 1.0
+    h_y = lfilter(b, a, imp)
+    h_s = lfilter([slope_a], [1.0, slope_a - 1.0], np.diff(h_y, prepend=0.0) * fs)
+    return float(np.sqrt(np.sum(h_y**2))), float(np.sqrt(np.sum(h_s**2)))
+
+
+def _pink_block_gains(fs: float, fc: float, slope_a: float, blk: int) -> tuple[float, float]:
+    """Noise of the smoothed signal and of its slope per unit of block-scale noise, for
+    1/f (pink) noise.
+
+    The block-scale estimate in the kernel is ``median |d2| / 1.651`` of the second
+    difference ``d2`` of means over ``blk`` samples (for Gaussian d2, its standard
+    deviation / sqrt(6)). For pink noise (PSD ∝ 1/f) this returns, per unit of that
+    estimate, the standard deviation of the change of the smoothed signal over 1 s
+    divided by sqrt(2) (for white noise that is the standard deviation of the smoothed
+    signal itself, as :func:`_noise_gains` gives) and the standard deviation of its slope
+    (per s), from the filters' frequency responses integrated against 1/f.
+    """
+    f = np.geomspace(1e-4, fs / 2.0, 20000)
+    df = np.gradient(f)
+    psd = 1.0 / f
+    w = 2.0 * np.pi * f / fs
+    b, a = butter(2, fc, fs=fs)
+    _, h_y = freqz(b, a, worN=w)
+    _, h_e = freqz([slope_a], [1.0, slope_a - 1.0], worN=w)
+    h_s = h_y * (1.0 - np.exp(-1j * w)) * fs * h_e
+    lag = np.exp(-1j * 2.0 * np.pi * f * 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = np.where(w > 0, np.sin(w * blk / 2.0) / (blk * np.sin(w / 2.0)), 1.0)
+    tb = blk / fs
+    d3 = np.abs(1.0 - np.exp(-1j * 2 * np.pi * f * tb)) ** 3
+    var_d3 = np.sum(psd * avg**2 * d3**2 * df)
+    var_y = np.sum(psd * np.abs(h_y * (1.0 - lag)) ** 2 * df) / 2.0
+    var_s = np.sum(psd * np.abs(h_s) ** 2 * df)
+    unit = np.sqrt(var_d3 / 20.0)
+    return float(np.sqrt(var_y) / unit), float(np.sqrt(var_s) / unit)
+
+
+def _slope_crossing(dz: np.ndarray, k: int, level: float) -> float:
+    """Last fractional index before ``k`` at which ``dz`` rose past ``level``."""
+    j = k
+    while dz[j - 1] > level:
+        j -= 1
+    return j - 1 + (level - dz[j - 1]) / (dz[j] - dz[j - 1])
+
+
+def _onset_calibration(b: np.ndarray, a: np.ndarray, fs: float, frac: float) -> tuple[float, float]:
+    """How early the onset criterion fires on a sharp SCR, and that SCR's upstroke width.
+
+    The kernel finds the onset where the zero-phase smoothed slope has risen ``frac`` of
+    the way to its maximum, or 1.82 upstroke widths before the steepest point if that is
+    earlier (:func:`stimloop.dsp.eda_kernel._confirm`). Smoothing spreads
+    a sharp onset to both sides, so on a Bateman function with an impulse driver
+    (τ1 = 0.75 s, τ2 = 3 s; Benedek & Kaernbach 2010) the criterion fires before the true
+    onset. This measures by how much (s) and the upstroke width (s, from the half-maximum
+    slope to the maximum) with the same smoother at this rate, averaged over 8 positions
+    of the onset between samples.
+
+    Returns
+    -------
+    (float, float)
+        Early firing, s, and upstroke width, s.
+    """
+    early, width = [], []
+    t = np.arange(round(30.0 * fs)) / fs
+    for phase in np.arange(8) / 8.0:
+        t0 = 10.0 + phase / fs
+        d = np.clip(t - t0, 0.0, None)
+        x = 5.0 + np.exp(-d / 3.0) - np.exp(-d / 0.75)
+        zi = np.array([1.0 - b[0], b[2] - a[2]])
+        y = lfilter(b, a, x, zi=zi * x[0])[0]
+        z = lfilter(b, a, y[::-1], zi=zi * y[-1])[0][::-1]
+        dz = np.gradient(z) * fs
+        k = int(np.argmax(dz))
+        s0, s1, s2 = dz[k - 1], dz[k], dz[k + 1]
+        den = s0 - 2.0 * s1 + s2
+        off = 0.5 * (s0 - s2) / den if den < 0 else 0.0
+        smax = s1 - 0.25 * (s0 - s2) * off
+
+        u = k + off - _slope_crossing(dz, k, 0.5 * smax)
+        onset = min(_slope_crossing(dz, k, frac * smax), k + off - K.ONSET_WIDTHS * u)
+        width.append(u / fs)
+        early.append(t0 - onset / fs)
+    return float(np.mean(early)), float(np.mean(width))
 
 
 def _events_to_records(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,20 +482,22 @@ def _events_to_records(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scr_rows, half_rows
 
 
-def _new_state(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _new_state(p: np.ndarray) -> tuple[np.ndarray, ...]:
     h = K.history_size(p)
-    return K.new_state(), np.zeros(h), np.zeros(h)
+    return K.new_state(), np.zeros(h), np.zeros(h), np.zeros(h), np.zeros(h)
 
 
-def _run(x: np.ndarray, p: np.ndarray, state: tuple[np.ndarray, np.ndarray, np.ndarray]):
-    st, hy, hs = state
+def _run(x: np.ndarray, p: np.ndarray, state: tuple[np.ndarray, ...]):
+    st, hy, hs, hf, hz = state
     n = x.shape[0]
     y = np.empty(n)
     scl = np.empty(n)
     ph = np.empty(n)
     fl = np.empty(n, dtype=np.uint8)
     ev = np.empty((K.event_capacity(n, p), K.N_EVENT_COLS))
-    ne = K.eda_kernel(np.ascontiguousarray(x, dtype=np.float64), p, st, hy, hs, y, scl, ph, fl, ev)
+    ne = K.eda_kernel(
+        np.ascontiguousarray(x, dtype=np.float64), p, st, hy, hs, hf, hz, y, scl, ph, fl, ev
+    )
     return y, scl, ph, fl, ev[:ne]
 
 
@@ -406,7 +540,7 @@ def _assemble(scr_rows: np.ndarray, half_rows: np.ndarray) -> np.ndarray:
 def decompose_eda(
     eda: np.ndarray,
     fs: float,
-    min_amplitude: float = 0.01,
+    min_amplitude: float | None = None,
     unit: str = "uS",
     strict: bool = True,
     params: EDAParams | None = None,
@@ -419,15 +553,15 @@ def decompose_eda(
         Skin conductance in ``unit``.
     fs : float
         Sampling rate in Hz (4-2048).
-    min_amplitude : float
-        Smallest SCR amplitude counted, µS.
+    min_amplitude : float, optional
+        Smallest SCR amplitude counted, µS; by default ``params.min_amplitude``.
     unit : {"uS", "umho", "kohm"}
         Unit of ``eda``; kΩ is converted as 1000 / R.
     strict : bool
         Raise :class:`EDAInputError` on negative or > 100 µS input (default). With False
         such samples are flagged ``FLAG_RANGE``, as the streaming detector does.
     params : EDAParams, optional
-        Full settings; ``min_amplitude`` overrides its field.
+        Full settings; ``min_amplitude``, when given, overrides its field.
 
     Returns
     -------
@@ -442,9 +576,9 @@ def decompose_eda(
     return EDASignals(y, scl, ph, fl, _assemble(*_events_to_records(ev)))
 
 
-def _with_min_amp(params: EDAParams | None, min_amplitude: float) -> EDAParams:
+def _with_min_amp(params: EDAParams | None, min_amplitude: float | None) -> EDAParams:
     prm = params or EDAParams()
-    if min_amplitude != prm.min_amplitude:
+    if min_amplitude is not None and min_amplitude != prm.min_amplitude:
         prm = EDAParams(**{**prm.__dict__, "min_amplitude": float(min_amplitude)})
     return prm
 
@@ -452,7 +586,7 @@ def _with_min_amp(params: EDAParams | None, min_amplitude: float) -> EDAParams:
 def detect_scr(
     eda: np.ndarray,
     fs: float,
-    min_amplitude: float = 0.01,
+    min_amplitude: float | None = None,
     unit: str = "uS",
     strict: bool = True,
     params: EDAParams | None = None,
@@ -470,14 +604,15 @@ def detect_scr(
         Skin conductance in ``unit``.
     fs : float
         Sampling rate in Hz (4-2048).
-    min_amplitude : float
-        Smallest SCR amplitude counted, µS (default 0.01 µS, Ledalab).
+    min_amplitude : float, optional
+        Smallest SCR amplitude counted, µS; by default ``params.min_amplitude`` (0.01 µS,
+        Ledalab).
     unit : {"uS", "umho", "kohm"}
         Unit of ``eda``; kΩ is converted as 1000 / R.
     strict : bool
         Raise :class:`EDAInputError` on negative or > 100 µS input.
     params : EDAParams, optional
-        Full settings; ``min_amplitude`` overrides its field.
+        Full settings; ``min_amplitude``, when given, overrides its field.
 
     Returns
     -------
@@ -529,12 +664,13 @@ class SCRDetector:
     ----------
     fs : float
         Sampling rate in Hz (4-2048).
-    min_amplitude : float
-        Smallest SCR amplitude counted, µS (default 0.01 µS, Ledalab).
+    min_amplitude : float, optional
+        Smallest SCR amplitude counted, µS; by default ``params.min_amplitude`` (0.01 µS,
+        Ledalab).
     unit : {"uS", "umho", "kohm"}
         Unit of the incoming samples; kΩ is converted as 1000 / R.
     params : EDAParams, optional
-        Full settings; ``min_amplitude`` overrides its field.
+        Full settings; ``min_amplitude``, when given, overrides its field.
 
     Notes
     -----
@@ -549,7 +685,7 @@ class SCRDetector:
     def __init__(
         self,
         fs: float,
-        min_amplitude: float = 0.01,
+        min_amplitude: float | None = None,
         unit: str = "uS",
         params: EDAParams | None = None,
     ) -> None:

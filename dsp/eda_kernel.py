@@ -3,10 +3,10 @@
 One kernel serves both the offline function (:func:`stimloop.dsp.eda.detect_scr`) and the
 streaming class (:class:`stimloop.dsp.eda.SCRDetector`). It processes samples one at a
 time and keeps *all* of its memory in explicit state that is passed in and updated in
-place (the ``scipy.signal.sosfilt(..., zi=zi)`` idiom): a float64 state vector plus two
-ring buffers (smoothed signal and slope, indexed by absolute sample index). Processing a
-recording in one call or in chunks of any size therefore gives bit-identical outputs by
-construction.
+place (the ``scipy.signal.sosfilt(..., zi=zi)`` idiom): a float64 state vector plus ring
+buffers (smoothed signal, slope, the signal of the jump test, and a scratch buffer),
+indexed by absolute sample index. Processing a recording in one call or in chunks of any
+size therefore gives bit-identical outputs by construction.
 
 Method (each step causal, i.e. it uses samples up to now only):
 
@@ -15,28 +15,34 @@ Method (each step causal, i.e. it uses samples up to now only):
    Invalid samples give NaN outputs and are skipped; the filters restart on the first
    valid sample, followed by a settling period in which no SCR may start.
 2. Motion artifacts: a slope faster than ``art_slope`` (10 µS/s, Kleckner et al. 2018) in
-   a 5 Hz low-passed copy flags the sample and a padding period after it; an SCR whose
-   rise touches flagged samples is rejected, not counted.
+   a 5 Hz low-passed copy, or an isolated jump (a step or a spike: see the kernel loop),
+   flags the sample and a padding period after it; an SCR whose rise touches flagged
+   samples is rejected, not counted, and the filters restart at the signal's level when
+   the flag ends, so a step leaves no false rise and no offset in the SCL.
 3. Smoothing: 2nd-order Butterworth low-pass (1 Hz by default) in direct form II
-   transposed, initialised at steady state. Sensor noise is estimated from the raw
-   signal's second difference (10 s EMA); the rise thresholds below are kept at least
-   ``noise_k`` noise standard deviations (of the smoothed signal and its slope) high.
+   transposed, initialised at steady state. Sensor noise is estimated twice, as running
+   medians of the third difference: of the raw samples (white noise) and of 0.25 s block
+   means (1/f noise, which the blocks do not average out). The rise thresholds below are
+   kept at least ``noise_k`` noise standard deviations (of the smoothed signal and its
+   slope) high.
 4. Tonic level (SCL): a lower envelope. It follows the smoothed signal down at once and
    relaxes up with time constant ``tonic_tau`` only while no SCR is rising, so SCRs stay
-   out of it. Phasic = smoothed - SCL (≥ 0). The SCL slope (EMA) is the local drift.
+   out of it. Phasic = smoothed - SCL (≥ 0). The SCL slope (EMA) is the local drift; the
+   slope between rises (EMA) is the baseline trend.
 5. SCR scoring: trough-to-peak (Boucsein et al. 2012; the "TTP" method of Ledalab,
    Benedek & Kaernbach 2010). A rise starts when the slope exceeds ``slope_on``, both
-   absolutely and relative to the tonic drift, and the signal has risen ``rise_min_us``.
-   Its peak (maximum) is confirmed when the signal has fallen ``fall_us`` below it, has
-   not exceeded it for ``plateau`` s, or its slope has been back at the pre-rise drift for
-   ``plateau`` s. The onset is then found by looking back from the steepest point of the
-   rise to the last sample whose slope was at most ``onset_frac`` of the way from the
-   pre-rise slope to the maximum; the onset level is the trough (lowest value from just
-   before the onset to the peak); amplitude = peak - onset level, optionally measured
-   from the extrapolated recovery of a preceding SCR (see :func:`_confirm`).
-   Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``, ``rise_hi``]
-   (0.5-5 s; Boucsein et al. 2012). Half-recovery: the time from the peak until the
-   signal falls to peak - amplitude/2, reported when seen before the next SCR.
+   absolutely and relative to the larger of drift and trend, and the signal has risen
+   ``rise_min_us``. Its peak (maximum) is confirmed when the signal has fallen ``fall_us``
+   below it, has not exceeded it for ``plateau`` s, or its slope has been back at the
+   pre-rise trend for ``plateau`` s (then the peak is where that flat stretch began). The
+   rise is then measured on a zero-phase smoothing of the samples seen so far (see
+   :func:`_confirm`): the onset is the last sample before the steepest point whose slope
+   was at most ``onset_frac`` of the way from the pre-rise slope to the maximum; the onset
+   level is the trough (lowest value from just before the onset to the peak); amplitude =
+   peak - onset level, optionally measured from the extrapolated recovery of a preceding
+   SCR. Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``,
+   ``rise_hi``] (0.5-5 s; Boucsein et al. 2012). Half-recovery: the time from the peak
+   until the signal falls to peak - amplitude/2, reported when seen before the next SCR.
 6. Overlap: the look-back never passes the previous peak, so an SCR on the recovery limb
    of another gets its own onset; a slope dip-and-rebound within one rise (a shoulder)
    splits it into two SCRs.
@@ -68,7 +74,7 @@ P_TONIC_A = 24  # EMA coefficient per sample
 P_DRIFT_A = 25  # EMA coefficient per sample
 P_SLOPE_A = 26  # EMA coefficient per sample
 P_DELAY = 27  # samples subtracted from reported peak indices (filter delay)
-P_DELAY_ON = 28  # samples subtracted from reported onset indices
+P_ONSET_SHIFT = 28  # samples added to the zero-phase onset (bias of the onset criterion)
 P_ONSET_FRAC = 29  # onset = where the slope falls below this fraction of the rise's max slope
 P_LOOKBACK = 30  # samples searched before the peak for the onset
 P_TROUGH_WIN = 31  # samples before the onset searched for the onset level (trough)
@@ -76,16 +82,30 @@ P_SHOULDER = 32  # relative slope dip and rebound that split two SCRs within one
 P_PROJECT = 33  # 1: extrapolate a decaying baseline (recovery limb) to the peak
 P_PRE_LO = 34  # samples before the onset where the pre-onset slope window starts
 P_PRE_HI = 35  # samples before the onset where it ends
-P_PRE_WIN_LO = 36  # samples before the steepest point where the pre-rise slope window starts
-P_PRE_WIN_HI = 37  # samples before the steepest point where it ends
+P_PRE_W = 36  # samples over which the pre-rise slope and its trend are fitted
+P_PEAK_SEARCH = 37  # samples searched around the delay-corrected peak in the zero-phase copy
 P_KNEE = 38  # slope rebound, as a fraction of the preceding decay slope, that starts a rise
 P_KNEE_W1 = 39  # samples back to the first reference slope of the knee test
 P_KNEE_W2 = 40  # samples back to the second
 P_NOISE_K = 41  # thresholds are at least this many noise standard deviations (0: off)
-P_NOISE_A = 42  # EMA coefficient of the noise estimate per sample
-P_GAIN_Y = 43  # noise gain of the smoother (std of output per unit white input)
-P_GAIN_S = 44  # noise gain of the slope, per s
-N_PARAMS = 45
+P_NOISE_A = 42  # EMA coefficient of the sample-scale |second difference| per sample
+P_GAIN_Y = 43  # noise of the smoothed signal per unit white (sample-scale) noise
+P_GAIN_S = 44  # noise of the slope per unit white (sample-scale) noise, per s
+P_ONSET_A = 45  # s: how early the onset criterion fires on the sharpest upstroke
+P_ONSET_U0 = 46  # s: upstroke width of the sharpest upstroke
+P_ONSET_LAM = 47  # s: width over which that error fades
+P_ART_W = 48  # samples: length of each of the three windows of the jump test
+P_ART_RHO = 49  # the windows around a jump may change by at most this fraction of it
+P_ART_JUMP = 50  # µS: smallest jump taken for an artifact
+P_ART_SPIKE = 51  # a reversal by this fraction of the jump makes it a spike
+P_FAST_RAW = 52  # 1: the jump test runs on the raw signal (low rates), 0: on the fast copy
+P_NOISE_B = 53  # samples per block of the block-scale noise estimate (0.25 s)
+P_NOISE_AB = 54  # factor of the block-scale running median per step (exp of the step)
+P_GAIN_YB = 55  # noise of the smoothed signal per unit block-scale (1/f) noise
+P_GAIN_SB = 56  # noise of the slope per unit block-scale (1/f) noise, per s
+P_TREND_A = 57  # EMA coefficient per sample of the baseline trend (slope outside rises)
+P_NOISE_AM = 58  # factor of the sample-scale running median per step (exp of the step)
+N_PARAMS = 59
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -129,12 +149,44 @@ S_KMAX_LO = 39  # the steepest point of the rise is searched from this index on
 S_SMAX_IDX = 40
 S_X1 = 41  # previous raw sample
 S_X2 = 42  # raw sample before that
-S_NOISE = 43  # EMA of |second difference| of the raw signal, µS
+S_NOISE = 43  # EMA of |second difference| of the raw signal (clipped), µS; jump test
 S_SON = 44  # effective slope_on, µS/s (raised above the noise)
 S_SFLOOR = 45  # effective slope_floor, µS/s
 S_RISEMIN = 46  # effective rise_min_us, µS
 S_FALL = 47  # effective fall_us, µS
-N_STATE = 48
+S_PEAK_KIND = 48  # what S_PEAK_IDX is: PEAK_MAX, PEAK_SHOULDER or PEAK_KNEE
+S_ZWIN = 49  # no onset may precede this index in the zero-phase copy (last peak there)
+S_ART_FROM = 50  # the jump test uses no sample before this one (last restart)
+S_ART_RESTART = 51  # 1: restart the filters when the current motion flag ends
+S_BSUM = 52  # sum of the raw samples of the current block
+S_BCNT = 53  # samples in it
+S_BM1 = 54  # mean of the previous block
+S_BM2 = 55  # and of the one before
+S_BM3 = 56  # and of the one before that
+S_BN = 57  # complete blocks since the last restart
+S_NOISE_B = 58  # running median of |third difference| of the block means, µS
+S_NOISE_M = 59  # running median of |third difference| of the raw signal, µS
+S_X3 = 60  # raw sample three back
+S_TREND = 61  # EMA of the slope while no SCR rises and nothing is flagged, µS/s
+S_NM_N = 62  # values seen by the sample-scale running median
+S_NB_N = 63  # values seen by the block-scale running median
+N_STATE = 64
+
+# ---- kinds of peak (how the end of a rise was found) --------------------------------
+PEAK_MAX = 0.0  # the maximum of the rise
+PEAK_SHOULDER = 1.0  # a slope minimum within a rise that is split in two
+PEAK_KNEE = 2.0  # the flattest point of a recovery limb that never turned upward
+
+# ---- noise estimates ---------------------------------------------------------------
+MEDIAN_WARMUP = 16.0  # values averaged before a running median starts stepping
+
+# ---- onset -------------------------------------------------------------------------
+# A Gaussian-shaped slope crosses 10 % of its maximum at 2.146 sigma before it, and half
+# of it at 1.177 sigma: 1.82 half-widths (see _confirm).
+ONSET_WIDTHS = 1.82
+# |N(0, 20 sigma^2)| (the third difference of white noise) has its median at
+# 0.674 * sqrt(20) * sigma: sigma = median / 3.016.
+NOISE_Q_TO_SD = 1.0 / 3.016
 
 # ---- per-sample flag bits ----------------------------------------------------------
 FLAG_NAN = 1
@@ -181,8 +233,30 @@ def event_capacity(n: int, params: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _restart(st, p, x, n, settle):
-    """Restart filters and scoring at value ``x`` (first valid sample after invalid ones)."""
+def _running_median(est, count, v, mult):
+    """One step of a running median of non-negative values; returns the new estimate.
+
+    The first ``MEDIAN_WARMUP`` values are averaged (a start that no single value, a
+    sharp SCR onset say, can dominate). After that it is multiplied by ``mult`` (> 1) when
+    ``v`` is above it and divided by it when below, so it settles where half of the values
+    lie below it (a stochastic-approximation quantile tracker); multiplicative steps keep
+    it positive.
+    """
+    if count < MEDIAN_WARMUP:
+        return est + (v - est) / (count + 1.0)
+    est = max(est, 1e-12)
+    if v > est:
+        return est * mult
+    if v < est:
+        return est / mult
+    return est
+
+
+@njit(cache=True)
+def _restart(st, p, hf, x, n, settle, artifact):
+    """Restart filters and scoring at value ``x`` (first valid sample after invalid ones,
+    or the first sample after a motion artifact; then the tonic drift and trend carry
+    over, since an artifact does not change them)."""
     # Steady-state DF-II-T initial conditions for a unity-DC-gain biquad: z1, z2 such that
     # a constant input x gives output x at once (no start-up transient to mistake for an SCR).
     st[S_Z1] = x * (1.0 - p[P_B0])
@@ -193,119 +267,273 @@ def _restart(st, p, x, n, settle):
     st[S_FY_PREV] = x
     st[S_X1] = x
     st[S_X2] = x
+    st[S_X3] = x
     st[S_SLOPE] = 0.0
     st[S_SCL] = x
     st[S_SCL_PREV] = x
-    st[S_DRIFT] = 0.0
+    if not artifact:
+        st[S_DRIFT] = 0.0
+        st[S_TREND] = 0.0
     st[S_MODE] = 0.0
     st[S_BASE_IDX] = n
     st[S_BASE_VAL] = x
     st[S_HR_ACTIVE] = 0.0
     st[S_WIN_START] = n
+    st[S_ZWIN] = n
+    # The jump test sees a flat past at the new level, so a jump right after the restart
+    # (artifacts come in bursts) is tested like any other.
+    h = hf.shape[0]
+    k = n - 3.0 * p[P_ART_W]
+    st[S_ART_FROM] = k
+    while k < n:
+        hf[int(k) % h] = x
+        k += 1.0
+    st[S_BSUM] = 0.0
+    st[S_BCNT] = 0.0
+    st[S_BN] = 0.0
     if settle:
         st[S_ART_UNTIL] = n + p[P_SETTLE]
         st[S_ART_KIND] = FLAG_SETTLING
 
 
 @njit(cache=True)
-def _confirm(st, p, hy, hs, ev, ne, n, y):
+def _zero_phase(p, hy, hz, a, n):
+    """Smooth ``hy[a..n]`` backward with the smoothing biquad, into ``hz``.
+
+    ``hy`` is the raw signal after the causal (forward) pass of that biquad, so ``hz`` is
+    the forward-backward, zero-phase smoothing of the raw signal over ``[a, n]``
+    (Gustafsson's filtfilt idea; the backward pass starts at steady state at ``hy[n]``).
+    It uses samples up to ``n`` only, so a measurement made on it at ``n`` is causal.
+    """
+    h = hy.shape[0]
+    v0 = hy[int(n) % h]
+    z1 = v0 * (1.0 - p[P_B0])
+    z2 = v0 * (p[P_B2] - p[P_A2])
+    k = n
+    while k >= a:
+        v = hy[int(k) % h]
+        o = p[P_B0] * v + z1
+        z1 = p[P_B1] * v - p[P_A1] * o + z2
+        z2 = p[P_B2] * v - p[P_A2] * o
+        hz[int(k) % h] = o
+        k -= 1.0
+
+
+@njit(cache=True)
+def _zs(hz, k, fs):
+    """Slope of the zero-phase copy at ``k`` (central difference), µS/s."""
+    h = hz.shape[0]
+    return (hz[int(k + 1.0) % h] - hz[int(k - 1.0) % h]) * 0.5 * fs
+
+
+@njit(cache=True)
+def _crossing(hz, fs, k, lo, level, trend, kc):
+    """Last (fractional) index before ``k`` at which the zero-phase slope rose past a level.
+
+    The level is ``level + trend * (index - kc)`` (µS/s), a line, so that a pre-rise slope
+    that is itself changing (a recovery limb flattening out) is followed.
+    """
+    while k > lo + 1.0 and _zs(hz, k - 1.0, fs) > level + trend * (k - 1.0 - kc):
+        k -= 1.0
+    if k <= lo + 1.0:
+        return k
+    a = _zs(hz, k - 1.0, fs) - (level + trend * (k - 1.0 - kc))
+    b = _zs(hz, k, fs) - (level + trend * (k - kc))
+    if b > a:
+        return k - 1.0 + min(max(-a / (b - a), 0.0), 1.0)
+    return k
+
+
+@njit(cache=True)
+def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
     """Score the rise whose peak has just been confirmed at sample ``n``.
 
-    The onset is found by looking back from the steepest point of the rise: it is the
-    last sample whose slope was at most ``onset_frac`` of the way from the pre-rise slope
-    (lowest slope 0.4-1.2 s before the steepest point) to the maximum slope; on a decaying
-    baseline this is the knee where the new SCR starts, before the composite trough. The
-    onset level is the lowest smoothed value from just before the onset to the peak (the
-    trough of trough-to-peak scoring, Boucsein et al. 2012). Looking back only as far as
-    the previous peak keeps overlapping SCRs separate. Results are written to the event
-    buffer ``ev`` and the new row count to ``st[S_NE_TMP]``.
+    The rise is measured on a zero-phase smoothing of the samples seen so far (see
+    :func:`_zero_phase`), so onset and peak do not depend on the smoother's delay, which
+    differs between sharp and gradual SCR onsets. The onset is found by looking back
+    from the steepest point of the rise: it is the last sample whose slope was at most
+    ``onset_frac`` of the way from the pre-rise slope to the maximum slope. The pre-rise
+    slope is the mean slope over ``pre_w`` s ending twice the upstroke width before the
+    steepest point (the upstroke width: from the last half-maximum slope to the steepest
+    point), so a gradual onset (Bach et al. 2010's Gaussian-smoothed SCRF) and a sharp
+    one (a Bateman function with an impulse driver) are both measured from before they
+    start. On a decaying baseline this is the knee where the new SCR starts, before the
+    composite trough. The onset level is the lowest smoothed value from just before the
+    onset to the peak (the trough of trough-to-peak scoring, Boucsein et al. 2012).
+    Looking back only as far as the previous peak keeps overlapping SCRs separate.
+    Results are written to the event buffer ``ev`` and the new row count to
+    ``st[S_NE_TMP]``.
     """
     fs = p[P_FS]
     h = hy.shape[0]
     peak = st[S_PEAK_IDX]
-    lo = max(st[S_WIN_START], peak - p[P_LOOKBACK], n - h + 1.0 + p[P_TROUGH_WIN] + p[P_PRE_LO])
-    # Steepest point of the rise (after the knee, for a rise started by one).
-    lo_k = max(lo, st[S_KMAX_LO])
-    k = peak
-    kmax = peak
+    lo = max(st[S_ZWIN], peak - p[P_DELAY] - p[P_LOOKBACK], n - h + 2.0)
+    _zero_phase(p, hy, hz, lo, n)
+    # The peak in the zero-phase copy: the causal one moved back by the smoother's group
+    # delay, refined within +-peak_search to the maximum (or, for a shoulder split, the
+    # slope minimum; for a knee, the flattest point).
+    pz = min(max(st[S_PEAK_IDX] - p[P_DELAY], lo + 2.0), n - 1.0)
+    k0 = max(lo + 2.0, pz - p[P_PEAK_SEARCH])
+    k1 = min(n - 1.0, pz + p[P_PEAK_SEARCH])
+    kind = st[S_PEAK_KIND]
+    best = -np.inf
+    k = k0
+    while k <= k1:
+        if kind == PEAK_MAX:
+            v = hz[int(k) % h]
+        elif kind == PEAK_SHOULDER:
+            v = -_zs(hz, k, fs)
+        else:
+            v = _zs(hz, k, fs)
+        if v > best:
+            best = v
+            pz = k
+        k += 1.0
+    peak_val = hz[int(pz) % h]
+    # Steepest point of the rise (after the knee, for a rise started by one), refined
+    # between samples by a parabola (low rates).
+    lo_k = max(lo + 1.0, st[S_KMAX_LO] - p[P_DELAY])
+    kmax = pz - 1.0
     smax = -1.0e300
+    k = pz - 1.0
     while k >= lo_k:
-        s = hs[int(k) % h]
-        if s > smax:
-            smax = s
+        sl = _zs(hz, k, fs)
+        if sl > smax:
+            smax = sl
             kmax = k
         k -= 1.0
-    # Slope before the rise: the lowest slope 0.4-1.2 s before the steepest point (the
-    # minimum is robust to the window reaching into the rise); with the tonic drift it
-    # sets the level from which the rise is measured.
+    if smax == -1.0e300:
+        smax = _zs(hz, kmax, fs)
+    kf = kmax
+    if lo + 1.0 < kmax < n - 1.0:
+        s0 = _zs(hz, kmax - 1.0, fs)
+        s2 = _zs(hz, kmax + 1.0, fs)
+        den = s0 - 2.0 * smax + s2
+        if den < 0.0:
+            off = 0.5 * (s0 - s2) / den
+            kf = kmax + off
+            smax = smax - 0.25 * (s0 - s2) * off
+    # Upstroke width u (from the last half-way slope to the steepest point) and the
+    # pre-rise slope d0 (mean over pre_w s ending 3u before the steepest point, where a
+    # Gaussian-shaped upstroke has not begun), found together by fixed-point iteration:
+    # on a recovery limb the half-way slope depends on d0 and the window on u. On a
+    # recovery limb the slope itself keeps rising toward zero as the recovery flattens;
+    # its trend over the window (at most -d0 / 1 s, the fastest physiological recovery)
+    # is carried forward.
     d0 = max(st[S_DRIFT], 0.0)
-    k = max(kmax - p[P_PRE_WIN_LO], lo)
-    pre = np.inf
-    while k <= kmax - p[P_PRE_WIN_HI]:
-        s = hs[int(k) % h]
-        if s < pre:
-            pre = s
-        k += 1.0
-    if pre < np.inf:
-        d0 = pre
+    trend = 0.0
+    kc = kmax
+    u = 0.0
+    for _ in range(4):
+        kh = _crossing(hz, fs, kmax, lo, d0 + 0.5 * (smax - d0), trend, kmax)
+        u = max(kf - kh, 0.0)
+        k1 = np.floor(kf - 3.0 * u) - 1.0
+        k0 = max(lo + 1.0, k1 - p[P_PRE_W])
+        if k1 < k0:
+            break
+        # Least-squares line through the slope over [k0, k1].
+        sw = 0.0
+        sx = 0.0
+        sy = 0.0
+        sxx = 0.0
+        sxy = 0.0
+        k = k0
+        while k <= k1:
+            v = _zs(hz, k, fs)
+            sw += 1.0
+            sx += k - k0
+            sy += v
+            sxx += (k - k0) * (k - k0)
+            sxy += (k - k0) * v
+            k += 1.0
+        mean_k = sx / sw
+        mean_v = sy / sw
+        var_k = sxx / sw - mean_k * mean_k
+        b = (sxy / sw - mean_k * mean_v) / var_k if var_k > 0.0 else 0.0
+        # Only a flattening recovery limb (negative slope rising toward zero) has a trend.
+        b = min(max(b, 0.0), max(-mean_v, 0.0) / fs)
+        kc = k0 + mean_k
+        # The line, moved to the steepest point, is the slope without the new SCR there.
+        d0 = min(mean_v + b * (kmax - kc), smax)
+        trend = b
+        kc = kmax
     thr = d0 + p[P_ONSET_FRAC] * (smax - d0)
-    k = kmax
-    while k > lo and hs[int(k - 1.0) % h] > thr:
-        k -= 1.0
-    onset = k
+    # Walking back from the steepest point, noise on the slope of a small SCR can cross
+    # the threshold before the true onset; the width gives a second estimate that noise
+    # does not stop early: a Gaussian-shaped upstroke (the SCRF's) crosses onset_frac =
+    # 10 % of its maximum slope 1.82 widths before the steepest point. The earlier wins.
+    onset_f = _crossing(hz, fs, kmax, lo, thr, trend, kmax)
+    onset_f = max(min(onset_f, kf - ONSET_WIDTHS * u), lo + 1.0)
+    # Smoothing spreads a sharp onset (a slope step) to both sides, so the crossing comes
+    # early by onset_a s for the sharpest upstroke (width onset_u0 s); the error fades as
+    # the upstroke widens, with onset_lam s (calibration in EDAParams.vector).
+    shift = p[P_ONSET_A] * np.exp(-(u / fs - p[P_ONSET_U0]) / p[P_ONSET_LAM])
+    onset_rep = np.floor(onset_f + min(shift, p[P_ONSET_A]) * fs + 0.5)
+    onset = min(max(np.floor(onset_f + 0.5), lo + 1.0), pz)
     # Onset level: the lowest point from just before the onset up to the peak (the
     # trough of trough-to-peak scoring; on a decaying baseline it follows the onset).
-    level = hy[int(onset) % h]
+    level = hz[int(onset) % h]
     k = onset - 1.0
-    while k >= onset - p[P_TROUGH_WIN] and k >= st[S_WIN_START]:
-        v = hy[int(k) % h]
+    while k >= onset - p[P_TROUGH_WIN] and k >= lo:
+        v = hz[int(k) % h]
         if v < level:
             level = v
         k -= 1.0
     y_on = level
     k = onset + 1.0
-    while k <= peak:
-        v = hy[int(k) % h]
+    while k <= pz:
+        v = hz[int(k) % h]
         if v < level:
             level = v
         k += 1.0
-    rise_n = peak - onset
-    # An SCR on the recovery limb of an earlier one: the baseline keeps decaying toward
-    # the SCL during the rise. Extrapolate it as an exponential whose time constant
-    # follows from the pre-onset slope and the residual above the SCL, tau = r0 / -slope
+    rise_n = pz - onset
+    # An SCR on the recovery limb of an earlier one: the baseline keeps decaying during
+    # the rise. Extrapolate it as an exponential from the slope at the onset, with the
+    # time constant of the flattening seen before the rise or, failing that, the one that
+    # decays the residual above the SCL at the pre-onset slope, tau = r0 / -slope
     # (amplitude measured from the extrapolated recovery, Boucsein 2012).
     base_at_peak = level
     if p[P_PROJECT] == 1.0:
-        k0 = max(onset - p[P_PRE_LO], st[S_WIN_START])
+        k0 = max(onset - p[P_PRE_LO], lo + 1.0)
         k1 = onset - p[P_PRE_HI]
         if k1 >= k0:
             acc = 0.0
             cnt = 0.0
             k = k0
             while k <= k1:
-                acc += hs[int(k) % h]
+                acc += _zs(hz, k, fs)
                 cnt += 1.0
                 k += 1.0
             s_pre = acc / cnt - min(st[S_DRIFT], 0.0)
             r0 = y_on - st[S_SCL]
-            if s_pre < 0.0 and r0 > 0.0:
+            # The recovery's own time constant, where the pre-rise slope was seen to
+            # flatten: an exponential has tau = -slope / (rate of change of the slope).
+            # It holds for the fast part of a two-stage recovery (the SCRF's), which the
+            # residual above the SCL, spanning both stages, overstates.
+            s_on = d0 + trend * (onset - kmax) - min(st[S_DRIFT], 0.0)
+            tau = 0.0
+            proj = level
+            if trend > 0.0 and s_on < 0.0:
+                tau = min(max(-s_on / (trend * fs), 1.0), 60.0)
+                proj = y_on + s_on * tau * (1.0 - np.exp(-rise_n / fs / tau))
+            elif s_pre < 0.0 and r0 > 0.0:
                 tau = r0 / -s_pre
                 proj = y_on - r0 * (1.0 - np.exp(-rise_n / fs / tau))
-                if proj < base_at_peak:
-                    base_at_peak = proj
-    amp = st[S_PEAK_VAL] - base_at_peak
+            if tau > 0.0 and proj < base_at_peak:
+                base_at_peak = proj
+    amp = peak_val - base_at_peak
     if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
         st[S_N_REJ_ART] += 1.0
     elif amp >= p[P_MIN_AMP] and p[P_RISE_LO] <= rise_n <= p[P_RISE_HI]:
         ev[ne, E_KIND] = KIND_SCR
         ev[ne, E_ID] = st[S_N_SCR]
-        ev[ne, E_ONSET] = onset - p[P_DELAY_ON]
-        ev[ne, E_PEAK] = peak - p[P_DELAY]
+        ev[ne, E_ONSET] = onset_rep + p[P_ONSET_SHIFT]
+        ev[ne, E_PEAK] = pz
         ev[ne, E_AMP] = amp
         ev[ne, E_RISE] = rise_n / fs
         ev[ne, E_HALF] = np.nan
         ev[ne, E_ONSET_VAL] = level
-        ev[ne, E_PEAK_VAL] = st[S_PEAK_VAL]
+        ev[ne, E_PEAK_VAL] = peak_val
         ev[ne, E_CONFIRM] = n
         ne += 1
         st[S_HR_ACTIVE] = 1.0
@@ -326,6 +554,7 @@ def _confirm(st, p, hy, hs, ev, ne, n, y):
     st[S_BASE_IDX] = n
     st[S_BASE_VAL] = y
     st[S_WIN_START] = peak
+    st[S_ZWIN] = pz
     st[S_NE_TMP] = ne
 
 
@@ -346,7 +575,7 @@ def _knee(hs, p, st, n, slope):
 
 
 @njit(cache=True)
-def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
+def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, ev):
     """Run the EDA pipeline over one chunk, updating ``st`` in place.
 
     Parameters
@@ -360,6 +589,11 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
     hy, hs : float64[:]
         Ring buffers (length :func:`history_size`) of the smoothed signal and its slope,
         indexed by absolute sample index modulo their length; part of the state.
+    hf : float64[:]
+        Ring buffer of the signal the jump test runs on (raw, or the fast low-pass copy).
+    hz : float64[:]
+        Scratch ring buffer of the same length for the zero-phase copy (its contents
+        between calls do not matter).
     y_out, scl_out, phasic_out : float64[:]
         Per-sample smoothed conductance, SCL and phasic component in µS (NaN if invalid).
     flag_out : uint8[:]
@@ -399,9 +633,15 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             n += 1.0
             continue
         if st[S_VALID_PREV] == 0.0:
-            _restart(st, p, xi, n, st[S_STARTED] == 1.0)
+            _restart(st, p, hf, xi, n, st[S_STARTED] == 1.0, False)
             st[S_STARTED] = 1.0
             st[S_VALID_PREV] = 1.0
+        elif st[S_ART_RESTART] == 1.0 and n >= st[S_ART_UNTIL]:
+            # A motion artifact has ended: start over at the level the signal is at now,
+            # so a step leaves neither a false rise in the smoothed signal nor an offset
+            # in the SCL.
+            _restart(st, p, hf, xi, n, False, True)
+            st[S_ART_RESTART] = 0.0
         # Smoothing biquad (DF-II transposed).
         y = p[P_B0] * xi + st[S_Z1]
         st[S_Z1] = p[P_B1] * xi - p[P_A1] * y + st[S_Z2]
@@ -419,23 +659,76 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
         # the rise thresholds are kept at least noise_k noise-standard-deviations of the
         # smoothed signal and of its slope above zero.
         d2 = abs(xi - 2.0 * st[S_X1] + st[S_X2])
+        # The thresholds use the running median of the third difference: at low rates the
+        # sample scale nears the SCR scale, where SCRs inflate a mean and bend the second
+        # difference; the third removes their curvature, and a median follows the noise
+        # between them.
+        d3 = abs(xi - 3.0 * st[S_X1] + 3.0 * st[S_X2] - st[S_X3])
+        st[S_NOISE_M] = _running_median(st[S_NOISE_M], st[S_NM_N], d3, p[P_NOISE_AM])
+        st[S_NM_N] += 1.0
+        st[S_X3] = st[S_X2]
         st[S_X2] = st[S_X1]
         st[S_X1] = xi
         if st[S_NOISE] > 0.0 and d2 > 4.0 * st[S_NOISE]:
             d2 = 4.0 * st[S_NOISE]
         st[S_NOISE] += p[P_NOISE_A] * (d2 - st[S_NOISE])
-        sigma = st[S_NOISE] * 1.2533 / 2.4495
+        # The same on means over 0.25 s blocks (aligned to absolute sample indices): white
+        # noise averages out there, but 1/f (pink) noise, which has as much power per
+        # octave at every scale and puts SCR-sized bumps into the SCR band, does not. The
+        # block-scale estimate makes the thresholds the same at every sampling rate.
+        st[S_BSUM] += xi
+        st[S_BCNT] += 1.0
+        if (n + 1.0) % p[P_NOISE_B] == 0.0:
+            if st[S_BCNT] == p[P_NOISE_B]:
+                m = st[S_BSUM] / st[S_BCNT]
+                if st[S_BN] >= 3.0:
+                    db = abs(m - 3.0 * st[S_BM1] + 3.0 * st[S_BM2] - st[S_BM3])
+                    st[S_NOISE_B] = _running_median(st[S_NOISE_B], st[S_NB_N], db, p[P_NOISE_AB])
+                    st[S_NB_N] += 1.0
+                st[S_BM3] = st[S_BM2]
+                st[S_BM2] = st[S_BM1]
+                st[S_BM1] = m
+                st[S_BN] += 1.0
+            st[S_BSUM] = 0.0
+            st[S_BCNT] = 0.0
+        sigma = st[S_NOISE_M] * NOISE_Q_TO_SD
+        sigma_b = st[S_NOISE_B] * NOISE_Q_TO_SD
         kn = p[P_NOISE_K]
-        st[S_SON] = max(p[P_SLOPE_ON], kn * p[P_GAIN_S] * sigma)
-        st[S_SFLOOR] = max(p[P_SLOPE_FLOOR], 0.4 * kn * p[P_GAIN_S] * sigma)
-        st[S_RISEMIN] = max(p[P_RISE_MIN_US], kn * p[P_GAIN_Y] * sigma)
-        st[S_FALL] = max(p[P_FALL_US], kn * p[P_GAIN_Y] * sigma)
+        n_y = max(p[P_GAIN_Y] * sigma, p[P_GAIN_YB] * sigma_b)
+        n_s = max(p[P_GAIN_S] * sigma, p[P_GAIN_SB] * sigma_b)
+        st[S_SON] = max(p[P_SLOPE_ON], kn * n_s)
+        st[S_SFLOOR] = max(p[P_SLOPE_FLOOR], 0.4 * kn * n_s)
+        st[S_RISEMIN] = max(p[P_RISE_MIN_US], kn * n_y)
+        st[S_FALL] = max(p[P_FALL_US], kn * n_y)
         st[S_SLOPE] += p[P_SLOPE_A] * (raw_slope - st[S_SLOPE])
         slope = st[S_SLOPE]
-        # Motion artifact: too fast for skin conductance.
-        if abs(fast_slope) > p[P_ART_SLOPE]:
+        # Motion artifacts. (1) Too fast for skin conductance (Kleckner et al. 2018).
+        # (2) An isolated jump: over three consecutive windows of art_w (0.2 s), the
+        # middle one changes by at least art_jump while the one before and the one after
+        # change by at most art_rho of that (a step), or the one after reverses it (a
+        # spike). An SCR cannot do this: its rise continues into the next window (or,
+        # once it has peaked, recovers slowly) and is not preceded by calm (at its peak).
+        # The test looks art_w back, so the flag comes one window after the jump.
+        h = hy.shape[0]
+        xf = xi if p[P_FAST_RAW] == 1.0 else fy
+        hf[int(n) % h] = xf
+        jump = False
+        w = p[P_ART_W]
+        if p[P_ART_JUMP] > 0.0 and n - 3.0 * w >= st[S_ART_FROM]:
+            x0 = hf[int(n - 3.0 * w) % h]
+            x1 = hf[int(n - 2.0 * w) % h]
+            x2 = hf[int(n - w) % h]
+            jb = x1 - x0
+            j = x2 - x1
+            ja = xf - x2
+            aj = abs(j)
+            rho = p[P_ART_RHO]
+            if aj >= max(p[P_ART_JUMP], 8.0 * st[S_NOISE]) and abs(jb) <= rho * aj:
+                jump = abs(ja) <= rho * aj or ja * j <= -p[P_ART_SPIKE] * aj * aj
+        if abs(fast_slope) > p[P_ART_SLOPE] or jump:
             st[S_ART_UNTIL] = n + p[P_ART_PAD]
             st[S_ART_KIND] = FLAG_MOTION
+            st[S_ART_RESTART] = 1.0
         if n < st[S_ART_UNTIL]:
             flag = int(st[S_ART_KIND])
             st[S_LAST_ART] = n
@@ -448,8 +741,12 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
         st[S_DRIFT] += p[P_DRIFT_A] * ((scl - st[S_SCL_PREV]) * fs - st[S_DRIFT])
         st[S_SCL_PREV] = scl
         st[S_SCL] = scl
-        rel = slope - st[S_DRIFT]
-        h = hy.shape[0]
+        # A rising tonic level lifts the slope for tens of seconds; the SCL (a lower
+        # envelope that only relaxes up between SCRs) can fall behind it. The slope
+        # outside rises tracks it directly; a rise must exceed the larger of the two.
+        if st[S_MODE] == 0.0 and flag == 0:
+            st[S_TREND] += p[P_TREND_A] * (slope - st[S_TREND])
+        rel = slope - max(st[S_DRIFT], st[S_TREND])
         hy[int(n) % h] = y
         hs[int(n) % h] = slope
         y_out[i] = y
@@ -472,6 +769,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             st[S_BASE_IDX] = n
             st[S_BASE_VAL] = y
             st[S_WIN_START] = n + 1.0
+            st[S_ZWIN] = n + 1.0
             n += 1.0
             continue
         if st[S_MODE] == 0.0:
@@ -488,6 +786,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                 st[S_ONSET_VAL] = y
                 st[S_PEAK_IDX] = n
                 st[S_PEAK_VAL] = y
+                st[S_PEAK_KIND] = PEAK_MAX
                 st[S_SMAX] = slope
                 st[S_SMAX_IDX] = n
                 st[S_SMIN] = np.inf
@@ -500,7 +799,7 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                     st[S_KMAX_LO] = n - p[P_KNEE_W1]
                 else:
                     st[S_KMAX_LO] = st[S_WIN_START]
-                st[S_RISE_DRIFT] = max(st[S_DRIFT], 0.0)
+                st[S_RISE_DRIFT] = max(st[S_DRIFT], st[S_TREND], 0.0)
                 st[S_FLAT_N] = 0.0
         elif st[S_KNEE] == 1.0 and slope <= 0.0:
             # A rise started by a knee on a recovery limb, not (yet) turned upward: its
@@ -513,7 +812,8 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                 k = st[S_SMAX_IDX]
                 st[S_PEAK_IDX] = k
                 st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
-                _confirm(st, p, hy, hs, ev, ne, n, y)
+                st[S_PEAK_KIND] = PEAK_KNEE
+                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
             elif n - st[S_ONSET_IDX] > p[P_RISE_HI]:
                 st[S_N_REJ_SHAPE] += 1.0
@@ -537,18 +837,21 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
                 smin < np.inf
                 and smax - smin >= p[P_SHOULDER] * smax
                 and slope - smin >= max(st[S_SON], p[P_SHOULDER] * smax)
+                and slope - st[S_RISE_DRIFT] >= st[S_SON]
             ):
                 k = st[S_SMIN_IDX]
                 if st[S_PEAK_IDX] > k:
                     st[S_PEAK_IDX] = k
                     st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
-                _confirm(st, p, hy, hs, ev, ne, n, y)
+                    st[S_PEAK_KIND] = PEAK_SHOULDER
+                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
                 st[S_HR_ACTIVE] = 0.0
                 st[S_MODE] = 1.0
                 st[S_ONSET_IDX] = n
                 st[S_PEAK_IDX] = n
                 st[S_PEAK_VAL] = y
+                st[S_PEAK_KIND] = PEAK_MAX
                 st[S_SMAX] = slope
                 st[S_SMIN] = np.inf
                 st[S_FLAT_N] = 0.0
@@ -569,12 +872,19 @@ def eda_kernel(x, p, st, hy, hs, y_out, scl_out, phasic_out, flag_out, ev):
             if y > st[S_PEAK_VAL]:
                 st[S_PEAK_IDX] = n
                 st[S_PEAK_VAL] = y
-            if (
-                st[S_PEAK_VAL] - y >= st[S_FALL]
-                or n - st[S_PEAK_IDX] >= p[P_PLATEAU]
-                or st[S_FLAT_N] >= p[P_PLATEAU]
-            ):
-                _confirm(st, p, hy, hs, ev, ne, n, y)
+                st[S_PEAK_KIND] = PEAK_MAX
+            if st[S_FLAT_N] >= p[P_PLATEAU] and st[S_PEAK_VAL] - y < st[S_FALL]:
+                # Back at the pre-rise drift without falling (a rising tonic level): the
+                # SCR ended where the flat stretch began, not at the running maximum.
+                k = n - st[S_FLAT_N] + 1.0
+                if k < st[S_PEAK_IDX]:
+                    st[S_PEAK_IDX] = k
+                    st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
+                    st[S_PEAK_KIND] = PEAK_SHOULDER
+                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
+                ne = int(st[S_NE_TMP])
+            elif st[S_PEAK_VAL] - y >= st[S_FALL] or n - st[S_PEAK_IDX] >= p[P_PLATEAU]:
+                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
         n += 1.0
     st[S_N] = n

@@ -1,8 +1,10 @@
 """Causal SCR detection and SCL/phasic split: accuracy, causality, chunking, bad input.
 
 Simulated EDA comes from ``stimloop.devices.sim.eda.EDAGenerator`` (bi-exponential SCRs,
-spontaneous and evoked, overlapping). The real recording is the systole picture task
-(72 events), compared with NeuroKit2 on the same events.
+spontaneous and evoked, overlapping) and from the independently written
+``stimloop.devices.sim.wearable_eda`` (canonical SCRF and Bateman shapes, bursts, pink
+noise, motion steps and spikes, wearable quantisation, 4 Hz to 1 kHz). The real recording
+is the systole picture task (72 events), compared with NeuroKit2 on the same events.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
+from stimloop.devices.sim import wearable_eda as W
 from stimloop.devices.sim.eda import EDAGenerator, simulate_labelled_eda
 from stimloop.dsp.eda import (
     FLAG_INVALID,
@@ -21,6 +24,7 @@ from stimloop.dsp.eda import (
     FLAG_RANGE,
     SCR_DTYPE,
     EDAInputError,
+    EDAParams,
     EventRelatedSCR,
     SCRDetector,
     decompose_eda,
@@ -29,7 +33,7 @@ from stimloop.dsp.eda import (
     scr_rate,
     to_microsiemens,
 )
-from stimloop.dsp.eda_score import score_scrs
+from stimloop.dsp.eda_score import score_artifacts, score_scrs
 
 
 def score(scrs: np.ndarray, truth: np.ndarray, fs: float):
@@ -129,8 +133,6 @@ def test_scr_hidden_in_a_recovery_limb_is_found_by_the_knee_rule():
 
 
 def _params(**kw):
-    from stimloop.dsp.eda import EDAParams
-
     return EDAParams(**kw)
 
 
@@ -497,3 +499,191 @@ def test_real_data_event_related_vs_neurokit2(shared_data):
     assert not r.flags.any()
     assert 5.0 < np.nanmedian(r.scl) < 15.0
     assert np.nanmin(r.phasic) >= 0.0
+
+
+# ---------------------------------------------------------------- wearable generator
+
+
+def _wearable(fs: float, minutes: float, seed: int) -> W.WearableEDA:
+    quant = "step" if seed % 2 else "divider"
+    return W.simulate_wearable_eda(fs, minutes, seed, W.WearableEDAConfig(quantisation=quant))
+
+
+@pytest.mark.parametrize("fs", [4.0, 32.0, 1000.0], ids=["4Hz", "32Hz", "1kHz"])
+def test_isolated_scrf_and_bateman_shapes_onset_and_amplitude(fs):
+    """Gradual (Bach et al. 2010 SCRF) and sharp (Bateman, impulse driver) onsets alike:
+    the onset within 0.15 s (and half a sample) of where the SCR reached 2 % of its
+    amplitude, the amplitude within 5 %, at every rate (the onset is found on a zero-phase
+    smoothing)."""
+    rng = np.random.default_rng(4)
+    cfg = W.WearableEDAConfig()
+    t = np.arange(int(40 * fs)) / fs
+    kinds = set()
+    for _ in range(24):
+        s = W._draw_scr(rng, cfg, 15.0, evoked=False, in_burst=False)
+        scale, on, _pk = s.landmarks()
+        x = 5.0 + 0.3 / scale * s.curve(t - 15.0)
+        scrs = detect_scr(x, fs)
+        assert len(scrs) == 1, (s, scrs)
+        assert scrs["onset"][0] / fs == pytest.approx(15.0 + on, abs=0.15 + 0.5 / fs)
+        assert scrs["amplitude"][0] == pytest.approx(0.3, rel=0.05)
+        kinds.add((s.shape, s.sigma == 0.0))
+    assert len(kinds) == 3  # SCRF, Bateman with an impulse and with a Gaussian driver
+
+
+def test_wearable_generator_accuracy_and_artifacts_at_wearable_and_lab_rates():
+    """The second generator, 2 x 20 min per rate (the bench runs 4): F1 and amplitude error
+    against its truth (SCRs hidden by artifacts or a 3x larger SCR need not be found),
+    motion artifacts flagged and not counted. Bounds sit below the measured figures (F1
+    0.80 / 0.87 / 0.86, amplitude error 8-10 %); before issue #18 the detector scored F1
+    0.52-0.60 on this generator (docs/benchmarks.md)."""
+    for fs, f1_min in ((4.0, 0.76), (16.0, 0.82), (100.0, 0.82)):
+        on_d, amp_d, on_t, amp_t, opt = [], [], [], [], []
+        found = n_art = at_art = 0
+        for seed in (1, 2):
+            rec = _wearable(fs, 20.0, seed)
+            r = decompose_eda(rec.eda_us, fs, strict=False)
+            off = seed * 10_000.0
+            on_d.append(r.scrs["onset"] / fs + off)
+            amp_d.append(r.scrs["amplitude"])
+            on_t.append(rec.scrs["onset_s"] + off)
+            amp_t.append(rec.scrs["amplitude"])
+            opt.append(rec.scrs["near_artifact"] | rec.scrs["masked"])
+            sa = score_artifacts(
+                (r.flags & FLAG_MOTION) > 0,
+                fs,
+                rec.artifacts["start_s"],
+                rec.artifacts["end_s"],
+                r.scrs["onset"] / fs,
+                rec.scrs["onset_s"],
+            )
+            found, n_art, at_art = (
+                found + sa.found,
+                n_art + sa.n_artifacts,
+                at_art + sa.scrs_at_artifacts,
+            )
+            assert sa.false_flag_fraction < 0.005
+        s = score_scrs(
+            *(np.concatenate(v) for v in (on_d, amp_d, on_t, amp_t)), optional=np.concatenate(opt)
+        )
+        print(f"\nwearable {fs:g} Hz: {s.as_dict()}")
+        print(f"artifacts found {found}/{n_art}, SCRs reported at them {at_art}")
+        assert s.n_truth > 200
+        assert s.f1 >= f1_min
+        assert s.amp_err_median <= 0.105
+        assert at_art <= (5 if fs < 10 else 2)
+        assert found >= (0.6 if fs < 10 else 0.85) * n_art
+
+
+@pytest.mark.parametrize("fs", [4.0, 32.0, 100.0], ids=["4Hz", "32Hz", "100Hz"])
+def test_motion_steps_and_spikes_are_flagged_not_counted_at_any_rate(fs):
+    """Steps (a lasting offset) and spikes inserted into a clean recording far from any
+    SCR: every one is flagged FLAG_MOTION within 1 s, none is reported as an SCR, and after
+    a step the SCL follows the new level (the filters restart)."""
+    x, truth, _ = simulate_labelled_eda(fs, 10.0, seed=8)
+    rng = np.random.default_rng(5)
+    cand = np.arange(int(20 * fs), len(x) - int(20 * fs), int(fs))
+    far = np.min(np.abs(cand[:, None] - truth["onset"][None, :]), axis=1) >= 8 * fs
+    where = np.sort(rng.choice(cand[far], 10, replace=False))
+    bad = x.copy()
+    kinds = []
+    for i, k in enumerate(where):
+        size = rng.uniform(0.1, 0.6) * (1 if i % 2 else -1)
+        if i % 3 == 0:
+            bad[k:] += size  # step
+            kinds.append("step")
+        else:
+            n = max(1, round(rng.uniform(0.05, 0.3) * fs))
+            bad[k : k + n] += 2.5 * abs(size) * np.sign(size)  # spike
+            kinds.append("spike")
+    r = decompose_eda(bad, fs, strict=False)
+    for k, kind in zip(where, kinds, strict=True):
+        assert (r.flags[k : k + int(1.0 * fs) + 2] & FLAG_MOTION).any(), (kind, k / fs)
+        near = (r.scrs["onset"] > k - 3 * fs) & (r.scrs["onset"] < k + 5 * fs)
+        assert not near.any(), (kind, k / fs, r.scrs[near])
+    step_k = where[[kind == "step" for kind in kinds]]
+    for k in step_k:
+        after = int(k + 4 * fs)
+        assert abs(r.scl[after] - bad[after]) < 0.1  # no leftover offset from the step
+    with_art = score(r.scrs, truth, fs)
+    ref = decompose_eda(x, fs)
+    clean = score(ref.scrs, truth, fs)
+    print(f"\n{fs:g} Hz, {len(where)} steps and spikes: {with_art.as_dict()}")
+    print(f"same recording without them: {clean.as_dict()}")
+    assert with_art.fp <= clean.fp  # the artifacts add no false SCR
+    assert with_art.tp >= clean.tp - 3  # and hide few true ones (their flagged seconds)
+    assert not (ref.flags & FLAG_MOTION).any()
+
+
+@pytest.mark.parametrize(
+    ("fs", "cut_s"), [(4.0, 181.3), (32.0, 400.0), (1000.0, 95.5)], ids=["4Hz", "32Hz", "1kHz"]
+)
+def test_wearable_future_never_changes_past_outputs_artifacts_included(fs, cut_s):
+    """Causality on the wearable generator (motion artifacts, quantisation, 1/f noise):
+    rewriting everything after t leaves flags (motion flags included), SCL, phasic and
+    every SCR confirmed before t bit-identical."""
+    rec = _wearable(fs, 8.0 if fs < 500 else 3.0, seed=3)
+    x = rec.eda_us
+    t = int(cut_s * fs)
+    y = x.copy()
+    y[t:] = np.flip(x)[: len(x) - t] + 0.3  # a different future, with its own jumps
+    y[t + int(2 * fs) : t + int(2.3 * fs)] += 1.0
+    a, b = SCRDetector(fs), SCRDetector(fs)
+    a.update(x)
+    b.update(y)
+    sa = a.scrs[a.scrs["confirmed"] < t]
+    sb = b.scrs[b.scrs["confirmed"] < t]
+    assert len(sa) > 3
+    for name in ("onset", "peak", "amplitude", "rise_time", "confirmed"):
+        np.testing.assert_array_equal(sa[name], sb[name])
+    ra, rb = decompose_eda(x, fs, strict=False), decompose_eda(y, fs, strict=False)
+    assert (ra.flags[:t] & FLAG_MOTION).any()
+    np.testing.assert_array_equal(ra.flags[:t], rb.flags[:t])
+    np.testing.assert_array_equal(ra.scl[:t], rb.scl[:t])
+    np.testing.assert_array_equal(ra.phasic[:t], rb.phasic[:t])
+
+
+@pytest.mark.parametrize("fs", [4.0, 1000.0], ids=["4Hz", "1kHz"])
+def test_wearable_random_chunks_equal_one_pass(fs):
+    """Chunk invariance with motion flags, filter restarts and the noise estimates."""
+    rec = _wearable(fs, 10.0 if fs < 500 else 3.0, seed=4)
+    x = rec.eda_us
+    whole = decompose_eda(x, fs, strict=False)
+    assert (whole.flags & FLAG_MOTION).any() and len(whole.scrs) > 5
+    sizes = np.random.default_rng(2).integers(1, max(3, int(2.5 * fs)), size=len(x))
+    det, _new, scl, ph, fl = _stream(x, fs, sizes)
+    for name in SCR_DTYPE.names:
+        np.testing.assert_array_equal(det.scrs[name], whole.scrs[name])
+    np.testing.assert_array_equal(fl, whole.flags)
+    np.testing.assert_array_equal(scl, whole.scl)
+    np.testing.assert_array_equal(ph, whole.phasic)
+
+
+@pytest.mark.parametrize("fs", [4.0, 100.0], ids=["4Hz", "100Hz"])
+def test_noise_quantisation_and_tonic_ramps_make_few_scrs(fs):
+    """No SCRs in the recording, only what a wearable adds: 1/f and white noise, 0.01 µS
+    steps and a tonic level rising at up to 0.02 µS/s. The noise thresholds and the
+    baseline trend keep false SCRs rare, at 4 Hz and 100 Hz alike (measured 0 and 1 in the
+    40 min; before issue #18, 65 and 464)."""
+    cfg = W.WearableEDAConfig(
+        spontaneous_per_min=0.0,
+        bursts_per_min=0.0,
+        event_response_prob=0.0,
+        artifacts_per_min=0.0,
+        scl_trend_us_per_10min=6.0,
+    )
+    n_false = 0
+    for seed in (1, 2):
+        rec = W.simulate_wearable_eda(fs, 20.0, seed, cfg)
+        n_false += len(detect_scr(rec.eda_us, fs))
+    print(f"\n{fs:g} Hz: {n_false} false SCRs in 40 min of noise, quantisation and drift")
+    assert n_false <= 6
+
+
+def test_min_amplitude_from_params_is_honoured():
+    x, _, _ = simulate_labelled_eda(50.0, 5.0, seed=4)
+    high = detect_scr(x, 50.0, params=EDAParams(min_amplitude=0.1))
+    assert len(high) and high["amplitude"].min() >= 0.1
+    assert len(detect_scr(x, 50.0, min_amplitude=0.01, params=EDAParams(min_amplitude=0.1))) > len(
+        high
+    )
