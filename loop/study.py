@@ -245,7 +245,7 @@ def analyze_file(job: dict[str, Any]) -> dict[str, Any]:
             raise StudyError(job["identity_error"])
         tables = session_tables(read_session(job["path"]), key)
         error = tb = None
-    except Exception as exc:  # noqa: BLE001 - one bad recording never stops a study
+    except Exception as exc:  # one bad recording never stops a study
         error = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc()
         tables = {level: [] for level in LEVELS}

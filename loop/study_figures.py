@@ -103,8 +103,9 @@ def phase_figure(pulses: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     def sx(v: float) -> float:
         return left + (v + 180.0) / 360.0 * (right - left)
 
-    body.append(f'<line x1="{sx(0):.1f}" y1="{top}" x2="{sx(0):.1f}" '
-                f'y2="{top + row_h * len(names)}" stroke="#999" stroke-dasharray="4 3"/>')  # fmt: skip
+    bottom = top + row_h * len(names)
+    body.append(f'<line x1="{sx(0):.1f}" y1="{top}" x2="{sx(0):.1f}" y2="{bottom}" '
+                'stroke="#999" stroke-dasharray="4 3"/>')  # fmt: skip
     for i, name in enumerate(names):
         errs = np.array(by[name])
         s = phase_error_stats(np.radians(errs), 0.0)
@@ -188,7 +189,8 @@ def habituation_figure(exercises: list[dict[str, Any]]) -> tuple[str, dict[str, 
     for r in exercises:
         if r.get(measure) is not None:
             by[r["participant"]][f"{r['session']} ({r['file']})"].append(
-                (int(r["number"]), float(r[measure])))
+                (int(r["number"]), float(r[measure]))
+            )
     vals = [v for p in by.values() for pts in p.values() for _, v in pts]
     nmax = max(n for p in by.values() for pts in p.values() for n, _ in pts)
     lo, hi = min(vals), max(vals)
@@ -263,8 +265,9 @@ def write_figures(tables: dict[str, list[dict[str, Any]]], out: str | Path
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;"
             "text-align:left}</style></head><body><h1>stimloop study</h1>"
             + "".join(f"<figure>{svg}</figure>" for svg, _ in drawn.values())
-            + "<h2>Sessions</h2><table><tr><th>file</th><th>participant</th><th>session</th>"
-            f"<th>status</th><th>error or damage</th></tr>{status}</table></body></html>")  # fmt: skip
+            + "<h2>Sessions</h2><table><tr><th>file</th><th>participant</th>"
+            "<th>session</th><th>status</th><th>error or damage</th></tr>"
+            f"{status}</table></body></html>")  # fmt: skip
     (out / "study.html").write_text(page, encoding="utf-8")
     files["study.html"] = str(out / "study.html")
     return numbers, files

@@ -248,8 +248,10 @@ def _exposure_inputs(rec: RecordedSession) -> tuple[SCRTable, EDALevel, Series |
     t, scl = rec.series("eda_level", 0)
     _, phasic = rec.series("eda_level", 1)
     hr_t, hr = rec.series("heart_hr", 0)
-    return table, EDALevel(t, scl, phasic if phasic.size else None), (
-        Series(hr_t, hr) if hr_t.size else None
+    return (
+        table,
+        EDALevel(t, scl, phasic if phasic.size else None),
+        (Series(hr_t, hr) if hr_t.size else None),
     )
 
 
