@@ -86,10 +86,13 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             yield client
         return
     n = workers or local_cpus()
-    # No dashboard: it needs bokeh, and a fixed port would collide between runs.
+    if log.getEffectiveLevel() > logging.INFO:
+        # Dask logs every worker start and stop at INFO; stimloop -v shows them.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    # The diagnostics server on a free port: the default 8787 collides between runs.
     with (
         distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

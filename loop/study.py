@@ -451,6 +451,41 @@ __all__ = [
     "code_version",
     "file_hash",
     "find_sessions",
+    "format_study",
     "map_jobs",
     "run_study",
 ]
+
+
+def format_study(result: StudyResult, as_json: bool = False) -> str:
+    """A study run's summary for the terminal (or as JSON): counts, failures, tables,
+    and the per-participant phase figures the group figure shows."""
+    summary = {
+        "sessions": len(result.sessions),
+        "analysed": result.analysed,
+        "reused": result.reused,
+        "failed": result.failed,
+        "rows": result.rows,
+        "outputs": result.outputs,
+        "figures": result.figures,
+        "wall_s": result.wall_s,
+    }
+    if as_json:
+        return json.dumps(summary, indent=2, default=float)
+    out_dir = Path(result.outputs["session.parquet"]).parent
+    lines = [
+        f"study: {len(result.sessions)} recordings, {len(result.analysed)} analysed, "
+        f"{len(result.reused)} unchanged (kept results), {len(result.failed)} failed; "
+        f"{result.wall_s:.1f} s",
+    ]
+    for f, err in result.failed.items():
+        lines.append(f"  failed: {f}: {err}")
+    lines.append(f"tables in {out_dir} (Parquet and CSV): "
+                 + ", ".join(f"{lvl} {n} rows" for lvl, n in result.rows.items()))  # fmt: skip
+    phase = result.figures.get("phase_by_participant") or {}
+    for who, s in phase.items():
+        lines.append(f"  participant {who}: {s['n']} pulses, phase error mean "
+                     f"{s['mean_deg']:.1f}°, circular SD {s['sd_deg']:.1f}°")  # fmt: skip
+    if "study.html" in result.outputs:
+        lines.append(f"figures: {result.outputs['study.html']}")
+    return "\n".join(lines)
