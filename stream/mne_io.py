@@ -137,8 +137,9 @@ def read_raw_xdf(path: str | os.PathLike, source_id: str | None = None):
     return _raw_of(f, chosen[0])
 
 
-def _raw_of(f: XDFFile, stream: XDFStream):
-    """One numeric stream of a read file as RawArray, every marker inside it annotated."""
+def _raw_of(f: XDFFile, stream: XDFStream, markers: bool = True):
+    """One numeric stream of a read file as RawArray, every marker inside it annotated
+    (none with ``markers=False``)."""
     import mne
 
     labels, kinds, scales = xdf_channel_types(stream)
@@ -151,7 +152,7 @@ def _raw_of(f: XDFFile, stream: XDFStream):
     t0 = stream.synchronized_stamps()[0]
     duration = (len(stream.time_stamps) - 1) / stream.rate_hz
     onsets, texts = [], []
-    for s in f.streams:
+    for s in f.streams if markers else ():
         if s.fmt != "string":
             continue
         rel = s.synchronized_stamps() - t0
@@ -189,7 +190,9 @@ def raw_lsl_t0(raw) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def read_raws_xdf(path: str | os.PathLike, source_ids: Mapping[str, str] | None = None) -> dict:
+def read_raws_xdf(
+    path: str | os.PathLike, source_ids: Mapping[str, str] | None = None, markers: bool = True
+) -> dict:
     """One ``mne.io.RawArray`` per modality of an XDF file, markers as annotations.
 
     Parameters
@@ -205,8 +208,8 @@ def read_raws_xdf(path: str | os.PathLike, source_ids: Mapping[str, str] | None 
     -------
     dict of str to mne.io.RawArray
         As :func:`read_raw_xdf` gives each (SI units, channel types, every marker inside
-        its span as an annotation), with ``info["description"]`` holding ``lsl_t0``
-        (:func:`raw_lsl_t0`).
+        its span as an annotation; none with ``markers=False``), with
+        ``info["description"]`` holding ``lsl_t0`` (:func:`raw_lsl_t0`).
 
     Raises
     ------
@@ -227,7 +230,7 @@ def read_raws_xdf(path: str | os.PathLike, source_ids: Mapping[str, str] | None 
             raise XDFError(f"{str(path)!r}: modality {name!r}: source_id {sid!r} matches "
                            f"{len(chosen)} non-empty regularly sampled streams; available: "
                            f"{have}")  # fmt: skip
-        out[name] = _raw_of(f, chosen[0])
+        out[name] = _raw_of(f, chosen[0], markers)
     return out
 
 
