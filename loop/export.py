@@ -202,11 +202,11 @@ def export_session(
 
 def format_export(written: dict[str, Any]) -> str:
     """The export's summary for the terminal."""
+    outside = written["events_outside"]
+    left_out = f"; {outside} outside the EEG left out" if outside else ""
     lines = [
         f"EEG: {written['eeg']}",
-        f"events: {written['events']} ({written['events_written']} events"
-        + (f"; {written['events_outside']} outside the EEG left out"
-           if written["events_outside"] else "") + ")",  # fmt: skip
+        f"events: {written['events']} ({written['events_written']} events{left_out})",
         *(f"physio: {p}" for p in written["physio"] if p.endswith(".tsv.gz")),
         f"stimulation: {written['nibs'][0]} ({written['pulses']} pulses)",
     ]

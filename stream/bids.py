@@ -223,8 +223,8 @@ def write_nibs(
         return f"{v:.9g}" if isinstance(v, float) else str(v)
 
     names = list(columns)
-    tsv.write_text("\t".join(names) + "\n" + "".join(
-        "\t".join(cell(r.get(n)) for n in names) + "\n" for r in rows), encoding="utf-8")  # fmt: skip
+    body = "".join("\t".join(cell(r.get(n)) for n in names) + "\n" for r in rows)
+    tsv.write_text("\t".join(names) + "\n" + body, encoding="utf-8")
     _json(side, {**sidecar, **{n: dict(columns[n]) for n in names}})
     ignore = root / ".bidsignore"
     lines = ignore.read_text().splitlines() if ignore.exists() else []
