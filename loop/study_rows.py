@@ -312,8 +312,9 @@ def hbc_rows(rec: RecordedSession, t0: float) -> tuple[list[dict], list[dict]]:
     if not cycles or hr_stream is None or not len(hr_stream.time_stamps):
         return [], []
     data = np.asarray(hr_stream.time_series, float)
-    hr = data[:, 0].copy()
-    flags = data[:, 4].astype(np.int64)
+    labels = [c.label for c in catalog.get("heart_hr").channels]
+    hr = data[:, labels.index("hr_bpm")].copy()
+    flags = data[:, labels.index("flags")].astype(np.int64)
     hr[(flags & (FLAG_IBI_RANGE | FLAG_IBI_JUMP)) != 0] = np.nan
     params = HBCParams()
     loc, metrics = localise(hr, hr_stream.rate_hz, float(hr_stream.time_stamps[0]), cycles,

@@ -17,6 +17,9 @@ from typing import Any
 from stimloop.loop.study_rows import COLUMNS, KEY_COLUMNS
 
 _ARROW = {"bool": "bool_", "int": "int64", "float": "float64", "str": "string"}
+#: The session table's own columns before the report's (text even when all empty).
+SESSION_COLUMNS = {"status": "str", "error": "str", "damage": "str", "name": "str",
+                   "prefix": "str"}  # fmt: skip
 
 
 def _kind(values: list[Any]) -> str:
@@ -38,8 +41,8 @@ def table_columns(level: str, rows: list[dict[str, Any]]) -> list[tuple[str, str
         names = [*KEY_COLUMNS, *(c for c, _ in COLUMNS[level])]
         declared = dict(COLUMNS[level])
     else:
-        names = [*KEY_COLUMNS, "status", "error"]
-        declared = {}
+        names = [*KEY_COLUMNS, *SESSION_COLUMNS]
+        declared = dict(SESSION_COLUMNS)
     seen = set(names)
     for row in rows:
         for k in row:

@@ -259,3 +259,53 @@ def test_map_jobs_keeps_order_and_raises_a_jobs_error():
         assert map_jobs(_square, [], client=client) == []
         with pytest.raises(ValueError, match="negative input -3"):
             map_jobs(_square, [1, -3, 2], client=client)
+
+
+@pytest.mark.slow
+def test_hbc_rows_are_localise_on_the_recorded_heart_rate(tmp_path):
+    """A recording as the HBC protocol will write it (the heart stage's 4 Hz HR and one
+    ``hbc_cycle`` decision per cycle), from the virtual subject: the site and cycle rows
+    are ``dsp.hbc.localise`` of that HR, exactly, and the session row names its choice."""
+    from stimloop.devices.sim.hbc_subject import HBCSubject, SubjectConfig, simulate, train_pulses
+    from stimloop.dsp.hbc import dash_schedule, hr_from_ecg, localise
+    from stimloop.loop.report import read_session
+    from stimloop.loop.study_rows import session_tables
+    from stimloop.stream.xdf import info_xml, write_xdf
+
+    cfg = SubjectConfig(seed=4, artifact_mv=0.0)
+    cycles = dash_schedule(("F3", "FC3", "F5"), [60.0, 80.0, 100.0, 120.0], 10.0, gap_s=5.0)
+    rmt = HBCSubject(cfg).truth.rmt_pct
+    onsets = np.array([c.onset_s for c in cycles])
+    pt, pi, ps = train_pulses(onsets, [c.intensity * rmt / 100 for c in cycles],
+                              [c.site for c in cycles])  # fmt: skip
+    ecg = simulate(cfg, pt, pi, ps, onsets[-1] + 25.0)
+    hr = hr_from_ecg(ecg.ecg_mv, ecg.fs, 4.0)
+    t0 = 5000.0  # the LSL time of the first HR sample
+    series = np.column_stack([hr, *(np.full(hr.size, np.nan),) * 3, np.zeros(hr.size)])
+    config = {"name": "hbc", "protocol": {"kind": "hbc", "target_phase_deg": 0.0,
+                                          "control": "none"}, "sources": {}}  # fmt: skip
+    events = [{"event": "hbc_cycle", "site": c.site, "index": c.index,
+               "intensity": c.intensity, "onset_t": t0 + c.onset_s} for c in cycles]  # fmt: skip
+    hr_chans = [{"label": n, "unit": u, "type": "HR"} for n, u in
+                (("hr_bpm", "bpm"), ("ibi_ms", "ms"), ("rmssd_ms", "ms"), ("sdnn_ms", "ms"),
+                 ("flags", "bitfield"))]  # fmt: skip
+    path = tmp_path / "hbc.xdf"
+    write_xdf(path, [
+        (info_xml("d", "Markers", "P-decisions", [{"label": "marker"}], 0.0, "string",
+                  {"session_config": json.dumps(config), "truth_source_ids": "{}"}), "string",
+         np.array([e["onset_t"] for e in events]), [[json.dumps(e)] for e in events]),
+        (info_xml("hr", "HR", "P-heart-hr", hr_chans, 4.0, "double64"), "double64",
+         t0 + np.arange(hr.size) / 4.0, series),
+    ])  # fmt: skip
+    tables = session_tables(read_session(path), {"file": "hbc.xdf", "participant": "01",
+                                                 "session": "1"})  # fmt: skip
+    shifted = [type(c)(c.site, c.index, c.intensity, t0 + c.onset_s) for c in cycles]
+    loc, metrics = localise(hr, 4.0, t0, shifted)
+    assert [s["site"] for s in tables["site"]] == [s.site for s in loc.ranking]
+    for row, s in zip(tables["site"], loc.ranking, strict=True):
+        assert row["mean_hbc"] == s.mean_hbc and row["n_above"] == s.n_above
+        assert row["passes"] == s.passes and row["best"] == (s.site == loc.best_site)
+    assert [c["hbc"] for c in tables["cycle"]] == metrics["hbc"].tolist()
+    assert all(c["valid"] for c in tables["cycle"])
+    assert tables["session"][0]["hbc_best_site"] == loc.best_site
+    assert tables["session"][0]["hbc_target_found"] == loc.target_found
