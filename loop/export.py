@@ -27,7 +27,7 @@ import numpy as np
 
 from stimloop.loop.exposure_markers import ExposureMarkerError, parse_marker
 from stimloop.loop.report import RecordedSession, read_session
-from stimloop.loop.study_rows import _marker_texts
+from stimloop.loop.study_rows import marker_texts
 from stimloop.stream.bids import bids_path, write_eeg, write_nibs, write_physio
 from stimloop.stream.mne_io import raw_lsl_t0, read_raws_xdf
 from stimloop.stream.xdf import channel_meta
@@ -80,7 +80,7 @@ def session_events(rec: RecordedSession) -> list[tuple[float, str]]:
             out.append((float(t), f"{kind}/{why}"))
             continue
         out.append((float(t), f"{kind}/{e['role']}" if e.get("role") else kind))
-    for t, text in _marker_texts(rec):
+    for t, text in marker_texts(rec):
         try:
             m = parse_marker(text, lenient=True)
         except ExposureMarkerError:  # plain text or not exposure JSON

@@ -222,7 +222,7 @@ def pulse_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
     return out
 
 
-def _marker_texts(rec: RecordedSession) -> list[tuple[float, Any]]:
+def marker_texts(rec: RecordedSession) -> list[tuple[float, Any]]:
     """Every marker that could be an exposure marker: the user markers the session
     logged, and the samples of every marker stream that is neither the session's own
     (catalog) nor a truth stream. The parser ignores what is not exposure JSON."""
@@ -259,7 +259,7 @@ def exercise_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
     """One row per exposure exercise: its ratings and
     :func:`~stimloop.dsp.exposure.exercise_figures` (default ``ExerciseParams``; no
     arousal index or band is recorded yet, so those figures are empty)."""
-    log = parse_exercises(_marker_texts(rec))
+    log = parse_exercises(marker_texts(rec))
     if not log.exercises:
         return []
     scrs, level, hr = _exposure_inputs(rec)
