@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stimloop.dsp.errors import StimloopError
 from stimloop.loop.cluster import map_jobs, open_client
 from stimloop.loop.study_rows import COLUMNS, KEY_COLUMNS, LEVELS
+from stimloop.loop.study_tables import StudyError, write_tables
 
 log = logging.getLogger("stimloop.loop.study")
 
@@ -59,10 +59,6 @@ STATE_DIR = ".stimloop-study"
 _SUB = re.compile(r"(?:^|[/_])sub-([A-Za-z0-9]+)")
 _SES = re.compile(r"(?:^|[/_])ses-([A-Za-z0-9]+)")
 _MISSING = "n/a"
-
-
-class StudyError(StimloopError):
-    """A study cannot start: no recordings found, a bad pattern, an unusable output."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +271,10 @@ class StudyResult:
         The figures' numbers (what :mod:`stimloop.loop.study_figures` drew).
     wall_s : float
         Wall time of the run, s.
+    timings : dict of str to float
+        Where it went, s: ``find_and_hash`` (finding the files, hashing the new ones,
+        the code version), ``analysis`` (cluster start, the jobs, cluster close; 0 when
+        every result was kept), ``tables``, ``figures``.
     """
 
     sessions: list[SessionFile]
@@ -285,6 +285,7 @@ class StudyResult:
     outputs: dict[str, str] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class _Store:
@@ -380,7 +381,10 @@ def run_study(
     store.save_memo()
     result = StudyResult(sessions, analysed=[j["file"] for j in jobs],
                          reused=sorted(kept))  # fmt: skip
+    t = time.perf_counter()
+    result.timings["find_and_hash"] = t - t_start
     fresh = _run_jobs(jobs, store, scheduler, workers, progress) if jobs else {}
+    result.timings["analysis"] = time.perf_counter() - t
     by_file = {**kept, **fresh}
     tables: dict[str, list[dict]] = {level: [] for level in LEVELS}
     errors = []
@@ -391,9 +395,9 @@ def run_study(
         if res["error"]:
             result.failed[s.file] = res["error"]
             errors.append(f"== {s.file}\n{res.get('traceback') or res['error']}\n")
-    from stimloop.loop.study_tables import write_tables
-
+    t = time.perf_counter()
     result.outputs.update(write_tables(tables, out))
+    result.timings["tables"] = time.perf_counter() - t
     result.rows = {level: len(rows) for level, rows in tables.items()}
     log_path = out / "errors.log"
     log_path.write_text("".join(errors) if errors else "no session failed\n")
@@ -401,9 +405,11 @@ def run_study(
     if figures:
         from stimloop.loop.study_figures import write_figures
 
+        t = time.perf_counter()
         drawn, files = write_figures(tables, out)
         result.figures = drawn
         result.outputs.update(files)
+        result.timings["figures"] = time.perf_counter() - t
     result.wall_s = time.perf_counter() - t_start
     return result
 
@@ -469,6 +475,7 @@ def format_study(result: StudyResult, as_json: bool = False) -> str:
         "outputs": result.outputs,
         "figures": result.figures,
         "wall_s": result.wall_s,
+        "timings_s": result.timings,
     }
     if as_json:
         return json.dumps(summary, indent=2, default=float)
@@ -476,7 +483,9 @@ def format_study(result: StudyResult, as_json: bool = False) -> str:
     lines = [
         f"study: {len(result.sessions)} recordings, {len(result.analysed)} analysed, "
         f"{len(result.reused)} unchanged (kept results), {len(result.failed)} failed; "
-        f"{result.wall_s:.1f} s",
+        f"{result.wall_s:.1f} s ("
+        + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in result.timings.items())
+        + ")",
     ]
     for f, err in result.failed.items():
         lines.append(f"  failed: {f}: {err}")

@@ -14,7 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stimloop.dsp.errors import StimloopError
 from stimloop.loop.study_rows import COLUMNS, KEY_COLUMNS
+
+
+class StudyError(StimloopError):
+    """A study cannot start or write: no recordings found, a bad pattern, an unusable
+    output folder, pyarrow missing."""
+
 
 _ARROW = {"bool": "bool_", "int": "int64", "float": "float64", "str": "string"}
 #: The session table's own columns before the report's (text even when all empty).
@@ -59,9 +66,18 @@ def table_columns(level: str, rows: list[dict[str, Any]]) -> list[tuple[str, str
     return out
 
 
+def _pyarrow():
+    try:
+        import pyarrow
+    except ImportError as exc:
+        raise StudyError("pyarrow is not installed; install the study extra: "
+                         "pip install 'stimloop[study]'") from exc  # fmt: skip
+    return pyarrow
+
+
 def to_arrow(level: str, rows: list[dict[str, Any]]):
     """The rows of one level as a ``pyarrow.Table``."""
-    import pyarrow as pa
+    pa = _pyarrow()
 
     cols = table_columns(level, rows)
     arrays, fields_ = [], []
@@ -85,6 +101,7 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: str | Path) -> di
     dict of str to str
         ``"<level>.parquet"`` / ``"<level>.csv"`` -> path written.
     """
+    _pyarrow()
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 

@@ -52,9 +52,18 @@ def check_label(value: str, what: str) -> str:
     return v
 
 
+def _mne_bids():
+    try:
+        import mne_bids
+    except ImportError as exc:
+        raise BIDSError("MNE-BIDS is not installed; install the study extra: "
+                        "pip install 'stimloop[study]'") from exc  # fmt: skip
+    return mne_bids
+
+
 def bids_path(root: str | Path, subject: str, session: str, task: str, run: int | None = None):
     """The ``mne_bids.BIDSPath`` of an EEG recording (labels checked)."""
-    from mne_bids import BIDSPath
+    BIDSPath = _mne_bids().BIDSPath
 
     return BIDSPath(
         root=root, subject=check_label(subject, "subject"), session=check_label(session, "session"),
@@ -87,7 +96,8 @@ def write_eeg(raw, path, *, overwrite: bool = False, sidecar: Mapping[str, Any] 
     MNE-BIDS announces its conversion to BrainVision and its defaults with warnings;
     they are expected here and logged at INFO instead.
     """
-    from mne_bids import update_sidecar_json, write_raw_bids
+    mne_bids = _mne_bids()
+    update_sidecar_json, write_raw_bids = mne_bids.update_sidecar_json, mne_bids.write_raw_bids
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
