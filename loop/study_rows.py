@@ -42,7 +42,14 @@ from typing import Any
 import numpy as np
 
 from stimloop.dsp.circular import wrap_phase
-from stimloop.dsp.exposure import EDALevel, ExerciseFigures, SCRTable, Series, exercise_figures
+from stimloop.dsp.exposure import (
+    EDALevel,
+    ExerciseFigures,
+    ExposureInputError,
+    SCRTable,
+    Series,
+    exercise_figures,
+)
 from stimloop.dsp.hbc import CYCLE_DTYPE, Cycle, HBCParams, localise
 from stimloop.dsp.heart import FLAG_IBI_JUMP, FLAG_IBI_RANGE, hrv_rmssd_sdnn
 from stimloop.loop import catalog
@@ -276,13 +283,20 @@ def exercise_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
                    learned=ex.learned or None)  # fmt: skip
         issues = list(ex.issues)
         if ex.ended:
-            fig = exercise_figures(ex.start_t, ex.end_t, scrs=scrs, level=level, hr=hr,
-                                   cue_t=cue_t, prev_end_t=prev_end, number=ex.number)  # fmt: skip
+            try:
+                fig = exercise_figures(
+                    ex.start_t, ex.end_t, scrs=scrs, level=level, hr=hr, cue_t=cue_t,
+                    prev_end_t=prev_end, number=ex.number,
+                )  # fmt: skip
+            except ExposureInputError as exc:  # this exercise unscored, the others are
+                issues.append(f"not scored: {exc}")
+                row.update(start_t=ex.start_t, end_t=ex.end_t, duration_s=ex.duration_s)
+            else:
+                for name, value in fig.to_dict().items():
+                    if name not in ("number", "cues", "issues"):
+                        row[name] = clean(value)
+                issues += list(fig.issues)
             prev_end = ex.end_t
-            for name, value in fig.to_dict().items():
-                if name not in ("number", "cues", "issues"):
-                    row[name] = clean(value)
-            issues += list(fig.issues)
         else:
             row.update(start_t=ex.start_t)
         row["issues"] = "; ".join(issues) or None
