@@ -20,7 +20,9 @@ HBC -> site ranking. Scored against the subject's truth:
 * the threshold's calibration: HBC of 16 s windows of real resting heart rate (MIT-BIH
   100 and the systole recording from ../shared/data) next to the virtual subject at rest.
 
-Usage: ``python bench/hbc.py [--json] [--subjects 40] [--sweep-subjects 20] [--jobs 2]``
+Usage: ``python bench/hbc.py [--json] [--subjects 40] [--sweep-subjects 20] [--jobs 2]
+[--scheduler tcp://host:8786]``. The subjects run on Dask (``stimloop.loop.study.map_jobs``):
+a local cluster of ``--jobs`` workers, or the cluster at ``--scheduler``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ import os
 import platform
 import sys
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 
 from stimloop.devices.sim.hbc_subject import DASH_SITES, SubjectConfig, simulate, train_pulses
 from stimloop.dsp.hbc import HBCParams, cycle_metrics, dash_schedule, hr_from_ecg, localise
+from stimloop.loop.study import map_jobs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RATE_HZ = 4.0
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", type=int, default=40)
     ap.add_argument("--sweep-subjects", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     p = HBCParams()
@@ -179,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             {"seed": 5000 + s, "artifact_mv": amp, "localise": False, "f1": True} for s in range(5)
         ]
     keys = [(k, j) for k, jobs in plan.items() for j in jobs]
-    with Pool(args.jobs) as pool:
-        res = pool.map(run_subject, [j for _, j in keys], chunksize=2)
+    res = map_jobs(run_subject, [j for _, j in keys], scheduler=args.scheduler,
+                   workers=None if args.scheduler else args.jobs)  # fmt: skip
     by: dict[str, list[dict]] = {}
     for (k, _), r in zip(keys, res, strict=True):
         by.setdefault(k, []).append(r)
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in null.items()
     }
     figures["wall_s"] = time.perf_counter() - t_start
-    figures["machine"] = f"{platform.machine()} {os.cpu_count()} cpus, {args.jobs} jobs"
+    where = f"Dask at {args.scheduler}" if args.scheduler else f"{args.jobs} jobs"
+    figures["machine"] = f"{platform.machine()} {os.cpu_count()} cpus, {where}"
     if args.json:
         print(json.dumps(figures, indent=1))
         return 0

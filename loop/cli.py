@@ -341,6 +341,39 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study_analyze(args: argparse.Namespace) -> int:
+    from stimloop.loop.study import format_study, run_study
+
+    result = run_study(
+        args.inputs,
+        args.output,
+        pattern=args.pattern,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not (args.no_progress or args.json),
+    )
+    if not (args.no_progress or args.json):
+        print(file=sys.stderr)
+    print(format_study(result, as_json=args.json))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from stimloop.loop.export import export_session, format_export
+
+    written = export_session(
+        args.recording,
+        args.bids,
+        subject=args.subject,
+        session=args.session,
+        task=args.task,
+        run=args.run,
+        overwrite=args.overwrite,
+    )
+    print(json.dumps(written, indent=2) if args.json else format_export(written))
+    return 0
+
+
 def _draw_figure(data: dict, path: str) -> dict:
     """Draw the offline figure in a process of its own (the GUI's panels, offscreen)."""
     import numpy as np
@@ -486,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     _analyze_parser(sub)
     _misc_parsers(sub)
     _record_parsers(sub)
+    _study_parsers(sub)
     return parser
 
 
@@ -749,6 +783,85 @@ def _record_parsers(sub) -> None:
         default="",
         help="appended to every source_id, so a replay never collides with a live stream",
     )
+
+
+def _study_parsers(sub) -> None:
+    p = _add(
+        sub,
+        "study",
+        None,
+        "analyse many session recordings together (a study)",
+        "Group analysis of many session recordings on Dask: see 'stimloop study analyze "
+        "--help' and docs/study.md.",
+    )
+    study = p.add_subparsers(
+        dest="study_command",
+        metavar="STUDY_COMMAND",
+        required=True,
+        help="what to do with the study: analyze",
+    )
+    a = study.add_parser(
+        "analyze",
+        formatter_class=_formatter,
+        help="analyse every recording and write the group tables and figures",
+        description="Run the per-session analysis of 'stimloop analyze' on every recording "
+        "of a study on Dask (a local cluster sized to this machine, or --scheduler) and "
+        "write one tidy table per level (session, pulse, exercise, site, cycle) as Parquet "
+        "and CSV, the group figures (SVG and study.html) and errors.log. A recording that "
+        "fails is a row with its error; the others complete. Re-running analyses only new "
+        "or changed recordings (content hash and code version). Participant and session "
+        "come from sub-XX/ses-YY in the path, or --pattern. See docs/study.md.",
+    )
+    a.set_defaults(func=_cmd_study_analyze)
+    a.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="DIR_OR_GLOB",
+        help="folders (every *.xdf below them) or glob patterns ('**' recurses)",
+    )
+    a.add_argument("-o", "--output", default="results", help="folder for tables and figures")
+    a.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a "
+        "local cluster on this machine)",
+    )
+    a.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the local cluster (default: the CPUs this process may use)",
+    )
+    a.add_argument(
+        "--pattern",
+        metavar="REGEX",
+        help="regular expression with named groups 'participant' and 'session', searched "
+        "in each file's path relative to the study folder (default: BIDS-like sub-<label> "
+        "and ses-<label> parts)",
+    )
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.add_argument("--json", action="store_true", help="print the run's summary as JSON")
+    p = _add(
+        sub,
+        "export",
+        _cmd_export,
+        "export a session recording to BIDS",
+        "Export a session recording (XDF) into a BIDS dataset with MNE-BIDS: the EEG "
+        "(BrainVision, channel types) with the session's markers as events (pulses, "
+        "refusals, decisions, exercises), ECG and EDA as physio files, and the stimulation "
+        "parameters in the sidecars (docs/study.md says which fields follow the BIDS "
+        "brain-stimulation proposal and which are ours).",
+    )
+    p.add_argument("recording", help="the session's .xdf file")
+    p.add_argument("--bids", required=True, metavar="ROOT", help="the BIDS dataset folder")
+    p.add_argument("--subject", required=True, help="BIDS subject label (letters and digits)")
+    p.add_argument("--session", required=True, help="BIDS session label (letters and digits)")
+    p.add_argument("--task", required=True, help="BIDS task label (letters and digits)")
+    p.add_argument("--run", type=int, help="BIDS run index (default: none)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace files of this subject/session/task"
+    )
+    p.add_argument("--json", action="store_true", help="print the files written as JSON")
 
 
 def _use_scope(scope: str) -> None:
