@@ -304,9 +304,10 @@ class MarkerLog:
 
     ``alerts`` (the session's ``alert`` decisions, e.g. a cardiac stop) and ``prompt``
     (the newest operator prompt) are kept apart from the bounded ``events``, so a busy
-    decision stream can never push an alert out. ``streams`` holds the events of each
-    :data:`VIEW_MARKERS` stream as ``(message, LSL time)``; ``dropped`` counts those
-    dropped beyond :data:`VIEW_MARKERS_KEPT`.
+    decision stream can never push an alert out. ``trains`` holds each rTMS train the
+    safety gate fired, as (LSL time of its first pulse, duration in s). ``streams``
+    holds the events of each :data:`VIEW_MARKERS` stream as ``(message, LSL time)``;
+    ``dropped`` counts those dropped beyond :data:`VIEW_MARKERS_KEPT`.
     """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -315,6 +316,7 @@ class MarkerLog:
     beats_t: deque = field(default_factory=lambda: deque(maxlen=2000))
     alerts: list[dict] = field(default_factory=list)
     prompt: dict | None = None
+    trains: list[tuple[float, float]] = field(default_factory=list)
     streams: dict[str, list[tuple[dict, float]]] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -433,6 +435,11 @@ class LiveFeed:
         with self.markers.lock:
             return self.markers.prompt
 
+    def trains(self) -> list[tuple[float, float]]:
+        """Every train the session's safety gate fired: (first pulse, LSL s; length, s)."""
+        with self.markers.lock:
+            return list(self.markers.trains)
+
     def marker_events(self, key: str, start: int = 0) -> tuple[list[tuple[dict, float]], int]:
         """Events of a :data:`VIEW_MARKERS` stream from the ``start``-th on.
 
@@ -489,6 +496,8 @@ class LiveFeed:
             self._spawn("decisions", self._read_markers, sid, self._on_decision)
         if (sid := (cat.get("heart_beats") or {}).get("source_id")) and self._wants("heart_beats"):
             self._spawn("beats", self._read_markers, sid, self._on_beat)
+        if (sid := (cat.get("safety") or {}).get("source_id")) and self._wants("safety"):
+            self._spawn("safety", self._read_markers, sid, self._on_safety)
         for key in VIEW_MARKERS:
             if (sid := (cat.get(key) or {}).get("source_id")) and self._wants(key):
                 self._spawn(key, self._read_markers, sid, self._view_marker(key))
@@ -587,6 +596,16 @@ class LiveFeed:
                     if abs(p.t_trigger - msg["t_trigger"]) < 1e-6:
                         p.phase_est_rad = _float(msg.get("phase_rad"))
                         break
+
+    def _on_safety(self, msg: dict, t: float) -> None:
+        """Keep the gate's ``train_fired`` records: when each train started and how long
+        it ran (its pulses over its rate), whatever the protocol had planned."""
+        if msg.get("event") != "train_fired" or not _finite(msg.get("t_lsl")):
+            return
+        f, n = _float(msg.get("frequency_hz")), _float(msg.get("n_pulses"))
+        if f > 0 and n > 0:
+            with self.markers.lock:
+                self.markers.trains.append((float(msg["t_lsl"]), n / f))
 
     def _on_beat(self, msg: dict, t: float) -> None:
         with self.markers.lock:

@@ -86,24 +86,28 @@ class HBCProgress:
 
     @property
     def threshold(self) -> float:
-        """The coupling threshold, ln(bpm²) (the published default before the plan)."""
+        """The coupling threshold, ln(bpm²) (the published default without the plan: a
+        window that attached after the session published it)."""
         return _float((self.plan or {}).get("threshold"), DEFAULT_THRESHOLD)
 
     @property
-    def train_s(self) -> float:
-        """Train length, s: pulses / frequency from the plan (the default before it)."""
-        train = (self.plan or {}).get("train")
-        try:
-            f, n = float(train[0]), float(train[1])
-            return n / f if f > 0 and n > 0 else HBCParams().train_s
-        except (TypeError, ValueError, IndexError):
-            return HBCParams().train_s
+    def threshold_known(self) -> bool:
+        """Whether the plan (with the session's threshold) has been received."""
+        return math.isfinite(_float((self.plan or {}).get("threshold")))
 
-    @property
-    def unit(self) -> str:
-        """The intensity unit as shown (``% rMT`` or ``% MSO``)."""
-        unit = (self.plan or {}).get("unit", "")
+    def unit(self, fired: str = "") -> str:
+        """The intensity unit as shown (``% rMT`` or ``% MSO``): the plan's, else
+        ``fired`` (the unit a fired train was announced with), else ""."""
+        unit = (self.plan or {}).get("unit") or fired
         return UNITS.get(unit, str(unit))
+
+    def intensities(self) -> list[float]:
+        """The plan's intensities, else those of the cycles seen so far."""
+        planned = [_float(v) for v in (self.plan or {}).get("intensities", [])]
+        if not planned:
+            planned = [_float(c.get("intensity")) for cs in self.cycles.values()
+                       for k, c in cs.items() if k > 0]  # fmt: skip
+        return sorted(v for v in planned if math.isfinite(v))
 
     def points(self, site: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """HBC by intensity of ``site``'s stimulation cycles.
@@ -383,15 +387,14 @@ class HBCView(QtWidgets.QWidget):
         self.hr_plot.setXRange(-HR_WINDOW_S, 0, padding=0)
         fit_y(self.hr_plot, y)
         lo, hi = self.hr_plot.getPlotItem().vb.viewRange()[1]
-        starts = np.array(
-            [p.t_trigger - now for p in self.feed.pulses() if "cycle" in p.info], float
-        )
-        starts = starts[starts > -HR_WINDOW_S - self.progress.train_s]
-        n = starts.size
+        # The gate's own record of each train (start, length), not the plan.
+        trains = np.array(self.feed.trains(), float).reshape(-1, 2)
+        trains[:, 0] -= now
+        trains = trains[trains[:, 0] + trains[:, 1] > -HR_WINDOW_S]
+        n = len(trains)
         self.trains.setOpts(
-            x0=starts, width=np.full(n, self.progress.train_s), y0=np.full(n, lo),
-            height=np.full(n, hi - lo),
-        )  # fmt: skip
+            x0=trains[:, 0], width=trains[:, 1], y0=np.full(n, lo), height=np.full(n, hi - lo)
+        )
         shown = [(s, t - now) for s, t in self.progress.site_starts if t - now > -HR_WINDOW_S]
         while len(self._site_lines) < len(shown):
             line = pg.InfiniteLine(
@@ -413,10 +416,13 @@ class HBCView(QtWidgets.QWidget):
     def _draw_hbc(self, site: str | None) -> None:
         prog = self.progress
         self.hbc_plot.setTitle(f"HBC by intensity: {site}" if site else "HBC by intensity")
-        self.hbc_plot.setLabel("bottom", f"intensity ({prog.unit})" if prog.unit else "intensity")
+        fired = next((p.info.get("intensity_unit", "") for p in self.feed.pulses()[-1:]), "")
+        unit = prog.unit(fired)
+        self.hbc_plot.setLabel("bottom", f"intensity ({unit})" if unit else "intensity")
         thr = prog.threshold
         self.threshold_line.setPos(thr)
-        self.threshold_line.label.setFormat(f"threshold {thr:g}")
+        known = "" if prog.threshold_known else " (default: the plan was not received)"
+        self.threshold_line.label.setFormat(f"threshold {thr:g}{known}")
         values = [thr]
         if site:
             x, y, ok, rest = prog.points(site)
@@ -443,8 +449,7 @@ class HBCView(QtWidgets.QWidget):
                 values += list(y[good])
             else:
                 item.setData([], [])
-        inten = [_float(v) for v in (prog.plan or {}).get("intensities", [])]
-        inten = [v for v in inten if math.isfinite(v)]
+        inten = prog.intensities()
         if inten:
             pad = max(2.0, 0.05 * (max(inten) - min(inten)))
             self.hbc_plot.setXRange(min(inten) - pad, max(inten) + pad, padding=0)

@@ -6,6 +6,7 @@ session publishes. Commands go to a real control server on a private runtime dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,10 +34,12 @@ from stimloop.loop import catalog
 from stimloop.loop.control import ControlServer
 from stimloop.loop.errors import SessionError
 from stimloop.loop.exposure_markers import parse_marker
+from stimloop.stream.errors import StreamError
+from stimloop.stream.inlet import MarkerInlet
 
 pytestmark = pytest.mark.timeout(120)
 
-HBC_KEYS = ("decisions", "heart_hr", "hbc")
+HBC_KEYS = ("decisions", "safety", "heart_hr", "hbc")
 EXPOSURE_KEYS = ("decisions", "arousal", "exposure", "exercises")
 
 
@@ -174,9 +177,9 @@ def test_hbc_view_follows_the_localisation(qtbot):
         fake.push("hbc", **_cycle("F3", 0, 0.0, 0.4, t0))
         for k, inten in zip((1, 2, 3), PLAN["intensities"], strict=True):
             fake.push("hbc", **_cycle("F3", k, inten, hbc[k], t0 + 16 * k, valid=k != 2))
-            fake.push("decisions", event="fired", t_trigger=t0 + 16 * k, site="F3", cycle=k,
-                      intensity=inten, intensity_unit="pct_rmt")  # fmt: skip
-        fake.push("decisions", event="fired", t_trigger=now - 5, phase_rad=0.1)  # not a train
+            fake.push("safety", event="train_fired", t_lsl=t0 + 16 * k, frequency_hz=10.0,
+                      n_pulses=30, intensity_pct=45.0, site="F3")  # fmt: skip
+        fake.push("safety", event="fire", t_lsl=now - 5, intensity_pct=45.0)  # not a train
         hr_t = now - 1.5 + np.arange(8) / 4.0  # (the window's inlets keep a 2 s backlog)
         hr = np.column_stack([70 + np.sin(hr_t / 3), np.full((8, 4), 1.0)])
         fake.outs["heart_hr"].push(hr, hr_t)
@@ -529,9 +532,91 @@ def test_hbc_progress_ignores_malformed_events():
     ]
     for msg in odd:
         p.add(msg)
-    assert p.threshold == 2.0 and p.train_s == 5.0  # the published defaults
+    assert p.threshold == 2.0 and not p.threshold_known  # the published default
     x, y, ok, rest = p.points("F3")
     assert np.isnan(x).all() and np.isnan(y).all() and not ok.any() and math.isnan(rest)
     assert [r["n_above"] for r in p.table("F3")] == [0]
     p.add({"event": "cycle", "site": "F3", "index": "x"})  # no index: ignored
     assert list(p.cycles["F3"]) == [1]
+
+
+HBC_CHILD = Path(__file__).with_name("hbc_session_child.py")
+
+
+@pytest.mark.slow
+def test_hbc_view_on_a_real_localisation(qtbot):
+    """A real session on the virtual subject (its own process) waits for the window's
+    Confirm, then the view shows its trains, HBC points and ranking as published."""
+    tag = f"test-gui-hbc-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, str(HBC_CHILD), tag], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    win = None
+    try:
+        line = proc.stdout.readline()
+        assert line, f"the session process ended (exit {proc.poll()})"
+        prefix = json.loads(line)["prefix"]
+        hbc_stream = MarkerInlet(f"{prefix}-hbc", resolve_timeout=30.0).connect()
+        events = []
+
+        def take() -> None:  # the session closes its streams once the protocol is done
+            with contextlib.suppress(StreamError):  # StreamLostError, then not connected
+                events.extend(json.loads(text) for text, _ in hbc_stream.pull())
+
+        win = SessionWindow(LiveFeed(prefix).start())
+        qtbot.addWidget(win)
+        win.resize(1500, 900)
+        win.show()
+        view = win.hbc_view
+        qtbot.waitUntil(lambda: view.isVisible() and view.confirm_button.isEnabled(),
+                        timeout=60_000)  # fmt: skip
+        assert "F3 (site 1 of 1)" in view.prompt_label.text()
+        status = win.feed.status()
+        assert not status["stimulator"]["armed"]  # disarmed while it waits
+        view.confirm_button.click()
+
+        def running() -> None:
+            st = win.feed.status()
+            assert st["protocol"]["state"] == "running" and st["stimulator"]["armed"]
+
+        qtbot.waitUntil(running, timeout=10_000)
+        qtbot.waitUntil(lambda: "Stimulating F3" in view.prompt_label.text(), timeout=3000)
+        assert not view.confirm_button.isEnabled()
+        # the first train (cycle 1: 10 pulses at 10 Hz = 1 s), and then its HBC point
+        qtbot.waitUntil(lambda: len(view.trains.opts["x0"]) >= 1, timeout=30_000)
+        assert np.allclose(view.trains.opts["width"], 1.0)
+
+        def point_at_100() -> None:
+            take()
+            x_ok, _ = view.hbc_curve.getData()
+            x_bad, _ = view.hbc_invalid.getData()
+            xs = [*(x_ok if x_ok is not None else []), *(x_bad if x_bad is not None else [])]
+            assert 100.0 in xs
+
+        qtbot.waitUntil(point_at_100, timeout=30_000)
+        # the site is done: its ranking, with the best site highlighted
+        qtbot.waitUntil(lambda: take() or view.best_row() == "F3", timeout=30_000)
+        take()
+        hbc_stream.close()
+        # what the view shows is what the session published
+        cycles = [e for e in events if e["event"] == "cycle" and e["index"] > 0]
+        assert [c["intensity"] for c in cycles] == [100.0, 110.0]
+        x_ok, y_ok = view.hbc_curve.getData()
+        valid = [(c["intensity"], c["hbc"]) for c in cycles if c["valid"]]
+        assert list(zip(x_ok, y_ok, strict=True)) == valid
+        (ranked,) = next(e for e in events if e["event"] == "site_done")["ranking"]["sites"]
+        assert view.ranking.rowCount() == 1
+        assert view.ranking.item(0, 1).text() == str(ranked["n_above"])
+        mean = ranked["mean_hbc"]
+        assert view.ranking.item(0, 2).text() == ("–" if mean is None else f"{mean:.2f}")
+        assert view.best_label.text().startswith("best so far: F3")
+        assert len(view.trains.opts["x0"]) == 2
+        assert win.last_error is None, win.last_error
+    finally:
+        if win is not None:
+            win.close()
+        proc.stdin.close()
+        try:
+            proc.wait(30.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc.stdout.close()
