@@ -47,8 +47,9 @@ BAND_TEXT = {
     "uncalibrated": ("calibrating", "resting baseline: the index starts after it"),
     "none": ("no session", "the session's status is not arriving"),
 }
-#: Band codes of the ``arousal`` stream's ``band`` channel.
+#: Band codes of the ``arousal`` stream's ``band`` channel, as the catalog documents them.
 BAND_CODES = {0: "unknown", 1: "hypo", 2: "within", 3: "hyper"}
+HYPER_CODE = 3
 ALERT_STYLE = (
     "background: #e6550d; color: white; font-weight: bold; font-size: 17px; "
     "padding: 8px; border-radius: 4px;"
@@ -125,16 +126,18 @@ class ExposureView(QtWidgets.QWidget):
 
     # -- layout --------------------------------------------------------------------------
     def _build(self) -> None:
-        grid = QtWidgets.QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        top = QtWidgets.QHBoxLayout()
         left = QtWidgets.QVBoxLayout()
         self.indicator = BandIndicator()
-        left.addWidget(self.indicator)
+        left.addWidget(self.indicator, 1)  # the room left over makes it larger
         self.alert_label = QtWidgets.QLabel()
         self.alert_label.setWordWrap(True)
         self.alert_label.setStyleSheet(ALERT_STYLE)
         self.alert_label.hide()
         left.addWidget(self.alert_label)
+        left.addWidget(self._controls())
         self.participant_button = QtWidgets.QPushButton("Participant display")
         self.participant_button.setCheckable(True)
         self.participant_button.setToolTip(
@@ -143,8 +146,8 @@ class ExposureView(QtWidgets.QWidget):
         self.participant_button.clicked.connect(self._toggle_participant)
         self.participant_button.setVisible(self.open_participant is not None)
         left.addWidget(self.participant_button)
-        left.addStretch(1)
-        grid.addLayout(left, 0, 0)
+        top.addLayout(left, 1)
+        right = QtWidgets.QVBoxLayout()
         self.index_plot = time_plot("arousal index (z against the rest)", "z")
         self.within_region = pg.LinearRegionItem(
             values=(1, 4),
@@ -165,8 +168,7 @@ class ExposureView(QtWidgets.QWidget):
             self.index_plot.addItem(line)
             self.edges.append(line)
         self.index_curve = self.index_plot.plot(pen=pg.mkPen("#3182bd", width=2))
-        grid.addWidget(self.index_plot, 0, 1)
-        grid.addWidget(self._controls(), 1, 0)
+        right.addWidget(self.index_plot, 3)
         self.habituation_plot = time_plot("habituation: peak arousal per exercise", "z", "")
         self.habituation_plot.setLabel("bottom", "exercise")
         self.habituation_plot.getPlotItem().setClipToView(False)
@@ -178,7 +180,9 @@ class ExposureView(QtWidgets.QWidget):
             angle=0, pen=pg.mkPen("#31a354", width=1, style=QtCore.Qt.PenStyle.DashLine)
         )
         self.habituation_plot.addItem(self.habituation_high)
-        grid.addWidget(self.habituation_plot, 1, 1)
+        right.addWidget(self.habituation_plot, 2)
+        top.addLayout(right, 1)
+        outer.addLayout(top, 4)
         self.table = QtWidgets.QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.table.verticalHeader().setVisible(False)
@@ -187,12 +191,8 @@ class ExposureView(QtWidgets.QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        grid.addWidget(self.table, 2, 0, 1, 2)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
-        grid.setRowStretch(0, 3)
-        grid.setRowStretch(1, 3)
-        grid.setRowStretch(2, 2)
+        self.table.setMinimumHeight(120)
+        outer.addWidget(self.table, 2)
 
     def _controls(self) -> QtWidgets.QWidget:
         box = QtWidgets.QGroupBox("Exercise")
@@ -360,7 +360,7 @@ class ExposureView(QtWidgets.QWidget):
             detail = self.calibration_note
         self.indicator.set_state(state, detail)
         if ex.get("alert") and state != "none":
-            above = self._time_in_band(3, now)
+            above = self._time_in_band(HYPER_CODE, now)
             since = f" for {above:.0f} s" if math.isfinite(above) else ""
             self.alert_label.setText(
                 f"ALERT: above the window{since} (alert after {_g(ex.get('alert_after_s'))} s)"
@@ -465,7 +465,11 @@ class ExposureView(QtWidgets.QWidget):
         ok = np.isfinite(peaks)
         self.habituation_curve.setData(n[ok], peaks[ok])
         if ok.any():
-            self.habituation_plot.setXRange(0.5, max(n[ok].max(), 3) + 0.5, padding=0)
+            last = int(max(n[ok].max(), 3))
+            self.habituation_plot.setXRange(0.5, last + 0.5, padding=0)
+            step = max(1, last // 10)
+            ticks = [(k, str(k)) for k in range(1, last + 1, step)]
+            self.habituation_plot.getAxis("bottom").setTicks([ticks])
             high = _float(ex.get("band_high"))
             fit_y(self.habituation_plot, np.append(peaks[ok], high if math.isfinite(high) else []))
 

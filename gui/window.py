@@ -125,6 +125,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         split.addWidget(self.side_column)
         split.setSizes([700, 380, 380])
         split.setChildrenCollapsible(True)
+        self.columns_split = split
         # The protocol's or the session kind's own view (HBC localisation, exposure) goes
         # left of the signals, hidden until the session's status asks for it.
         self.outer_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -240,6 +241,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.alpha_plot, self.alpha_curve = t.alpha_plot, t.alpha_curve
         self.conf_plot, self.conf_curve = t.conf_plot, t.conf_curve
         self.hrv_label = QtWidgets.QLabel("HRV: –")
+        self.hrv_label.setWordWrap(True)  # its width must not set the column's minimum
         for w in (self.hr_plot, self.hrv_label, self.scl_plot, self.alpha_plot, self.conf_plot):
             lay.addWidget(w, 0 if w is self.hrv_label else 1)
         return box
@@ -671,8 +673,12 @@ class SessionWindow(QtWidgets.QMainWindow):
         was = self.views_column.isVisible()
         self.views_column.setVisible(hbc or exposure)
         if (hbc or exposure) and not was:
+            # The view takes over half; beside it the signals, trends and side panels in
+            # equal parts (the EEG, whose rows need the width, is absent or secondary).
             w = max(self.outer_split.width(), 2)
-            self.outer_split.setSizes([int(0.55 * w), w - int(0.55 * w)])
+            view_w = int(0.55 * w)
+            self.outer_split.setSizes([view_w, w - view_w])
+            self.columns_split.setSizes([(w - view_w) // 3] * 3)
 
     def _draw_views(self, now: float) -> None:
         """Redraw the session kind's views (at the status rate)."""
