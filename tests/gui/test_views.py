@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -116,14 +115,10 @@ class FakeSession:
 
 
 @pytest.fixture
-def runtime_root(monkeypatch):
-    # Short: a Unix socket path must stay under 108 bytes.
-    root = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))
-    monkeypatch.setenv("STIMLOOP_RUNTIME_DIR", str(root))
-    yield root
-    for p in sorted(root.rglob("*"), reverse=True):
-        p.unlink() if not p.is_dir() else p.rmdir()
-    root.rmdir()
+def runtime_root(runtime_dir, monkeypatch):
+    """The shared private runtime root, where the window's client looks for sessions."""
+    monkeypatch.setenv("STIMLOOP_RUNTIME_DIR", str(runtime_dir))
+    return runtime_dir
 
 
 def _open(qtbot, fake: FakeSession) -> SessionWindow:
