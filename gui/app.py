@@ -172,6 +172,57 @@ def run_window(
     return 0
 
 
+def run_participant(
+    prefix: str,
+    duration_s: float | None = None,
+    screenshot: str | None = None,
+    priority: IdlePriority | None = None,
+) -> int:
+    """Show only the participant display of session ``prefix``, full screen (on the
+    last screen when there are several), until it is closed (Esc or Q).
+
+    It reads only the session's status, sends nothing to the session and does not
+    count as an attached window (the session keeps every CPU). Parameters as for
+    :func:`run_window`.
+    """
+    from pyqtgraph.Qt import QtCore, QtWidgets
+
+    from stimloop.gui.feed import LiveFeed
+    from stimloop.gui.participant import ParticipantView, show_participant
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    feed = LiveFeed(prefix, only=()).start()
+    view = ParticipantView(feed, closable=True)
+    if priority is not None:
+        heartbeat = QtCore.QTimer(view)
+        heartbeat.timeout.connect(priority.beat)
+        heartbeat.start(HEARTBEAT_MS)
+    show_participant(view)
+    if duration_s is not None:
+
+        def finish() -> None:
+            if screenshot:
+                view.grab().save(screenshot)
+            view.close()
+
+        QtCore.QTimer.singleShot(int(duration_s * 1000), finish)
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                restore[sig] = signal.signal(sig, lambda *_: view.close())
+    try:
+        app.exec()
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+        feed.close()
+    if priority is not None:
+        priority.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m stimloop.gui``."""
     ap = argparse.ArgumentParser(prog="stimloop gui", description=__doc__)
@@ -189,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--exit-with-session",
         action="store_true",
         help="close when the session ends (its status stream silent for 5 s)",
+    )
+    ap.add_argument(
+        "--participant",
+        action="store_true",
+        help="show only the participant's display (the window-of-tolerance band, full "
+        "screen, no numbers) of an exposure session; Esc or Q closes it",
     )
     ap.add_argument("--screenshot", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report", default=None, help=argparse.SUPPRESS)
@@ -213,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoSessionError as exc:
         print(f"stimloop gui: error: {exc}", file=sys.stderr)
         return 2
+    if args.participant:
+        return run_participant(prefix, args.duration, args.screenshot, priority=priority)
     return run_window(
         prefix,
         args.fps,

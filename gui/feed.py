@@ -22,6 +22,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,15 @@ READ_PERIOD_S = 0.025
 
 #: Band of the display-only EEG filter, in Hz.
 DISPLAY_BAND_HZ = (1.0, 40.0)
+
+#: Catalog marker streams whose events the views show (HBC localisation, exposure).
+VIEW_MARKERS = ("hbc", "exposure", "exercises")
+
+#: Events kept per view marker stream; older ones are dropped (and counted).
+VIEW_MARKERS_KEPT = 20_000
+
+#: Fields of a ``fired`` decision kept with its pulse (what a train view needs).
+PULSE_INFO = ("site", "cycle", "intensity", "intensity_unit")
 
 
 def find_sessions(timeout: float = 1.0) -> list[str]:
@@ -273,11 +283,15 @@ class Pulse:
         The session's phase estimate at the fire time (NaN until published).
     phase_true_rad : float
         The simulator's or replay's true phase at the fire time (NaN when unknown).
+    info : dict
+        What the protocol said about it (:data:`PULSE_INFO`: an HBC train's site, cycle
+        and intensity), empty for a phase-locked pulse.
     """
 
     t_trigger: float
     phase_est_rad: float = math.nan
     phase_true_rad: float = math.nan
+    info: dict = field(default_factory=dict)
 
     @property
     def phase_rad(self) -> float:
@@ -287,12 +301,25 @@ class Pulse:
 
 @dataclass
 class MarkerLog:
-    """Decisions and events from the session's marker streams (thread-safe appends)."""
+    """Decisions and events from the session's marker streams (thread-safe appends).
+
+    ``alerts`` (the session's ``alert`` decisions, e.g. a cardiac stop) and ``prompt``
+    (the newest operator prompt) are kept apart from the bounded ``events``, so a busy
+    decision stream can never push an alert out. ``trains`` holds each rTMS train the
+    safety gate fired, as (LSL time of its first pulse, duration in s). ``streams``
+    holds the events of each :data:`VIEW_MARKERS` stream as ``(message, LSL time)``;
+    ``dropped`` counts those dropped beyond :data:`VIEW_MARKERS_KEPT`.
+    """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     events: deque = field(default_factory=lambda: deque(maxlen=500))
     pulses: list[Pulse] = field(default_factory=list)
     beats_t: deque = field(default_factory=lambda: deque(maxlen=2000))
+    alerts: list[dict] = field(default_factory=list)
+    prompt: dict | None = None
+    trains: list[tuple[float, float]] = field(default_factory=list)
+    streams: dict[str, list[tuple[dict, float]]] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class LiveFeed:
@@ -306,6 +333,10 @@ class LiveFeed:
         EEG history kept, in s.
     retry_s : float
         Pause between reconnection attempts of a vanished stream, in s.
+    only : collection of str, optional
+        Read only these inputs (``"eeg"``, ``"ecg"``, ``"eda"``, ``"eeg_truth"``) and
+        catalog streams (by key); None reads everything. The status is always read. A
+        display that shows little (the participant's) reads little.
 
     Notes
     -----
@@ -313,10 +344,17 @@ class LiveFeed:
     :meth:`track`, :meth:`pulses`, ...); everything that can block runs on the readers.
     """
 
-    def __init__(self, prefix: str, eeg_seconds: float = 12.0, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        eeg_seconds: float = 12.0,
+        retry_s: float = 1.0,
+        only: Collection[str] | None = None,
+    ) -> None:
         self.prefix = prefix
         self.eeg_seconds = eeg_seconds
         self.retry_s = retry_s
+        self.only = None if only is None else frozenset(only)
         self.tracks: dict[str, Track] = {}
         self.markers = MarkerLog()
         self._status: dict[str, Any] | None = None
@@ -388,6 +426,47 @@ class LiveFeed:
         with self.markers.lock:
             return list(self.markers.events)[-n:]
 
+    def alerts(self) -> list[dict]:
+        """Every ``alert`` decision of the session so far (with its LSL time ``t``)."""
+        with self.markers.lock:
+            return list(self.markers.alerts)
+
+    def prompt(self) -> dict | None:
+        """The newest operator ``prompt`` decision (with its LSL time ``t``), or None."""
+        with self.markers.lock:
+            return self.markers.prompt
+
+    def trains(self) -> list[tuple[float, float]]:
+        """Every train the session's safety gate fired: (first pulse, LSL s; length, s)."""
+        with self.markers.lock:
+            return list(self.markers.trains)
+
+    def marker_events(self, key: str, start: int = 0) -> tuple[list[tuple[dict, float]], int]:
+        """Events of a :data:`VIEW_MARKERS` stream from the ``start``-th on.
+
+        Parameters
+        ----------
+        key : str
+            Catalog key (``"hbc"``, ``"exposure"``, ``"exercises"``).
+        start : int
+            Number of events already taken (counted from the first the window saw).
+
+        Returns
+        -------
+        events : list of (dict, float)
+            The decoded JSON messages and their LSL times (s), oldest first; events
+            already dropped (beyond :data:`VIEW_MARKERS_KEPT`) are skipped.
+        total : int
+            Events seen so far: the ``start`` of the next call.
+        """
+        with self.markers.lock:
+            items = self.markers.streams.get(key, [])
+            dropped = self.markers.dropped.get(key, 0)
+            return items[max(0, start - dropped) :], dropped + len(items)
+
+    def _wants(self, key: str) -> bool:
+        return self.only is None or key in self.only
+
     # -- readers -------------------------------------------------------------------
     def _on_status(self, msg: dict, t: float) -> None:
         if msg.get("event") == "text":  # not JSON: not a status
@@ -411,13 +490,18 @@ class LiveFeed:
             if not entry.get("marker") and entry.get("display_s"):
                 numeric[key] = (entry.get("source_id"), float(entry["display_s"]), False)
         for role, (sid, seconds, filt) in numeric.items():
-            if sid and role not in self.tracks:
+            if sid and role not in self.tracks and self._wants(role):
                 self.tracks[role] = Track(role, sid, seconds, filt)
                 self._spawn(role, self._read_numeric, self.tracks[role])
-        if sid := (cat.get("decisions") or {}).get("source_id"):
+        if (sid := (cat.get("decisions") or {}).get("source_id")) and self._wants("decisions"):
             self._spawn("decisions", self._read_markers, sid, self._on_decision)
-        if sid := (cat.get("heart_beats") or {}).get("source_id"):
+        if (sid := (cat.get("heart_beats") or {}).get("source_id")) and self._wants("heart_beats"):
             self._spawn("beats", self._read_markers, sid, self._on_beat)
+        if (sid := (cat.get("safety") or {}).get("source_id")) and self._wants("safety"):
+            self._spawn("safety", self._read_markers, sid, self._on_safety)
+        for key in VIEW_MARKERS:
+            if (sid := (cat.get(key) or {}).get("source_id")) and self._wants(key):
+                self._spawn(key, self._read_markers, sid, self._view_marker(key))
 
     def _read_numeric(self, track: Track) -> None:
         inlet: Inlet | None = None
@@ -484,17 +568,45 @@ class LiveFeed:
         if inlet is not None:
             inlet.close()
 
+    def _view_marker(self, key: str):
+        def handle(msg: dict, t: float) -> None:
+            with self.markers.lock:
+                items = self.markers.streams.setdefault(key, [])
+                items.append((msg, t))
+                if len(items) > VIEW_MARKERS_KEPT:
+                    n = len(items) - VIEW_MARKERS_KEPT // 2
+                    del items[:n]
+                    self.markers.dropped[key] = self.markers.dropped.get(key, 0) + n
+                    log.warning("GUI: dropped the %d oldest %s events from the display", n, key)
+
+        return handle
+
     def _on_decision(self, msg: dict, t: float) -> None:
         event = msg.get("event")
         with self.markers.lock:
             self.markers.events.append({**msg, "t": t})
             if event == "fired" and _finite(msg.get("t_trigger")):
-                self.markers.pulses.append(Pulse(float(msg["t_trigger"])))
+                info = {k: msg[k] for k in PULSE_INFO if k in msg}
+                self.markers.pulses.append(Pulse(float(msg["t_trigger"]), info=info))
+            elif event == "alert":
+                self.markers.alerts.append({**msg, "t": t})
+            elif event == "prompt":
+                self.markers.prompt = {**msg, "t": t}
             elif event == "pulse_phase" and _finite(msg.get("t_trigger")):
                 for p in reversed(self.markers.pulses):
                     if abs(p.t_trigger - msg["t_trigger"]) < 1e-6:
                         p.phase_est_rad = _float(msg.get("phase_rad"))
                         break
+
+    def _on_safety(self, msg: dict, t: float) -> None:
+        """Keep the gate's ``train_fired`` records: when each train started and how long
+        it ran (its pulses over its rate), whatever the protocol had planned."""
+        if msg.get("event") != "train_fired" or not _finite(msg.get("t_lsl")):
+            return
+        f, n = _float(msg.get("frequency_hz")), _float(msg.get("n_pulses"))
+        if f > 0 and n > 0:
+            with self.markers.lock:
+                self.markers.trains.append((float(msg["t_lsl"]), n / f))
 
     def _on_beat(self, msg: dict, t: float) -> None:
         if msg.get("beat_class") == BEAT_ARTIFACT:  # a step or spike, not a heartbeat

@@ -52,6 +52,21 @@ def time_plot(title: str, left: str = "", bottom: str = "s") -> pg.PlotWidget:
     return w
 
 
+def fit_y(plot: pg.PlotWidget, y: np.ndarray) -> None:
+    """Fit the y range of ``plot`` to the values ``y`` (NaN ignored), changing it only
+    when the data leave it or use less than half of it (a steady axis costs no tick
+    re-layout)."""
+    finite = y[np.isfinite(y)]
+    if finite.size == 0:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    span = max(hi - lo, 1e-9)
+    (cur_lo, cur_hi) = plot.getPlotItem().vb.viewRange()[1]
+    if lo < cur_lo or hi > cur_hi or span < 0.5 * (cur_hi - cur_lo):
+        pad = 0.1 * span if hi > lo else max(abs(hi) * 0.01, 1e-3)
+        plot.setYRange(lo - pad, hi + pad, padding=0)
+
+
 def polar_plot(title: str) -> pg.PlotWidget:
     """An empty phase dial: unit circle, half circle, and 0° (peak) / 180° (trough)."""
     w = pg.PlotWidget(title=title)
@@ -187,3 +202,42 @@ class TrendPanels:
     def plots(self) -> list[pg.PlotWidget]:
         """Top to bottom."""
         return [self.hr_plot, self.scl_plot, self.alpha_plot, self.conf_plot]
+
+
+#: Window-of-tolerance states as the views show them: soft, calm colours (no red: the
+#: band is information, the therapist's alert is separate).
+BAND_COLOURS = {
+    "hypo": "#9ecae1",  # soft blue: below the window
+    "within": "#a1d99b",  # soft green
+    "hyper": "#fdae6b",  # soft orange: above the window
+    "unknown": "#d9d9d9",  # no index now (EDA lost or invalid)
+    "uncalibrated": "#d9d9d9",  # the calibration rest is still running
+    "none": "#d9d9d9",  # no session status
+}
+
+
+def band_state(status: dict | None, max_age_s: float = 1.0, age_s: float = 0.0) -> str:
+    """The window-of-tolerance state to show, from a session status.
+
+    Parameters
+    ----------
+    status : dict, optional
+        The session's status snapshot (its ``exposure`` entry).
+    max_age_s : float
+        A status older than this (s) shows as ``"none"``: the session is not answering.
+    age_s : float
+        Age of ``status``, s.
+
+    Returns
+    -------
+    str
+        ``"none"`` (no session, or no exposure), ``"uncalibrated"``, or the band:
+        ``"unknown"``, ``"hypo"``, ``"within"``, ``"hyper"``.
+    """
+    ex = (status or {}).get("exposure")
+    if not isinstance(ex, dict) or age_s > max_age_s:
+        return "none"
+    if not ex.get("calibrated"):
+        return "uncalibrated"
+    band = ex.get("band")
+    return band if band in ("hypo", "within", "hyper") else "unknown"

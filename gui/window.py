@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, TimeoutError
 
 import numpy as np
@@ -21,7 +22,9 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from stimloop.dsp.series import value_at
+from stimloop.gui.exposure_view import ExposureView
 from stimloop.gui.feed import DISPLAY_BAND_HZ, STALE_AFTER_S, LiveFeed
+from stimloop.gui.hbc_view import HBCView
 from stimloop.gui.panels import (
     COLOURS,
     GREEN,
@@ -29,12 +32,14 @@ from stimloop.gui.panels import (
     RED,
     PhaseHistogram,
     TrendPanels,
+    fit_y,
     phase_summary,
     polar_plot,
     show_target,
     target_line,
     time_plot,
 )
+from stimloop.gui.participant import ParticipantView, show_participant
 from stimloop.gui.plotting import (
     merge_envelope,
     minmax_decimate,
@@ -98,6 +103,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         self._announced = False  # gui_open sent to the session
         self.announced_t: float | None = None  # local LSL clock at gui_open, s
         self.closed_t: float | None = None  # local LSL clock at close, s
+        self.participant: ParticipantView | None = None  # the client's display, if open
+        self._layout_key: tuple | None = None  # what the panels were last laid out for
         self._build()
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.redraw)
@@ -110,12 +117,31 @@ class SessionWindow(QtWidgets.QMainWindow):
         outer.setContentsMargins(4, 4, 4, 4)
         outer.addLayout(self._controls())
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        split.addWidget(self._signals())
-        split.addWidget(self._trends())
-        split.addWidget(self._side())
+        self.signals_column = self._signals()
+        self.trends_column = self._trends()
+        self.side_column = self._side()
+        split.addWidget(self.signals_column)
+        split.addWidget(self.trends_column)
+        split.addWidget(self.side_column)
         split.setSizes([700, 380, 380])
         split.setChildrenCollapsible(True)
-        outer.addWidget(split, 1)
+        self.columns_split = split
+        # The protocol's or the session kind's own view (HBC localisation, exposure) goes
+        # left of the signals, hidden until the session's status asks for it.
+        self.outer_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.views_column = QtWidgets.QWidget()
+        views = QtWidgets.QVBoxLayout(self.views_column)
+        views.setContentsMargins(0, 0, 0, 0)
+        self.hbc_view = HBCView(self.feed, self.command)
+        self.exposure_view = ExposureView(self.feed, self.command, self.toggle_participant)
+        for view in (self.hbc_view, self.exposure_view):
+            view.hide()
+            views.addWidget(view, 1)
+        self.views_column.hide()
+        self.outer_split.addWidget(self.views_column)
+        self.outer_split.addWidget(split)
+        self.outer_split.setChildrenCollapsible(True)
+        outer.addWidget(self.outer_split, 1)
         self.setCentralWidget(root)
         self.resize(1500, 900)
 
@@ -160,6 +186,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         box = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
+        self.eeg_box = QtWidgets.QWidget()
+        eeg_lay = QtWidgets.QVBoxLayout(self.eeg_box)
+        eeg_lay.setContentsMargins(0, 0, 0, 0)
         row = QtWidgets.QHBoxLayout()
         self.filter_box = QtWidgets.QCheckBox(
             f"display filter {DISPLAY_BAND_HZ[0]:g}-{DISPLAY_BAND_HZ[1]:g} Hz"
@@ -174,7 +203,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         row.addWidget(self.filter_box)
         row.addWidget(self.scale_spin)
         row.addStretch(1)
-        lay.addLayout(row)
+        eeg_lay.addLayout(row)
         inner = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.channel_list = QtWidgets.QListWidget()
         self.channel_list.setSelectionMode(
@@ -189,7 +218,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         inner.addWidget(self.channel_list)
         inner.addWidget(self.eeg_plot)
         inner.setSizes([70, 630])
-        lay.addWidget(inner, 5)
+        eeg_lay.addWidget(inner, 1)
+        lay.addWidget(self.eeg_box, 5)
         self.ecg_plot = time_plot("ECG with R peaks", "mV")
         self.ecg_curve = self.ecg_plot.plot(pen=pg.mkPen(COLOURS["ecg"]))
         self.beat_marks = pg.ScatterPlotItem(size=8, brush=pg.mkBrush("#000000"), symbol="t")
@@ -211,6 +241,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.alpha_plot, self.alpha_curve = t.alpha_plot, t.alpha_curve
         self.conf_plot, self.conf_curve = t.conf_plot, t.conf_curve
         self.hrv_label = QtWidgets.QLabel("HRV: –")
+        self.hrv_label.setWordWrap(True)  # its width must not set the column's minimum
         for w in (self.hr_plot, self.hrv_label, self.scl_plot, self.alpha_plot, self.conf_plot):
             lay.addWidget(w, 0 if w is self.hrv_label else 1)
         return box
@@ -219,6 +250,9 @@ class SessionWindow(QtWidgets.QMainWindow):
         box = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
+        self.phase_box = QtWidgets.QWidget()
+        phase_lay = QtWidgets.QVBoxLayout(self.phase_box)
+        phase_lay.setContentsMargins(0, 0, 0, 0)
         dials = QtWidgets.QHBoxLayout()
         self.dial_plot = polar_plot("phase now")
         self.dial_needle = self.dial_plot.plot(pen=pg.mkPen(COLOURS["eeg"], width=4))
@@ -227,10 +261,12 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.hist_plot = self.histogram.plot
         dials.addWidget(self.dial_plot)
         dials.addWidget(self.hist_plot)
-        lay.addLayout(dials, 3)
+        phase_lay.addLayout(dials, 1)
         self.phase_label = QtWidgets.QLabel("pulses: –")
-        lay.addWidget(self.phase_label)
+        phase_lay.addWidget(self.phase_label)
+        lay.addWidget(self.phase_box, 3)
         stim = QtWidgets.QGroupBox("Stimulator")
+        self.stim_box = stim
         grid = QtWidgets.QFormLayout(stim)
         self.stim_fields: dict[str, QtWidgets.QLabel] = {}
         for key in ("state", "intensity", "coil", "pulses", "refusals", "headroom", "protocol"):
@@ -273,20 +309,44 @@ class SessionWindow(QtWidgets.QMainWindow):
         self._estop_answered = False
         threading.Thread(target=send, name="gui-estop", daemon=True).start()
 
-    def command(self, cmd: str, wait_s: float = 0.0, **args) -> bool:
+    def command(
+        self,
+        cmd: str,
+        wait_s: float = 0.0,
+        on_result: Callable[[str | None], None] | None = None,
+        **args,
+    ) -> bool:
         """Send a control command (checked by the session's HAL gate) from a worker
-        thread; its refusal, if any, shows in the banner. False if no session yet.
-        ``wait_s`` > 0 waits that long for the session's answer (used on close)."""
+        thread. False if no session yet.
+
+        Parameters
+        ----------
+        cmd : str
+            The command (:data:`stimloop.loop.client.COMMANDS`).
+        wait_s : float
+            > 0: wait that long for the session's answer (used on close).
+        on_result : callable, optional
+            Called on the worker thread with None (done) or the session's refusal; the
+            caller shows it. Without it a refusal shows in the banner.
+        **args
+            The command's arguments.
+        """
         if self.feed.status() is None:
-            self.command_error = f"{cmd}: no session status yet"
-            self.banner.setText(self.command_error)
+            if on_result is None:
+                self.command_error = f"{cmd}: no session status yet"
+                self.banner.setText(self.command_error)
             return False
 
         def send() -> None:
+            error = None
             try:
                 client.send_command(self.feed.prefix, cmd, **args)
-            except client.ControlError as exc:
-                self.command_error = str(exc)
+            except Exception as exc:  # ControlError, or anything else: never lost
+                error = str(exc)
+                if on_result is None:
+                    self.command_error = error
+            if on_result is not None:
+                on_result(error)
 
         done = self._commands.submit(send)
         if wait_s > 0:
@@ -327,6 +387,8 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.closed_t = self.closed_t or pylsl.local_clock()
         self.closing.emit()
         self.timer.stop()
+        if self.participant is not None:
+            self.participant.close()
         # "attached": this window announced itself (gui_open), so the session counts it
         # out; one closed before its first status never counted in. Sent before the
         # process can end, so the session surely hears it.
@@ -351,6 +413,7 @@ class SessionWindow(QtWidgets.QMainWindow):
             if k % 3 == 0:
                 self._draw_phase()
                 self._draw_status()
+                self._draw_views(now)
             if k % 6 == 1:
                 self._line(self.eda_curve, self.eda_plot, "eda", EDA_WINDOW_S, now)
                 self._draw_trends(now)
@@ -455,7 +518,7 @@ class SessionWindow(QtWidgets.QMainWindow):
         curve.setData(t, y, connect="finite")
         plot.setXRange(-seconds, 0, padding=0)
         if plot is not self.conf_plot:
-            _fit_y(plot, y)
+            fit_y(plot, y)
         return values
 
     def _draw_trends(self, now: float) -> None:
@@ -564,11 +627,82 @@ class SessionWindow(QtWidgets.QMainWindow):
                 f"{_num(st.get('max_intensity_pct'))} % limit, IPI ≥ {_num(st.get('min_ipi_s'))} s"
             )
             pr = status.get("protocol") or {}
-            f["protocol"].setText(
-                f"{pr.get('name')} {'running' if pr.get('running') else 'PAUSED'}, "
-                f"target {pr.get('target_phase_deg')}° ({pr.get('control')})"
-            )
+            text = f"{pr.get('name')} {'running' if pr.get('running') else 'PAUSED'}"
+            if pr.get("site"):
+                sites = pr.get("sites") or []
+                text += f", site {pr['site']} ({pr.get('site_number')} of {len(sites)}), "
+                text += "waiting for the operator" if pr.get("waiting") else str(pr.get("state"))
+            elif pr:
+                text += f", target {pr.get('target_phase_deg')}° ({pr.get('control')})"
+            f["protocol"].setText(text if pr else "none")
+        if status is not None:
+            self._apply_layout(status)
         self._draw_health(status)
+
+    def _apply_layout(self, status: dict) -> None:
+        """Show the panels this session has data for, and its kind's view (HBC
+        localisation, exposure); the rest are hidden, so that an ECG-only localisation
+        or an EDA and ECG exposure session gets the room. Changes only when the session's
+        make-up does."""
+        ids = status.get("source_ids") or {}
+        eeg, ecg, eda = ("eeg" in ids), ("ecg" in ids), ("eda" in ids)
+        phase = "phase" in (status.get("catalog") or {})
+        stim = status.get("stimulator") is not None and status.get("protocol") is not None
+        hbc = (status.get("protocol") or {}).get("name") == "hbc"
+        exposure = status.get("exposure") is not None
+        key = (eeg, ecg, eda, phase, stim, hbc, exposure)
+        if key == self._layout_key:
+            return
+        self._layout_key = key
+        self.eeg_box.setVisible(eeg)
+        self.ecg_plot.setVisible(ecg)
+        self.eda_plot.setVisible(eda)
+        self.signals_column.setVisible(eeg or ecg or eda)
+        self.hr_plot.setVisible(ecg)
+        self.hrv_label.setVisible(ecg)
+        self.scl_plot.setVisible(eda)
+        self.alpha_plot.setVisible(phase)
+        self.conf_plot.setVisible(phase)
+        self.trends_column.setVisible(ecg or eda or phase)
+        self.phase_box.setVisible(phase)
+        self.stim_box.setVisible(status.get("stimulator") is not None)
+        for b in (self.arm_button, self.disarm_button, self.start_button, self.stop_button):
+            b.setEnabled(stim)
+        self.hbc_view.setVisible(hbc)
+        self.exposure_view.setVisible(exposure)
+        was = self.views_column.isVisible()
+        self.views_column.setVisible(hbc or exposure)
+        if (hbc or exposure) and not was:
+            # The view takes over half; beside it the signals, trends and side panels in
+            # equal parts (the EEG, whose rows need the width, is absent or secondary).
+            w = max(self.outer_split.width(), 2)
+            view_w = int(0.55 * w)
+            self.outer_split.setSizes([view_w, w - view_w])
+            self.columns_split.setSizes([(w - view_w) // 3] * 3)
+
+    def _draw_views(self, now: float) -> None:
+        """Redraw the session kind's views (at the status rate)."""
+        status = self.feed.status()
+        if status is None:
+            return
+        if self.hbc_view.isVisible():
+            self.hbc_view.refresh(status, now)
+        if self.exposure_view.isVisible():
+            self.exposure_view.refresh(status, now)
+        if self.participant is not None and not self.participant.isVisible():
+            self.participant = None  # closed by the window manager
+        self.exposure_view.participant_button.setChecked(self.participant is not None)
+
+    def toggle_participant(self) -> None:
+        """Open the participant display (full screen on a second screen, if any), or
+        close it if open."""
+        if self.participant is not None:
+            self.participant.close()
+            self.participant = None
+        else:
+            self.participant = ParticipantView(self.feed)
+            show_participant(self.participant, avoid=self)
+        self.exposure_view.participant_button.setChecked(self.participant is not None)
 
     def _draw_health(self, status: dict | None) -> None:
         session_streams = (status or {}).get("streams") or {}
@@ -620,20 +754,6 @@ class SessionWindow(QtWidgets.QMainWindow):
             if item is not None and item.text().endswith(" STALE"):
                 out.add(item.text().split()[0])
         return out
-
-
-def _fit_y(plot: pg.PlotWidget, y: np.ndarray) -> None:
-    """Fit the y range to the data, changing it only when the data leave it or use less
-    than half of it (a steady axis costs no tick re-layout)."""
-    finite = y[np.isfinite(y)]
-    if finite.size == 0:
-        return
-    lo, hi = float(finite.min()), float(finite.max())
-    span = max(hi - lo, 1e-9)
-    (cur_lo, cur_hi) = plot.getPlotItem().vb.viewRange()[1]
-    if lo < cur_lo or hi > cur_hi or span < 0.5 * (cur_hi - cur_lo):
-        pad = 0.1 * span if hi > lo else max(abs(hi) * 0.01, 1e-3)
-        plot.setYRange(lo - pad, hi + pad, padding=0)
 
 
 def _num(x: object) -> str:

@@ -1,5 +1,5 @@
 """What another process needs to work with a running session: find it, command it,
-stop it, and keep off its CPUs.
+stop it, keep off its CPUs, and mark an exposure session's exercises.
 
 This is the session's client API: the window (``stimloop.gui``) and the command line
 use it and nothing else of ``stimloop.loop``. Sessions are found in the user's private
@@ -17,14 +17,40 @@ from stimloop.loop.control import COMMANDS, request
 from stimloop.loop.cpus import allowed_cpus, pin_process
 from stimloop.loop.errors import ControlError
 
+# The exposure-marker schema (docs/exposure.md) is part of the client API: a client
+# builds the JSON a ``mark`` command carries, and reads back the session's ``exposure``
+# stream, with the same code the session validates it with.
+from stimloop.loop.exposure_markers import (
+    ExposureMarkerError,
+    calibration_end,
+    calibration_start,
+    cue,
+    exercise_end,
+    exercise_start,
+    learned,
+    parse_exercises,
+    parse_marker,
+    rating,
+)
+
 __all__ = [
     "COMMANDS",
     "ControlError",
     "EstopReply",
+    "ExposureMarkerError",
     "allowed_cpus",
+    "calibration_end",
+    "calibration_start",
+    "cue",
     "emergency_stop",
+    "exercise_end",
+    "exercise_start",
     "find_session",
+    "learned",
+    "parse_exercises",
+    "parse_marker",
     "pin_process",
+    "rating",
     "send_command",
 ]
 

@@ -92,6 +92,10 @@ def test_window_shows_live_panels(qtbot, window, live_session, tmp_path):
     assert window.stim_fields["intensity"].text() == "50.0 % MSO"
     assert window.health.rowCount() >= 5
     assert window.stale_roles() == set()
+    # a phase-locked session: every panel, and neither the localisation nor exposure view
+    assert window.eeg_box.isVisible() and window.phase_box.isVisible()
+    assert not window.views_column.isVisible()
+    assert not window.hbc_view.isVisible() and not window.exposure_view.isVisible()
     # the screenshot is not blank, and the EEG and ECG plots hold their trace colours
     img = window.grab().toImage()
     img.save(str(tmp_path / "window.png"))
