@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,8 @@ class RecordedSession:
         The session's phase estimate at each pulse, rad (NaN where none was published).
     pulse_phase_true : ndarray
         The truth stream's phase at each pulse, rad (NaN without a recorded truth).
+    decision_t : ndarray
+        The LSL timestamp of each decision (when the session published it), s.
     """
 
     path: str
@@ -83,6 +85,7 @@ class RecordedSession:
     pulse_target: np.ndarray
     pulse_phase_est: np.ndarray
     pulse_phase_true: np.ndarray
+    decision_t: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def pulse_phase(self) -> np.ndarray:
@@ -192,6 +195,7 @@ def read_session(path: str | Path) -> RecordedSession:
         truth_source_ids=truth_ids, decisions=events, streams=by_id, pulse_t=pulse_t,
         pulse_target=target, pulse_phase_est=pulse_est,
         pulse_phase_true=np.full(pulse_t.size, np.nan),
+        decision_t=np.asarray(decisions.time_stamps, float),
     )  # fmt: skip
     truth = rec.truth_series("eeg")
     if truth is not None and truth[0].size:
@@ -318,7 +322,10 @@ def analyse_session(
     report.update(_physiology(rec))
     step("heart-brain coupling", 0.6)
     if (hbc := hbc_analysis(rec)) is not None:
-        report["hbc"] = {**hbc, "threshold": _hbc_threshold(rec)}
+        # The alerts with the time the session raised them (the decision's timestamp).
+        stops = [{**e, "t": float(t)} for e, t in zip(rec.decisions, rec.decision_t, strict=True)
+                 if e.get("event") == "alert"]  # fmt: skip
+        report["hbc"] = {**hbc, "stops": stops, "threshold": _hbc_threshold(rec)}
     step("exposure", 0.75)
     exposure = analyse_exposure(rec)
     if exposure is not None:

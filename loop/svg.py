@@ -20,6 +20,11 @@ import numpy as np
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 
+def _d(v: float) -> str:
+    """A value for a ``data-*`` attribute: exact (``repr`` of the float)."""
+    return repr(float(v))
+
+
 def _fmt(v: float) -> str:
     """A coordinate, short."""
     return f"{v:.1f}"
@@ -255,6 +260,9 @@ def line_chart(
     allx, ally = allx[np.isfinite(allx)], ally[np.isfinite(ally)]
     if x_range is None:
         x_range = (float(allx.min()), float(allx.max())) if allx.size else (0.0, 1.0)
+        if any(s.markers for s in lines):  # a point on the frame would be cut in half
+            pad = 0.04 * (x_range[1] - x_range[0]) or 0.5
+            x_range = (x_range[0] - pad, x_range[1] + pad)
     if y_range is None:
         if ally.size:
             lo, hi = float(ally.min()), float(ally.max())
@@ -271,14 +279,14 @@ def line_chart(
     for sp in spans:
         a, b = float(f.px(max(sp.a, f.x0))), float(f.px(min(sp.b, f.x1)))
         f.parts.append(
-            f'<rect class="span" data-a="{sp.a!r}" data-b="{sp.b!r}" '
+            f'<rect class="span" data-a="{_d(sp.a)}" data-b="{_d(sp.b)}" '
             f'data-name="{escape(sp.name)}" x="{a:.1f}" y="{f.top}" width="{max(b - a, 0.8):.1f}" '
             f'height="{f.plot_h}" fill="{sp.color}" fill-opacity="{sp.opacity}" {clip}/>'
         )
     for h in hlines:
         y = float(f.py(h.y))
         f.parts.append(
-            f'<line class="ref" data-y="{h.y!r}" data-name="{escape(h.name)}" x1="{f.left}" '
+            f'<line class="ref" data-y="{_d(h.y)}" data-name="{escape(h.name)}" x1="{f.left}" '
             f'x2="{f.left + f.plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{h.color}" '
             f'stroke-dasharray="{h.dash}"/><text x="{f.left + 4}" y="{y - 3:.1f}" '
             f'class="ref-label">{escape(h.name)}</text>'
@@ -286,7 +294,7 @@ def line_chart(
     for t, name in events:
         x = float(f.px(t))
         f.parts.append(
-            f'<line class="event" data-t="{t!r}" data-name="{escape(name)}" x1="{x:.1f}" '
+            f'<line class="event" data-t="{_d(t)}" data-name="{escape(name)}" x1="{x:.1f}" '
             f'x2="{x:.1f}" y1="{f.top}" y2="{f.top + f.plot_h}" stroke="{event_color}" '
             f'stroke-width="1.2" {clip}><title>{escape(name)}</title></line>'
         )
@@ -302,8 +310,8 @@ def line_chart(
             for a, b in zip(x, y, strict=True):
                 if math.isfinite(a) and math.isfinite(b):
                     f.parts.append(
-                        f'<circle class="point" data-name="{escape(s.name)}" data-x="{a!r}" '
-                        f'data-y="{b!r}" cx="{float(f.px(a)):.1f}" cy="{float(f.py(b)):.1f}" '
+                        f'<circle class="point" data-name="{escape(s.name)}" data-x="{_d(a)}" '
+                        f'data-y="{_d(b)}" cx="{float(f.px(a)):.1f}" cy="{float(f.py(b)):.1f}" '
                         f'r="3.5" fill="{s.color}"><title>{escape(s.name)}: {b:.4g}</title>'
                         "</circle>"
                     )
@@ -354,14 +362,14 @@ def bar_chart(
             top, h = min(y, y_zero), abs(y_zero - y)
             f.parts.append(
                 f'<rect class="bar" data-category="{escape(str(cat))}" '
-                f'data-name="{escape(name)}" data-value="{v!r}" x="{x:.1f}" y="{top:.1f}" '
+                f'data-name="{escape(name)}" data-value="{_d(v)}" x="{x:.1f}" y="{top:.1f}" '
                 f'width="{bw * 0.92:.1f}" height="{max(h, 0.5):.1f}" fill="{color}">'
                 f"<title>{escape(str(cat))} {escape(name)}: {v:.4g}</title></rect>"
             )
     for h in hlines:
         y = float(f.py(h.y))
         f.parts.append(
-            f'<line class="ref" data-y="{h.y!r}" data-name="{escape(h.name)}" x1="{f.left}" '
+            f'<line class="ref" data-y="{_d(h.y)}" data-name="{escape(h.name)}" x1="{f.left}" '
             f'x2="{f.left + f.plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{h.color}" '
             f'stroke-dasharray="{h.dash}"/>'
         )
@@ -412,14 +420,14 @@ def polar_histogram(
             f"A{r:.2f},{r:.2f} 0 0 0 {c + r * math.cos(a1):.2f},{c - r * math.sin(a1):.2f} Z"
         )
         parts.append(
-            f'<path class="wedge" data-lo-deg="{lo!r}" data-count="{int(cnt)}" d="{path}" '
+            f'<path class="wedge" data-lo-deg="{_d(lo)}" data-count="{int(cnt)}" d="{path}" '
             f'fill="{PALETTE[0]}" fill-opacity="0.75" stroke="#fff">'
             f"<title>{lo:g}° to {lo + width:g}°: {int(cnt)}</title></path>"
         )
     for t in targets_deg:
         a = math.radians(t)
         parts.append(
-            f'<line class="target" data-deg="{t!r}" x1="{c}" y1="{c}" '
+            f'<line class="target" data-deg="{_d(t)}" x1="{c}" y1="{c}" '
             f'x2="{c + (r_max + 6) * math.cos(a):.1f}" y2="{c - (r_max + 6) * math.sin(a):.1f}" '
             f'stroke="{PALETTE[1]}" stroke-width="2.5" stroke-dasharray="5 3"/>'
         )
@@ -427,7 +435,7 @@ def polar_histogram(
         a = math.radians(mean_deg)
         r = r_max * resultant
         parts.append(
-            f'<line class="mean" data-deg="{mean_deg!r}" data-r="{resultant!r}" x1="{c}" '
+            f'<line class="mean" data-deg="{_d(mean_deg)}" data-r="{_d(resultant)}" x1="{c}" '
             f'y1="{c}" x2="{c + r * math.cos(a):.1f}" y2="{c - r * math.sin(a):.1f}" '
             f'stroke="{PALETTE[7]}" stroke-width="3"/>'
         )
