@@ -329,6 +329,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    from stimloop.loop.html_report import TextProgress, scaled, write_html_report
     from stimloop.loop.report import (
         analyse_session,
         compare_recordings,
@@ -337,11 +338,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         format_report,
     )
 
-    progress = None
-    if args.report:
-        from stimloop.loop.html_report import TextProgress, scaled
-
-        progress = TextProgress(sys.stderr)
+    progress = TextProgress(sys.stderr) if args.report else None
     n = len(args.recording)
     analyses = [
         analyse_session(path, scaled(progress, k / n, (k + 1) / n))
@@ -355,8 +352,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         a.report["figure"] = {"path": args.plot, **_draw_figure(figure_data(a.rec), args.plot)}
     html = None
     if args.report:
-        from stimloop.loop.html_report import write_html_report
-
         progress("writing the HTML report", 1.0)
         html = write_html_report(args.report, analyses, comparison)
         for a in analyses:

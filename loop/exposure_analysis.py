@@ -42,6 +42,7 @@ from stimloop.dsp.exposure import (
     EDALevel,
     ExerciseFigures,
     ExerciseParams,
+    ExerciseTracker,
     ExposureInputError,
     SCRTable,
     Series,
@@ -130,22 +131,49 @@ def _marker_rows(rec: RecordedSession) -> tuple[list[tuple[float, str]], list[di
     return markers, [], False
 
 
-def _plain_cues(rec: RecordedSession, exposure_markers: Sequence[tuple[float, str]]) -> list:
-    """Events-stream markers the live stage took for plain cues: those that did not become
-    exposure markers (not the schema), as (time s, text)."""
-    published = {(round(t, 9), text) for t, text in exposure_markers}
+def _refused_live(rec: RecordedSession, published: Sequence[tuple[float, str]]) -> list[dict]:
+    """Events-stream markers the live stage did not publish as exposure markers: plain
+    text, or markers it refused (an end without a start, a rating outside 0-100, odd
+    text, ...). The stage scored each of them as a plain cue; here each is listed with
+    the reason, as (``t`` s, ``text``, ``reason``)."""
+    seen = {(round(t, 9), text) for t, text in published}
     out = []
     for e in rec.decisions:
         if e.get("event") != "stimulus" or e.get("t_event") is None:
             continue
-        t, text = float(e["t_event"]), e.get("text", "")
-        if (round(t, 9), text) in published:
+        t, text = float(e["t_event"]), str(e.get("text", ""))
+        if (round(t, 9), text) in seen:
             continue
         try:
-            parse_marker(text, lenient=False)
-        except ExposureMarkerError:
-            out.append((t, text))
+            m = parse_marker(text, lenient=False)
+            reason = _order_error(published, t, m.kind)
+        except ExposureMarkerError as exc:
+            reason = str(exc)
+        out.append({"t": t, "text": text, "reason": reason})
     return out
+
+
+def _order_error(published: Sequence[tuple[float, str]], t: float, kind: str) -> str:
+    """Why the live stage refused a valid marker of ``kind`` at ``t``: the exercise
+    order, replayed with the tracker the stage runs over the published starts and ends."""
+    steps = []
+    for tp, text in published:
+        try:
+            k = parse_marker(text).kind
+        except ExposureMarkerError:
+            continue
+        if k in ("exercise_start", "exercise_end") and tp <= t:
+            steps.append((tp, k))
+    tracker = ExerciseTracker(use_hr=False)
+    try:
+        for tp, k in [*sorted(steps), (t, kind)]:
+            if k == "exercise_start":
+                tracker.start_exercise(tp)
+            elif k == "exercise_end":
+                tracker.end_exercise(tp)
+    except ExposureInputError as exc:
+        return str(exc)
+    return "refused by the live stage (the session log says why)"
 
 
 def recorded_inputs(rec: RecordedSession) -> tuple[EDALevel | None, SCRTable, Series | None]:
@@ -223,7 +251,8 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
     out["arousal"] = _arousal_summary(timeline)
     # --- exercises
     ended = [e for e in log.exercises if e.ended]
-    plain = _plain_cues(rec, markers) if live_stage else []
+    refused = _refused_live(rec, markers) if live_stage else []
+    plain = [(r["t"], r["text"]) for r in refused]
     cue_t = np.array(
         [c.t for e in log.exercises for c in e.cues]
         + [c.t for c in log.orphan_cues]
@@ -261,6 +290,7 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
         "ignored_plain_text": log.ignored,
         "rejected": [{"t": i.t, "reason": i.reason, "marker": i.marker} for i in log.rejected],
         "issues": [{"t": i.t, "reason": i.reason} for i in log.issues],
+        "refused_live": [{**r, "text": _clip(r["text"], 200)} for r in refused],
     }
     out["live_vs_offline"] = (
         _live_vs_offline(rec, records, figures, timeline, cal, out["cues"]) if live_stage else None
@@ -281,7 +311,9 @@ def exposure_analysis(rec: RecordedSession) -> dict[str, Any] | None:
         expectancy violation, the note, and every :class:`ExerciseFigures` figure),
         ``unended``, ``habituation`` (:func:`~stimloop.dsp.exposure.habituation_curve`),
         ``expectancy`` (:func:`~stimloop.dsp.exposure.expectancy_violation`), ``cues``
-        (evoked SCRs per cue code), ``markers`` (counts, rejected markers and issues),
+        (evoked SCRs per cue code), ``markers`` (counts, markers rejected by the parser,
+        structural issues, and ``refused_live``: events-stream markers the live stage
+        refused and scored as plain cues, with the reason),
         ``live_vs_offline`` (the largest differences from what the session computed
         live; None without the live stage) and ``issues``. Times are LSL s.
     """
@@ -686,6 +718,8 @@ def format_exposure(x: dict[str, Any]) -> list[str]:
                 lines.append(f"   ! {key}: {m}")
     for m in x["markers"]["rejected"]:
         lines.append(f"   marker rejected at {m['t']:.3f} s: {m['reason']}")
+    for m in x["markers"]["refused_live"]:
+        lines.append(f"   marker refused live at {m['t']:.3f} s (scored as a cue): {m['reason']}")
     for why in x["issues"]:
         lines.append(f"   ! {why}")
     return lines

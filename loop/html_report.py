@@ -761,9 +761,17 @@ def _exposure_section(a: SessionAnalysis, ids: _Ids) -> str:
     issues = [
         *x["issues"],
         *(f"marker rejected at {m['t']:.3f} s: {m['reason']}" for m in x["markers"]["rejected"]),
+        *(
+            f"marker refused live at {m['t']:.3f} s (scored as a cue): {m['reason']}"
+            for m in x["markers"]["refused_live"]
+        ),
     ]
     if issues:
-        out.append("<ul class='warn'>" + "".join(f"<li>{escape(i)}</li>" for i in issues) + "</ul>")
+        out.append(
+            f'<ul id="{ids("exposure-issues")}" class="warn">'
+            + "".join(f"<li>{escape(i)}</li>" for i in issues)
+            + "</ul>"
+        )
     out.append("</section>")
     return "".join(out)
 
