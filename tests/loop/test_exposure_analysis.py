@@ -259,3 +259,77 @@ def test_systole_cues_per_code_live_equal_offline(shared_data, tmp_path):
     assert raw == per
     assert sum(v["responded"] for v in per.values()) > 10
     print({k: f"{v['responded']}/{v['n']}" for k, v in per.items()})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_recorded_exposure_session_live_equals_offline(tmp_path, source_id):
+    """Acceptance (issue 19): a real session with ``[exposure]`` (EDA and ECG only, no
+    EEG, no stimulator) on the simulated client replayed over LSL in real time, recorded;
+    ``analyze`` of the file gives every per-exercise figure, the arousal index and band,
+    the calibration and the cue responses the session computed live. The client's first
+    seconds are cut so that the 61 s rest starts once the session runs (~2 min)."""
+    from stimloop.loop.config import parse_session
+    from stimloop.loop.session import Session
+    from stimloop.stream.replay import Player
+    from stimloop.stream.xdf import info_xml, write_xdf
+
+    sc = ExposureScenario(seed=2, rest_s=90.0, n_exercises=2, exercise_s=15.0, rise_s=4.0,
+                          hold_s=6.0, gap_s=8.0, tail_s=13.0)  # fmt: skip
+    sim = simulate_exposure(sc)
+    cut = 4.0  # the rest is marked 21-82 s of the cut recording; exercises from 86 s
+    eda = sim.eda_us[int(cut * sc.eda_fs) :]
+    ecg = sim.ecg_mv[int(cut * sc.ecg_fs) :]
+
+    def m(kind, **f):
+        return json.dumps({"kind": kind, **f})
+
+    marks = [(21.0, m("calibration_start")), (82.0, m("calibration_end"))]
+    cues = sim.truth.cue_t - cut
+    for k, (s, e) in enumerate(sc.intervals() - cut):
+        label = f"lift {k + 1}"
+        marks += [(s - 3, m("rating", scale="expectancy", value=80 - 20 * k)),
+                  (s, m("exercise_start", label=label)),
+                  (s + 1, m("rating", scale="suds", moment="start", value=40)),
+                  (e, m("exercise_end", label=label)),
+                  (e + 0.5, m("rating", scale="suds", moment="peak", value=60 - 10 * k)),
+                  (e + 1, m("rating", scale="outcome", value=10)),
+                  (e + 1.5, m("learned", text=f"lift {k + 1}: nothing bad happened"))]  # fmt: skip
+        marks += [(float(c), m("cue", label="doors", code=i + 1))
+                  for i, c in enumerate(cues[(cues >= s) & (cues < e)])]  # fmt: skip
+    marks.sort(key=lambda x: x[0])
+    mk = [{"label": "marker", "unit": "", "type": "Marker"}]
+    client = tmp_path / "client.xdf"
+    write_xdf(client, [
+        (info_xml("EDA", "EDA", f"{source_id}-eda", [{"label": "EDA", "unit": "uS", "type": "EDA"}],
+                  sc.eda_fs, "float32"), "float32", np.arange(eda.size) / sc.eda_fs, eda[:, None]),
+        (info_xml("ECG", "ECG", f"{source_id}-ecg", [{"label": "ECG", "unit": "mV", "type": "ECG"}],
+                  sc.ecg_fs, "float32"), "float32", np.arange(ecg.size) / sc.ecg_fs, ecg[:, None]),
+        (info_xml("PsychoPy", "Markers", f"{source_id}-markers", mk, 0.0, "string"), "string",
+         np.array([t for t, _ in marks]), [[x] for _, x in marks]),
+    ], samples_per_chunk=1000)  # fmt: skip
+    cfg = parse_session({
+        "name": "exposure-acceptance",
+        "sources": {"eda": {"source_id": f"{source_id}-eda"},
+                    "ecg": {"source_id": f"{source_id}-ecg"},
+                    "events": {"source_id": f"{source_id}-markers"}},
+        "exposure": {"calibration_s": None},
+        "recording": {"path": str(tmp_path / "session.xdf")},
+    })  # fmt: skip
+    with Player(client, wait_for_consumers_s=30.0), Session(cfg, f"{source_id}-s") as session:
+        result = session.run(eda.size / sc.eda_fs + 1.0)
+    a = analyse_session(result.recording)
+    r, x = a.report, a.report["exposure"]
+    assert "eeg" not in r["session"]["config"]["sources"] and r["pulses"]["delivered"] == 0
+    level_t, _ = a.rec.series("eda_level")
+    assert level_t[0] < x["calibration"]["start_t"], "the session started after the rest began"
+    lo = x["live_vs_offline"]
+    _agree(lo)
+    assert lo["exercises"]["live"] == 2 and lo["cues"]["live"] == 6
+    assert lo["arousal"]["matched"] == lo["arousal"]["live"] > 400
+    assert [e["expectancy_violation"] for e in x["exercises"]] == [70.0, 50.0]
+    assert all(e["eda_valid"] and e["hr_valid"] for e in x["exercises"])
+    out = write_html_report(tmp_path / "session.html", [a])
+    assert {"fig-habituation", "fig-expectancy", "fig-arousal", "fig-hr", "fig-eda"} <= set(
+        out["figures"]
+    )
