@@ -329,7 +329,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from stimloop.loop.html_report import TextProgress, scaled, write_html_report
+    from stimloop.loop.html_report import (
+        TextProgress,
+        check_report_path,
+        scaled,
+        write_html_report,
+    )
     from stimloop.loop.report import (
         analyse_session,
         compare_recordings,
@@ -338,6 +343,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         format_report,
     )
 
+    if args.report:
+        check_report_path(args.report)  # before a long analysis, not after it
     progress = TextProgress(sys.stderr) if args.report else None
     n = len(args.recording)
     analyses = [

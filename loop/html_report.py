@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -36,8 +37,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from stimloop.loop.errors import SessionError
 from stimloop.loop.report import SessionAnalysis
 from stimloop.loop.svg import PALETTE, HLine, Line, Span, bar_chart, line_chart, polar_histogram
+
+#: Pulses drawn as lines on the HR trace up to this many (more would hide the trace).
+MAX_EVENT_LINES = 500
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:980px;
@@ -300,6 +305,8 @@ def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool) -> str:
     hr_t, hr = rec.series("heart_hr", 0)
     if hr_t.size and (h := r.get("heart")):
         ev = [(float(t), "pulse") for t in rec.pulse_t] if pulses else []
+        if len(ev) > MAX_EVENT_LINES:  # thousands of lines would hide the trace
+            ev = []
         svg = line_chart(
             ids("fig-hr"),
             "heart rate",
@@ -314,7 +321,13 @@ def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool) -> str:
             f"{h['beats']} beats, mean {_f(h['hr_mean_bpm'], '.1f')} bpm (range "
             f"{_f(h['hr_min_bpm'], '.1f')}–{_f(h['hr_max_bpm'], '.1f')}), valid "
             f"{_f(100 * h['valid_fraction'], '.0f')} %"
-            + ("; red lines: delivered pulses." if ev else ".")
+            + (
+                "; red lines: delivered pulses."
+                if ev
+                else f"; the {rec.pulse_t.size} pulses are not drawn (more than {MAX_EVENT_LINES})."
+                if pulses and rec.pulse_t.size
+                else "."
+            )
         )
         out.append(_figure(svg, cap))
     eda_t, scl = rec.series("eda_level", 0)
@@ -330,14 +343,14 @@ def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool) -> str:
             ],
             "time (s from the recording start)",
             "µS",
-            events=[(float(t), "SCR onset") for t in scr],
+            events=[(float(t), "SCR onset") for t in scr] if scr.size <= MAX_EVENT_LINES else [],
             event_color="#B9A3C9",
             x_offset=t0,
         )
         cap = (
             f"Skin conductance: SCL median {_f(e['scl_median_us'], '.2f')} µS, "
-            f"{e['scr_count']} SCRs ({_f(e['scr_per_min'], '.1f')}/min; lilac lines: their "
-            "onsets)."
+            f"{e['scr_count']} SCRs ({_f(e['scr_per_min'], '.1f')}/min"
+            + ("; lilac lines: their onsets)." if scr.size <= MAX_EVENT_LINES else ").")
         )
         out.append(_figure(svg, cap))
     return "".join(out)
@@ -880,6 +893,25 @@ def html_report(
     )
 
 
+def check_report_path(path: str | Path) -> Path:
+    """Check, before a long analysis, that the HTML report can be written at ``path``.
+
+    Raises
+    ------
+    SessionError
+        The folder does not exist or is not writable, or the file is not writable.
+    """
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise SessionError(f"--report: the folder {str(folder)!r} of {str(p)!r} does not exist")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise SessionError(f"--report: {str(p)!r} is not writable")
+    if p.exists() and p.is_dir():
+        raise SessionError(f"--report: {str(p)!r} is a folder; give a file name (.html)")
+    return p
+
+
 def write_html_report(
     path: str | Path, analyses: Sequence[SessionAnalysis], comparison: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -892,6 +924,9 @@ def write_html_report(
     """
     page = html_report(analyses, comparison)
     p = Path(path)
-    p.write_text(page, encoding="utf-8")
+    try:
+        p.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SessionError(f"--report: cannot write {str(p)!r}: {exc}") from None
     figs = re.findall(r'<svg xmlns="http://www.w3.org/2000/svg" id="([^"]+)"', page)
     return {"path": str(p), "bytes": len(page.encode("utf-8")), "figures": figs}

@@ -186,3 +186,14 @@ def test_nice_ticks_and_thinning_keep_what_a_reader_needs():
     tx, ty = thin(x, y, 500)
     assert tx.size <= 1500 and np.nanmax(ty) == 9.0 and np.isnan(ty).any()
     assert np.all(np.diff(tx) > 0) and math.isclose(np.nanmin(ty), np.nanmin(y))
+
+
+def test_report_path_is_checked_before_the_analysis(hbc_file, tmp_path, capsys):
+    from stimloop.loop.cli import main
+
+    path, _ = hbc_file
+    assert main(["analyze", str(path), "--report", str(tmp_path / "no" / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "reading" not in err  # refused before any work
+    assert main(["analyze", str(path), "--report", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
