@@ -222,13 +222,18 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
     log = parse_exercises(markers)
     if not (log.exercises or log.calibrations or log.orphan_cues or log.rejected):
         return None
-    level, scrs, hr = recorded_inputs(rec)
     bands = session_bands(rec.config)
     params = ArousalParams()
     issues: list[str] = []
     out: dict[str, Any] = {"source": "exposure stream" if live_stage else "events stream"}
-    if level is None:
-        issues.append("no EDA level stream recorded: no exercise physiology, no arousal index")
+    try:
+        level, scrs, hr = recorded_inputs(rec)
+    except ExposureInputError as exc:  # e.g. timestamps that go back: say so, compute nothing
+        level, scrs, hr = None, SCRTable.empty(), None
+        issues.append(f"the recorded EDA/HR streams cannot be used: {exc}")
+    else:
+        if level is None:
+            issues.append("no EDA level stream recorded: no exercise physiology, no arousal index")
     # --- calibration and the arousal index
     cal = None
     timeline = None

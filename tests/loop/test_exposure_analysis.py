@@ -333,3 +333,41 @@ def test_recorded_exposure_session_live_equals_offline(tmp_path, source_id):
     assert {"fig-habituation", "fig-expectancy", "fig-arousal", "fig-hr", "fig-eda"} <= set(
         out["figures"]
     )
+
+
+def test_markers_on_the_events_stream_only_and_a_clock_going_back(tmp_path):
+    """A session without the exposure stage: the markers come from the decision stream's
+    stimulus events, nothing live to compare; recorded EDA whose timestamps go back is
+    named as unusable instead of crashing the report."""
+    from stimloop.loop import catalog
+    from stimloop.stream.xdf import info_xml, write_xdf
+
+    prefix = "test-events-only"
+
+    def ev(t, kind, **f):
+        return (T0 + t, {"event": "stimulus", "t_event": T0 + t,
+                         "text": json.dumps({"kind": kind, **f})})  # fmt: skip
+
+    dec = [ev(5, "exercise_start", label="one"), ev(6, "cue", code=3), ev(9, "exercise_end"),
+           ev(10, "rating", scale="outcome", value=101)]  # fmt: skip
+    config = {"name": "events-only", "sources": {"eda": {"source_id": "x"}}}
+    t = T0 + np.arange(200) / 10.0
+    t[120] = t[100]  # the clock stepped back
+    lv = np.column_stack([np.full(200, 5.0), np.zeros(200), np.zeros(200), np.zeros(200)])
+    mk = [{"label": "m", "unit": "", "type": "Marker"}]
+    cols = [{"label": c, "unit": "", "type": "EDA"} for c in ("scl", "ph", "rate", "flags")]
+    write_xdf(tmp_path / "e.xdf", [
+        (info_xml("d", "Markers", catalog.get("decisions").source_id(prefix), mk, 0.0, "string",
+                  {"session_config": json.dumps(config)}), "string",
+         np.array([d[0] for d in dec]), [[json.dumps(d[1])] for d in dec]),
+        (info_xml("l", "EDA", catalog.get("eda_level").source_id(prefix), cols, 10.0, "double64"),
+         "double64", t, lv),
+    ])  # fmt: skip
+    a = analyse_session(tmp_path / "e.xdf")
+    x = a.report["exposure"]
+    assert x["source"] == "events stream" and x["live_vs_offline"] is None
+    assert x["markers"]["exercises"] == 1 and x["exercises"] == []
+    assert any("cannot be used" in i and "must not decrease" in i for i in x["issues"])
+    assert any("outside the allowed 0-100" in r["reason"] for r in x["markers"]["rejected"])
+    text = format_report(a.report)
+    assert "cannot be used" in text and "marker rejected" in text
