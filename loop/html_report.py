@@ -298,19 +298,19 @@ def _events_section(a: SessionAnalysis, ids: _Ids) -> str:
     return "".join(out)
 
 
-def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool) -> str:
+def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool, hr: bool = True) -> str:
     rec, r = a.rec, a.report
     t0 = _start_t(a)
     out = []
-    hr_t, hr = rec.series("heart_hr", 0)
-    if hr_t.size and (h := r.get("heart")):
+    hr_t, bpm = rec.series("heart_hr", 0)
+    if hr and hr_t.size and (h := r.get("heart")):
         ev = [(float(t), "pulse") for t in rec.pulse_t] if pulses else []
         if len(ev) > MAX_EVENT_LINES:  # thousands of lines would hide the trace
             ev = []
         svg = line_chart(
             ids("fig-hr"),
             "heart rate",
-            [Line(hr_t, hr, "HR")],
+            [Line(hr_t, bpm, "HR")],
             "time (s from the recording start)",
             "HR (bpm)",
             events=ev,
@@ -800,7 +800,7 @@ def _session_page(a: SessionAnalysis, ids: _Ids) -> str:
     if "exposure" in r:
         parts.append(_exposure_section(a, ids))
     if kind != "phase_locked":
-        figs = _hr_eda_figures(a, ids, pulses=False)
+        figs = _hr_eda_figures(a, ids, pulses=False, hr="hbc" not in r)  # HBC shows HR
         if figs:
             parts.append(f'<section id="{ids("physiology")}"><h2>Physiology</h2>{figs}</section>')
     parts += [_streams_section(a, ids), _health_section(a, ids), _events_section(a, ids)]
