@@ -329,15 +329,52 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from stimloop.loop.report import figure_data, format_report, read_session, session_report
+    from stimloop.loop.html_report import (
+        TextProgress,
+        check_report_path,
+        scaled,
+        write_html_report,
+    )
+    from stimloop.loop.report import (
+        analyse_session,
+        compare_recordings,
+        figure_data,
+        format_comparison,
+        format_report,
+    )
 
-    rec = read_session(args.recording)
-    report = session_report(rec)
+    if args.report:
+        check_report_path(args.report)  # before a long analysis, not after it
+    progress = TextProgress(sys.stderr) if args.report else None
+    n = len(args.recording)
+    analyses = [
+        analyse_session(path, scaled(progress, k / n, (k + 1) / n))
+        for k, path in enumerate(args.recording)
+    ]
+    comparison = compare_recordings(analyses) if n > 1 else None
     if args.plot:
-        report["figure"] = {"path": args.plot, **_draw_figure(figure_data(rec), args.plot)}
-    print(json.dumps(report, default=float, indent=2) if args.json else format_report(report))
-    if args.plot and not args.json:
-        print(f"\nfigure: {args.plot}")
+        if n > 1:
+            raise StimloopError("--plot draws one recording; give one file, or use --report")
+        a = analyses[0]
+        a.report["figure"] = {"path": args.plot, **_draw_figure(figure_data(a.rec), args.plot)}
+    html = None
+    if args.report:
+        progress("writing the HTML report", 1.0)
+        html = write_html_report(args.report, analyses, comparison)
+        for a in analyses:
+            a.report["html_report"] = html
+    reports = [a.report for a in analyses]
+    if args.json:
+        out = reports[0] if n == 1 else {"sessions": reports, "comparison": comparison}
+        print(json.dumps(out, default=float, indent=2))
+    else:
+        print("\n\n".join(format_report(r) for r in reports))
+        if comparison is not None:
+            print(format_comparison(comparison))
+        if args.plot:
+            print(f"\nfigure: {args.plot}")
+        if html is not None:
+            print(f"\nHTML report: {html['path']} ({len(html['figures'])} figures)")
     return 0
 
 
@@ -644,18 +681,26 @@ def _analyze_parser(sub) -> None:
         sub,
         "analyze",
         _cmd_analyze,
-        "report on a recorded session",
+        "report on recorded sessions",
         "Summarise a session recording (XDF): pulses delivered and refused by reason, "
-        "the phase at the pulses, stream health, heart rate, skin conductance and, "
-        "where the ground truth was recorded, scores against it.",
+        "the phase at the pulses, stream health, heart rate, skin conductance, the "
+        "heart-brain-coupling localisation, the exposure exercises and, where the ground "
+        "truth was recorded, scores against it. With several recordings (in chronological "
+        "order), each is reported and their exposure exercises are compared.",
     )
-    p.add_argument("recording", help="the session's .xdf file")
+    p.add_argument("recording", nargs="+", help="the sessions' .xdf files")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
         "--plot",
         metavar="PNG",
         help="also draw the session (trends, pulse-phase "
         "histogram) with the live window's panels and save it here",
+    )
+    p.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write one self-contained HTML report with the figures (inline SVG, no "
+        "network); a progress bar on stderr follows the analysis",
     )
 
 

@@ -11,7 +11,8 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ from stimloop.dsp.series import value_at
 from stimloop.loop import catalog
 from stimloop.loop.errors import SessionError
 from stimloop.loop.evaluation import evaluate
+from stimloop.loop.exposure_analysis import (
+    ExposureAnalysis,
+    analyse_exposure,
+    between_sessions,
+    format_between_sessions,
+    format_exposure,
+)
 from stimloop.loop.hbc_analysis import format_hbc, hbc_analysis
 from stimloop.stream.xdf import XDFStream, read_xdf
 
@@ -62,6 +70,8 @@ class RecordedSession:
         The session's phase estimate at each pulse, rad (NaN where none was published).
     pulse_phase_true : ndarray
         The truth stream's phase at each pulse, rad (NaN without a recorded truth).
+    decision_t : ndarray
+        The LSL timestamp of each decision (when the session published it), s.
     """
 
     path: str
@@ -75,6 +85,7 @@ class RecordedSession:
     pulse_target: np.ndarray
     pulse_phase_est: np.ndarray
     pulse_phase_true: np.ndarray
+    decision_t: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def pulse_phase(self) -> np.ndarray:
@@ -185,11 +196,34 @@ def read_session(path: str | Path) -> RecordedSession:
         truth_source_ids=truth_ids, decisions=events, streams=by_id, pulse_t=pulse_t,
         pulse_target=target, pulse_phase_est=pulse_est,
         pulse_phase_true=np.full(pulse_t.size, np.nan),
+        decision_t=np.asarray(decisions.time_stamps, float),
     )  # fmt: skip
     truth = rec.truth_series("eeg")
     if truth is not None and truth[0].size:
         rec.pulse_phase_true = value_at(truth[0], truth[1][:, 0], pulse_t)
     return rec
+
+
+#: Progress callback of a long analysis: (step name, fraction done 0-1).
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SessionAnalysis:
+    """A recording, its report, and the arrays behind the report's figures.
+
+    Attributes
+    ----------
+    rec : RecordedSession
+    report : dict
+        :func:`session_report`.
+    exposure : ExposureAnalysis or None
+        The exposure section's arrays (None without exposure markers).
+    """
+
+    rec: RecordedSession
+    report: dict[str, Any]
+    exposure: ExposureAnalysis | None
 
 
 def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
@@ -210,8 +244,11 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
         each pulse's target), ``events`` (counts of health events and user markers),
         ``health`` and ``engine`` (the session's own end-of-run figures, when recorded),
         ``heart`` (HR bpm), ``eda`` (SCL µS, SCR count and rate), ``derived`` (samples of
-        every catalog stream recorded) and ``truth`` (scores against the recorded ground
-        truth, :func:`~stimloop.loop.evaluation.evaluate`; empty without truth).
+        every catalog stream recorded), ``truth`` (scores against the recorded ground
+        truth, :func:`~stimloop.loop.evaluation.evaluate`; empty without truth), and, when
+        the recording holds them, ``hbc`` (the localisation,
+        :func:`~stimloop.loop.hbc_analysis.hbc_analysis`) and ``exposure`` (exercises,
+        arousal and cues, :func:`~stimloop.loop.exposure_analysis.exposure_analysis`).
 
     Raises
     ------
@@ -220,7 +257,32 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
     SessionError
         The file holds no session decision stream (it is not a session recording).
     """
+    return analyse_session(path).report
+
+
+def analyse_session(
+    path: str | Path | RecordedSession, progress: Progress | None = None
+) -> SessionAnalysis:
+    """:func:`session_report` with the arrays of its figures, step by step.
+
+    Parameters
+    ----------
+    path : str, Path or RecordedSession
+        As for :func:`session_report`.
+    progress : callable, optional
+        Called with (step, fraction done) before each step: reading the file (the XDF
+        reader reports no progress of its own, so reading is one step), the streams,
+        the truth scores, the localisation, the exposure analysis.
+    """
+
+    def step(name: str, done: float) -> None:
+        if progress is not None:
+            progress(name, done)
+
+    if not isinstance(path, RecordedSession):
+        step(f"reading {Path(path).name}", 0.0)
     rec = path if isinstance(path, RecordedSession) else read_session(path)
+    step("streams and events", 0.4)
     config, events = rec.config, rec.decisions
     kinds = Counter(e.get("event", "?") for e in events)
     refused = [e for e in events if e.get("event") == "refused"]
@@ -232,7 +294,12 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
     report: dict[str, Any] = {
         "file": rec.path,
         "damage": rec.damage,
-        "session": {"name": config.get("name"), "prefix": rec.prefix, "config": config},
+        "session": {
+            "name": config.get("name"),
+            "prefix": rec.prefix,
+            "config": config,
+            **_span(rec),
+        },
         "truth_source_ids": rec.truth_source_ids,
         "streams": _stream_table(rec),
         "pulses": {
@@ -250,12 +317,77 @@ def session_report(path: str | Path | RecordedSession) -> dict[str, Any]:
             for e in catalog.entries()
             if (s := rec.stream(e.key)) is not None
         },
-        "truth": evaluate(rec),
     }
+    step("scores against the truth", 0.5)
+    report["truth"] = evaluate(rec)
     report.update(_physiology(rec))
+    step("heart-brain coupling", 0.6)
     if (hbc := hbc_analysis(rec)) is not None:
-        report["hbc"] = hbc
-    return report
+        # The alerts with the time the session raised them (the decision's timestamp).
+        stops = [{**e, "t": float(t)} for e, t in zip(rec.decisions, rec.decision_t, strict=True)
+                 if e.get("event") == "alert"]  # fmt: skip
+        report["hbc"] = {**hbc, "stops": stops, "threshold": _hbc_threshold(rec)}
+    step("exposure", 0.75)
+    exposure = analyse_exposure(rec)
+    if exposure is not None:
+        report["exposure"] = exposure.report
+    step("done", 1.0)
+    return SessionAnalysis(rec, report, exposure)
+
+
+def compare_recordings(analyses: Sequence[SessionAnalysis]) -> dict[str, Any]:
+    """Between-session comparison of the exercises of several exposure recordings.
+
+    Parameters
+    ----------
+    analyses : sequence of SessionAnalysis
+        In chronological order (the first is the reference).
+
+    Returns
+    -------
+    dict
+        ``sessions`` (the names used: file names, made unique) and, per measure of
+        :data:`~stimloop.loop.exposure_analysis.COMPARED_MEASURES`, one row per session
+        (:func:`~stimloop.dsp.exposure.compare_sessions`); recordings without exercises
+        are listed under ``without_exercises``.
+    """
+    named: dict[str, ExposureAnalysis] = {}
+    without = []
+    for a in analyses:
+        name = Path(a.rec.path).name
+        k = 2
+        while name in named:
+            name = f"{Path(a.rec.path).name} ({k})"
+            k += 1
+        if a.exposure is None or not a.exposure.figures:
+            without.append(name)
+        else:
+            named[name] = a.exposure
+    return {"sessions": list(named), "without_exercises": without,
+            "measures": between_sessions(named) if named else {}}  # fmt: skip
+
+
+def _span(rec: RecordedSession) -> dict[str, Any]:
+    """``start_t`` (first timestamp of any stream, LSL s; the report's figures count time
+    from it) and ``span_s`` (to the last timestamp of any stream, s)."""
+    firsts = [float(s.time_stamps[0]) for s in rec.streams.values() if len(s.time_stamps)]
+    lasts = [float(s.time_stamps[-1]) for s in rec.streams.values() if len(s.time_stamps)]
+    if not firsts:
+        return {"start_t": None, "span_s": 0.0}
+    return {"start_t": min(firsts), "span_s": max(lasts) - min(firsts)}
+
+
+def _hbc_threshold(rec: RecordedSession) -> float | None:
+    """The coupling threshold the localisation ran with (its recorded plan)."""
+    s = rec.stream("hbc")
+    for row in s.time_series if s is not None else []:
+        try:
+            e = json.loads(row[0])
+        except (ValueError, TypeError):
+            continue
+        if isinstance(e, dict) and e.get("event") == "plan" and e.get("threshold") is not None:
+            return float(e["threshold"])
+    return None
 
 
 def _phase_at_pulses(rec: RecordedSession) -> dict[str, Any]:
@@ -269,6 +401,44 @@ def _phase_at_pulses(rec: RecordedSession) -> dict[str, Any]:
         "control": protocol["control"],
         "estimate_at_fire": circular_stats(rec.pulse_phase_est),
         "estimate_error_at_fire": phase_error_stats(rec.pulse_phase_est, rec.pulse_target),
+        "phase_histogram": phase_histogram(rec),
+    }
+
+
+#: Bins of the delivered-phase histogram over one cycle.
+PHASE_BINS = 18
+
+
+def phase_histogram(rec: RecordedSession) -> dict[str, Any]:
+    """The delivered phases binned over the cycle (what the report's polar figure draws).
+
+    Returns
+    -------
+    dict
+        ``source`` (``"true"`` when every pulse has a recorded true phase, ``"estimate"``
+        when none has, else ``"true where recorded, else the estimate"``), ``n_true``,
+        ``bin_deg`` and ``edges_deg`` (bins from -180°), ``counts`` (pulses per bin; NaN
+        phases are left out), and :func:`~stimloop.dsp.circular.circular_stats` of the
+        phases with ``resultant`` (mean resultant length R).
+    """
+    ph = rec.pulse_phase
+    ok = np.isfinite(ph)
+    n_true = int(np.isfinite(rec.pulse_phase_true).sum())
+    source = ("true" if n_true == ph.size and ph.size else "estimate" if n_true == 0
+              else "true where recorded, else the estimate")  # fmt: skip
+    edges = np.linspace(-180.0, 180.0, PHASE_BINS + 1)
+    deg = np.degrees(np.angle(np.exp(1j * ph[ok])))
+    counts = np.histogram(deg, bins=edges)[0]
+    stats = circular_stats(ph)
+    resultant = float(np.abs(np.mean(np.exp(1j * ph[ok])))) if ok.any() else None
+    return {
+        "source": source,
+        "n_true": n_true,
+        "bin_deg": 360.0 / PHASE_BINS,
+        "edges_deg": edges.tolist(),
+        "counts": counts.tolist(),
+        **stats,
+        "resultant": resultant,
     }
 
 
@@ -344,7 +514,17 @@ def format_report(report: dict[str, Any]) -> str:
     lines += _truth_lines(report["truth"])
     if "hbc" in report:
         lines += format_hbc(report["hbc"])
+    if "exposure" in report:
+        lines += format_exposure(report["exposure"])
     return "\n".join(line for line in lines if line is not None)
+
+
+def format_comparison(cmp: dict[str, Any]) -> str:
+    """:func:`compare_recordings` as text for a terminal."""
+    lines = format_between_sessions(cmp["measures"]) if cmp["measures"] else []
+    if cmp["without_exercises"]:
+        lines.append("without exercises: " + ", ".join(cmp["without_exercises"]))
+    return "\n".join(lines)
 
 
 def _streams_lines(streams: dict[str, dict[str, Any]]) -> list[str]:
