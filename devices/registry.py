@@ -156,8 +156,7 @@ class StimulatorSpec:
         if unknown:
             raise ConfigError(
                 ErrorCode.BAD_CONFIG,
-                f"unknown key(s) {unknown}; allowed: driver, options, safety, "
-                "override_reason",
+                f"unknown key(s) {unknown}; allowed: driver, options, safety, override_reason",
             )
         name = cfg.get("driver")
         if not isinstance(name, str) or not name:
@@ -166,9 +165,7 @@ class StimulatorSpec:
             )
         options = cfg.get("options", {})
         if not isinstance(options, Mapping):
-            raise ConfigError(
-                ErrorCode.BAD_CONFIG, f"options = {options!r}: must be a table"
-            )
+            raise ConfigError(ErrorCode.BAD_CONFIG, f"options = {options!r}: must be a table")
         driver = _stimulator_class(name)
         try:
             inspect.signature(driver).bind(**options)
@@ -180,9 +177,7 @@ class StimulatorSpec:
             ) from None
         reason = cfg.get("override_reason")
         if reason is not None and not isinstance(reason, str):
-            raise ConfigError(
-                ErrorCode.BAD_CONFIG, f"override_reason = {reason!r}: must be text"
-            )
+            raise ConfigError(ErrorCode.BAD_CONFIG, f"override_reason = {reason!r}: must be text")
         limits = SafetyLimits.from_config(cfg.get("safety", {}), override_reason=reason)
         return cls(name, dict(options), limits, reason)
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # A stand-in for wfdb under pandas 3.1 (issue #14): a package that, when imported,
 # calls a deprecated API of another package, which warns with the importer's frame.
-THIRD_PARTY = '''
+THIRD_PARTY = """
 import warnings
 
 def _deprecated_api():
@@ -26,7 +26,7 @@ def _also_deprecated():
 
 _deprecated_api()
 _also_deprecated()
-'''
+"""
 
 
 def _run(tmp_path: Path, test_source: str) -> subprocess.CompletedProcess:
