@@ -178,7 +178,14 @@ class StimulatorSpec:
         reason = cfg.get("override_reason")
         if reason is not None and not isinstance(reason, str):
             raise ConfigError(ErrorCode.BAD_CONFIG, f"override_reason = {reason!r}: must be text")
-        limits = SafetyLimits.from_config(cfg.get("safety", {}), override_reason=reason)
+        safety = cfg.get("safety", {})
+        if not isinstance(safety, Mapping):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG,
+                f"stimulator.safety = {safety!r}: must be a table of limits "
+                "(see SafetyLimits.from_config)",
+            )
+        limits = SafetyLimits.from_config(safety, override_reason=reason)
         return cls(name, dict(options), limits, reason)
 
     @property
@@ -196,8 +203,9 @@ def _stimulator_class(name: str) -> type[Stimulator]:
     return cls
 
 
-def open_stimulator(spec: StimulatorSpec | Mapping,
-                    marker_source_id: str | None = None) -> SafeStimulator:  # fmt: skip
+def open_stimulator(
+    spec: StimulatorSpec | Mapping, marker_source_id: str | None = None
+) -> SafeStimulator:
     """Instantiate the driver of ``spec`` and wrap it in the safety gate.
 
     Parameters
@@ -215,8 +223,9 @@ def open_stimulator(spec: StimulatorSpec | Mapping,
     if not isinstance(spec, StimulatorSpec):
         spec = StimulatorSpec.from_mapping(spec)
     driver = _stimulator_class(spec.driver)(**spec.options)
-    return SafeStimulator(driver, spec.limits, override_reason=spec.override_reason,
-                          marker_source_id=marker_source_id)  # fmt: skip
+    return SafeStimulator(
+        driver, spec.limits, override_reason=spec.override_reason, marker_source_id=marker_source_id
+    )
 
 
 def open_source(name: str, **options: object) -> Source:

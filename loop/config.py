@@ -17,9 +17,10 @@ import math
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _lsl_identifier(value: str) -> str:
+    # The values go into liblsl's XPath predicate, whose literals cannot escape a quote
+    # (stream/inlet.py refuses them too; here the session file and key are named).
+    bad = [c for c in value if c in "'\"\\" or not c.isprintable()]
+    if bad:
+        raise ValueError(
+            f"{bad[0]!r} is not allowed (no quotes, backslashes or control characters)"
+        )
+    return value
+
+
 class SourceConfig(_Model):
     """One input stream.
 
@@ -58,9 +70,11 @@ class SourceConfig(_Model):
         Expected channel count.
     """
 
-    source_id: str = Field(min_length=1)
-    hostname: str | None = None
-    rate_hz: float | None = Field(default=None, gt=0)
+    source_id: Annotated[str, AfterValidator(_lsl_identifier)] = Field(min_length=1, max_length=256)
+    hostname: Annotated[str, AfterValidator(_lsl_identifier)] | None = Field(
+        default=None, min_length=1, max_length=256
+    )
+    rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     channels: int | None = Field(default=None, ge=1)
 
 

@@ -620,15 +620,10 @@ def _arousal_vs_live(rec: RecordedSession, tl: np.ndarray | None) -> dict[str, A
                     f"{name}: {int(bad.sum())} samples differ (first at "
                     f"t={lt[il][ok][k]:.3f} s by {diff[k]:.3g})"
                 )
-    # The band column: the catalog documents 0 unknown, 1 hypo, 2 within, 3 hyper (the
-    # kernel's codes + 1); say which codes the live stream used.
+    # The band column: the catalog's 0 unknown, 1 hypo, 2 within, 3 hyper (the kernel's
+    # codes + 1).
     live_band = lv[il, 4]
-    kernel = tl["state"][io].astype(float)
-    codes = "catalog"
-    if np.any(live_band != kernel + 1) and not np.any(live_band != kernel):
-        codes = "kernel"
-    ref = kernel + 1 if codes == "catalog" else kernel
-    n_band = int(np.sum(live_band != ref))
+    n_band = int(np.sum(live_band != tl["state"][io].astype(float) + 1))
     n_alert = int(np.sum(lv[il, 5] != tl["alert"][io].astype(float)))
     d.compared += 2 * il.size
     if n_band:
@@ -645,7 +640,6 @@ def _arousal_vs_live(rec: RecordedSession, tl: np.ndarray | None) -> dict[str, A
         # The stage's index waits for HR; the samples still waiting when the session
         # ended were never published.
         "offline_only_at_end": int(np.sum(tl["t"] > lt[-1])),
-        "band_codes": codes,
         **d.as_dict(),
     }
 

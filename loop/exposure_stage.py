@@ -46,8 +46,11 @@ from stimloop.stream.outlet import Outlet
 
 log = logging.getLogger("stimloop.loop")
 
-#: Band states of the arousal stream (the kernel's codes).
+#: Band states of the arousal stream, as the catalog documents them. The kernel
+#: (:mod:`stimloop.dsp.arousal`) counts from -1 (unknown); the stream adds 1 so that a
+#: reader can take 0 as "no band yet".
 BANDS = {0: "unknown", 1: "hypo", 2: "within", 3: "hyper"}
+_STREAM_CODE = 1  # kernel code + this = stream code
 
 
 class ExposureStage:
@@ -214,12 +217,12 @@ class ExposureStage:
                 rows["z_scl"],
                 rows["z_rate"],
                 rows["z_hr"],
-                rows["state"].astype(float),
+                rows["state"].astype(float) + _STREAM_CODE,
                 rows["alert"].astype(float),
             ]
         )
         self._outs["arousal"].push(out, rows["t"])
-        self.state = int(rows["state"][-1])
+        self.state = int(rows["state"][-1]) + _STREAM_CODE
         self.tracker.add_arousal(
             Series(rows["t"], rows["index"]), Series(rows["t"], rows["state"].astype(float))
         )

@@ -84,6 +84,16 @@ def resolve_source(
     """
     if not source_id:
         raise StreamError("source_id is required to resolve a stream, got an empty string")
+    for what, value in (("source_id", source_id), ("hostname", hostname or "")):
+        # The values go into liblsl's XPath predicate, whose string literals cannot
+        # escape a quote: a quote would let a session file select another stream
+        # (source_id = "x' or source_id='victim").
+        bad = [c for c in value if c in "'\"" or not c.isprintable()]
+        if bad:
+            raise StreamError(
+                f"{what} {value!r} contains {bad[0]!r}: quotes and control characters "
+                "are not allowed in LSL identifiers"
+            )
     pred = f"source_id='{source_id}'"
     if hostname:
         pred += f" and hostname='{hostname}'"
@@ -95,6 +105,12 @@ def resolve_source(
         found = pylsl.resolve_bypred(pred, 1, timeout - _DUPLICATE_WINDOW_S)
         if found:
             found = pylsl.resolve_bypred(pred, 2, _DUPLICATE_WINDOW_S) or found
+    # Defence in depth: keep only exact matches, whatever the predicate matched.
+    found = [
+        i
+        for i in found
+        if i.source_id() == source_id and (not hostname or i.hostname() == hostname)
+    ]
     if not found:
         where = f" on host {hostname!r}" if hostname else ""
         raise StreamNotFoundError(

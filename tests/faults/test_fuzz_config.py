@@ -98,18 +98,11 @@ def test_parse_session_on_mutated_mappings_is_valid_or_a_named_error(data):
     assert kind in ("valid", "SessionConfigError")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError),
-    reason="for the lead (HAL section of parse_session, not the file reader): "
-    "SafetyLimits.from_config calls dict() on stimulator.safety, so a safety that is not "
-    "a table raises TypeError/ValueError instead of SessionConfigError",
-)
 @pytest.mark.parametrize("safety", [[1], "abc"], ids=["list", "string"])
 def test_a_stimulator_safety_that_is_not_a_table_is_a_named_error(safety):
     """Fuzz finding (bench/fuzz.py, about 2 in 1,000 mutated mappings): ``safety = [1]``
     raises TypeError and ``safety = "abc"`` a bare ValueError, naming neither the key
-    nor the file. Strict: when parse_session names it, this test fails; drop the mark."""
+    nor the file. Fixed: the HAL section names it."""
     data = tomllib.loads(demo_session_text())
     data["stimulator"]["safety"] = safety
     kind, message = session_dict_outcome(data)

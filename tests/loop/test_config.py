@@ -38,6 +38,10 @@ def test_shipped_demo_config_is_valid(tmp_path):
         (lambda d: d["protocol"].update(min_lead_s=0.3, max_lead_s=0.1),
          r"max_lead_s \(0\.1\) must be greater than min_lead_s"),
         (lambda d: d["sources"].pop("eeg"), r"sources\.eeg is required"),
+        (lambda d: d["sources"]["eeg"].update(source_id="x' or source_id='victim"),
+         r"sources\.eeg\.source_id = .*\"'\" is not allowed"),
+        (lambda d: d["sources"]["ecg"].update(hostname="lab\npc"),
+         r"sources\.ecg\.hostname = .*'\\n' is not allowed"),
         (lambda d: d["sources"]["eeg"].update(rate_hz=-5), r"sources\.eeg\.rate_hz = -5"),
         (lambda d: d["sources"].update(emg={"source_id": "x"}), r"sources\.emg"),
         (lambda d: d["sources"]["ecg"].pop("source_id"),
@@ -49,7 +53,8 @@ def test_shipped_demo_config_is_valid(tmp_path):
         (lambda d: d["stimulator"].update(colour="red"), r"unknown key\(s\) \['colour'\]"),
     ],
     ids=["phase-not-number", "confidence-range", "misspelt-key", "bad-enum", "lead-order",
-         "no-eeg", "negative-rate", "unknown-role", "missing-source-id", "band-order",
+         "no-eeg", "quote-in-source-id", "newline-in-hostname", "negative-rate",
+         "unknown-role", "missing-source-id", "band-order",
          "unknown-driver", "looser-safety", "unknown-stimulator-key"],
 )  # fmt: skip
 def test_each_mistake_is_named(edit, message):

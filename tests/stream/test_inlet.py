@@ -218,6 +218,21 @@ def test_missing_stream_and_misuse_are_clear_errors(source_id):
         Inlet(source_id).pull()
 
 
+def test_a_source_id_cannot_select_another_stream(source_id):
+    """A quote in a source_id (from a session file or the command line) would otherwise
+    widen liblsl's XPath predicate to another stream: the victim must stay unreachable."""
+    victim = Outlet("victim", "EEG", source_id, channel_specs(["a"]), 100.0)
+    try:
+        for forged in (f"nothing' or source_id='{source_id}", f"x\nsource_id='{source_id}"):
+            with pytest.raises(StreamError, match="not allowed"):
+                Inlet(forged, resolve_timeout=1.0).connect()
+        with pytest.raises(StreamError, match="hostname"):
+            Inlet(source_id, hostname="h' or '1'='1", resolve_timeout=1.0).connect()
+        assert Inlet(source_id, resolve_timeout=5.0).connect() is not None  # still reachable
+    finally:
+        victim.close()
+
+
 def test_metadata_and_values_round_trip(source_id):
     out, inlet = _connected_pair(source_id, n_ch=3, rate=200.0, fmt="float64")
     assert inlet.channel_labels == ["c0", "c1", "c2"]
