@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import reprlib
 import stat
 import tomllib
 from pathlib import Path
@@ -41,7 +42,9 @@ class SessionConfigError(StimloopError, ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN anywhere: "duration_s = inf" or "min_ipi_s = nan" is a typo, not a
+    # setting, and a NaN limit compares False with everything.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _lsl_identifier(value: str) -> str:
@@ -93,10 +96,10 @@ class ChannelRoles(_Model):
         EDA channel label or index in the EDA stream.
     """
 
-    eeg_target: str = "C3"
+    eeg_target: str = Field(default="C3", min_length=1)
     eeg_neighbours: list[str] | None = None
-    ecg: str | int = 0
-    eda: str | int = 0
+    ecg: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 0
+    eda: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 0
 
 
 class DSPConfig(_Model):
@@ -481,12 +484,23 @@ def _describe(err: ValidationError) -> str:
             del loc[1]  # the union's tag: the user wrote protocol.x, not protocol.kind.x
         key = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key (value {e['input']!r}); check the spelling")
+            lines.append(f"{key}: unknown key (value {_short(e['input'])}); check the spelling")
         elif e["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
-            lines.append(f"{key} = {e.get('input')!r}: {e['msg']}")
+            lines.append(f"{key} = {_short(e.get('input'))}: {e['msg']}")
     return "\n  ".join(lines)
+
+
+def _short(value: Any) -> str:
+    # A whole table (``sources = {}`` echoes the config) or a deeply nested value would
+    # bury the message or recurse without end; the key already says where to look.
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist = 3, 6, 6
+_REPR.maxstring = _REPR.maxother = 80
 
 
 def _check_stimulator(cfg: SessionConfig) -> StimulatorSpec | None:

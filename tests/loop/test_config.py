@@ -101,3 +101,34 @@ def test_a_protocol_without_kind_is_phase_locked():
     data["protocol"]["kind"] = "nonsense"
     with pytest.raises(SessionConfigError, match="kind"):
         parse_session(data, "bad.toml")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(duration_s=float("inf")), r"duration_s = inf: .*finite"),
+        (lambda d: d["protocol"].update(min_ipi_s=float("nan")), r"min_ipi_s = nan"),
+        (lambda d: d["channels"].update(eeg_target=""), r"channels\.eeg_target"),
+        (lambda d: d["channels"].update(ecg=-1), r"channels\.ecg"),
+    ],
+    ids=["inf-duration", "nan-interval", "empty-target", "negative-channel"],
+)
+def test_non_finite_and_empty_values_are_named(edit, message):
+    data = _demo()
+    data.setdefault("channels", {})
+    edit(data)
+    with pytest.raises(SessionConfigError, match=message):
+        parse_session(data, "s.toml")
+
+
+def test_a_large_or_deep_value_is_shortened_in_the_message():
+    data = _demo()
+    data["sources"] = {"eeg": {"source_id": "x", "extra": list(range(10_000))}}
+    deep: list = []
+    for _ in range(5_000):
+        deep = [deep]
+    data["protocol"]["site"] = deep
+    with pytest.raises(SessionConfigError) as err:
+        parse_session(data, "s.toml")
+    assert len(str(err.value)) < 2_000
+    assert "sources.eeg.extra: unknown key" in str(err.value)
