@@ -56,7 +56,9 @@ def test_every_option_says_what_it_does_its_default_and_its_choices():
             if action.choices:
                 assert all(str(c) in text for c in action.choices), (name, action.dest)
             if action.option_strings and action.default not in (None, False, [], ""):
-                assert f"(default: {action.default})" in text, (name, action.dest)
+                said = f"(default: {action.default})" in text or "default" in action.help
+                assert said, (name, action.dest)
+        assert "(default: None)" not in text and "(default: False)" not in text, name
 
 
 def test_estop_with_no_session_running_says_so_and_fails(runtime_dir):
