@@ -30,6 +30,7 @@ import numpy as np
 from scipy.signal import butter, freqz, lfilter
 
 from stimloop.dsp import eda_kernel as K
+from stimloop.dsp.errors import DSPError
 
 #: dtype of an SCR record returned by :func:`detect_scr` and :attr:`SCRDetector.scrs`.
 SCR_DTYPE = np.dtype(
@@ -112,7 +113,7 @@ FS_MAX_HZ = 2048.0
 MAX_US = 100.0
 
 
-class EDAInputError(ValueError):
+class EDAInputError(DSPError):
     """EDA input outside what the method accepts (rate, unit or conductance range)."""
 
 

@@ -19,3 +19,7 @@ class StimloopError(Exception):
 
 class DSPError(StimloopError, ValueError):
     """Invalid argument or input of a ``stimloop.dsp`` function."""
+
+
+class SignalError(DSPError):
+    """Invalid argument or input of a heart-signal function (names what and what is allowed)."""

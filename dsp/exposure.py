@@ -36,6 +36,7 @@ from stimloop.dsp.eda import (
     SCRDetector,
     event_related_scr,
 )
+from stimloop.dsp.errors import DSPError
 from stimloop.dsp.heart import HeartMonitor
 
 # Band states (int8 per sample).
@@ -66,7 +67,7 @@ CUE_DTYPE = np.dtype(
 )
 
 
-class ExposureInputError(ValueError):
+class ExposureInputError(DSPError):
     """Input an exposure computation cannot use (names what, the value, what is allowed)."""
 
 

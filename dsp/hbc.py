@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stimloop.dsp.errors import DSPError
 from stimloop.dsp.heart import FLAG_IBI_JUMP, FLAG_IBI_RANGE, HeartMonitor
 
 __all__ = [
@@ -90,7 +91,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 2.0
 
 
-class HBCInputError(ValueError):
+class HBCInputError(DSPError):
     """Invalid argument or input of an HBC function (names what and what is allowed)."""
 
 

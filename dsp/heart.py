@@ -30,6 +30,8 @@ import numpy as np
 from scipy.signal import butter, sosfilt_zi
 
 from stimloop.dsp import qrs
+from stimloop.dsp.errors import SignalError
+from stimloop.dsp.rr import NNCorrector, resample_hr
 
 __all__ = [
     "BEAT_ARTIFACT",
@@ -72,10 +74,6 @@ FLAG_CORRECTED = 64  #: the NN interval was corrected (ectopic beats, missed bea
 BEAT_NORMAL = qrs.CLS_NORMAL  #: a normal (sinus or supraventricular, on time) beat
 BEAT_ECTOPIC = qrs.CLS_ECTOPIC  #: a premature or ventricular beat: not part of an NN interval
 BEAT_ARTIFACT = qrs.CLS_ARTIFACT  #: a step or spike that passed for a QRS: not a heartbeat
-
-
-class SignalError(ValueError):
-    """Invalid argument or input of a heart-signal function (names what and what is allowed)."""
 
 
 def _check_fs(fs: float) -> float:
@@ -499,66 +497,6 @@ def hrv_rmssd_sdnn(ibi_ms: np.ndarray, valid: np.ndarray | None = None) -> tuple
     return rmssd, sdnn
 
 
-def resample_hr(
-    beat_index: np.ndarray,
-    hr_bpm: np.ndarray,
-    fs: float,
-    rate_hz: float = 4.0,
-    method: str = "previous",
-    n_samples: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Evenly resample beat-by-beat heart rate (offline).
-
-    Parameters
-    ----------
-    beat_index : ndarray of int, shape (n_beats,)
-        ECG sample index of each beat (increasing).
-    hr_bpm : ndarray, shape (n_beats,)
-        Heart rate in bpm assigned to each beat (the interval that *ends* at it).
-    fs : float
-        ECG sampling rate in Hz.
-    rate_hz : float
-        Output rate in Hz (default 4 Hz).
-    method : {"previous", "linear"}
-        ``"previous"``: zero-order hold of the last beat's HR (causal; what the
-        streaming :class:`HeartRate` emits). ``"linear"``: linear interpolation between
-        beats (needs the next beat, so it is offline only).
-    n_samples : int, optional
-        Length of the ECG in samples; the grid spans ``[0, n_samples)``. Default: up to
-        the last beat.
-
-    Returns
-    -------
-    grid_index : ndarray of int64
-        ECG sample index of each output sample (``round(k * fs / rate_hz)``).
-    hr_bpm : ndarray
-        HR in bpm; NaN before the first beat (and after the last for ``"linear"``).
-    """
-    fs = float(fs)
-    if rate_hz <= 0:
-        raise SignalError(f"rate_hz must be > 0, got {rate_hz}")
-    if method not in ("previous", "linear"):
-        raise SignalError(f"method must be 'previous' or 'linear', got {method!r}")
-    bi = np.asarray(beat_index, dtype=np.int64)
-    hr = np.asarray(hr_bpm, dtype=np.float64)
-    if bi.shape != hr.shape or bi.ndim != 1:
-        raise SignalError(
-            f"beat_index and hr_bpm must be 1-D of equal length, got {bi.shape}, {hr.shape}"
-        )
-    end = int(n_samples) if n_samples is not None else (int(bi[-1]) + 1 if bi.size else 0)
-    k = np.arange(int(np.ceil(end * rate_hz / fs)) + 1)
-    grid = np.rint(k * fs / rate_hz).astype(np.int64)
-    grid = grid[grid < end]
-    if bi.size == 0:
-        return grid, np.full(grid.size, np.nan)
-    if method == "linear":
-        out = np.interp(grid, bi, hr, left=np.nan, right=np.nan)
-    else:
-        pos = np.searchsorted(bi, grid, side="right") - 1
-        out = np.where(pos >= 0, hr[np.maximum(pos, 0)], np.nan)
-    return grid, out
-
-
 class HeartRate:
     """Beat-by-beat heart rate, quality flags, rolling HRV and an evenly sampled series.
 
@@ -648,7 +586,6 @@ class HeartRate:
         self.ibi_range_s = (lo, hi)
         self.max_jump = float(max_jump)
         self.median_beats = int(median_beats)
-        from stimloop.dsp.rr import NNCorrector  # rr builds on this module
 
         self._new_corrector = lambda: NNCorrector(**corrector_kw)
         self._new_corrector()  # bad keywords fail here, not at the first beat

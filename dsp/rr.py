@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stimloop.dsp.heart import SignalError, resample_hr
+from stimloop.dsp.errors import SignalError
 from stimloop.dsp.qrs import CLS_ARTIFACT, CLS_ECTOPIC, CLS_NORMAL
 
 __all__ = [
@@ -341,3 +341,63 @@ def resample_corrected_hr(
     hr = 60000.0 / cor.nn_ms
     # the first beat after a break has NaN, so neither method bridges a break
     return resample_hr(np.rint(cor.index).astype(np.int64), hr, fs, rate_hz, method, n_samples)
+
+
+def resample_hr(
+    beat_index: np.ndarray,
+    hr_bpm: np.ndarray,
+    fs: float,
+    rate_hz: float = 4.0,
+    method: str = "previous",
+    n_samples: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly resample beat-by-beat heart rate (offline).
+
+    Parameters
+    ----------
+    beat_index : ndarray of int, shape (n_beats,)
+        ECG sample index of each beat (increasing).
+    hr_bpm : ndarray, shape (n_beats,)
+        Heart rate in bpm assigned to each beat (the interval that *ends* at it).
+    fs : float
+        ECG sampling rate in Hz.
+    rate_hz : float
+        Output rate in Hz (default 4 Hz).
+    method : {"previous", "linear"}
+        ``"previous"``: zero-order hold of the last beat's HR (causal; what the
+        streaming :class:`stimloop.dsp.heart.HeartRate` emits). ``"linear"``: linear
+        interpolation between beats (needs the next beat, so it is offline only).
+    n_samples : int, optional
+        Length of the ECG in samples; the grid spans ``[0, n_samples)``. Default: up to
+        the last beat.
+
+    Returns
+    -------
+    grid_index : ndarray of int64
+        ECG sample index of each output sample (``round(k * fs / rate_hz)``).
+    hr_bpm : ndarray
+        HR in bpm; NaN before the first beat (and after the last for ``"linear"``).
+    """
+    fs = float(fs)
+    if rate_hz <= 0:
+        raise SignalError(f"rate_hz must be > 0, got {rate_hz}")
+    if method not in ("previous", "linear"):
+        raise SignalError(f"method must be 'previous' or 'linear', got {method!r}")
+    bi = np.asarray(beat_index, dtype=np.int64)
+    hr = np.asarray(hr_bpm, dtype=np.float64)
+    if bi.shape != hr.shape or bi.ndim != 1:
+        raise SignalError(
+            f"beat_index and hr_bpm must be 1-D of equal length, got {bi.shape}, {hr.shape}"
+        )
+    end = int(n_samples) if n_samples is not None else (int(bi[-1]) + 1 if bi.size else 0)
+    k = np.arange(int(np.ceil(end * rate_hz / fs)) + 1)
+    grid = np.rint(k * fs / rate_hz).astype(np.int64)
+    grid = grid[grid < end]
+    if bi.size == 0:
+        return grid, np.full(grid.size, np.nan)
+    if method == "linear":
+        out = np.interp(grid, bi, hr, left=np.nan, right=np.nan)
+    else:
+        pos = np.searchsorted(bi, grid, side="right") - 1
+        out = np.where(pos >= 0, hr[np.maximum(pos, 0)], np.nan)
+    return grid, out

@@ -26,7 +26,9 @@ years, and an infinite one crashed it. The rules (:class:`TimestampLimits`):
   reads more, and float64 no longer resolves a millisecond grid far beyond it);
 * consecutive stamps of a stream step back by at most ``max_backstep_s`` (1 s) and
   forward by at most ``max_gap_s`` (60 s; two sample periods for a regular stream slower
-  than that);
+  than that). A marker stream beside regular streams may be silent for longer (cues
+  minutes apart are normal) but each of its stamps must lie within ``max_gap_s`` of the
+  regular streams' span: the regular streams set the replay's pace;
 * the streams of a file overlap or follow each other within ``max_gap_s``.
 
 Within these bounds a replay reproduces the recorded timing exactly, flaws included
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import threading
 import time
@@ -285,6 +288,7 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
         file, stream, sample, stamp and bound.
     """
     limits = limits or TimestampLimits()
+    paced = any(s.rate_hz > 0 and len(s) for s in recording.streams)
     for s in recording.streams:
         ts = np.asarray(s.timestamps, dtype=np.float64)
         if ts.ndim != 1:
@@ -292,7 +296,7 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
                 f"{recording.path}: stream {s.name!r} has timestamps of shape {ts.shape}; "
                 "expected one per sample"
             )
-        fixed, notes = _check_stream(ts, s, limits, str(recording.path))
+        fixed, notes = _check_stream(ts, s, limits, str(recording.path), paced)
         if notes:
             s.timestamps = fixed
             for note in notes[:_LOGGED_REPAIRS]:
@@ -303,8 +307,31 @@ def check_timestamps(recording: Recording, limits: TimestampLimits | None = None
                     "lists them all)", recording.path, s.name, len(notes) - _LOGGED_REPAIRS,
                 )  # fmt: skip
             recording.repairs += notes
+    if paced:
+        _check_markers_within_span(recording, limits)
     _check_between_streams(recording, limits)
     return recording
+
+
+def _check_markers_within_span(recording: Recording, limits: TimestampLimits) -> None:
+    """Every marker stamp within ``max_gap_s`` of the regular streams' span."""
+    regular = [s for s in recording.streams if s.rate_hz > 0 and len(s)]
+    lo = min(float(np.min(s.timestamps)) for s in regular) - limits.max_gap_s
+    hi = max(float(np.max(s.timestamps)) for s in regular) + limits.max_gap_s
+    for s in recording.streams:
+        if s.rate_hz > 0 or not len(s):
+            continue
+        ts = np.asarray(s.timestamps, dtype=np.float64)
+        out = np.flatnonzero((ts < lo) | (ts > hi))
+        if out.size:
+            k = int(out[0])
+            raise ReplayError(
+                f"{recording.path}: stream {s.name!r}: timestamp {k} ({float(ts[k])!r} s) lies "
+                "outside "
+                f"the regular streams' span {lo + limits.max_gap_s:.6g}-"
+                f"{hi - limits.max_gap_s:.6g} s by more than {limits.max_gap_s:g} s (max_gap_s); "
+                "a marker stream has no rate to rebuild a timestamp from"
+            )
 
 
 def _readable(ts: np.ndarray) -> np.ndarray:
@@ -411,9 +438,11 @@ def _fix_at(
 
 
 def _check_stream(
-    ts: np.ndarray, s: ReplayStream, limits: TimestampLimits, where: str
+    ts: np.ndarray, s: ReplayStream, limits: TimestampLimits, where: str, paced: bool
 ) -> tuple[np.ndarray, list[str]]:
-    gap_s = _gap_bound(limits, s.rate_hz)
+    # A marker stream beside regular ones may be silent for long: those set the pace, and
+    # its stamps are held to their span instead (_check_markers_within_span).
+    gap_s = math.inf if paced and not s.rate_hz > 0 else _gap_bound(limits, s.rate_hz)
     ok = _good_steps(ts, limits, gap_s)
     if ts.size == 0 or (ok.all() and _readable(ts).all()):
         return ts, []
