@@ -81,7 +81,7 @@ def run(data, labels, fs, chunk_s: float, gate: bool | None) -> dict:
     """One offline pass; per-sample phase/confidence, decisions and the IAF per second."""
     kw = {} if gate is None else {"artifact_gate": gate}
     cfg = PhaseLockedConfig(min_ipi_s=0.3, jitter_s=0.0, n_pulses=10**9, **kw)
-    p = PhaseLockedProtocol(cfg, ChannelRoles(eeg_target="C3"), DSPConfig())
+    p = PhaseLockedProtocol(cfg, ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0))
     p.start(fs, labels)
     grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
     n = len(data)

@@ -168,7 +168,23 @@ class SessionWindow(QtWidgets.QMainWindow):
         self.disarm_button.clicked.connect(lambda: self.command("disarm"))
         self.start_button.clicked.connect(lambda: self.command("resume"))
         self.stop_button.clicked.connect(lambda: self.command("pause"))
-        for b in (self.arm_button, self.disarm_button, self.start_button, self.stop_button):
+        # A weak phase calibration asks the operator (loop/phase_calibration.py); the
+        # localisation view has its own Confirm for the coil prompts.
+        self.confirm_button = QtWidgets.QPushButton("Confirm calibration")
+        self.confirm_button.setToolTip(
+            "the alpha peak is weak: phase-lock in the measured band anyway (or stop the session)"
+        )
+        self.confirm_button.clicked.connect(
+            lambda: self.command("confirm", text="weak calibration accepted in the window")
+        )
+        self.confirm_button.setVisible(False)
+        for b in (
+            self.arm_button,
+            self.disarm_button,
+            self.start_button,
+            self.stop_button,
+            self.confirm_button,
+        ):
             bar.addWidget(b)
         self.marker_text = QtWidgets.QLineEdit()
         self.marker_text.setPlaceholderText("event marker label (e.g. exposure 1 start)")
@@ -634,7 +650,11 @@ class SessionWindow(QtWidgets.QMainWindow):
                 text += "waiting for the operator" if pr.get("waiting") else str(pr.get("state"))
             elif pr:
                 text += f", target {pr.get('target_phase_deg')}° ({pr.get('control')})"
+                text += calibration_text(pr.get("calibration"))
             f["protocol"].setText(text if pr else "none")
+            self.confirm_button.setVisible(
+                bool(pr.get("waiting")) and pr.get("name") == "phase_locked"
+            )
         if status is not None:
             self._apply_layout(status)
         self._draw_health(status)
@@ -762,3 +782,24 @@ def _num(x: object) -> str:
     except (TypeError, ValueError):
         return "–"
     return f"{v:.1f}" if math.isfinite(v) else "–"
+
+
+def calibration_text(cal: dict | None) -> str:
+    """The phase calibration for the protocol line (empty without one)."""
+    if not cal:
+        return ""
+    state = cal.get("state")
+    if state == "running":
+        return (
+            f"; calibrating {100 * (cal.get('progress') or 0.0):.0f} % of {cal['duration_s']:g} s"
+        )
+    figures = (
+        f"IAF {_num(cal.get('iaf_hz'))} Hz, SNR {_num(cal.get('snr_db'))} dB, "
+        f"expected SD {_num(cal.get('expected_sd_deg'))}°"
+    )
+    if state == "awaiting_confirm":
+        return f"; calibration {cal.get('recommendation')} ({figures}): Confirm or stop"
+    if state == "tracking":
+        return f"; no alpha peak ({cal.get('reason')}): tracking the IAF"
+    lo, hi = cal.get("band_hz") or (math.nan, math.nan)
+    return f"; band {lo:.2f}-{hi:.2f} Hz locked ({figures})"

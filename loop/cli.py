@@ -149,6 +149,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             on_open=_window(args),
             recording=args.record,
             stop=stop,
+            calibration_s=args.calibration,
         )
     if live is not None:
         print(file=sys.stderr)
@@ -577,6 +578,12 @@ def _add(sub, name: str, func, help: str, description: str | None = None):
     return p
 
 
+#: Calibration rest of ``stimloop demo``, s. The simulated mu rhythm stands well above
+#: its 1/f background, so 24 s (11 Welch segments, one more than a result needs) find
+#: its peak; the demo file itself keeps the 2 min a real session calibrates for.
+DEMO_CALIBRATION_S = 24.0
+
+
 def _demo_parser(sub) -> None:
     p = _add(sub, "demo", _cmd_demo, "run a full simulated session", _DEMO_HELP)
     p.add_argument(
@@ -587,7 +594,17 @@ def _demo_parser(sub) -> None:
         "localisation on the virtual subject (about 2.5 min; --duration is ignored)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the virtual subject (hbc)")
-    p.add_argument("--duration", type=float, default=30.0, help="session length, s")
+    p.add_argument(
+        "--duration", type=float, default=60.0, help="session length, s (calibration included)"
+    )
+    p.add_argument(
+        "--calibration",
+        type=float,
+        default=DEMO_CALIBRATION_S,
+        metavar="S",
+        help="calibration rest that locks the phase band before the first pulse, s "
+        "(0: none, the IAF is tracked from the start; a real session file says 120)",
+    )
     p.add_argument("--headless", action="store_true", help="no window and no live status line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON, no live line")
     p.add_argument("--prefix", help="source_id prefix of the simulators (default: unique per run)")
@@ -785,7 +802,8 @@ def _misc_parsers(sub) -> None:
         _cmd_confirm,
         "confirm what a running session asked the operator",
         "Tell a running session that the operator did what it asked (heart-brain-"
-        "coupled localisation: the coil is on the next site); the session arms again.",
+        "coupled localisation: the coil is on the next site; phase-locked: go on despite "
+        "a weak alpha peak at calibration); the session arms again.",
     )
     p.add_argument("--note", default="", help="recorded with the confirmation")
     p.add_argument("--session", metavar="PREFIX", help="the session (default: the only one)")

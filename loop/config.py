@@ -102,13 +102,24 @@ class ChannelRoles(_Model):
     eda: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 0
 
 
+#: Shortest calibration rest, s: ``min_segments`` (10) Welch segments of 4 s with 50 %
+#: overlap (:func:`stimloop.dsp.calibration.calibrate`).
+MIN_CALIBRATION_S = 22.0
+
+
 class DSPConfig(_Model):
     """DSP settings.
 
     Attributes
     ----------
     phase_band_hz : (float, float) or None
-        Alpha/mu pass band in Hz; None tracks the IAF causally (IAF ± 2 Hz).
+        Alpha/mu pass band in Hz. None: the band comes from the calibration at session
+        start, or, with ``calibration_s = 0``, from the causally tracked IAF (IAF ± 2 Hz).
+    calibration_s : float
+        Rest at the start of a phase-locked session without ``phase_band_hz``, in s:
+        the aperiodic-corrected spectrum of the target derivation gives the IAF, the
+        peak's SNR and the band, which is then locked (a weak peak asks the operator;
+        :mod:`stimloop.loop.phase_calibration`). 0 skips it.
     hr_rate_hz : float
         Rate of the derived heart-rate stream in Hz.
     hrv_window_s : float
@@ -118,6 +129,9 @@ class DSPConfig(_Model):
     """
 
     phase_band_hz: tuple[float, float] | None = None
+    # Two minutes: 59 Welch segments of 4 s, the length the calibration was measured
+    # with (dsp/calibration.py). At least 22 s: the 10 segments it needs for a result.
+    calibration_s: float = Field(default=120.0, ge=0, le=1800)
     hr_rate_hz: float = Field(default=4.0, gt=0, le=100)
     hrv_window_s: float = Field(default=60.0, gt=0)
     scr_min_amplitude_us: float = Field(default=0.01, gt=0)
@@ -127,6 +141,16 @@ class DSPConfig(_Model):
     def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
         if v is not None and not 0 < v[0] < v[1]:
             raise ValueError(f"must be (low, high) with 0 < low < high Hz, got {v}")
+        return v
+
+    @field_validator("calibration_s")
+    @classmethod
+    def _calibration(cls, v: float) -> float:
+        if 0 < v < MIN_CALIBRATION_S:
+            raise ValueError(
+                f"must be 0 (none) or at least {MIN_CALIBRATION_S:g} s (the 10 half-overlapping "
+                f"4 s spectra a calibration needs), got {v}"
+            )
         return v
 
 

@@ -33,13 +33,17 @@ from stimloop.loop.session import Session
 log = logging.getLogger("stimloop.loop")
 
 
-def demo_config(sim: SimConfig, **protocol: Any) -> SessionConfig:
+def demo_config(sim: SimConfig, calibration_s: float = 0.0, **protocol: Any) -> SessionConfig:
     """The packaged demo session, pointed at the simulators of ``sim``.
 
     Parameters
     ----------
     sim : SimConfig
         The simulators whose source_ids the session reads.
+    calibration_s : float
+        The session-start calibration of the phase band (``dsp.calibration_s``), s; 0
+        (the default here, for tests that need pulses from the first seconds) tracks
+        the IAF causally instead.
     **protocol
         Overrides of ``[protocol]`` keys (e.g. ``control="random_phase"``).
     """
@@ -55,6 +59,7 @@ def demo_config(sim: SimConfig, **protocol: Any) -> SessionConfig:
     if "eda" in sim.roles:
         data["sources"]["events"] = {"source_id": sim.source_id("events")}
     data["channels"]["eeg_target"] = sim.target
+    data["dsp"]["calibration_s"] = calibration_s
     data["protocol"].update(protocol)
     return parse_session(data, "configs/demo.toml")
 
@@ -66,6 +71,7 @@ def run_demo(
     on_open: Callable[[Session], None] | None = None,
     recording: str | None = None,
     stop: threading.Event | None = None,
+    calibration_s: float = 0.0,
     **protocol: Any,
 ) -> dict[str, Any]:
     """Run a simulated closed-loop session and return its report, scored on the truth.
@@ -89,6 +95,9 @@ def run_demo(
         XDF path; ``{time}`` is replaced by the start time.
     stop : threading.Event, optional
         Set it to end the session early (signals do, from the CLI).
+    calibration_s : float
+        Calibration rest at the start, s (:func:`demo_config`); ``stimloop demo``
+        passes its ``--calibration`` (24 s by default).
     **protocol
         Overrides of the demo config's ``[protocol]`` keys.
 
@@ -103,7 +112,7 @@ def run_demo(
     sim = sim or SimConfig(prefix=f"stimloop-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     with tempfile.TemporaryDirectory(prefix="stimloop-demo-") as tmp:
         path = recording or str(Path(tmp) / "demo.xdf")
-        cfg = demo_config(sim, **protocol)
+        cfg = demo_config(sim, calibration_s, **protocol)
         cfg = cfg.model_copy(update={"recording": cfg.recording.model_copy(update={"path": path})})
         truth_ids = {role: sim.source_id(f"{role}-truth") for role in sim.roles}
         with SimulatorProcess(sim):

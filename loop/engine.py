@@ -37,7 +37,15 @@ import pylsl
 
 from stimloop.devices.safety import SafeStimulator
 from stimloop.loop.cpus import request_realtime_priority
-from stimloop.loop.protocol import Hold, Prompt, PulseOutcome, PulseRequest, StimProtocol, Stop
+from stimloop.loop.protocol import (
+    Hold,
+    Notice,
+    Prompt,
+    PulseOutcome,
+    PulseRequest,
+    StimProtocol,
+    Stop,
+)
 from stimloop.loop.scheduler import PulseScheduler
 from stimloop.loop.stage import Stage
 from stimloop.stream.errors import StreamError, StreamLostError
@@ -450,6 +458,8 @@ class Engine:
             self._mark("protocol_stop", reason=decision.reason, **decision.info)
             if self.on_stop is not None:
                 self.on_stop(decision)
+        elif isinstance(decision, Notice):
+            self._mark(decision.event, **decision.info)
 
     def _on_outcome(self, result: PulseOutcome) -> None:
         """Runs on the pulse thread."""

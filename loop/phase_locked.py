@@ -71,7 +71,9 @@ from stimloop.dsp.phase import PhaseEstimator, PhaseOutput
 from stimloop.dsp.spatial import hjorth_weights
 from stimloop.loop import catalog
 from stimloop.loop.config import ChannelRoles, DSPConfig, PhaseLockedConfig
-from stimloop.loop.protocol import Decision, Hold, PulseOutcome, PulseRequest
+from stimloop.loop.errors import SessionError
+from stimloop.loop.phase_calibration import AWAITING_CONFIRM, LOCKED, BandCalibration
+from stimloop.loop.protocol import Decision, Hold, Notice, Prompt, PulseOutcome, PulseRequest
 from stimloop.stream.events import Gap
 from stimloop.stream.inlet import Chunk
 from stimloop.stream.outlet import Outlet
@@ -149,6 +151,10 @@ class PhaseLockedProtocol:
         self._hist_n = 0
         #: (phase rad, amplitude µV, confidence) at the newest sample, for display.
         self.last_estimate: tuple[float, ...] | None = (math.nan, math.nan, 0.0)
+        #: The session-start calibration of the band (None: a band was given, or
+        #: ``calibration_s = 0``); see :mod:`stimloop.loop.phase_calibration`.
+        self.calibration: BandCalibration | None = None
+        self._notice: list[Decision] = []  # calibration decisions still to publish
 
     @property
     def done(self) -> bool:
@@ -170,6 +176,8 @@ class PhaseLockedProtocol:
         self.fs = float(fs)
         self.estimator = PhaseEstimator(fs, self.dsp.phase_band_hz)
         self.estimator.warmup()
+        if self.dsp.phase_band_hz is None and self.dsp.calibration_s > 0:
+            self.calibration = BandCalibration(fs, self.dsp.calibration_s)
         if self.cfg.artifact_gate:
             self.artifacts = ArtifactDetector(
                 fs,
@@ -205,6 +213,8 @@ class PhaseLockedProtocol:
             self.estimator.reset()
             if self.artifacts is not None:
                 self.artifacts.reset()
+            if self.calibration is not None:
+                self.calibration.restart()
             self.gaps_restarted += 1
             if len(chunk):
                 # An interval counted on timestamps that were then abandoned (they went
@@ -224,7 +234,7 @@ class PhaseLockedProtocol:
             if marked.any():
                 x[marked] = np.nan  # bridged like a gap by the estimator
                 self._note_artifact(chunk, found, marked)
-        out = self.estimator.update(x, chunk.timestamps)
+        out = self._run_estimator(x, chunk.timestamps)
         self._remember(chunk.timestamps, out.phase_rad)
         if self._pending and not self._veto and np.isnan(out.phase_rad.min()):
             # NaN input invalidates the estimate like a gap does: the forecast the
@@ -233,6 +243,37 @@ class PhaseLockedProtocol:
         if self._reconverging and math.isfinite(out.phase_rad[-1]):
             self._reconverging = False
         return out
+
+    def _run_estimator(self, x: np.ndarray, t: np.ndarray) -> PhaseOutput:
+        """The estimator on the derivation; during calibration the calibrator too, and
+        the switch to the locked band at the exact sample where calibration ends."""
+        cal = self.calibration
+        if cal is None:
+            return self.estimator.update(x, t)
+        if cal.confirmed and cal.state == AWAITING_CONFIRM:
+            if cal.apply_confirm():
+                self.estimator = cal.primed_estimator()
+            self._notice.append(Notice("phase_calibration", {**cal.describe(), "confirmed": True}))
+        was_running = cal.running
+        k = cal.feed(x, t)
+        if not was_running or cal.running:
+            return self.estimator.update(x, t)
+        if cal.state != LOCKED:  # ended on a weak result: the operator decides
+            self._notice += [
+                Notice("phase_calibration", cal.describe()),
+                Prompt(cal.prompt_message(self.channels.eeg_target), cal.describe()),
+            ]
+            return self.estimator.update(x, t)
+        # Ended in this chunk on a strong peak: the tracked-IAF estimator up to the last
+        # calibration sample, the locked one from the next.
+        head = self.estimator.update(x[:k], t[:k])
+        self.estimator = cal.primed_estimator()
+        if k == len(x):
+            self._notice.append(Notice("phase_calibration", cal.describe()))
+            return head
+        tail = self.estimator.update(x[k:], t[k:])
+        self._notice.append(Notice("phase_calibration", cal.describe()))
+        return PhaseOutput(*(np.concatenate(p) for p in zip(head, tail, strict=True)))
 
     def _note_gap(self, chunk: Chunk, gaps: list[Gap]) -> None:
         """Record this chunk's gaps for the ``eeg_gap`` hold, and veto a pending pulse."""
@@ -322,6 +363,8 @@ class PhaseLockedProtocol:
             float(out.confidence[-1]),
         )
         gap, self._chunk_gap = self._chunk_gap, None
+        if self._notice:  # calibration results go out before anything else
+            return self._notice.pop(0)
         if self.done:
             return None
         if gap is not None:
@@ -341,9 +384,15 @@ class PhaseLockedProtocol:
             self._episode = None
             self._last_hold = "artifact"
             info = {k: v for k, v in ep.items() if k != "pulses_before"}
-            info.update(ended=True, duration_s=ep["t_end"] - ep["t_start"] + 1.0 / self.fs,
-                        t_valid=float(chunk.timestamps[-1]))  # fmt: skip
+            info.update(
+                ended=True,
+                duration_s=ep["t_end"] - ep["t_start"] + 1.0 / self.fs,
+                t_valid=float(chunk.timestamps[-1]),
+            )
             return Hold("artifact", info)
+        cal = self.calibration
+        if cal is not None and cal.state in ("running", AWAITING_CONFIRM):
+            return self._hold("calibrating", {"duration_s": cal.duration_s})
         if self._pending:
             return None
         now = float(chunk.timestamps[-1])
@@ -421,9 +470,17 @@ class PhaseLockedProtocol:
         return self._veto
 
     def confirm(self, text: str) -> None:
-        """Nothing to confirm: this protocol never prompts."""
+        """The operator accepts a weak calibration (see
+        :mod:`~stimloop.loop.phase_calibration`); applied at the next chunk."""
+        if self.calibration is None or not self.waiting:
+            raise SessionError("confirm: the phase-locked protocol is not waiting")
+        self.calibration.on_confirm()
 
-    waiting = False  # it never prompts
+    @property
+    def waiting(self) -> bool:
+        """True while a weak calibration result awaits the operator's confirm."""
+        cal = self.calibration
+        return cal is not None and cal.state == AWAITING_CONFIRM and not cal.confirmed
 
     def adjust_stimulator(self, spec: StimulatorSpec) -> StimulatorSpec:
         """The session's stimulator table, unchanged."""

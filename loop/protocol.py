@@ -1,7 +1,9 @@
 """What a stimulation protocol is to the engine, and the simplest one.
 
-A protocol sees every EEG chunk and answers with at most one :class:`PulseRequest`
-(fire at an LSL time) or :class:`Hold` (it would fire, but a gate refused, and why).
+A protocol sees every chunk of its input and answers with at most one decision: a
+:class:`PulseRequest` (fire at an LSL time), a :class:`Hold` (it would fire, but a gate
+refused, and why), a :class:`Prompt` (the operator must act), a :class:`Stop` (it ends
+for safety) or a :class:`Notice` (something to record).
 It never touches the stimulator: the engine hands requests to the pulse scheduler,
 which goes through the HAL safety gate. Only ``loop/`` decides; only ``devices/`` fires.
 """
@@ -100,7 +102,24 @@ class Stop:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Decision = PulseRequest | Hold | Prompt | Stop | None
+@dataclass(frozen=True)
+class Notice:
+    """Something the protocol records and nobody need act on (e.g. the phase band it
+    calibrated): the engine publishes it on the decision stream as an ``event`` marker.
+
+    Attributes
+    ----------
+    event : str
+        The marker's event name (``"phase_calibration"``).
+    info : dict
+        Its content (JSON-able).
+    """
+
+    event: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Decision = PulseRequest | Hold | Prompt | Stop | Notice | None
 
 
 @dataclass(frozen=True)

@@ -318,6 +318,8 @@ def analyse_session(
             if (s := rec.stream(e.key)) is not None
         },
     }
+    if cal := _phase_calibration(rec):
+        report["phase_calibration"] = cal
     step("scores against the truth", 0.5)
     report["truth"] = evaluate(rec)
     report.update(_physiology(rec))
@@ -333,6 +335,20 @@ def analyse_session(
         report["exposure"] = exposure.report
     step("done", 1.0)
     return SessionAnalysis(rec, report, exposure)
+
+
+def _phase_calibration(rec: RecordedSession) -> dict[str, Any] | None:
+    """The session-start phase calibration as recorded: its last ``phase_calibration``
+    marker (the band in force), with the LSL time it was published (``t``, s), the
+    first pulse after it (``first_pulse_t``) and the number of markers."""
+    found = [{**e, "t": float(t)} for e, t in zip(rec.decisions, rec.decision_t, strict=True)
+             if e.get("event") == "phase_calibration"]  # fmt: skip
+    if not found:
+        return None
+    last = found[-1]
+    first_pulse = rec.pulse_t[0] if rec.pulse_t.size else None
+    return {**last, "markers": len(found),
+            "first_pulse_t": None if first_pulse is None else float(first_pulse)}  # fmt: skip
 
 
 def compare_recordings(analyses: Sequence[SessionAnalysis]) -> dict[str, Any]:
@@ -497,6 +513,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"pulses minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
             f"{est['sd_deg']:.1f}° (n = {est['n']})"
         )
+    if cal := report.get("phase_calibration"):
+        lines.append(_calibration_line(cal))
     lines += ["", *_streams_lines(report["streams"])]
     if report["events"]:
         lines += ["", "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items())]
@@ -517,6 +535,22 @@ def format_report(report: dict[str, Any]) -> str:
     if "exposure" in report:
         lines += format_exposure(report["exposure"])
     return "\n".join(line for line in lines if line is not None)
+
+
+def _calibration_line(cal: dict[str, Any]) -> str:
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    figures = (
+        f"IAF {num(cal.get('iaf_hz'), '.2f')} Hz, SNR {num(cal.get('snr_db'), '.1f')} dB, "
+        f"expected phase SD {num(cal.get('expected_sd_deg'), '.0f')}°, "
+        f"{cal.get('recommendation')}"
+    )
+    how = " after the operator's confirm" if cal.get("confirmed") else ""
+    if cal.get("band_hz"):
+        lo, hi = cal["band_hz"]
+        return f"phase calibration: band {lo:.2f}-{hi:.2f} Hz locked{how} ({figures})"
+    return f"phase calibration: {cal.get('state')}{how} ({figures})"
 
 
 def format_comparison(cmp: dict[str, Any]) -> str:

@@ -438,7 +438,10 @@ class Session:
             "waiting": p.waiting,
         }
         if isinstance(p, PhaseLockedProtocol):
-            out.update(target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control)
+            cal = p.calibration.describe() if p.calibration is not None else None
+            out.update(
+                target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control, calibration=cal
+            )
         if isinstance(p, HBCProtocol):
             out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state)
         return out

@@ -61,7 +61,8 @@ def _session_config(cond: Condition, source_id: str, fs: float) -> dict[str, Any
         "name": f"validation-{cond.name}",
         "sources": {"eeg": {"source_id": source_id, "rate_hz": fs}},
         "channels": {"eeg_target": cond.target},
-        "dsp": {"phase_band_hz": band},
+        # No session calibration: a condition without a band measures the tracked IAF.
+        "dsp": {"phase_band_hz": band, "calibration_s": 0},
         "protocol": {
             "target_phase_deg": cond.target_phase_deg,
             "control": cond.control,

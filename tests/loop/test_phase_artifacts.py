@@ -78,7 +78,7 @@ class Run:
     def __init__(self, data: np.ndarray, labels, fs: float, chunk_s: float, **cfg) -> None:
         base = {"min_ipi_s": 0.3, "jitter_s": 0.0, "n_pulses": 10**6}
         p = _Recorded(PhaseLockedConfig(**{**base, **cfg}), ChannelRoles(eeg_target="C3"),
-                      DSPConfig())  # fmt: skip
+                      DSPConfig(calibration_s=0))  # fmt: skip
         p.start(fs, labels)
         grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
         stamps = T0 + np.arange(len(data)) / fs
@@ -274,7 +274,7 @@ def test_an_artifact_vetoes_the_pending_pulse(edf):
     data = data.copy()
     stamps = T0 + np.arange(len(data)) / fs
     p = PhaseLockedProtocol(PhaseLockedConfig(min_ipi_s=0.3, jitter_s=0.0),
-                            ChannelRoles(eeg_target="C3"), DSPConfig())  # fmt: skip
+                            ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0))  # fmt: skip
     p.start(fs, labels)
     grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
     k, request = round(20 * fs), None
@@ -360,7 +360,7 @@ def test_engine_publishes_the_artifact_and_fires_again_a_second_after_it(source_
     pusher = _StepPusher(source_id, fs)
     protocol = PhaseLockedProtocol(
         PhaseLockedConfig(min_ipi_s=0.25, jitter_s=0.0, min_confidence=0.3, n_pulses=10_000),
-        ChannelRoles(eeg_target="C3"), DSPConfig(),
+        ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0),
     )  # fmt: skip
     protocol.start(fs, pusher.gen.labels)
     eeg = Inlet(source_id, expected_rate=fs).connect()

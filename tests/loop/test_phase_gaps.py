@@ -51,7 +51,7 @@ def eegmat(shared_data):
 
 
 def _protocol(fs: float, labels: list[str], **cfg) -> PhaseLockedProtocol:
-    p = PhaseLockedProtocol(PhaseLockedConfig(**cfg), ChannelRoles(eeg_target="C3"), DSPConfig())
+    p = PhaseLockedProtocol(PhaseLockedConfig(**cfg), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0))
     p.start(fs, labels)
     # The EEG inlet's gap policy, applied offline to the arrays the tests feed.
     p.grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
@@ -298,7 +298,7 @@ def test_engine_fires_nothing_from_a_paused_eeg_stream_until_the_phase_is_back(s
     )
     protocol = PhaseLockedProtocol(
         PhaseLockedConfig(min_ipi_s=0.25, jitter_s=0.0, min_confidence=0.3, n_pulses=10_000),
-        ChannelRoles(eeg_target="C3"), DSPConfig(),
+        ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0),
     )  # fmt: skip
     sim.start()
     eeg = Inlet(f"{source_id}-eeg", expected_rate=fs).connect()
@@ -393,7 +393,7 @@ def test_a_gap_after_the_decision_vetoes_the_scheduled_pulse(source_id):
     protocol = PhaseLockedProtocol(
         PhaseLockedConfig(min_ipi_s=0.25, jitter_s=0.0, min_confidence=0.3, n_pulses=10_000,
                           min_lead_s=0.3, max_lead_s=0.45),
-        ChannelRoles(eeg_target="C3"), DSPConfig(),
+        ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0),
     )  # fmt: skip
     protocol.start(fs, pusher.gen.labels)
     eeg = Inlet(source_id, expected_rate=fs).connect()
