@@ -79,9 +79,11 @@ def test_gui_without_a_display_fails_cleanly():
 
 @pytest.mark.slow
 def test_demo_summary_is_the_report_analyze_prints_for_its_recording(tmp_path):
-    """Every figure the demo prints comes from the file it wrote: analyze agrees."""
+    """Every figure the demo prints comes from the file it wrote: analyze agrees. The demo
+    calibrates first: the band is locked from the rest and no pulse comes before it."""
     xdf = tmp_path / "demo.xdf"
-    out = _stimloop("demo", "--headless", "--duration", "10", "--json", "--record", str(xdf))
+    out = _stimloop("demo", "--headless", "--duration", "32", "--calibration", "22",
+                    "--json", "--record", str(xdf))  # fmt: skip
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     for role, rate in (("eeg", 1000), ("ecg", 500), ("eda", 100)):
@@ -97,6 +99,11 @@ def test_demo_summary_is_the_report_analyze_prints_for_its_recording(tmp_path):
     assert h["beats_true"] == h["true_positives"] + h["false_negatives"]
     assert e["scr_detected"] == e["tp"] + e["fp"] and e["scr_true"] == e["tp"] + e["fn"]
     assert truth["pulses"]["true_phase_error"]["n"] == summary["pulses"]["delivered"]
+    cal = summary["phase_calibration"]
+    assert cal["state"] == "locked" and cal["recommendation"] == "ok", cal
+    lo, hi = cal["band_hz"]
+    assert lo < cal["iaf_hz"] < hi and abs(cal["iaf_hz"] - 10.0) < 1.0  # the simulated mu
+    assert summary["pulses"]["delivered"] >= 2 and cal["first_pulse_t"] > cal["t"]
     analyzed = _stimloop("analyze", str(xdf), "--json")
     assert analyzed.returncode == 0, analyzed.stderr
     report = json.loads(analyzed.stdout)
@@ -108,6 +115,7 @@ def test_demo_summary_is_the_report_analyze_prints_for_its_recording(tmp_path):
         )
     text = _stimloop("analyze", str(xdf))
     assert f"{h['beats_detected']} detected, {h['beats_true']} true" in text.stdout
+    assert f"phase calibration: band {lo:.2f}-{hi:.2f} Hz locked" in text.stdout
 
 
 def test_bad_arguments_are_rejected_with_a_message():

@@ -188,7 +188,9 @@ def _phase_protocol(labels: list[str], fs: float) -> PhaseLockedProtocol:
     # An amplitude gate no envelope reaches: the protocol estimates but never asks for a
     # pulse, so the test sees publication alone.
     protocol = PhaseLockedProtocol(
-        PhaseLockedConfig(min_amplitude_uv=1e6), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0)
+        PhaseLockedConfig(min_amplitude_uv=1e6),
+        ChannelRoles(eeg_target="C3"),
+        DSPConfig(calibration_s=0),
     )
     protocol.start(fs, labels)
     return protocol
@@ -275,6 +277,8 @@ def test_phase_outlet_carries_the_protocol_estimate_scored_on_the_true_phase(sou
 
 
 def test_phase_protocol_refuses_a_montage_without_the_target():
-    protocol = PhaseLockedProtocol(PhaseLockedConfig(), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0))
+    protocol = PhaseLockedProtocol(
+        PhaseLockedConfig(), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0)
+    )
     with pytest.raises(ValueError, match="C3"):
         protocol.start(500.0, ["O1", "O2", "Pz"])

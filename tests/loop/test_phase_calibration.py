@@ -142,19 +142,22 @@ def test_later_samples_change_neither_the_band_nor_the_earlier_phase(eegmat):
     assert a.of(Notice)[0][1].info == b.of(Notice)[0][1].info
 
 
-def _pink(n: int, n_ch: int, seed: int) -> np.ndarray:
-    """1/f noise without any peak: the calibration finds no alpha in it."""
+def _pink(n: int, n_ch: int, seed: int, fs: float, alpha_gain: float = 1.0) -> np.ndarray:
+    """1/f noise, its 7-14 Hz band scaled by ``alpha_gain`` (< 1: a dip no random
+    fluctuation turns into a peak)."""
     rng = np.random.default_rng(seed)
     spec = np.fft.rfft(rng.normal(size=(n, n_ch)), axis=0)
-    f = np.fft.rfftfreq(n)
+    f = np.fft.rfftfreq(n, 1.0 / fs)
     spec[1:] /= np.sqrt(f[1:])[:, None]
     spec[0] = 0.0
-    return np.fft.irfft(spec, n, axis=0) * 20.0
+    spec[(f >= 7.0) & (f <= 14.0)] *= alpha_gain
+    x = np.fft.irfft(spec, n, axis=0)
+    return x / x.std(axis=0) * 10.0  # 10 µV RMS, as resting EEG
 
 
 def test_without_an_alpha_peak_the_operator_decides(eegmat):
     _, labels, fs = eegmat
-    data = _pink(round(70 * fs), len(labels), seed=1)
+    data = _pink(round(70 * fs), len(labels), 1, fs, alpha_gain=0.5)
     n_cal = round(CAL_S * fs)
     with pytest.raises(SessionError, match="not waiting"):
         Run(data[:100], labels, fs, "C3", _sizes(None, 10)).protocol.confirm("early")
@@ -176,10 +179,10 @@ def test_without_an_alpha_peak_the_operator_decides(eegmat):
 def test_a_weak_peak_locks_its_band_once_confirmed(eegmat):
     _, labels, fs = eegmat
     n = round(70 * fs)
-    data = _pink(n, len(labels), seed=2)
-    c3 = labels.index("C3")
+    data = _pink(n, len(labels), 2, fs, alpha_gain=0.5)
+    c3 = labels.index("EEG C3")
     t = np.arange(n) / fs
-    data[:, c3] += 4.0 * np.sin(2 * np.pi * 9.5 * t)  # a faint mu rhythm at C3 only
+    data[:, c3] += 1.0 * np.sin(2 * np.pi * 9.5 * t)  # a faint mu rhythm at C3 only
     n_cal = round(CAL_S * fs)
     run = Run(data, labels, fs, "C3", _sizes(None, 25), confirm_at=n_cal + round(2 * fs))
     first = run.of(Notice)[0][1].info

@@ -51,7 +51,9 @@ def eegmat(shared_data):
 
 
 def _protocol(fs: float, labels: list[str], **cfg) -> PhaseLockedProtocol:
-    p = PhaseLockedProtocol(PhaseLockedConfig(**cfg), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0))
+    p = PhaseLockedProtocol(
+        PhaseLockedConfig(**cfg), ChannelRoles(eeg_target="C3"), DSPConfig(calibration_s=0)
+    )
     p.start(fs, labels)
     # The EEG inlet's gap policy, applied offline to the arrays the tests feed.
     p.grid = ChunkAssembler(fs, EEG_MAX_GAP_S)
