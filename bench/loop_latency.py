@@ -13,12 +13,19 @@ trigger sample.
 The floor: a bare ``pylsl`` inlet on the same stream (blocking ``pull_sample``, nothing
 else), push → pull of the trigger samples.
 
-Usage: ``python bench/loop_latency.py [--triggers 2000] [--every 40] [--json]``
+Scheduled pulses (issue #15): the same engine, but each trigger asks for a pulse
+``--lead`` ms after the trigger sample's stamp, as the phase-locked protocol plans its
+pulses ahead. Fire-time error = driver fire time − planned time; a pulse the gate would
+fire later than the protocol's tolerance (1 ms) is refused as ``late`` and counted.
+
+Usage: ``python bench/loop_latency.py [--triggers 2000] [--scheduled 1000] [--lead 20]
+[--every 40] [--json]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -73,9 +80,11 @@ def produce(prefix: str, every_ms: int, seconds: float) -> None:
             eda_out.push(eda[n // 10 : n // 10 + 1, None], t_stamp)
 
 
-def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
+def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False, lead_s: float = 0.0) -> dict:
     """Run the engine until ``n_triggers`` pulses; latency figures in ms (with
-    ``per_pulse``, also each pulse's sample stamp ``t_sample`` and ``from_push_ms``)."""
+    ``per_pulse``, also each pulse's sample stamp ``t_sample`` and ``from_push_ms``).
+    ``lead_s`` > 0 plans each pulse that long after its trigger sample instead of at
+    once, and adds the fire-time error and the late refusals."""
     from stimloop.devices.limits import SafetyLimits
     from stimloop.devices.safety import SafeStimulator
     from stimloop.devices.stimulators.simulated import SimulatedStimulator
@@ -97,11 +106,11 @@ def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
             self.est = PhaseEstimator(fs)
             self.est.warmup()
 
-        def update(self, data, stamps, first):
-            self.est.update(data @ self.w, stamps)
+        def update(self, chunk):
+            self.est.update(chunk.data @ self.w, chunk.timestamps)
 
-        def score(self, truth):
-            return {}
+        def add_event(self, t_lsl, text=""):
+            pass
 
         def close(self):
             pass
@@ -122,13 +131,19 @@ def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
         inlet.pull(0.0)
 
     class PushAwareThreshold(ThresholdProtocol):
-        """The threshold protocol, also logging the trigger sample's push lateness."""
+        """The threshold protocol, also logging the trigger sample's push lateness, and
+        planning the pulse ``lead_s`` after the trigger sample when asked to."""
 
-        def update(self, data, stamps, first):
-            request = super().update(data, stamps, first)
+        max_lead_s = lead_s + 0.01  # the scheduler refuses plans further ahead
+
+        def update(self, chunk):
+            request = super().update(chunk)
             if request is not None:
-                k = request.info["index"] - first
-                request.info["push_late_s"] = float(data[k, 1]) * 1e-6
+                k = request.info["index"] - chunk.first_index
+                request.info["push_late_s"] = float(chunk.data[k, 1]) * 1e-6
+                if lead_s > 0:
+                    t_fire = request.info["t_sample"] + lead_s
+                    request = dataclasses.replace(request, t_fire=t_fire)
             return request
 
     protocol = PushAwareThreshold(0, TRIGGER_UV / 2, n_pulses=n_triggers)
@@ -139,6 +154,18 @@ def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False) -> dict:
     engine.wait()
     engine.stop()
     gate.close()
+    if lead_s > 0:
+        err = np.array([p["fire_error_ms"] for p in engine.pulses])
+        late = sum("[late]" in r.get("error", "") for r in engine.refusals)
+        return {
+            "lead_ms": lead_s * 1e3,
+            "fire_error_p50_ms": float(np.percentile(err, 50)),
+            "fire_error_p99_ms": float(np.percentile(err, 99)),
+            "fire_error_max_ms": float(err.max()),
+            "fired": int(err.size),
+            "late_refused": int(late),
+            "refused": len(engine.refusals),
+        }
     lat = np.array([(p["t_trigger"] - p["t_sample"]) * 1e3 for p in engine.pulses])
     push = np.array([p["push_late_s"] * 1e3 for p in engine.pulses])
     from_push = lat - push
@@ -187,6 +214,8 @@ def run_floor(prefix: str, n_triggers: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--triggers", type=int, default=2000)
+    ap.add_argument("--scheduled", type=int, default=1000, help="scheduled pulses (0: none)")
+    ap.add_argument("--lead", type=float, default=20.0, help="ms from trigger to planned fire")
     ap.add_argument("--every", type=int, default=40, help="ms between trigger samples")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--produce", help=argparse.SUPPRESS)
@@ -197,7 +226,7 @@ def main() -> None:
         return
     prefix = f"bench-loop-{uuid.uuid4().hex[:8]}"
     floor_n = max(200, args.triggers // 4)
-    seconds = 3.0 + (args.triggers + floor_n) * args.every / 1000.0 + 15.0
+    seconds = 3.0 + (args.triggers + floor_n + args.scheduled) * args.every / 1000.0 + 20.0
     producer = subprocess.Popen(
         [sys.executable, __file__, "--produce", prefix, "--every", str(args.every),
          "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True,
@@ -206,9 +235,10 @@ def main() -> None:
     try:
         engine = run_engine(prefix, args.triggers)
         floor = run_floor(prefix, floor_n)
+        sched = run_engine(prefix, args.scheduled, lead_s=args.lead / 1e3) if args.scheduled else {}
     finally:
         producer.kill()
-    result = {"stimloop": engine, "pylsl_floor": floor,
+    result = {"stimloop": engine, "pylsl_floor": floor, "scheduled": sched,
               "setup": {"eeg": "64 ch x 1000 Hz, 1-sample pushes", "ecg_hz": 500, "eda_hz": 100,
                         "trigger_every_ms": args.every, "cpus": os.cpu_count()}}  # fmt: skip
     if args.json:
@@ -226,6 +256,13 @@ def main() -> None:
     print(f"engine thread real-time priority: {engine['realtime_priority']}")
     print(f"GC collections during the loop: {engine['gc_collections']}; "
           f"net allocated blocks: {engine['allocated_blocks_growth']}")  # fmt: skip
+    if sched:
+        print(
+            f"scheduled pulses ({sched['lead_ms']:g} ms after the trigger sample): fire-time "
+            f"error p50 {sched['fire_error_p50_ms']:.3f}, p99 {sched['fire_error_p99_ms']:.3f}, "
+            f"max {sched['fire_error_max_ms']:.3f} ms over {sched['fired']} fired; "
+            f"{sched['late_refused']} refused as late, {sched['refused']} refused in all"
+        )
 
 
 if __name__ == "__main__":
