@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from stimloop.loop.errors import SessionError
+from stimloop.stream.files import PrivateFileError, make_private_dir, open_private
 
 log = logging.getLogger("stimloop.loop")
 
@@ -45,31 +46,18 @@ def check_writable(path: Path) -> None:
         The folder cannot be made or written, or the file exists and is not writable.
     """
     try:
-        make_private_dirs(path.parent)
+        make_private_dir(path.parent)
         probe = path.parent / f".{path.name}.probe-{os.getpid()}"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         probe.unlink()
         if path.exists() and not os.access(path, os.W_OK):
             raise PermissionError(f"{path} exists and is not writable")
-    except OSError as exc:
+    except (OSError, PrivateFileError) as exc:
         raise SessionError(
             f"recording.path: cannot write the recording {path}: {exc}; choose a writable "
             "folder (nothing was started)"
         ) from None
-
-
-def make_private_dirs(folder: Path) -> None:
-    """Create ``folder`` and missing parents as 0700 whatever the umask (existing
-    folders are left as they are)."""
-    missing = []
-    p = folder
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700)
-        os.chmod(d, 0o700)
 
 
 class RecorderProcess:
@@ -121,8 +109,7 @@ class RecorderProcess:
         for sid in self.source_ids:
             args += ["--source-id", sid]
         log_path = p.with_suffix(".recorder.log")
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as log_file:
+        with open_private(log_path, "w") as log_file:
             # A group of its own: the terminal's Ctrl-C reaches the session only, which
             # then stops the recorder after its own last markers.
             self._proc = subprocess.Popen(
