@@ -6,7 +6,7 @@ Dash protocol (Dijkstra et al. 2023): 6 sites (F3 FC3 F5 AF3 F1 FC1) run one aft
 other with 20 s to move the coil, 16 cycles of 16 s per site (cycle 0 rest, then 15
 trains of 5 s at 10 Hz at 50-120 % rMT in 5 % steps). The pipeline is the real one: the
 subject's ECG with TMS artifacts and noise -> causal R-peak detection and 4 Hz HR
-(``stimloop.dsp.hbc.hr_from_ecg``, today's heart stage, no artifact blanking) -> per-cycle
+(``stimloop.dsp.hbc.hr_from_ecg``: the heart stage, pulses blanked) -> per-cycle
 HBC -> site ranking. Scored against the subject's truth:
 
 * accuracy: the chosen site (primary rule: most intensities above threshold, ties to
@@ -16,7 +16,7 @@ HBC -> site ranking. Scored against the subject's truth:
 * sweeps: HRV noise scale, coupling strength, cycles per site (fewer intensities over the
   same 50-120 % rMT range), to show where it breaks;
 * R-peak F1 (50 ms) during the 10 Hz trains against the true beats, for TMS artifact
-  amplitudes 0.5-4 mV (today's detector has no blanking);
+  amplitudes 0.5-4 mV, without and with blanking the pulses;
 * the threshold's calibration: HBC of 16 s windows of real resting heart rate (MIT-BIH
   100 and the systole recording from ../shared/data) next to the virtual subject at rest.
 
@@ -72,7 +72,7 @@ def f1_score(det: np.ndarray, ref: np.ndarray, tol: int) -> tuple[float, int, in
 
 def run_subject(job: dict) -> dict:
     """One virtual subject through the whole pipeline; returns its scores."""
-    from stimloop.dsp.heart import detect_rpeaks
+    from stimloop.dsp.heart import detect_rpeaks, pulse_blank_mask
 
     seed = job["seed"]
     n_int = job.get("n_intensities", 15)
@@ -92,8 +92,9 @@ def run_subject(job: dict) -> dict:
     pt, pi, ps = train_pulses(onsets, pct_mso, [c.site for c in cycles])
     rec = simulate(cfg, pt, pi, ps, onsets[-1] + params.cycle_s + 5.0)
     out = {"seed": seed, "true_best": rec.truth.best_site}
+    pulse_index = np.rint(np.asarray(pt) * rec.fs).astype(np.int64)
     if job.get("localise", True):
-        hr = hr_from_ecg(rec.ecg_mv, rec.fs, RATE_HZ)
+        hr = hr_from_ecg(rec.ecg_mv, rec.fs, RATE_HZ, pulse_index)
         loc, metrics = localise(hr, RATE_HZ, 0.0, cycles, params)
         out.update(
             best=loc.best_site,
@@ -105,14 +106,16 @@ def run_subject(job: dict) -> dict:
             hr_nan_fraction=float(np.isnan(hr).mean()),
         )
     if job.get("f1", False):
-        det = detect_rpeaks(rec.ecg_mv, rec.fs)
         in_train = np.zeros(rec.ecg_mv.size, bool)
         for t0, inten in zip(onsets, pct_mso, strict=True):
             if inten > 0:
                 in_train[int(t0 * rec.fs) : int((t0 + params.train_s) * rec.fs)] = True
         ref = rec.rpeaks
-        f1, tp, fp, fn = f1_score(det[in_train[det]], ref[in_train[ref]], round(TOL_S * rec.fs))
-        out.update(f1_trains=f1, tp=tp, fp=fp, fn=fn)
+        blank = pulse_blank_mask(pulse_index, 0, rec.ecg_mv.size, rec.fs)
+        for key, mask in (("", None), ("blank_", blank)):
+            det = detect_rpeaks(rec.ecg_mv, rec.fs, blank=mask)
+            f1, tp, fp, fn = f1_score(det[in_train[det]], ref[in_train[ref]], round(TOL_S * rec.fs))
+            out.update({f"{key}f1_trains": f1, f"{key}tp": tp, f"{key}fp": fp, f"{key}fn": fn})
     return out
 
 
@@ -182,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
             {"seed": 5000 + s, "artifact_mv": amp, "localise": False, "f1": True} for s in range(5)
         ]
     keys = [(k, j) for k, jobs in plan.items() for j in jobs]
-    res = map_jobs(run_subject, [j for _, j in keys], scheduler=args.scheduler,
-                   workers=None if args.scheduler else args.jobs)  # fmt: skip
+    res = map_jobs(
+        run_subject,
+        [j for _, j in keys],
+        scheduler=args.scheduler,
+        workers=None if args.scheduler else args.jobs,
+    )
     by: dict[str, list[dict]] = {}
     for (k, _), r in zip(keys, res, strict=True):
         by.setdefault(k, []).append(r)
@@ -199,14 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     for k, rows in by.items():
         if k.startswith("F1"):
-            tp, fp, fn = (sum(r[x] for r in rows) for x in ("tp", "fp", "fn"))
-            figures["conditions"][k] = {
-                "n": len(rows),
-                "f1_trains": 2 * tp / (2 * tp + fp + fn),
-                "fp": fp,
-                "fn": fn,
-                "beats": tp + fn,
-            }
+            cond = {"n": len(rows)}
+            for key in ("", "blank_"):
+                tp, fp, fn = (sum(r[key + x] for r in rows) for x in ("tp", "fp", "fn"))
+                cond.update(
+                    {
+                        f"{key}f1_trains": 2 * tp / (2 * tp + fp + fn),
+                        f"{key}fp": fp,
+                        f"{key}fn": fn,
+                        "beats": tp + fn,
+                    }
+                )
+            figures["conditions"][k] = cond
         elif k == "sham":
             figures["conditions"][k] = {
                 "n": len(rows),
@@ -260,12 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         f"sham: no site passes in {s['no_site_passes']:.1%} of {s['n']} subjects "
         f"(mean of the largest count above threshold {s['max_n_above_mean']:.2f})"
     )
-    print("R-peak F1 (50 ms) during 10 Hz trains, today's detector (no blanking):")
+    print("R-peak F1 (50 ms) during 10 Hz trains, without and with blanking the pulses:")
     for k, r in c.items():
         if k.startswith("F1"):
             print(
-                f"  {k[12:]:>7s}: F1 {r['f1_trains']:.4f}  FP {r['fp']}  FN {r['fn']}  "
-                f"of {r['beats']} beats"
+                f"  {k[12:]:>7s}: F1 {r['f1_trains']:.4f} (FP {r['fp']}, FN {r['fn']})  "
+                f"blanked: F1 {r['blank_f1_trains']:.4f} (FP {r['blank_fp']}, "
+                f"FN {r['blank_fn']})  of {r['beats']} beats"
             )
     print("HBC of 16 s windows at rest (threshold calibration):")
     for k, r in figures["null"].items():

@@ -112,6 +112,9 @@ def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False, lead_s: fl
         def add_event(self, t_lsl, text=""):
             pass
 
+        def note_pulses(self, t_lsl):
+            pass
+
         def close(self):
             pass
 

@@ -273,7 +273,9 @@ def soak(mode: str, args: argparse.Namespace, traced: bool, folder: Path) -> dic
         raise RuntimeError(
             f"{mode} session exited with {session.returncode}:\n{out_box.get('err', '')[-3000:]}"
         )
-    summary = json.loads(out_box["out"].strip().splitlines()[-1])
+    out = out_box["out"].strip()
+    # The summary is the last JSON document printed (indented over several lines).
+    summary = json.loads(out[out.rindex("\n{") + 1 :] if "\n{" in out else out)
     return figures(mode, traced, args, rows, counter, summary, wall_s, trace_out)
 
 

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stimloop.dsp.errors import DSPError
-from stimloop.dsp.heart import FLAG_IBI_JUMP, FLAG_IBI_RANGE, HeartMonitor
+from stimloop.dsp.heart import FLAG_IBI_JUMP, FLAG_IBI_RANGE, HeartMonitor, pulse_blank_mask
 
 __all__ = [
     "CYCLE_DTYPE",
@@ -745,15 +745,19 @@ def dash_schedule(
     return out
 
 
-def hr_from_ecg(ecg: np.ndarray, fs: float, rate_hz: float = 4.0) -> np.ndarray:
-    """ECG to the evenly resampled HR series the HBC metrics take (the heart stage).
+def hr_from_ecg(
+    ecg: np.ndarray, fs: float, rate_hz: float = 4.0, pulse_index: np.ndarray | None = None
+) -> np.ndarray:
+    """ECG to the evenly resampled HR series the HBC metrics take, as the heart stage
+    computes it live.
 
-    **Integration point.** Today this runs :class:`stimloop.dsp.heart.HeartMonitor`
-    (causal R-peaks, zero-order-hold HR at ``rate_hz``) and marks beats flagged as
-    implausible (``FLAG_IBI_RANGE``/``FLAG_IBI_JUMP``) as missing, which the HBC
-    windows then bridge. It neither blanks TMS artifacts nor corrects ectopic or missed
-    beats: the heart stage's TMS blanking and corrected resampler replace this body
-    when they land, with the same signature.
+    :class:`stimloop.dsp.heart.HeartMonitor`: causal R-peaks with beat classes, HR from
+    NN intervals corrected for ectopic, extra and missed beats (Lipponen & Tarvainen
+    2019), zero-order hold at ``rate_hz``. Samples around the stimulation pulses are
+    blanked (:func:`stimloop.dsp.heart.pulse_blank_mask`, 2 ms before to 25 ms after),
+    as the heart stage blanks the pulses the gate reports. HR samples still flagged as
+    implausible (``FLAG_IBI_RANGE``/``FLAG_IBI_JUMP``) are set missing, which the HBC
+    windows bridge.
 
     Parameters
     ----------
@@ -764,14 +768,21 @@ def hr_from_ecg(ecg: np.ndarray, fs: float, rate_hz: float = 4.0) -> np.ndarray:
     rate_hz : float
         Rate of the HR series, Hz (4 Hz default); sample k is at ``k / rate_hz`` s
         after the first ECG sample (``resample_hr``'s grid).
+    pulse_index : ndarray of int, optional
+        ECG sample index of every stimulation pulse (each pulse of a train); None: no
+        blanking.
 
     Returns
     -------
     ndarray
         HR in bpm at ``rate_hz``; NaN where no valid HR exists.
     """
+    x = np.asarray(ecg, np.float64)
+    blank = None
+    if pulse_index is not None:
+        blank = pulse_blank_mask(np.asarray(pulse_index, np.int64), 0, x.size, fs)
     mon = HeartMonitor(fs, rate_hz=rate_hz)
-    upd = mon.update(np.asarray(ecg, np.float64))
+    upd = mon.update(x, blank=blank)
     hr = upd.series["hr_bpm"].copy()
     hr[(upd.series["flags"] & (FLAG_IBI_RANGE | FLAG_IBI_JUMP)) != 0] = np.nan
     return hr

@@ -145,6 +145,9 @@ class EDAStage:
         self._er.add_event(idx)
         self._event_index[idx] = float(t_lsl)
 
+    def note_pulses(self, t_lsl: np.ndarray) -> None:
+        """Stimulation pulses leave no artifact this stage must remove (ignored)."""
+
     # ------------------------------------------------------------------ streaming
     def update(self, chunk: Chunk) -> None:
         """Consume one EDA chunk (gaps bridged with NaN rows by the inlet)."""

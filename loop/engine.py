@@ -461,8 +461,19 @@ class Engine:
         elif isinstance(decision, Notice):
             self._mark(decision.event, **decision.info)
 
+    def _note_pulses(self, result: PulseOutcome) -> None:
+        """Tell the stages when the gate fired (every pulse of a train): the heart stage
+        blanks their artifact in the ECG."""
+        train = result.request.train
+        n, f = (train.n_pulses, train.frequency_hz) if train is not None else (1, 1.0)
+        times = result.t_trigger + np.arange(n) / f
+        for stage in self.stages:
+            stage.note_pulses(times)
+
     def _on_outcome(self, result: PulseOutcome) -> None:
         """Runs on the pulse thread."""
+        if result.fired:
+            self._note_pulses(result)  # first: the ECG with their artifact is on its way
         self.protocol.outcome(result)
         info = dict(result.request.info)
         if result.fired:

@@ -144,6 +144,9 @@ class ExposureStage:
         except SessionError:
             self.tracker.add_cue(t_lsl)
 
+    def note_pulses(self, t_lsl: np.ndarray) -> None:
+        """Stimulation pulses leave no artifact this stage must remove (ignored)."""
+
     # -- data ----------------------------------------------------------------------------
     def update(self, chunk: Chunk) -> None:
         """Take what the EDA and heart stages made of the newest chunks."""

@@ -27,17 +27,23 @@ beat) and restarts the stream after a longer gap; the stage then starts detectio
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
-from stimloop.dsp.heart import HeartMonitor
+from stimloop.dsp.heart import HeartMonitor, pulse_blank_mask
 from stimloop.loop import catalog
 from stimloop.loop.stage import RowFeed, channel_index, finite_or_none
 from stimloop.stream.errors import StreamError
 from stimloop.stream.inlet import Chunk
 from stimloop.stream.outlet import Outlet
 from stimloop.stream.timing import TimeGrid
+
+#: Blanked ECG around each stimulation pulse, s: 2 ms before (trigger jitter) to 25 ms
+#: after (the pulse artifact and the amplifier's recovery), the defaults of
+#: :func:`stimloop.dsp.heart.pulse_blank_mask`.
+BLANK_PRE_S, BLANK_POST_S = 0.002, 0.025
 
 
 class HeartStage:
@@ -68,6 +74,9 @@ class HeartStage:
         #: The HR samples published, (t s, HR bpm, flags), for in-process readers (the
         #: heart-brain-coupled protocol, the exposure stage).
         self.series = RowFeed(3)
+        self._pulses: deque[float] = deque(maxlen=4096)  # noted pulse times, LSL s
+        #: ECG samples blanked around stimulation pulses so far.
+        self.blanked_samples = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
@@ -77,6 +86,7 @@ class HeartStage:
         self.fs = float(fs)
         provenance = {
             "method": "low-latency Pan-Tompkins (Pan & Tompkins 1985; Hamilton & Tompkins 1986)",
+            "pulse_blanking_s": f"-{BLANK_PRE_S:g}..+{BLANK_POST_S:g}",
             "ecg_rate_hz": f"{self.fs:g}",
             "ecg_channel": labels[self._ch] if labels else str(self._ch),
         }
@@ -108,6 +118,18 @@ class HeartStage:
     def add_event(self, t_lsl: float, text: str = "") -> None:
         """Stimuli have no heart-rate output of their own here (ignored)."""
 
+    def note_pulses(self, t_lsl: np.ndarray) -> None:
+        """Blank the ECG around these stimulation pulses (LSL times, s).
+
+        Each pulse is placed on the nearest ECG sample and the samples from
+        :data:`BLANK_PRE_S` before to :data:`BLANK_POST_S` after it reach the detector
+        as blanked (:func:`stimloop.dsp.heart.pulse_blank_mask`): a TMS pulse's
+        artifact is taken for neither a beat nor bad signal, and the detector bridges
+        it. Thread-safe: the
+        engine calls it from the pulse thread when the gate returns.
+        """
+        self._pulses.extend(float(t) for t in np.atleast_1d(t_lsl))
+
     # ------------------------------------------------------------------ streaming
     def _time_of(self, idx: np.ndarray) -> np.ndarray:
         """LSL time of detector sample indices (from the stamps kept in the ring)."""
@@ -134,7 +156,7 @@ class HeartStage:
         self._t_ring[pos] = stamps
         self._n += n
         self._last_t = float(stamps[-1])
-        up = self.monitor.update(x)
+        up = self.monitor.update(x, blank=self._blank_mask(stamps))
         if up.peaks.size:
             self._publish_beats(up)
         if up.series.size:
@@ -146,6 +168,23 @@ class HeartStage:
             for row, t in zip(rows, ts, strict=True):
                 self._hr_out.push(row, float(t))  # type: ignore[union-attr]
                 self.series.append((t, row[0], row[4]))
+
+    def _blank_mask(self, stamps: np.ndarray) -> np.ndarray | None:
+        """The chunk's samples within a noted pulse's blanking window (None: none)."""
+        while self._pulses and self._pulses[0] < stamps[0] - BLANK_POST_S - 1.0:
+            self._pulses.popleft()  # long past: no later sample can be near it
+        if not self._pulses:
+            return None
+        near = np.array(list(self._pulses))  # a snapshot: the pulse thread appends meanwhile
+        near = near[(near >= stamps[0] - BLANK_POST_S - 0.01) & (near <= stamps[-1] + 0.01)]
+        if not near.size:
+            return None
+        # Each pulse on its nearest sample of the chunk's grid, then dsp.heart's window:
+        # the same samples as offline on the same pulses, for any chunking.
+        rel = np.rint((near - stamps[0]) * self.fs).astype(np.int64)
+        mask = pulse_blank_mask(rel, 0, stamps.size, self.fs, BLANK_PRE_S, BLANK_POST_S)
+        self.blanked_samples += int(mask.sum())
+        return mask if mask.any() else None
 
     def _publish_beats(self, up) -> None:
         t_peak = self._time_of(up.peaks)

@@ -59,6 +59,12 @@ class Stage(Protocol):
         """A marker of the session's ``events`` stream arrived, stamped ``t_lsl`` (s);
         stages without event-related outputs ignore it."""
 
+    def note_pulses(self, t_lsl: np.ndarray) -> None:
+        """The gate fired stimulation pulses at these LSL times (s), a train's every
+        pulse included. Called on the pulse thread as soon as the gate returns, before
+        the samples carrying their artifact arrive; a stage whose input picks the
+        artifact up blanks those samples (the heart stage), the others ignore it."""
+
     def close(self) -> None:
         """Release outlets."""
 

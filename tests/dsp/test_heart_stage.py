@@ -139,3 +139,53 @@ def test_stage_rejects_unknown_channel(source_id):
     stage = HeartStage(channel="Lead II")
     with pytest.raises(StreamError, match="Lead II"):
         stage.start(500.0, ["ECG"], source_id)
+
+
+def test_the_stage_blanks_the_pulses_the_engine_reports(source_id):
+    """Issue #17: the gate's pulse times (the engine passes them on as soon as the gate
+    returns, before the ECG holding their artifact arrives) are blanked by the live stage,
+    which then finds exactly the beats the offline detector finds with the same pulses
+    blanked, and no artifact inside the 10 Hz trains is taken for a beat."""
+    from stimloop.devices.sim.hbc_subject import SubjectConfig, simulate, train_pulses
+    from stimloop.dsp.heart import BEAT_ARTIFACT, detect_rpeaks, pulse_blank_mask
+
+    onsets = np.array([10.0, 26.0, 42.0])
+    pt, pi, ps = train_pulses(onsets, [60.0] * 3, ["F3"] * 3)
+    rec = simulate(SubjectConfig(seed=4, artifact_mv=4.0), pt, pi, ps, 55.0)
+    fs, t0 = rec.fs, 2000.0
+    stamps = t0 + np.arange(rec.ecg_mv.size) / fs
+    stage = HeartStage()
+    stage.start(fs, ["ECG"], source_id)
+    try:
+        beats_in = _resolve(f"{source_id}-heart-beats")
+        grid = ChunkAssembler(fs, 10.0)
+        step, told = round(0.02 * fs), 0
+        for i in range(0, rec.ecg_mv.size, step):
+            # The gate fires each train at its first pulse; the stage learns of all of
+            # its pulses then, before their samples reach it.
+            while (
+                told < onsets.size and t0 + onsets[told] <= stamps[min(i + step, stamps.size) - 1]
+            ):
+                k = np.flatnonzero(np.isclose(pt, onsets[told]))[0]
+                stage.note_pulses(t0 + pt[k : k + 50])
+                told += 1
+            for chunk in grid.push(rec.ecg_mv[i : i + step, None], stamps[i : i + step]):
+                stage.update(chunk)
+        markers, m_t = _drain(beats_in, np.sum(rec.rpeaks < rec.ecg_mv.size - fs))
+    finally:
+        stage.close()
+    cls = np.array([json.loads(m[0])["beat_class"] for m in markers])
+    live = np.rint((m_t[cls != BEAT_ARTIFACT] - t0) * fs).astype(np.int64)
+    blank = pulse_blank_mask(np.rint(pt * fs).astype(np.int64), 0, rec.ecg_mv.size, fs)
+    offline = detect_rpeaks(rec.ecg_mv, fs, blank=blank)
+    # Only the samples just before each train's first pulse (2 ms) can have passed
+    # before the gate fired it.
+    assert 0 <= blank.sum() - stage.blanked_samples <= onsets.size * round(0.002 * fs)
+    np.testing.assert_array_equal(live, offline[offline < live.max() + 1])
+    truth = rec.rpeaks[rec.rpeaks <= live.max()]
+    s = beat_scores(
+        truth / fs,
+        {"t": live / fs, "confirmed_t": live / fs, "hr_bpm": np.zeros(live.size)},
+        (1.0, live.max() / fs),
+    )
+    assert s["f1"] >= 0.99, s

@@ -35,6 +35,9 @@ class HeartPeriodStage:
     def add_event(self, t_lsl: float, text: str = "") -> None:
         pass
 
+    def note_pulses(self, t_lsl: np.ndarray) -> None:
+        """Stimulation pulses leave no artifact this stage must remove (ignored)."""
+
     def close(self) -> None:
         self.out.close()
 
