@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stimloop.dsp.hbc import Cycle, HBCParams, localise
+import numpy as np
+
+from stimloop.dsp.hbc import Cycle, HBCParams, Localisation, localise
 
 if TYPE_CHECKING:
     from stimloop.loop.report import RecordedSession
@@ -62,18 +65,24 @@ def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
-    """Per-site HBC, the ranking and the chosen target of a localisation recording.
+@dataclass(frozen=True)
+class RecordedLocalisation:
+    """A localisation rebuilt from its recording: what :func:`localise` was given and
+    what it found (the cycles completed in the file only)."""
 
-    Returns
-    -------
-    dict or None
-        None when the recording holds no localisation. Otherwise ``order`` and
-        ``order_seed``, ``cycles`` (each cycle's offline figures), ``localisation``
-        (:func:`localisation_dict`), ``live_vs_offline_max_rel`` (largest relative HBC
-        difference over the cycles the session scored live), ``stops`` (cardiac stop
-        alerts), ``refused_trains`` and, with a virtual subject, ``truth_best_site``.
-    """
+    events: list[dict[str, Any]]  # the session's ``hbc`` markers
+    plan: dict[str, Any]
+    params: HBCParams
+    cycles: list[Cycle]
+    localisation: Localisation
+    metrics: np.ndarray  # per cycle, dsp.hbc.CYCLE_DTYPE
+
+
+def recorded_localisation(rec: RecordedSession) -> RecordedLocalisation | None:
+    """The cycles of a localisation recording (from its plan and site starts) and
+    :func:`~stimloop.dsp.hbc.localise` of its recorded HR; None without a localisation
+    or a completed cycle. The one reading of a localisation recording: ``analyze`` and
+    the study tables both use it."""
     events = _markers(rec, "hbc")
     plan = next((e for e in events if e.get("event") == "plan"), None)
     hr_s = rec.stream("heart_hr")
@@ -104,6 +113,25 @@ def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
     if not cycles:
         return None
     loc, metrics = localise(hr, rate, float(hr_t[0]), cycles, params)
+    return RecordedLocalisation(events, plan, params, cycles, loc, metrics)
+
+
+def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
+    """Per-site HBC, the ranking and the chosen target of a localisation recording.
+
+    Returns
+    -------
+    dict or None
+        None when the recording holds no localisation. Otherwise ``order`` and
+        ``order_seed``, ``cycles`` (each cycle's offline figures), ``localisation``
+        (:func:`localisation_dict`), ``live_vs_offline_max_rel`` (largest relative HBC
+        difference over the cycles the session scored live), ``stops`` (cardiac stop
+        alerts), ``refused_trains`` and, with a virtual subject, ``truth_best_site``.
+    """
+    r = recorded_localisation(rec)
+    if r is None:
+        return None
+    events, plan, cycles, metrics = r.events, r.plan, r.cycles, r.metrics
     live = {(e["site"], e["index"]): e.get("hbc") for e in events if e.get("event") == "cycle"}
     diffs = [
         abs(m["hbc"] - live[(c.site, c.index)]) / max(abs(live[(c.site, c.index)]), 1e-9)
@@ -125,7 +153,7 @@ def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
             }
             for c, m in zip(cycles, metrics, strict=True)
         ],
-        "localisation": localisation_dict(loc),
+        "localisation": localisation_dict(r.localisation),
         "live_cycles": len(live),
         "live_vs_offline_max_rel": max(diffs) if diffs else None,
         "stops": [e for e in rec.decisions if e.get("event") == "alert"],

@@ -24,11 +24,10 @@ from the recording's first sample (``t_s``); phases in rad, phase errors in degr
 What the recordings hold today: the demo and ``stimloop run`` record pulses, refusals,
 HR and EDA, so session and pulse rows are full. Exercise rows appear when exposure
 markers (JSON on any marker stream the session records, or ``user_marker`` texts) are
-in the recording; site and cycle rows when the session publishes its HBC cycles as
-decision events ``{"event": "hbc_cycle", "site": "F3", "index": 1, "intensity": 55.0,
-"onset_t": <LSL s>}`` (index 0 = the rest cycle). No session does either yet (the HBC
-protocol is issue #17; exposure markers are not wired into sessions), so those tables
-are empty, with their columns, until they do.
+in the recording; site and cycle rows for a heart-brain-coupled localisation (its
+``hbc`` stream: plan and site starts; the cycles completed in the file), the same
+figures ``stimloop analyze`` reports. Other sessions leave those tables empty, with
+their columns.
 """
 
 from __future__ import annotations
@@ -50,10 +49,11 @@ from stimloop.dsp.exposure import (
     Series,
     exercise_figures,
 )
-from stimloop.dsp.hbc import CYCLE_DTYPE, Cycle, HBCParams, localise
-from stimloop.dsp.heart import FLAG_IBI_JUMP, FLAG_IBI_RANGE, hrv_rmssd_sdnn
+from stimloop.dsp.hbc import CYCLE_DTYPE
+from stimloop.dsp.heart import hrv_rmssd_sdnn
 from stimloop.loop import catalog
 from stimloop.loop.exposure_markers import parse_exercises
+from stimloop.loop.hbc_analysis import recorded_localisation
 from stimloop.loop.report import RecordedSession, session_report
 
 #: Identity columns every row starts with.
@@ -196,13 +196,16 @@ def pulse_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
     """One row per attempted pulse, in decision order: fired or refused."""
     out: list[dict[str, Any]] = []
     k = 0
-    default_target = math.radians(rec.config["protocol"]["target_phase_deg"])
+    # Phase-locked sessions have a target phase; a localisation's trains and a session
+    # without a protocol have none (NaN, an empty cell).
+    protocol = rec.config.get("protocol") or {}
+    default_target = math.radians(protocol.get("target_phase_deg", math.nan))
     for e in rec.decisions:
         kind = e.get("event")
         if kind not in ("fired", "refused"):
             continue
         row: dict[str, Any] = {c: None for c, _ in PULSE_COLUMNS}
-        row.update(outcome=kind, target_phase_rad=e.get("target_phase_rad", default_target))
+        row.update(outcome=kind, target_phase_rad=clean(e.get("target_phase_rad", default_target)))
         for name in ("decision_latency_ms", "horizon_s", "forecast_sd_s", "confidence",
                      "amplitude_uv", "control"):  # fmt: skip
             row[name] = clean(e.get(name))
@@ -213,7 +216,7 @@ def pulse_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
             k += 1
             row.update(
                 t=t, phase_est_rad=clean(est), phase_true_rad=clean(true),
-                target_phase_rad=tgt, error_est_deg=_deg(est - tgt),
+                target_phase_rad=clean(tgt), error_est_deg=_deg(est - tgt),
                 error_true_deg=_deg(true - tgt), est_vs_true_deg=_deg(est - true),
                 late_ms=clean((t - e["t_planned"]) * 1e3) if e.get("t_planned") else None,
             )  # fmt: skip
@@ -304,35 +307,14 @@ def exercise_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
     return out
 
 
-def hbc_cycles(rec: RecordedSession) -> list[Cycle]:
-    """The HBC cycles the session published (``hbc_cycle`` decision events)."""
-    return [
-        Cycle(str(e["site"]), int(e["index"]), float(e["intensity"]), float(e["onset_t"]))
-        for e in rec.decisions
-        if e.get("event") == "hbc_cycle"
-    ]
-
-
 def hbc_rows(rec: RecordedSession, t0: float) -> tuple[list[dict], list[dict]]:
-    """Site and cycle rows of the session's HBC cycles on its recorded 4 Hz HR.
-
-    The HR series is the heart stage's ``heart_hr`` stream (first sample at its first
-    timestamp, spaced at its nominal rate), with beats flagged implausible
-    (``FLAG_IBI_RANGE``/``FLAG_IBI_JUMP``) as missing, as
-    :func:`stimloop.dsp.hbc.hr_from_ecg` does; default :class:`HBCParams`.
-    """
-    cycles = hbc_cycles(rec)
-    hr_stream = rec.stream("heart_hr")
-    if not cycles or hr_stream is None or not len(hr_stream.time_stamps):
+    """Site and cycle rows of a localisation recording: exactly what ``stimloop analyze``
+    reports (:func:`stimloop.loop.hbc_analysis.recorded_localisation`: the cycles from
+    the recorded plan and site starts, ``localise`` of the recorded 4 Hz HR)."""
+    r = recorded_localisation(rec)
+    if r is None:
         return [], []
-    data = np.asarray(hr_stream.time_series, float)
-    labels = [c.label for c in catalog.get("heart_hr").channels]
-    hr = data[:, labels.index("hr_bpm")].copy()
-    flags = data[:, labels.index("flags")].astype(np.int64)
-    hr[(flags & (FLAG_IBI_RANGE | FLAG_IBI_JUMP)) != 0] = np.nan
-    params = HBCParams()
-    loc, metrics = localise(hr, hr_stream.rate_hz, float(hr_stream.time_stamps[0]), cycles,
-                            params)  # fmt: skip
+    loc = r.localisation
     sites = []
     for rank, s in enumerate(loc.ranking, start=1):
         sites.append({
@@ -341,10 +323,10 @@ def hbc_rows(rec: RecordedSession, t0: float) -> tuple[list[dict], list[dict]]:
             "n_above": s.n_above, "n_valid": s.n_valid, "mean_hbc": clean(s.mean_hbc),
             "upper_hbc": clean(s.upper_hbc), "upper_norm_hbc": clean(loc.upper_norm_hbc[s.site]),
             "rest_hbc": clean(s.rest_hbc), "slope": clean(s.slope),
-            "threshold": params.threshold,
+            "threshold": r.params.threshold,
         })  # fmt: skip
     rows = []
-    for c, m in zip(cycles, metrics, strict=True):
+    for c, m in zip(r.cycles, r.metrics, strict=True):
         row = {"site": c.site, "index": c.index, "intensity": c.intensity,
                "t_s": clean(c.onset_s - t0)}  # fmt: skip
         row.update({n: clean(m[n]) for n in CYCLE_DTYPE.names})

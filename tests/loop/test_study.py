@@ -39,8 +39,8 @@ def _leaves(obj, prefix):
 
 
 def _rich(demo: Path, dst: Path, rewrite_with) -> None:
-    """The demo with an exposure exercise (markers as PsychoPy would send them) and HBC
-    cycles (as the HBC protocol will publish them) added, so those rows appear."""
+    """The demo with an exposure exercise added (markers as PsychoPy would send them), so
+    its rows appear."""
     f = read_xdf(demo)
     t = [float(s.synchronized_stamps()[0]) for s in f.streams if len(s.time_stamps)]
     t0 = min(t)
@@ -51,10 +51,7 @@ def _rich(demo: Path, dst: Path, rewrite_with) -> None:
         (t0 + 6.0, xm.exercise_end("lift")),
         (t0 + 6.5, xm.rating("outcome", 20)),
     ]
-    cycles = [(t0 + 1.0 + k, {"event": "hbc_cycle", "site": site, "index": k,
-                              "intensity": 50.0 + 10 * k, "onset_t": t0 + 1.0 + k})
-              for site in ("F3", "FC3") for k in range(2)]  # fmt: skip
-    rewrite_with(demo, dst, decisions=cycles, markers=markers)
+    rewrite_with(demo, dst, decisions=[], markers=markers)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +155,7 @@ def test_csv_holds_the_same_values_as_parquet(study):
 
 
 @pytest.mark.slow
-def test_exercise_and_hbc_rows_appear_when_the_recording_holds_them(study):
+def test_exercise_rows_appear_when_the_recording_holds_them(study):
     _, out, _ = study
     rich = "sub-06/ses-1/sub-06_ses-1_task-demo.xdf"
     ex = [r for r in _table(out, "exercise") if r["file"] == rich]
@@ -166,13 +163,7 @@ def test_exercise_and_hbc_rows_appear_when_the_recording_holds_them(study):
     assert ex[0]["expectancy"] == 70.0 and ex[0]["outcome"] == 20.0
     assert ex[0]["expectancy_violation"] == 50.0
     assert ex[0]["duration_s"] == pytest.approx(5.0) and ex[0]["n_cues"] in (0, 1)
-    sites = [r for r in _table(out, "site") if r["file"] == rich]
-    assert sorted(s["site"] for s in sites) == ["F3", "FC3"]
-    assert sorted(s["rank"] for s in sites) == [1, 2]
-    cycles = [r for r in _table(out, "cycle") if r["file"] == rich]
-    assert len(cycles) == 4
-    # An 8 s recording cannot hold a 16 s cycle and its 5 s baseline: invalid, not 0.
-    assert all(c["valid"] is False and c["hbc"] is None for c in cycles)
+    assert _table(out, "site") == [] and _table(out, "cycle") == []  # no localisation
     others = [r for r in _table(out, "exercise") if r["file"] != rich]
     assert others == []
 
@@ -261,51 +252,30 @@ def test_map_jobs_keeps_order_and_raises_a_jobs_error():
             map_jobs(_square, [1, -3, 2], client=client)
 
 
-@pytest.mark.slow
-def test_hbc_rows_are_localise_on_the_recorded_heart_rate(tmp_path):
-    """A recording as the HBC protocol will write it (the heart stage's 4 Hz HR and one
-    ``hbc_cycle`` decision per cycle), from the virtual subject: the site and cycle rows
-    are ``dsp.hbc.localise`` of that HR, exactly, and the session row names its choice."""
-    from stimloop.devices.sim.hbc_subject import HBCSubject, SubjectConfig, simulate, train_pulses
-    from stimloop.dsp.hbc import dash_schedule, hr_from_ecg, localise
-    from stimloop.loop.report import read_session
-    from stimloop.loop.study_rows import session_tables
-    from stimloop.stream.xdf import info_xml, write_xdf
+def test_hbc_rows_are_the_localisation_analyze_reports(tmp_path):
+    """A localisation recording as the session writes it (plan, site starts and cycles
+    on its ``hbc`` stream, the heart stage's 4 Hz HR), from the virtual subject: the
+    site and cycle rows are exactly ``dsp.hbc.localise`` of that HR, the figures
+    ``analyze`` reports, and the session row names its choice."""
+    from report_recordings import hbc_recording
 
-    cfg = SubjectConfig(seed=4, artifact_mv=0.0)
-    cycles = dash_schedule(("F3", "FC3", "F5"), [60.0, 80.0, 100.0, 120.0], 10.0, gap_s=5.0)
-    rmt = HBCSubject(cfg).truth.rmt_pct
-    onsets = np.array([c.onset_s for c in cycles])
-    pt, pi, ps = train_pulses(onsets, [c.intensity * rmt / 100 for c in cycles],
-                              [c.site for c in cycles])  # fmt: skip
-    ecg = simulate(cfg, pt, pi, ps, onsets[-1] + 25.0)
-    hr = hr_from_ecg(ecg.ecg_mv, ecg.fs, 4.0)
-    t0 = 5000.0  # the LSL time of the first HR sample
-    series = np.column_stack([hr, *(np.full(hr.size, np.nan),) * 3, np.zeros(hr.size)])
-    config = {"name": "hbc", "protocol": {"kind": "hbc", "target_phase_deg": 0.0,
-                                          "control": "none"}, "sources": {}}  # fmt: skip
-    events = [{"event": "hbc_cycle", "site": c.site, "index": c.index,
-               "intensity": c.intensity, "onset_t": t0 + c.onset_s} for c in cycles]  # fmt: skip
-    hr_chans = [{"label": n, "unit": u, "type": "HR"} for n, u in
-                (("hr_bpm", "bpm"), ("ibi_ms", "ms"), ("rmssd_ms", "ms"), ("sdnn_ms", "ms"),
-                 ("flags", "bitfield"))]  # fmt: skip
+    from stimloop.loop.study_rows import session_tables
+
     path = tmp_path / "hbc.xdf"
-    write_xdf(path, [
-        (info_xml("d", "Markers", "P-decisions", [{"label": "marker"}], 0.0, "string",
-                  {"session_config": json.dumps(config), "truth_source_ids": "{}"}), "string",
-         np.array([e["onset_t"] for e in events]), [[json.dumps(e)] for e in events]),
-        (info_xml("hr", "HR", "P-heart-hr", hr_chans, 4.0, "double64"), "double64",
-         t0 + np.arange(hr.size) / 4.0, series),
-    ])  # fmt: skip
-    tables = session_tables(read_session(path), {"file": "hbc.xdf", "participant": "01",
-                                                 "session": "1"})  # fmt: skip
-    shifted = [type(c)(c.site, c.index, c.intensity, t0 + c.onset_s) for c in cycles]
-    loc, metrics = localise(hr, 4.0, t0, shifted)
-    assert [s["site"] for s in tables["site"]] == [s.site for s in loc.ranking]
-    for row, s in zip(tables["site"], loc.ranking, strict=True):
-        assert row["mean_hbc"] == s.mean_hbc and row["n_above"] == s.n_above
-        assert row["passes"] == s.passes and row["best"] == (s.site == loc.best_site)
-    assert [c["hbc"] for c in tables["cycle"]] == metrics["hbc"].tolist()
-    assert all(c["valid"] for c in tables["cycle"])
-    assert tables["session"][0]["hbc_best_site"] == loc.best_site
-    assert tables["session"][0]["hbc_target_found"] == loc.target_found
+    made = hbc_recording(path, "P", sites=("F3", "FC3", "F5"), intensities=(60.0, 80.0, 100.0))
+    rec = read_session(path)
+    tables = session_tables(rec, {"file": "hbc.xdf", "participant": "01", "session": "1"})
+    loc = made["localisation"]
+    assert [s["site"] for s in tables["site"]] == [s["site"] for s in loc["sites"]]
+    for row, s in zip(tables["site"], loc["sites"], strict=True):
+        assert row["mean_hbc"] == s["mean_hbc"] and row["n_above"] == s["n_above"]
+        assert row["passes"] == s["passes"] and row["best"] == (s["site"] == loc["best_site"])
+    assert [c["hbc"] for c in tables["cycle"]] == [
+        None if not math.isfinite(v) else v for v in made["metrics"]["hbc"].tolist()
+    ]
+    assert tables["session"][0]["hbc_best_site"] == loc["best_site"]
+    assert tables["session"][0]["hbc_target_found"] == loc["target_found"]
+    assert session_report(rec)["hbc"]["localisation"] == loc
+    # trains are pulse rows too, without a target phase (an empty cell, not NaN)
+    assert len(tables["pulse"]) == made["fired"]
+    assert all(r["target_phase_rad"] is None for r in tables["pulse"])
