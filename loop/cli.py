@@ -566,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     _gui_parser(sub)
     _simulate_parser(sub)
     _analyze_parser(sub)
-    _misc_parsers(sub)
+    _devices_parser(sub)
+    _estop_parser(sub)
+    _mark_parser(sub)
+    _confirm_parser(sub)
+    _streams_parser(sub)
     _record_parsers(sub)
     _study_parsers(sub)
     return parser
@@ -732,7 +736,7 @@ def _analyze_parser(sub) -> None:
     )
 
 
-def _misc_parsers(sub) -> None:
+def _devices_parser(sub) -> None:
     p = _add(
         sub,
         "devices",
@@ -741,6 +745,9 @@ def _misc_parsers(sub) -> None:
         "List the drivers registered in the 'stimloop.devices' entry-point group.",
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _estop_parser(sub) -> None:
     p = _add(
         sub,
         "estop",
@@ -756,6 +763,9 @@ def _misc_parsers(sub) -> None:
         "--reason", default="stimloop estop (command line)", help="why; recorded by each session"
     )
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each answer")
+
+
+def _mark_parser(sub) -> None:
     p = _add(
         sub,
         "mark",
@@ -796,6 +806,9 @@ def _misc_parsers(sub) -> None:
     )
     p.add_argument("--code", type=int, default=None, help="cue: a numeric event code")
     p.add_argument("--session", metavar="PREFIX", help="the session (default: the only one)")
+
+
+def _confirm_parser(sub) -> None:
     p = _add(
         sub,
         "confirm",
@@ -807,6 +820,9 @@ def _misc_parsers(sub) -> None:
     )
     p.add_argument("--note", default="", help="recorded with the confirmation")
     p.add_argument("--session", metavar="PREFIX", help="the session (default: the only one)")
+
+
+def _streams_parser(sub) -> None:
     p = _add(
         sub,
         "streams",

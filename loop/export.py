@@ -140,6 +140,28 @@ def export_session(
     if eeg_stream is None or not len(eeg_stream.time_stamps):
         raise SessionError(f"{recording}: no recorded EEG (sources.eeg); nothing to export")
     path = bids_path(root, subject, session, task, run)
+    out, t0, n_events, n_inside = _write_eeg(rec, recording, eeg_stream, path, overwrite)
+    written: dict[str, Any] = {
+        "eeg": str(out.fpath),
+        "events": str(out.copy().update(suffix="events", extension=".tsv").fpath),
+        "events_written": n_inside,
+        "events_outside": n_events - n_inside,
+        "physio": _write_physio(rec, out, t0, overwrite),
+        "nibs": [],
+    }
+    rows = _nibs_rows(rec, t0)
+    files = write_nibs(out, rows, NIBS_COLUMNS, _nibs_sidecar(rec, task), overwrite=overwrite)
+    written["nibs"] = [str(f) for f in files]
+    written["pulses"] = len(rows)
+    return written
+
+
+def _write_eeg(rec: RecordedSession, recording: str | Path, eeg_stream, path, overwrite: bool):
+    """Write the EEG with the session's moments inside it as annotations.
+
+    Returns the written BIDS path, the LSL time of the first EEG sample, and the number
+    of moments in the session and inside the EEG.
+    """
     eeg = read_raws_xdf(recording, {"eeg": eeg_stream.text("source_id")}, markers=False)["eeg"]
     import mne
 
@@ -154,14 +176,12 @@ def export_session(
                              # MNE-BIDS names the maker of the file format it wrote
                              # (BrainVision); the amplifier's maker is not recorded.
                              "Manufacturer": "n/a", "RecordingType": "continuous"})  # fmt: skip
-    written: dict[str, Any] = {
-        "eeg": str(out.fpath),
-        "events": str(out.copy().update(suffix="events", extension=".tsv").fpath),
-        "events_written": len(inside),
-        "events_outside": len(events) - len(inside),
-        "physio": [],
-        "nibs": [],
-    }
+    return out, t0, len(events), len(inside)
+
+
+def _write_physio(rec: RecordedSession, out, t0: float, overwrite: bool) -> list[str]:
+    """Write the recorded ECG and EDA as physio recordings; the files written."""
+    written: list[str] = []
     for role, label, name, what in (("ecg", "ecg", "cardiac", "ECG"),
                                     ("eda", "eda", "eda", "skin conductance (EDA)")):  # fmt: skip
         s = _source(rec, role)
@@ -175,17 +195,27 @@ def export_session(
                  "units": m["unit"] or "n/a"} for m in meta]  # fmt: skip
         start = float(s.synchronized_stamps()[0]) - t0
         files = write_physio(out, label, data, s.rate_hz, start, cols, overwrite=overwrite)
-        written["physio"] += [str(f) for f in files]
+        written += [str(f) for f in files]
+    return written
+
+
+def _nibs_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
+    """One row of the stimulation table per delivered pulse (:data:`NIBS_COLUMNS`)."""
     proto = rec.config.get("protocol", {})
-    rows = [{"onset": float(t) - t0, "StimulusMode": "single",
+    return [{"onset": float(t) - t0, "StimulusMode": "single",
              "FirstPulseAmplitude": float(proto.get("intensity_pct", math.nan)),
              "MarkerID": proto.get("site"), "TargetPhase": float(tg),
              "EstimatedPhase": float(pe), "TruePhase": float(pt),
              "Control": proto.get("control")}
             for t, tg, pe, pt in zip(rec.pulse_t, rec.pulse_target, rec.pulse_phase_est,
                                      rec.pulse_phase_true, strict=True)]  # fmt: skip
+
+
+def _nibs_sidecar(rec: RecordedSession, task: str) -> dict[str, Any]:
+    """The stimulation table's sidecar: the stimulator, the protocol and its limits."""
+    proto = rec.config.get("protocol", {})
     stim = rec.config.get("stimulator", {})
-    sidecar = {
+    return {
         "TaskName": task,
         "StimulationSystemName": "tms",
         "ManufacturersModelName": stim.get("driver", "n/a"),
@@ -194,10 +224,6 @@ def export_session(
         "StimloopProtocol": proto,
         "StimloopSafetyLimits": stim.get("safety", {}),
     }
-    files = write_nibs(out, rows, NIBS_COLUMNS, sidecar, overwrite=overwrite)
-    written["nibs"] = [str(f) for f in files]
-    written["pulses"] = len(rows)
-    return written
 
 
 def format_export(written: dict[str, Any]) -> str:

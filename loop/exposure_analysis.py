@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stimloop.dsp.arousal import ArousalParams, BandParams, arousal_timeline, calibrate
+from stimloop.dsp.arousal import (
+    ArousalParams,
+    BandParams,
+    Calibration,
+    arousal_timeline,
+    calibrate,
+)
 from stimloop.dsp.exposure import (
     BAND_NAMES,
     CUE_DTYPE,
@@ -55,6 +61,7 @@ from stimloop.dsp.exposure import (
     median_step,
 )
 from stimloop.loop.exposure_markers import (
+    Exercise,
     ExposureLog,
     ExposureMarkerError,
     parse_exercises,
@@ -226,15 +233,64 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
     params = ArousalParams()
     issues: list[str] = []
     out: dict[str, Any] = {"source": "exposure stream" if live_stage else "events stream"}
+    level, scrs, hr = _usable_inputs(rec, issues)
+    cal, timeline = _calibrated_timeline(log, level, scrs, hr, params, bands, issues)
+    out["calibration"] = _calibration_dict(cal)
+    out["bands"] = dataclasses.asdict(bands)
+    out["arousal"] = _arousal_summary(timeline)
+    # --- exercises
+    ended = [e for e in log.exercises if e.ended]
+    refused = _refused_live(rec, markers) if live_stage else []
+    plain = [(r["t"], r["text"]) for r in refused]
+    cue_t = np.array(
+        [c.t for e in log.exercises for c in e.cues]
+        + [c.t for c in log.orphan_cues]
+        + [t for t, _ in plain],
+        float,
+    )
+    figures = _figures_of(ended, level, scrs, hr, cue_t, timeline)
+    out["exercises"] = [_exercise_row(e, f) for e, f in zip(ended, figures, strict=False)]
+    out["unended"] = [
+        {"number": e.number, "label": e.label, "start_t": e.start_t}
+        for e in log.exercises
+        if not e.ended
+    ]
+    measure = _primary_measure(figures)
+    out["habituation"] = _habituation_dict(figures, measure) if figures else None
+    out["expectancy"] = _expectancy_dict(ended, figures, measure) if figures else None
+    out["cues"] = _cue_section(log, plain, scrs, figures, ended)
+    out["markers"] = _marker_counts(log, cue_t, refused)
+    out["live_vs_offline"] = (
+        _live_vs_offline(rec, records, figures, timeline, cal, out["cues"]) if live_stage else None
+    )
+    out["issues"] = issues
+    return ExposureAnalysis(log, figures, timeline, bands, out)
+
+
+def _usable_inputs(
+    rec: RecordedSession, issues: list[str]
+) -> tuple[EDALevel | None, SCRTable, Series | None]:
+    """:func:`recorded_inputs`, or none of them when they cannot be used (said in ``issues``)."""
     try:
         level, scrs, hr = recorded_inputs(rec)
     except ExposureInputError as exc:  # e.g. timestamps that go back: say so, compute nothing
-        level, scrs, hr = None, SCRTable.empty(), None
         issues.append(f"the recorded EDA/HR streams cannot be used: {exc}")
-    else:
-        if level is None:
-            issues.append("no EDA level stream recorded: no exercise physiology, no arousal index")
-    # --- calibration and the arousal index
+        return None, SCRTable.empty(), None
+    if level is None:
+        issues.append("no EDA level stream recorded: no exercise physiology, no arousal index")
+    return level, scrs, hr
+
+
+def _calibrated_timeline(
+    log: ExposureLog,
+    level: EDALevel | None,
+    scrs: SCRTable,
+    hr: Series | None,
+    params: ArousalParams,
+    bands: BandParams,
+    issues: list[str],
+) -> tuple[Calibration | None, np.ndarray | None]:
+    """The first usable calibration rest and the arousal index after it (or None, None)."""
     cal = None
     timeline = None
     for a, b in log.calibrations:
@@ -251,45 +307,38 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
         after = int(np.searchsorted(level.t, cal.end_t, side="left"))
         post = level.slice(after, len(level))
         timeline = arousal_timeline(post, scrs, hr, cal, params, bands)
-    out["calibration"] = _calibration_dict(cal)
-    out["bands"] = dataclasses.asdict(bands)
-    out["arousal"] = _arousal_summary(timeline)
-    # --- exercises
-    ended = [e for e in log.exercises if e.ended]
-    refused = _refused_live(rec, markers) if live_stage else []
-    plain = [(r["t"], r["text"]) for r in refused]
-    cue_t = np.array(
-        [c.t for e in log.exercises for c in e.cues]
-        + [c.t for c in log.orphan_cues]
-        + [t for t, _ in plain],
-        float,
+    return cal, timeline
+
+
+def _figures_of(
+    ended: list[Exercise],
+    level: EDALevel | None,
+    scrs: SCRTable,
+    hr: Series | None,
+    cue_t: np.ndarray,
+    timeline: np.ndarray | None,
+) -> list[ExerciseFigures]:
+    """The physiology of each ended exercise (none without an EDA level)."""
+    if level is None or not ended:
+        return []
+    ar = band = None
+    if timeline is not None:
+        ar = Series(timeline["t"], timeline["index"])
+        band = Series(timeline["t"], timeline["state"].astype(float))
+    return exercise_physiology(
+        np.array([(e.start_t, e.end_t) for e in ended]).reshape(-1, 2),
+        scrs=scrs,
+        level=level,
+        hr=hr,
+        cue_t=np.sort(cue_t),
+        arousal=ar,
+        band=band,
     )
-    figures: list[ExerciseFigures] = []
-    if level is not None and ended:
-        ar = band = None
-        if timeline is not None:
-            ar = Series(timeline["t"], timeline["index"])
-            band = Series(timeline["t"], timeline["state"].astype(float))
-        figures = exercise_physiology(
-            np.array([(e.start_t, e.end_t) for e in ended]).reshape(-1, 2),
-            scrs=scrs,
-            level=level,
-            hr=hr,
-            cue_t=np.sort(cue_t),
-            arousal=ar,
-            band=band,
-        )
-    out["exercises"] = [_exercise_row(e, f) for e, f in zip(ended, figures, strict=False)]
-    out["unended"] = [
-        {"number": e.number, "label": e.label, "start_t": e.start_t}
-        for e in log.exercises
-        if not e.ended
-    ]
-    measure = _primary_measure(figures)
-    out["habituation"] = _habituation_dict(figures, measure) if figures else None
-    out["expectancy"] = _expectancy_dict(ended, figures, measure) if figures else None
-    out["cues"] = _cue_section(log, plain, scrs, figures, ended)
-    out["markers"] = {
+
+
+def _marker_counts(log: ExposureLog, cue_t: np.ndarray, refused: list[dict]) -> dict[str, Any]:
+    """The report's ``markers`` part: counts, rejected markers, issues, refused live."""
+    return {
         "exercises": len(log.exercises),
         "cues": int(cue_t.size),
         "ignored_plain_text": log.ignored,
@@ -297,11 +346,6 @@ def analyse_exposure(rec: RecordedSession) -> ExposureAnalysis | None:
         "issues": [{"t": i.t, "reason": i.reason} for i in log.issues],
         "refused_live": [{**r, "text": _clip(r["text"], 200)} for r in refused],
     }
-    out["live_vs_offline"] = (
-        _live_vs_offline(rec, records, figures, timeline, cal, out["cues"]) if live_stage else None
-    )
-    out["issues"] = issues
-    return ExposureAnalysis(log, figures, timeline, bands, out)
 
 
 def exposure_analysis(rec: RecordedSession) -> dict[str, Any] | None:

@@ -357,16 +357,28 @@ def _hr_eda_figures(a: SessionAnalysis, ids: _Ids, pulses: bool, hr: bool = True
 
 
 def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
-    rec, h = a.rec, a.report["hbc"]
-    t0 = _start_t(a)
-    loc = h["localisation"]
-    train_s = float((a.report["session"]["config"].get("protocol") or {}).get("train_s", 5.0))
+    h = a.report["hbc"]
     out = [
         f'<section id="{ids("hbc")}"><h2>Heart-brain coupling</h2>',
         f"<p>Sites in order {escape(', '.join(h['order']))} (order seed "
         f"{escape(str(h['order_seed']))}), intensities in {escape(str(h['unit']))}.</p>",
+        _hbc_hr_figure(a, ids),
+        _hbc_intensity_figure(h, ids),
+        *_hbc_ranking(h, ids),
+        *_hbc_target(h, ids),
+        *_hbc_stops(h, ids),
     ]
-    # HR timeline with the trains
+    if h["refused_trains"]:
+        out.append(f"<p class='warn'>{len(h['refused_trains'])} train(s) refused by the gate.</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _hbc_hr_figure(a: SessionAnalysis, ids: _Ids) -> str:
+    """The HR timeline with the trains of the scored cycles and the cardiac stops."""
+    rec, h = a.rec, a.report["hbc"]
+    t0 = _start_t(a)
+    train_s = float((a.report["session"]["config"].get("protocol") or {}).get("train_s", 5.0))
     hr_t, hr = rec.series("heart_hr", 0)
     spans = [
         Span(c["onset_s"], c["onset_s"] + train_s, PALETTE[1], f"{c['site']} {c['intensity']:g}")
@@ -388,15 +400,16 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
         events=stops,
         x_offset=t0,
     )
-    out.append(
-        _figure(
-            svg,
-            f"HR during the localisation; shaded: the {len(spans)} trains "
-            f"({train_s:g} s each) of the {len(h['cycles'])} scored cycles"
-            + (f"; red: {len(stops)} cardiac stop(s)." if stops else "."),
-        )
+    return _figure(
+        svg,
+        f"HR during the localisation; shaded: the {len(spans)} trains "
+        f"({train_s:g} s each) of the {len(h['cycles'])} scored cycles"
+        + (f"; red: {len(stops)} cardiac stop(s)." if stops else "."),
     )
-    # HBC by intensity per site
+
+
+def _hbc_intensity_figure(h: dict[str, Any], ids: _Ids) -> str:
+    """HBC by intensity, one line per site, with the coupling threshold."""
     lines = [
         Line(
             np.array(s["intensities"], float),
@@ -405,7 +418,7 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
             PALETTE[k % len(PALETTE)],
             markers=True,
         )
-        for k, s in enumerate(loc["sites"])
+        for k, s in enumerate(h["localisation"]["sites"])
     ]
     thr = h.get("threshold")
     svg = line_chart(
@@ -416,14 +429,16 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
         "HBC (ln power)",
         hlines=[HLine(thr, f"threshold {thr:g}")] if thr is not None else [],
     )
-    out.append(
-        _figure(
-            svg,
-            "Heart-brain coupling of each cycle by intensity, per site"
-            + (f"; dashed: the coupling threshold {thr:g}." if thr is not None else "."),
-        )
+    return _figure(
+        svg,
+        "Heart-brain coupling of each cycle by intensity, per site"
+        + (f"; dashed: the coupling threshold {thr:g}." if thr is not None else "."),
     )
-    # ranking
+
+
+def _hbc_ranking(h: dict[str, Any], ids: _Ids) -> list[str]:
+    """The ranking table, the chosen site marked."""
+    loc = h["localisation"]
     rows, classes = [], []
     for k, s in enumerate(loc["sites"], start=1):
         rows.append(
@@ -437,21 +452,26 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
             )
         )
         classes.append("chosen" if s["site"] == loc["best_site"] else "")
-    out.append("<h3>ranking</h3>")
-    out.append(
+    return [
+        "<h3>ranking</h3>",
         _table(
             ids("hbc-ranking"),
             ["rank", "site", "n above", "mean HBC", "slope", "passes"],
             rows,
             left=0,
             classes=classes,
-        )
-    )
+        ),
+    ]
+
+
+def _hbc_target(h: dict[str, Any], ids: _Ids) -> list[str]:
+    """The chosen target, the virtual subject's true best site, and live vs offline."""
+    loc = h["localisation"]
     verdict = "Target" if loc["target_found"] else "No site passed the threshold; best"
-    out.append(
+    out = [
         f'<p id="{ids("hbc-target")}"><b>{verdict}: {escape(str(loc["best_site"]))}</b> '
         f"(alternative rule: {escape(str(loc['best_site_alt']))}).</p>"
-    )
+    ]
     if h.get("truth_best_site"):
         hit = "agrees" if h["truth_best_site"] == loc["best_site"] else "differs"
         out.append(
@@ -464,7 +484,12 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
             f"{100 * h['live_vs_offline_max_rel']:.3g} % over {h['live_cycles']} "
             "cycles.</p>"
         )
-    out.append("<h3>cardiac stop alerts</h3>")
+    return out
+
+
+def _hbc_stops(h: dict[str, Any], ids: _Ids) -> list[str]:
+    """The cardiac stop alerts, as a table (or "None.")."""
+    out = ["<h3>cardiac stop alerts</h3>"]
     if h["stops"]:
         out.append(
             _table(
@@ -484,10 +509,7 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
         )
     else:
         out.append(f'<p id="{ids("hbc-stops")}" class="ok">None.</p>')
-    if h["refused_trains"]:
-        out.append(f"<p class='warn'>{len(h['refused_trains'])} train(s) refused by the gate.</p>")
-    out.append("</section>")
-    return "".join(out)
+    return out
 
 
 def _phase_section(a: SessionAnalysis, ids: _Ids) -> str:
@@ -549,8 +571,6 @@ def _phase_section(a: SessionAnalysis, ids: _Ids) -> str:
 
 def _exposure_section(a: SessionAnalysis, ids: _Ids) -> str:
     x = a.report["exposure"]
-    ex = a.exposure
-    t0 = _start_t(a)
     out = [
         f'<section id="{ids("exposure")}"><h2>Exposure</h2>',
         f"<p>{len(x['exercises'])} exercise(s); markers from the {escape(x['source'])}.</p>",
@@ -562,215 +582,234 @@ def _exposure_section(a: SessionAnalysis, ids: _Ids) -> str:
             f"{_f(cal['rate_mean_per_min'], '.2f')}/min (SD {_f(cal['rate_sd_per_min'], '.2f')}),"
             f" HR {_f(cal['hr_mean_bpm'], '.1f')} bpm (SD {_f(cal['hr_sd_bpm'], '.2f')}).</p>"
         )
-    # per-exercise table
-    cols = [
-        ("#", "number", "d"),
-        ("label", "label", "s"),
-        ("duration s", "duration_s", ".1f"),
-        ("EDA valid", "eda_valid", "b"),
-        ("SCRs", "scr_count", ".0f"),
-        ("SCR/min", "scr_rate_per_min", ".2f"),
-        ("SCR amp sum µS", "scr_amp_sum_us", ".3f"),
-        ("ΔSCL µS", "scl_change_us", ".3f"),
-        ("peak ΔSCL µS", "scl_peak_change_us", ".3f"),
-        ("ΔHR bpm", "hr_change_bpm", ".2f"),
-        ("peak HR bpm", "hr_peak_bpm", ".1f"),
-        ("mean arousal", "arousal_mean", ".2f"),
-        ("peak arousal", "arousal_peak", ".2f"),
-        ("time hyper s", "time_hyper_s", ".1f"),
-        ("cues", "n_cues", "d"),
-        ("cue SCRs", "n_cue_responses", "d"),
-        ("expectancy", "expectancy", ".0f"),
-        ("SUDS peak", "suds_peak", ".0f"),
-        ("outcome", "outcome", ".0f"),
-        ("violation", "expectancy_violation", ".0f"),
-    ]
+    out += _exercise_table(x, ids)
+    if h := x["habituation"]:
+        out.append(_habituation_figure(h, ids))
+    if ev := x["expectancy"]:
+        out += _expectancy_figures(ev, ids)
+    ex = a.exposure
+    if ex is not None and ex.timeline is not None and (ar := x["arousal"]):
+        out.append(_arousal_figure(x, ar, ex.timeline, _start_t(a), ids))
+    if c := x["cues"]:
+        out += _cue_table(c, ids)
+    if (lo := x["live_vs_offline"]) is not None:
+        out += _live_offline_table(lo, ids)
+    out += _exposure_issues(x, ids)
+    out.append("</section>")
+    return "".join(out)
+
+
+#: Columns of the per-exercise table: header, key of the exercise row, format
+#: ("s" text, "d" integer, "b" yes/no, else a float format).
+_EXERCISE_COLUMNS = (
+    ("#", "number", "d"),
+    ("label", "label", "s"),
+    ("duration s", "duration_s", ".1f"),
+    ("EDA valid", "eda_valid", "b"),
+    ("SCRs", "scr_count", ".0f"),
+    ("SCR/min", "scr_rate_per_min", ".2f"),
+    ("SCR amp sum µS", "scr_amp_sum_us", ".3f"),
+    ("ΔSCL µS", "scl_change_us", ".3f"),
+    ("peak ΔSCL µS", "scl_peak_change_us", ".3f"),
+    ("ΔHR bpm", "hr_change_bpm", ".2f"),
+    ("peak HR bpm", "hr_peak_bpm", ".1f"),
+    ("mean arousal", "arousal_mean", ".2f"),
+    ("peak arousal", "arousal_peak", ".2f"),
+    ("time hyper s", "time_hyper_s", ".1f"),
+    ("cues", "n_cues", "d"),
+    ("cue SCRs", "n_cue_responses", "d"),
+    ("expectancy", "expectancy", ".0f"),
+    ("SUDS peak", "suds_peak", ".0f"),
+    ("outcome", "outcome", ".0f"),
+    ("violation", "expectancy_violation", ".0f"),
+)
+
+
+def _exercise_table(x: dict[str, Any], ids: _Ids) -> list[str]:
+    """The per-exercise table, then each exercise's issues and learned note."""
     rows = []
     for e in x["exercises"]:
         row = []
-        for _, key, fmt in cols:
+        for _, key, fmt in _EXERCISE_COLUMNS:
             v = e[key]
             row.append(
                 v if fmt in ("s", "d") else ("yes" if v else "no") if fmt == "b" else _f(v, fmt)
             )
         rows.append(row)
-    out.append("<h3>per exercise</h3>")
-    out.append(_table(ids("exposure-table"), [c[0] for c in cols], rows, left=2))
+    out = ["<h3>per exercise</h3>"]
+    out.append(_table(ids("exposure-table"), [c[0] for c in _EXERCISE_COLUMNS], rows, left=2))
     notes = [(e["number"], why) for e in x["exercises"] for why in e["issues"]]
     notes += [(e["number"], f"learned: {e['learned']}") for e in x["exercises"] if e["learned"]]
     if notes:
         out.append(
             "<ul>" + "".join(f"<li>exercise {n}: {escape(w)}</li>" for n, w in notes) + "</ul>"
         )
-    # habituation
-    if h := x["habituation"]:
-        num = np.array(h["number"], float)
-        val = np.array([np.nan if v is None else v for v in h["value"]], float)
-        lines = [Line(num, val, h["measure"], PALETTE[0], markers=True)]
-        ok = np.isfinite(val)
-        if ok.sum() >= 2:
-            slope, icpt = np.polyfit(num[ok], val[ok], 1)
-            lines.append(
-                Line(num, icpt + slope * num, "least-squares line", PALETTE[7], dash="5 4")
-            )
+    return out
+
+
+def _habituation_figure(h: dict[str, Any], ids: _Ids) -> str:
+    """The habituation curve with its least-squares line."""
+    num = np.array(h["number"], float)
+    val = np.array([np.nan if v is None else v for v in h["value"]], float)
+    lines = [Line(num, val, h["measure"], PALETTE[0], markers=True)]
+    ok = np.isfinite(val)
+    if ok.sum() >= 2:
+        slope, icpt = np.polyfit(num[ok], val[ok], 1)
+        lines.append(Line(num, icpt + slope * num, "least-squares line", PALETTE[7], dash="5 4"))
+    svg = line_chart(
+        ids("fig-habituation"),
+        "habituation curve",
+        lines,
+        "exercise",
+        h["measure"],
+        xticks=list(num),
+        xtick_labels=[f"{n:g}" for n in num],
+    )
+    return _figure(
+        svg,
+        f"Habituation: {escape(h['measure'])} per exercise, slope "
+        f"{_f(h['slope_per_exercise'], '.3f')} per exercise, Spearman rho "
+        f"{_f(h['rho'], '.2f')} (first {_f(h['first'], '.3f')}, last "
+        f"{_f(h['last'], '.3f')}).",
+    )
+
+
+def _expectancy_figures(ev: dict[str, Any], ids: _Ids) -> list[str]:
+    """Expectancy and outcome per exercise, and the violation against the response."""
+    cats = [str(r["number"]) for r in ev["rows"]]
+    svg = bar_chart(
+        ids("fig-expectancy"),
+        "expectancy and outcome per exercise",
+        cats,
+        [
+            ("expectancy", [r["expectancy"] for r in ev["rows"]]),
+            ("outcome", [r["outcome"] for r in ev["rows"]]),
+        ],
+        "rating (0-100)",
+        xlabel="exercise",
+        y_range=(0.0, 100.0),
+    )
+    pairs = "; ".join(
+        f"#{r['number']}: violation {_f(r['violation'], '.0f')}, "
+        f"{escape(ev['measure'])} {_f(r['response'], '.3f')}"
+        for r in ev["rows"]
+    )
+    out = [
+        _figure(
+            svg,
+            "Expectancy (before) and outcome (after) ratings; the "
+            f"violation (expectancy minus outcome) beside the response: {pairs}"
+            f" (Spearman rho {_f(ev['rho'], '.2f')}).",
+        )
+    ]
+    vx = np.array([np.nan if r["violation"] is None else r["violation"] for r in ev["rows"]])
+    vy = np.array([np.nan if r["response"] is None else r["response"] for r in ev["rows"]])
+    if np.isfinite(vx).any() and np.isfinite(vy).any():
         svg = line_chart(
-            ids("fig-habituation"),
-            "habituation curve",
-            lines,
-            "exercise",
-            h["measure"],
-            xticks=list(num),
-            xtick_labels=[f"{n:g}" for n in num],
+            ids("fig-violation-response"),
+            "violation and response",
+            [Line(vx, vy, ev["measure"], PALETTE[3], markers=True, dash="0 100000")],
+            "expectancy violation (points)",
+            ev["measure"],
         )
         out.append(
-            _figure(
-                svg,
-                f"Habituation: {escape(h['measure'])} per exercise, slope "
-                f"{_f(h['slope_per_exercise'], '.3f')} per exercise, Spearman rho "
-                f"{_f(h['rho'], '.2f')} (first {_f(h['first'], '.3f')}, last "
-                f"{_f(h['last'], '.3f')}).",
-            )
+            _figure(svg, "Each exercise's expectancy violation against its physiological response.")
         )
-    # expectancy against outcome
-    if ev := x["expectancy"]:
-        cats = [str(r["number"]) for r in ev["rows"]]
-        svg = bar_chart(
-            ids("fig-expectancy"),
-            "expectancy and outcome per exercise",
-            cats,
-            [
-                ("expectancy", [r["expectancy"] for r in ev["rows"]]),
-                ("outcome", [r["outcome"] for r in ev["rows"]]),
-            ],
-            "rating (0-100)",
-            xlabel="exercise",
-            y_range=(0.0, 100.0),
-        )
-        pairs = "; ".join(
-            f"#{r['number']}: violation {_f(r['violation'], '.0f')}, "
-            f"{escape(ev['measure'])} {_f(r['response'], '.3f')}"
-            for r in ev["rows"]
-        )
-        out.append(
-            _figure(
-                svg,
-                "Expectancy (before) and outcome (after) ratings; the "
-                f"violation (expectancy minus outcome) beside the response: {pairs}"
-                f" (Spearman rho {_f(ev['rho'], '.2f')}).",
-            )
-        )
-        vx = np.array([np.nan if r["violation"] is None else r["violation"] for r in ev["rows"]])
-        vy = np.array([np.nan if r["response"] is None else r["response"] for r in ev["rows"]])
-        if np.isfinite(vx).any() and np.isfinite(vy).any():
-            svg = line_chart(
-                ids("fig-violation-response"),
-                "violation and response",
-                [Line(vx, vy, ev["measure"], PALETTE[3], markers=True, dash="0 100000")],
-                "expectancy violation (points)",
-                ev["measure"],
-            )
-            out.append(
-                _figure(
-                    svg, "Each exercise's expectancy violation against its physiological response."
-                )
-            )
-    # arousal over time
-    if ex is not None and ex.timeline is not None and (ar := x["arousal"]):
-        tl = ex.timeline
-        b = x["bands"]
-        spans = [
-            Span(e["start_t"], e["end_t"], PALETTE[4], f"exercise {e['number']}", 0.15)
-            for e in x["exercises"]
+    return out
+
+
+def _arousal_figure(
+    x: dict[str, Any], ar: dict[str, Any], tl: np.ndarray, t0: float, ids: _Ids
+) -> str:
+    """The offline arousal index over time with the window of tolerance and the alerts."""
+    b = x["bands"]
+    spans = [
+        Span(e["start_t"], e["end_t"], PALETTE[4], f"exercise {e['number']}", 0.15)
+        for e in x["exercises"]
+    ]
+    hl = [
+        HLine(b["low"], f"low {b['low']:g}", "#555555"),
+        HLine(b["high"], f"high {b['high']:g}", "#B00020"),
+    ]
+    if b["hysteresis"] > 0:
+        hl += [
+            HLine(b["high"] + b["hysteresis"], "", "#B00020", "2 3"),
+            HLine(b["low"] - b["hysteresis"], "", "#555555", "2 3"),
         ]
-        hl = [
-            HLine(b["low"], f"low {b['low']:g}", "#555555"),
-            HLine(b["high"], f"high {b['high']:g}", "#B00020"),
-        ]
-        if b["hysteresis"] > 0:
-            hl += [
-                HLine(b["high"] + b["hysteresis"], "", "#B00020", "2 3"),
-                HLine(b["low"] - b["hysteresis"], "", "#555555", "2 3"),
-            ]
-        svg = line_chart(
-            ids("fig-arousal"),
-            "arousal index",
-            [Line(tl["t"], tl["index"], "arousal index")],
-            "time (s from the recording start)",
-            "index (z against the rest)",
-            spans=spans,
-            hlines=hl,
-            events=[(t, "alert") for t in ar["alerts_t"]],
-            x_offset=t0,
+    svg = line_chart(
+        ids("fig-arousal"),
+        "arousal index",
+        [Line(tl["t"], tl["index"], "arousal index")],
+        "time (s from the recording start)",
+        "index (z against the rest)",
+        spans=spans,
+        hlines=hl,
+        events=[(t, "alert") for t in ar["alerts_t"]],
+        x_offset=t0,
+    )
+    bf = ar["band_fraction"]
+    return _figure(
+        svg,
+        "Arousal index (offline, from the recording) with the window "
+        f"of tolerance {b['low']:g}–{b['high']:g} (hysteresis "
+        f"{b['hysteresis']:g}, dwell {b['min_dwell_s']:g} s); shaded: the "
+        "exercises; red lines: alerts. Band occupancy: "
+        + ", ".join(f"{k} {_f(None if v is None else 100 * v, '.0f')} %" for k, v in bf.items())
+        + f"; {len(ar['alerts_t'])} alert(s); {_f(ar['time_hyper_s'], '.1f')} "
+        "s above the window.",
+    )
+
+
+def _cue_table(c: dict[str, Any], ids: _Ids) -> list[str]:
+    """Evoked SCRs per cue code."""
+    rows = [
+        (
+            k,
+            s["n"],
+            s["valid"],
+            s["responded"],
+            _f(s["response_rate"], ".2f"),
+            _f(s["amplitude_mean_us"], ".3f"),
+            _f(s["amplitude_median_us"], ".3f"),
+            _f(s["latency_median_s"], ".2f"),
         )
-        bf = ar["band_fraction"]
-        out.append(
-            _figure(
-                svg,
-                "Arousal index (offline, from the recording) with the window "
-                f"of tolerance {b['low']:g}–{b['high']:g} (hysteresis "
-                f"{b['hysteresis']:g}, dwell {b['min_dwell_s']:g} s); shaded: the "
-                "exercises; red lines: alerts. Band occupancy: "
-                + ", ".join(
-                    f"{k} {_f(None if v is None else 100 * v, '.0f')} %" for k, v in bf.items()
-                )
-                + f"; {len(ar['alerts_t'])} alert(s); {_f(ar['time_hyper_s'], '.1f')} "
-                "s above the window.",
-            )
+        for k, s in c["per_code"].items()
+    ]
+    header = [
+        "code",
+        "cues",
+        "valid",
+        "responded",
+        "rate",
+        "mean µS",
+        "median µS",
+        "median latency s",
+    ]
+    return ["<h3>evoked SCRs per cue code</h3>", _table(ids("cue-table"), header, rows)]
+
+
+def _live_offline_table(lo: dict[str, Any], ids: _Ids) -> list[str]:
+    """Whether the live stage's figures equal the offline ones, per part."""
+    rows = [
+        (
+            k,
+            "agree" if p["agree"] else "DIFFER",
+            p["compared"],
+            _f(p["max_abs_diff"]),
+            "; ".join(p["mismatches"][:3]),
         )
-    # cues per code
-    if c := x["cues"]:
-        rows = [
-            (
-                k,
-                s["n"],
-                s["valid"],
-                s["responded"],
-                _f(s["response_rate"], ".2f"),
-                _f(s["amplitude_mean_us"], ".3f"),
-                _f(s["amplitude_median_us"], ".3f"),
-                _f(s["latency_median_s"], ".2f"),
-            )
-            for k, s in c["per_code"].items()
-        ]
-        out.append("<h3>evoked SCRs per cue code</h3>")
-        out.append(
-            _table(
-                ids("cue-table"),
-                [
-                    "code",
-                    "cues",
-                    "valid",
-                    "responded",
-                    "rate",
-                    "mean µS",
-                    "median µS",
-                    "median latency s",
-                ],
-                rows,
-            )
-        )
-    # live vs offline
-    if (lo := x["live_vs_offline"]) is not None:
-        rows = [
-            (
-                k,
-                "agree" if p["agree"] else "DIFFER",
-                p["compared"],
-                _f(p["max_abs_diff"]),
-                "; ".join(p["mismatches"][:3]),
-            )
-            for k in ("exercises", "arousal", "calibration", "cues")
-            if (p := lo.get(k)) is not None
-        ]
-        out.append("<h3>live vs offline</h3>")
-        out.append(
-            _table(
-                ids("live-offline-table"),
-                ["", "", "values", "largest difference", "first mismatches"],
-                rows,
-                left=2,
-            )
-        )
+        for k in ("exercises", "arousal", "calibration", "cues")
+        if (p := lo.get(k)) is not None
+    ]
+    header = ["", "", "values", "largest difference", "first mismatches"]
+    return [
+        "<h3>live vs offline</h3>",
+        _table(ids("live-offline-table"), header, rows, left=2),
+    ]
+
+
+def _exposure_issues(x: dict[str, Any], ids: _Ids) -> list[str]:
+    """The analysis' issues and the markers rejected or refused live, as a warning list."""
     issues = [
         *x["issues"],
         *(f"marker rejected at {m['t']:.3f} s: {m['reason']}" for m in x["markers"]["rejected"]),
@@ -779,14 +818,13 @@ def _exposure_section(a: SessionAnalysis, ids: _Ids) -> str:
             for m in x["markers"]["refused_live"]
         ),
     ]
-    if issues:
-        out.append(
-            f'<ul id="{ids("exposure-issues")}" class="warn">'
-            + "".join(f"<li>{escape(i)}</li>" for i in issues)
-            + "</ul>"
-        )
-    out.append("</section>")
-    return "".join(out)
+    if not issues:
+        return []
+    return [
+        f'<ul id="{ids("exposure-issues")}" class="warn">'
+        + "".join(f"<li>{escape(i)}</li>" for i in issues)
+        + "</ul>"
+    ]
 
 
 def _session_page(a: SessionAnalysis, ids: _Ids) -> str:

@@ -372,24 +372,8 @@ class PhaseLockedProtocol:
             # artifact onset in the same chunk is published with the next chunk.
             self._last_hold = "eeg_gap"
             return Hold("eeg_gap", gap)
-        ep = self._episode
-        if ep is not None:
-            if self._episode_onset:
-                self._episode_onset = False
-                self._last_hold = "artifact"
-                info = {k: v for k, v in ep.items() if k != "t_end"}
-                return Hold("artifact", info)
-            if not math.isfinite(out.phase_rad[-1]):
-                return None  # the onset was published; refuse quietly until it is over
-            self._episode = None
-            self._last_hold = "artifact"
-            info = {k: v for k, v in ep.items() if k != "pulses_before"}
-            info.update(
-                ended=True,
-                duration_s=ep["t_end"] - ep["t_start"] + 1.0 / self.fs,
-                t_valid=float(chunk.timestamps[-1]),
-            )
-            return Hold("artifact", info)
+        if self._episode is not None:
+            return self._artifact_hold(chunk, out)
         cal = self.calibration
         if cal is not None and cal.state in ("running", AWAITING_CONFIRM):
             return self._hold("calibrating", {"duration_s": cal.duration_s})
@@ -400,6 +384,30 @@ class PhaseLockedProtocol:
             return None
         if self._reconverging:
             return self._hold("eeg_gap", {"reconverging": True})
+        return self._plan_pulse(out, now)
+
+    def _artifact_hold(self, chunk: Chunk, out: PhaseOutput) -> Decision:
+        """During an artifact episode: its onset, nothing, then its end once valid again."""
+        ep = self._episode
+        if self._episode_onset:
+            self._episode_onset = False
+            self._last_hold = "artifact"
+            info = {k: v for k, v in ep.items() if k != "t_end"}
+            return Hold("artifact", info)
+        if not math.isfinite(out.phase_rad[-1]):
+            return None  # the onset was published; refuse quietly until it is over
+        self._episode = None
+        self._last_hold = "artifact"
+        info = {k: v for k, v in ep.items() if k != "pulses_before"}
+        info.update(
+            ended=True,
+            duration_s=ep["t_end"] - ep["t_start"] + 1.0 / self.fs,
+            t_valid=float(chunk.timestamps[-1]),
+        )
+        return Hold("artifact", info)
+
+    def _plan_pulse(self, out: PhaseOutput, now: float) -> Decision:
+        """Hold on a poor estimate; else request a pulse at the next target crossing."""
         amp, conf = float(out.amplitude[-1]), float(out.confidence[-1])
         if not math.isfinite(out.phase_rad[-1]):
             return self._hold("no_estimate", {})

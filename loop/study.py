@@ -143,8 +143,10 @@ def find_sessions(inputs: Sequence[str], pattern: str | None = None) -> list[Ses
             if f.is_file():
                 found[str(f.resolve())] = f.resolve()
     if not found:
-        raise StudyError(f"no recordings found in {list(inputs)}; expected folders holding "
-                         "*.xdf files or glob patterns matching files")  # fmt: skip
+        raise StudyError(
+            f"no recordings found in {list(inputs)}; expected folders holding "
+            "*.xdf files or glob patterns matching files"
+        )
     base = Path(os.path.commonpath([str(r) for r in roots]))
     out = []
     for abs_path in sorted(found.values()):
@@ -160,16 +162,22 @@ def _identify(path: str, rel: str, rx: re.Pattern | None) -> SessionFile:
     if rx is not None:
         m = rx.search(rel)
         if m is None:
-            return SessionFile(path, rel, _MISSING, _MISSING,
-                               f"--pattern {rx.pattern!r} does not match {rel!r}")  # fmt: skip
+            return SessionFile(
+                path, rel, _MISSING, _MISSING, f"--pattern {rx.pattern!r} does not match {rel!r}"
+            )
         ses = m.groupdict().get("session")
         return SessionFile(path, rel, m.group("participant"), ses or _MISSING)
     ids = {}
     for what, rx_ in (("participant", _SUB), ("session", _SES)):
         labels = set(rx_.findall(rel))
         if len(labels) > 1:
-            return SessionFile(path, rel, _MISSING, _MISSING,
-                               f"{rel!r} names more than one {what}: {sorted(labels)}")  # fmt: skip
+            return SessionFile(
+                path,
+                rel,
+                _MISSING,
+                _MISSING,
+                f"{rel!r} names more than one {what}: {sorted(labels)}",
+            )
         ids[what] = labels.pop() if labels else _MISSING
     return SessionFile(path, rel, ids["participant"], ids["session"])
 
@@ -246,8 +254,14 @@ def analyze_file(job: dict[str, Any]) -> dict[str, Any]:
         tb = traceback.format_exc()
         tables = {level: [] for level in LEVELS}
         tables["session"] = [{**key, "status": "error", "error": error}]
-    return {"key": job["key"], "file": job["file"], "tables": tables, "error": error,
-            "traceback": tb, "analysis_s": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "key": job["key"],
+        "file": job["file"],
+        "tables": tables,
+        "error": error,
+        "traceback": tb,
+        "analysis_s": time.perf_counter() - t0,
+    }
 
 
 # ------------------------------------------------------------------------------- results
@@ -358,43 +372,14 @@ def run_study(
     t_start = time.perf_counter()
     sessions = find_sessions(inputs, pattern)
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        store = _Store(out)
-    except OSError as exc:
-        raise StudyError(f"cannot write the study output to {str(out)!r}: {exc}") from exc
-    version = code_version()
-    jobs, kept = [], {}
-    for s in sessions:
-        try:
-            content = file_hash(s.path, store.memo)
-        except OSError as exc:  # vanished or unreadable: still a row
-            content = f"unreadable {exc}"
-        key = hashlib.sha256(f"{content} {version} {s.participant} {s.session} {s.file} "
-                             f"{s.identity_error}".encode()).hexdigest()  # fmt: skip
-        job = {"path": s.path, "file": s.file, "participant": s.participant,
-               "session": s.session, "identity_error": s.identity_error, "key": key}  # fmt: skip
-        if (res := store.load(key)) is not None:
-            kept[s.file] = res
-        else:
-            jobs.append(job)
-    store.save_memo()
-    result = StudyResult(sessions, analysed=[j["file"] for j in jobs],
-                         reused=sorted(kept))  # fmt: skip
+    store = _open_store(out)
+    jobs, kept = _plan_jobs(sessions, store)
+    result = StudyResult(sessions, analysed=[j["file"] for j in jobs], reused=sorted(kept))
     t = time.perf_counter()
     result.timings["find_and_hash"] = t - t_start
     fresh = _run_jobs(jobs, store, scheduler, workers, progress) if jobs else {}
     result.timings["analysis"] = time.perf_counter() - t
-    by_file = {**kept, **fresh}
-    tables: dict[str, list[dict]] = {level: [] for level in LEVELS}
-    errors = []
-    for s in sessions:
-        res = by_file[s.file]
-        for level in LEVELS:
-            tables[level] += res["tables"][level]
-        if res["error"]:
-            result.failed[s.file] = res["error"]
-            errors.append(f"== {s.file}\n{res.get('traceback') or res['error']}\n")
+    tables, errors = _gather_tables(sessions, {**kept, **fresh}, result.failed)
     t = time.perf_counter()
     result.outputs.update(write_tables(tables, out))
     result.timings["tables"] = time.perf_counter() - t
@@ -414,8 +399,67 @@ def run_study(
     return result
 
 
-def _run_jobs(jobs: list[dict], store: _Store, scheduler: str | None, workers: int | None,
-              progress: bool) -> dict[str, dict]:  # fmt: skip
+def _open_store(out: Path) -> _Store:
+    """The output folder (created) and its store of kept results."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _Store(out)
+    except OSError as exc:
+        raise StudyError(f"cannot write the study output to {str(out)!r}: {exc}") from exc
+
+
+def _plan_jobs(sessions: list[SessionFile], store: _Store) -> tuple[list[dict], dict[str, dict]]:
+    """The jobs to run, and the kept results (by file) of the sessions analysed before.
+
+    A result is kept under the hash of the file's content, the code version and the
+    session's identity, so any change to one of them analyses the file again.
+    """
+    version = code_version()
+    jobs, kept = [], {}
+    for s in sessions:
+        try:
+            content = file_hash(s.path, store.memo)
+        except OSError as exc:  # vanished or unreadable: still a row
+            content = f"unreadable {exc}"
+        key = hashlib.sha256(
+            f"{content} {version} {s.participant} {s.session} {s.file} {s.identity_error}".encode()
+        ).hexdigest()
+        job = {
+            "path": s.path,
+            "file": s.file,
+            "participant": s.participant,
+            "session": s.session,
+            "identity_error": s.identity_error,
+            "key": key,
+        }
+        if (res := store.load(key)) is not None:
+            kept[s.file] = res
+        else:
+            jobs.append(job)
+    store.save_memo()
+    return jobs, kept
+
+
+def _gather_tables(
+    sessions: list[SessionFile], by_file: dict[str, dict], failed: dict[str, str]
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """Every session's rows per table, in session order, and the failed sessions' error
+    log entries (each failed file is also put in ``failed`` with its error)."""
+    tables: dict[str, list[dict]] = {level: [] for level in LEVELS}
+    errors = []
+    for s in sessions:
+        res = by_file[s.file]
+        for level in LEVELS:
+            tables[level] += res["tables"][level]
+        if res["error"]:
+            failed[s.file] = res["error"]
+            errors.append(f"== {s.file}\n{res.get('traceback') or res['error']}\n")
+    return tables, errors
+
+
+def _run_jobs(
+    jobs: list[dict], store: _Store, scheduler: str | None, workers: int | None, progress: bool
+) -> dict[str, dict]:
     """Run the jobs on Dask; keep each result as it completes (not a lost worker's)."""
     from distributed import wait
 
@@ -444,8 +488,13 @@ def _run_jobs(jobs: list[dict], store: _Store, scheduler: str | None, workers: i
             key = {k: job[k] for k in KEY_COLUMNS}
             tables = {level: [] for level in LEVELS}
             tables["session"] = [{**key, "status": "error", "error": error}]
-            results[job["file"]] = {"key": job["key"], "file": job["file"], "tables": tables,
-                                    "error": error, "traceback": error}  # fmt: skip
+            results[job["file"]] = {
+                "key": job["key"],
+                "file": job["file"],
+                "tables": tables,
+                "error": error,
+                "traceback": error,
+            }
     return results
 
 
@@ -489,12 +538,16 @@ def format_study(result: StudyResult, as_json: bool = False) -> str:
     ]
     for f, err in result.failed.items():
         lines.append(f"  failed: {f}: {err}")
-    lines.append(f"tables in {out_dir} (Parquet and CSV): "
-                 + ", ".join(f"{lvl} {n} rows" for lvl, n in result.rows.items()))  # fmt: skip
+    lines.append(
+        f"tables in {out_dir} (Parquet and CSV): "
+        + ", ".join(f"{lvl} {n} rows" for lvl, n in result.rows.items())
+    )
     phase = result.figures.get("phase_by_participant") or {}
     for who, s in phase.items():
-        lines.append(f"  participant {who}: {s['n']} pulses, phase error mean "
-                     f"{s['mean_deg']:.1f}°, circular SD {s['sd_deg']:.1f}°")  # fmt: skip
+        lines.append(
+            f"  participant {who}: {s['n']} pulses, phase error mean "
+            f"{s['mean_deg']:.1f}°, circular SD {s['sd_deg']:.1f}°"
+        )
     if "study.html" in result.outputs:
         lines.append(f"figures: {result.outputs['study.html']}")
     return "\n".join(lines)
