@@ -255,6 +255,32 @@ def line_chart(
     """
     xs = [np.asarray(s.x, float) for s in lines]
     ys = [np.asarray(s.y, float) for s in lines]
+    x_range, y_range = _data_ranges(lines, xs, ys, spans, hlines, x_range, y_range)
+    f = Frame(*x_range, *y_range, width=width, height=height)
+    if xticks is None and x_offset:
+        rel = nice_ticks(f.x0 - x_offset, f.x1 - x_offset, 8)
+        xticks, xtick_labels = [v + x_offset for v in rel], [_label(v) for v in rel]
+    f.axes(xlabel, ylabel, xticks, xtick_labels)
+    clip = f'clip-path="url(#{f.clip_id(fig_id)})"'
+    _draw_spans(f, spans, clip)
+    _draw_ref_lines(f, hlines)
+    _draw_events(f, events, clip, event_color)
+    for s, x, y in zip(lines, xs, ys, strict=True):
+        _draw_series(f, s, x, y, clip)
+    legend = [(s.color, s.name) for s in lines if s.name]
+    return f.svg(fig_id, title, legend)
+
+
+def _data_ranges(
+    lines: Sequence[Line],
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    spans: Sequence[Span],
+    hlines: Sequence[HLine],
+    x_range: tuple[float, float] | None,
+    y_range: tuple[float, float] | None,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The x and y ranges of a line chart: those given, else the data's, padded."""
     allx = np.concatenate([*xs, [sp.a for sp in spans], [sp.b for sp in spans], np.zeros(0)])
     ally = np.concatenate([*ys, [h.y for h in hlines], np.zeros(0)])
     allx, ally = allx[np.isfinite(allx)], ally[np.isfinite(ally)]
@@ -270,12 +296,11 @@ def line_chart(
             y_range = (lo - pad, hi + pad)
         else:
             y_range = (0.0, 1.0)
-    f = Frame(*x_range, *y_range, width=width, height=height)
-    if xticks is None and x_offset:
-        rel = nice_ticks(f.x0 - x_offset, f.x1 - x_offset, 8)
-        xticks, xtick_labels = [v + x_offset for v in rel], [_label(v) for v in rel]
-    f.axes(xlabel, ylabel, xticks, xtick_labels)
-    clip = f'clip-path="url(#{f.clip_id(fig_id)})"'
+    return x_range, y_range
+
+
+def _draw_spans(f: Frame, spans: Sequence[Span], clip: str) -> None:
+    """Shaded ``<rect class="span">`` intervals, cut to the frame."""
     for sp in spans:
         a, b = float(f.px(max(sp.a, f.x0))), float(f.px(min(sp.b, f.x1)))
         f.parts.append(
@@ -283,6 +308,10 @@ def line_chart(
             f'data-name="{escape(sp.name)}" x="{a:.1f}" y="{f.top}" width="{max(b - a, 0.8):.1f}" '
             f'height="{f.plot_h}" fill="{sp.color}" fill-opacity="{sp.opacity}" {clip}/>'
         )
+
+
+def _draw_ref_lines(f: Frame, hlines: Sequence[HLine]) -> None:
+    """Labelled horizontal ``<line class="ref">`` reference lines."""
     for h in hlines:
         y = float(f.py(h.y))
         f.parts.append(
@@ -291,6 +320,12 @@ def line_chart(
             f'stroke-dasharray="{h.dash}"/><text x="{f.left + 4}" y="{y - 3:.1f}" '
             f'class="ref-label">{escape(h.name)}</text>'
         )
+
+
+def _draw_events(
+    f: Frame, events: Sequence[tuple[float, str]], clip: str, event_color: str
+) -> None:
+    """Vertical ``<line class="event">`` ticks with the event's name as tooltip."""
     for t, name in events:
         x = float(f.px(t))
         f.parts.append(
@@ -298,25 +333,28 @@ def line_chart(
             f'x2="{x:.1f}" y1="{f.top}" y2="{f.top + f.plot_h}" stroke="{event_color}" '
             f'stroke-width="1.2" {clip}><title>{escape(name)}</title></line>'
         )
-    for s, x, y in zip(lines, xs, ys, strict=True):
-        tx, ty = thin(x, y, f.plot_w)
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        f.parts.append(
-            f'<path class="series" data-name="{escape(s.name)}" data-n="{x.size}" '
-            f'd="{_path(f, tx, ty)}" fill="none" stroke="{s.color}" stroke-width="1.6"{dash} '
-            f"{clip}/>"
-        )
-        if s.markers:
-            for a, b in zip(x, y, strict=True):
-                if math.isfinite(a) and math.isfinite(b):
-                    f.parts.append(
-                        f'<circle class="point" data-name="{escape(s.name)}" data-x="{_d(a)}" '
-                        f'data-y="{_d(b)}" cx="{float(f.px(a)):.1f}" cy="{float(f.py(b)):.1f}" '
-                        f'r="3.5" fill="{s.color}"><title>{escape(s.name)}: {b:.4g}</title>'
-                        "</circle>"
-                    )
-    legend = [(s.color, s.name) for s in lines if s.name]
-    return f.svg(fig_id, title, legend)
+
+
+def _draw_series(f: Frame, s: Line, x: np.ndarray, y: np.ndarray, clip: str) -> None:
+    """One series: its thinned ``<path class="series">`` and, if asked, every point."""
+    tx, ty = thin(x, y, f.plot_w)
+    dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+    f.parts.append(
+        f'<path class="series" data-name="{escape(s.name)}" data-n="{x.size}" '
+        f'd="{_path(f, tx, ty)}" fill="none" stroke="{s.color}" stroke-width="1.6"{dash} '
+        f"{clip}/>"
+    )
+    if not s.markers:
+        return
+    # markers show every point given (the path is thinned to the plot's width)
+    for a, b in zip(x, y, strict=True):
+        if math.isfinite(a) and math.isfinite(b):
+            f.parts.append(
+                f'<circle class="point" data-name="{escape(s.name)}" data-x="{_d(a)}" '
+                f'data-y="{_d(b)}" cx="{float(f.px(a)):.1f}" cy="{float(f.py(b)):.1f}" '
+                f'r="3.5" fill="{s.color}"><title>{escape(s.name)}: {b:.4g}</title>'
+                "</circle>"
+            )
 
 
 def bar_chart(
