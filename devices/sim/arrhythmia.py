@@ -44,6 +44,7 @@ the times of every artifact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.signal import butter, lfilter, sosfiltfilt
@@ -245,19 +246,70 @@ def simulate_arrhythmia(
     truth : ArrhythmiaTruth
         Fiducial sample, class and sinus RR of every beat, and the artifacts.
     """
+    _check_arguments(duration_s, fs, hr_bpm)
+    rng = np.random.default_rng(seed)
+    schedule = _beat_schedule(
+        rng, duration_s, hr_bpm, hrv_sd_ms, pvc_per_min, apc_per_min, pvc_inverted
+    )
+    clean, beats = _clean_ecg(rng, fs, duration_s, schedule, (pvc_widening, pvc_mv, pvc_t_ratio))
+    spec = _ArtifactSpec(wander_mv, steps_per_min, motion_per_min, motion_mv, noise_mv)
+    ecg, steps, motion = _add_artifacts(clean, rng, fs, duration_s, beats.r_index, spec)
+    sign = -1.0 if invert else 1.0
+    params = {"seed": seed, "hr_bpm": hr_bpm, "duration_s": duration_s}
+    return sign * ecg, _truth(beats, steps, motion, fs, sign, params)
+
+
+class _Schedule(NamedTuple):
+    """Beat times (s), classes, PVC morphologies and the sinus RR (s) at each beat."""
+
+    times: np.ndarray
+    kinds: list[str]
+    variants: list[str]
+    sinus: np.ndarray
+
+
+class _Beats(NamedTuple):
+    """The beats kept in the truth: fiducial sample, class, polarity, sinus RR (s)."""
+
+    r_index: np.ndarray
+    beat_class: np.ndarray
+    polarity: np.ndarray
+    sinus_rr_s: np.ndarray
+
+
+class _ArtifactSpec(NamedTuple):
+    """The artifact settings of :func:`simulate_arrhythmia` (mV, per minute)."""
+
+    wander_mv: float
+    steps_per_min: float
+    motion_per_min: float
+    motion_mv: float
+    noise_mv: float
+
+
+def _check_arguments(duration_s: float, fs: float, hr_bpm: float) -> None:
+    """Refuse a rate, heart rate or length the model is not built for."""
     if not 100.0 <= fs <= 4096.0:
         raise ValueError(f"fs must be within 100-4096 Hz, got {fs}")
     if not 40.0 <= hr_bpm <= 150.0:
         raise ValueError(f"hr_bpm must be within 40-150 bpm, got {hr_bpm}")
     if duration_s <= 0:
         raise ValueError(f"duration_s must be > 0 s, got {duration_s}")
-    rng = np.random.default_rng(seed)
-    n = round(duration_s * fs)
+
+
+def _beat_schedule(
+    rng: np.random.Generator,
+    duration_s: float,
+    hr_bpm: float,
+    hrv_sd_ms: float,
+    pvc_per_min: float,
+    apc_per_min: float,
+    pvc_inverted: float,
+) -> _Schedule:
+    """Sinus rhythm from the tachogram, with ectopic beats inserted into it."""
     rr_mean = 60.0 / hr_bpm
     n_sinus = int(duration_s / rr_mean * 1.3) + 8
     rr = np.clip(_tachogram(n_sinus, rr_mean, hrv_sd_ms / 1e3, rng), 0.3, 2.0)
-
-    # --- beat schedule: sinus rhythm with ectopic beats inserted -----------------------
     p_pvc = pvc_per_min * rr_mean / 60.0
     p_apc = apc_per_min * rr_mean / 60.0
     times, kinds, variants, sinus = [], [], [], []
@@ -294,19 +346,31 @@ def simulate_arrhythmia(
         t += rr[k + 1]
         k += 1
         last_ectopic = False
-    times = np.asarray(times)
-    sinus = np.asarray(sinus)
+    return _Schedule(np.asarray(times), kinds, variants, np.asarray(sinus))
 
-    # --- the ECGSYN ODE, beat by beat on its own phase ----------------------------------
+
+def _clean_ecg(
+    rng: np.random.Generator,
+    fs: float,
+    duration_s: float,
+    schedule: _Schedule,
+    pvc_shape: tuple[tuple[float, float], tuple[float, float], tuple[float, float]],
+) -> tuple[np.ndarray, _Beats]:
+    """The ECGSYN ODE, beat by beat on its own phase, and the beats with their fiducials.
+
+    ``pvc_shape`` is (``pvc_widening``, ``pvc_mv``, ``pvc_t_ratio``).
+    """
+    n = round(duration_s * fs)
     up = max(1, int(np.ceil(4000.0 / fs)))
     fsi = fs * up
     ni = n * up
     ti = np.arange(ni) / fsi
     forcing = np.zeros(ni)
+    times, kinds, variants, sinus = schedule
     dom = np.zeros(times.size)  # time of the dominant wave centre
     pol = np.ones(times.size, np.int8)
     for j, (tr, kind, var, rrs) in enumerate(zip(times, kinds, variants, sinus, strict=True)):
-        theta, a, b = _wave_set(kind, var, rng, pvc_widening, pvc_mv, pvc_t_ratio)
+        theta, a, b = _wave_set(kind, var, rng, *pvc_shape)
         hrfact = np.sqrt(1.0 / rrs)  # sqrt(HR / 60)
         theta = theta * np.array([np.sqrt(hrfact), hrfact, 1.0, hrfact, hrfact])
         b = b * hrfact
@@ -319,11 +383,25 @@ def simulate_arrhythmia(
         dom[j] = tr + theta[big] / w
         pol[j] = 1 if a[big] > 0 else -1
     clean = _integrate(forcing, 1.0 / fsi)[::up]
+    r_idx, half = _fiducials(clean, dom, pol, fs)
+    # a beat whose search window is cut by either end has no trustworthy fiducial
+    inside = (r_idx > half) & (r_idx < n - half)
+    beats = _Beats(r_idx[inside], np.asarray(kinds)[inside], pol[inside], sinus[inside])
+    return clean, beats
 
-    # truth: extremum of the dominant deflection near its wave centre
-    r_idx = np.empty(times.size, np.int64)
+
+def _fiducials(
+    clean: np.ndarray, dom: np.ndarray, pol: np.ndarray, fs: float
+) -> tuple[np.ndarray, int]:
+    """Each beat's fiducial: the extremum of its dominant deflection near the wave centre.
+
+    Returns the samples (-1 where the window lies outside the signal) and the half width
+    of the search window in samples.
+    """
+    n = clean.size
+    r_idx = np.empty(dom.size, np.int64)
     half = max(2, round(0.05 * fs))
-    for j in range(times.size):
+    for j in range(dom.size):
         c = round(dom[j] * fs)
         lo, hi = max(0, c - half), min(n, c + half + 1)
         if lo >= hi:
@@ -331,24 +409,49 @@ def simulate_arrhythmia(
             continue
         seg = pol[j] * clean[lo:hi]
         r_idx[j] = lo + int(np.argmax(seg))
-    inside = (r_idx > half) & (r_idx < n - half)
-    r_idx, times, sinus, pol = r_idx[inside], times[inside], sinus[inside], pol[inside]
-    kinds_a = np.asarray(kinds)[inside]
+    return r_idx, half
 
-    # --- artifacts ----------------------------------------------------------------------
-    tt = np.arange(n) / fs
+
+def _add_artifacts(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    fs: float,
+    duration_s: float,
+    r_index: np.ndarray,
+    spec: _ArtifactSpec,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The clean ECG plus wander, baseline steps, motion and noise (drawn in that order).
+
+    Returns the ECG (mV), the steps (onset samples, sizes in mV) and the motion bursts.
+    """
+    n = clean.size
     ecg = clean.copy()
-    if wander_mv:
+    if spec.wander_mv:
+        tt = np.arange(n) / fs
         f_resp = rng.uniform(0.2, 0.3)
-        ecg += wander_mv * np.sin(2 * np.pi * f_resp * tt + rng.uniform(0, 2 * np.pi))
-    n_steps = rng.poisson(steps_per_min * duration_s / 60.0) if steps_per_min else 0
+        ecg += spec.wander_mv * np.sin(2 * np.pi * f_resp * tt + rng.uniform(0, 2 * np.pi))
+    n_steps = rng.poisson(spec.steps_per_min * duration_s / 60.0) if spec.steps_per_min else 0
+    steps = _add_steps(ecg, rng, fs, r_index, n_steps)
+    n_mot = rng.poisson(spec.motion_per_min * duration_s / 60.0) if spec.motion_per_min else 0
+    motion = _add_motion(ecg, rng, fs, n_mot, spec.motion_mv)
+    if spec.noise_mv:
+        ecg += spec.noise_mv * rng.standard_normal(n)
+    return ecg, steps, motion
+
+
+def _add_steps(
+    ecg: np.ndarray, rng: np.random.Generator, fs: float, r_index: np.ndarray, n_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add ``n_steps`` baseline steps (none within 120 ms of an R); onsets and sizes (mV)."""
+    n = ecg.size
+    tt = np.arange(n) / fs
     step_idx, step_mv = [], []
     guard = int(0.12 * fs)
     tries = 0
     while len(step_idx) < n_steps and tries < 100 * (n_steps + 1):
         tries += 1
         s = int(rng.integers(int(2 * fs), n - 1))
-        if np.any(np.abs(r_idx - s) < guard) or any(abs(s - q) < fs for q in step_idx):
+        if np.any(np.abs(r_index - s) < guard) or any(abs(s - q) < fs for q in step_idx):
             continue
         size = rng.uniform(0.5, 3.0) * rng.choice([-1.0, 1.0])
         rise = rng.uniform(0.001, 0.01)
@@ -360,9 +463,14 @@ def simulate_arrhythmia(
         step_idx.append(s)
         step_mv.append(size)
     order = np.argsort(step_idx)
-    step_idx_a = np.asarray(step_idx, np.int64)[order]
-    step_mv_a = np.asarray(step_mv)[order]
-    n_mot = rng.poisson(motion_per_min * duration_s / 60.0) if motion_per_min else 0
+    return np.asarray(step_idx, np.int64)[order], np.asarray(step_mv)[order]
+
+
+def _add_motion(
+    ecg: np.ndarray, rng: np.random.Generator, fs: float, n_mot: int, motion_mv: float
+) -> np.ndarray:
+    """Add ``n_mot`` bursts of 0.5-8 Hz noise; their (start, stop) samples, shape (n, 2)."""
+    n = ecg.size
     motion = []
     sos = butter(2, [0.5, 8.0], "bandpass", fs=fs, output="sos")
     for _ in range(n_mot):
@@ -373,21 +481,29 @@ def simulate_arrhythmia(
         burst *= np.hanning(m) / max(np.std(burst), 1e-12) * motion_mv * np.sqrt(2.0)
         ecg[a0 : a0 + m] += burst[: n - a0]
         motion.append((a0, min(n, a0 + m)))
-    if noise_mv:
-        ecg += noise_mv * rng.standard_normal(n)
-    sign = -1.0 if invert else 1.0
-    truth = ArrhythmiaTruth(
-        r_index=r_idx,
-        beat_class=kinds_a,
-        polarity=(sign * pol).astype(np.int8),
-        sinus_rr_s=sinus,
-        step_index=step_idx_a,
-        step_mv=sign * step_mv_a,
-        motion=np.asarray(motion, np.int64).reshape(-1, 2),
+    return np.asarray(motion, np.int64).reshape(-1, 2)
+
+
+def _truth(
+    beats: _Beats,
+    steps: tuple[np.ndarray, np.ndarray],
+    motion: np.ndarray,
+    fs: float,
+    sign: float,
+    params: dict,
+) -> ArrhythmiaTruth:
+    """The truth record; ``sign`` flips the polarities and step sizes of an inverted lead."""
+    return ArrhythmiaTruth(
+        r_index=beats.r_index,
+        beat_class=beats.beat_class,
+        polarity=(sign * beats.polarity).astype(np.int8),
+        sinus_rr_s=beats.sinus_rr_s,
+        step_index=steps[0],
+        step_mv=sign * steps[1],
+        motion=motion,
         fs=float(fs),
-        params={"seed": seed, "hr_bpm": hr_bpm, "duration_s": duration_s},
+        params=params,
     )
-    return sign * ecg, truth
 
 
 def train_pulses(
