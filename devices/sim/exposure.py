@@ -49,6 +49,7 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.signal import lfilter
@@ -734,40 +735,11 @@ def score_bands(
     post = b.min_dwell_s + 2.0 if post_s is None else post_s
     max_delay = b.min_dwell_s + 1.0
     t = np.asarray(t, dtype=np.float64)
-    k = np.clip(np.round(t * TRUTH_HZ).astype(np.int64), 0, truth.t.size - 1)
-    true_band = truth.band[k]
-    scored = t >= t_from
-    trans = np.zeros(t.size, dtype=bool)
-    for c in truth.crossings[:, 0]:
-        trans |= (t >= c - pre_s) & (t < c + post)
-    outside = scored & ~trans
-    x = truth.index[k]
-    edge = (np.abs(x - b.low) <= b.hysteresis) | (np.abs(x - b.high) <= b.hysteresis)
-    unamb = outside & ~edge
-    match = np.asarray(state) == true_band
+    scored, trans, outside, edge, unamb, match = _sample_masks(truth, t, state, t_from, pre_s, post)
     onsets = t[np.flatnonzero(np.diff(np.concatenate([[False], np.asarray(alert, bool)])) > 0)]
     onsets = onsets[onsets >= t_from]
     eps = truth.episodes[truth.episodes[:, 1] >= t_from]
-    delays, late, missed, on_time, clear_due, clear_ok = [], 0, 0, 0, 0, 0
-    for start, end, due, _ in eps:
-        if not np.isfinite(due):
-            continue
-        fired = onsets[(onsets >= start) & (onsets <= end + max_delay)]
-        m = (truth.t >= start + clear_rise_s) & (truth.t <= due)
-        clear = bool(m.any() and truth.index[m].min() > b.high + b.hysteresis)
-        clear_due += int(clear)
-        if fired.size == 0:
-            missed += 1
-            continue
-        d = float(fired[0] - due)
-        delays.append(d)
-        ok = d <= max_delay
-        on_time += int(ok)
-        late += int(not ok)
-        clear_ok += int(ok and clear)
-    inside_any = np.zeros(onsets.size, dtype=bool)
-    for start, end, _, _ in truth.episodes:
-        inside_any |= (onsets >= start - max_delay) & (onsets <= end + max_delay)
+    timing = _alert_timing(truth, eps, onsets, max_delay, clear_rise_s)
     st = np.asarray(state)[scored]
     return BandScore(
         samples=int(scored.sum()),
@@ -779,15 +751,100 @@ def score_bands(
         truth_changes=int(np.count_nonzero(truth.crossings[:, 0] >= t_from)),
         est_changes=int(np.count_nonzero(np.diff(st) != 0)),
         alerts_due=int(np.isfinite(eps[:, 2]).sum()),
-        alerts_on_time=on_time,
-        alerts_late=late,
-        alerts_missed=missed,
-        alert_delays_s=tuple(delays),
-        clear_due=clear_due,
-        clear_on_time=clear_ok,
-        false_alerts=int((~inside_any).sum()),
+        alerts_on_time=timing.on_time,
+        alerts_late=timing.late,
+        alerts_missed=timing.missed,
+        alert_delays_s=tuple(timing.delays),
+        clear_due=timing.clear_due,
+        clear_on_time=timing.clear_on_time,
+        false_alerts=_false_alerts(truth, onsets, max_delay),
         max_delay_s=max_delay,
     )
+
+
+class _Masks(NamedTuple):
+    """Per-sample masks of :func:`score_bands` and where the state matches the truth."""
+
+    scored: np.ndarray
+    trans: np.ndarray
+    outside: np.ndarray
+    edge: np.ndarray
+    unamb: np.ndarray
+    match: np.ndarray
+
+
+def _sample_masks(
+    truth: ExposureTruth,
+    t: np.ndarray,
+    state: np.ndarray,
+    t_from: float,
+    pre_s: float,
+    post: float,
+) -> _Masks:
+    """Which samples are scored, in a transition, near a band edge, and matching."""
+    b = truth.bands
+    k = np.clip(np.round(t * TRUTH_HZ).astype(np.int64), 0, truth.t.size - 1)
+    true_band = truth.band[k]
+    scored = t >= t_from
+    trans = np.zeros(t.size, dtype=bool)
+    for c in truth.crossings[:, 0]:
+        trans |= (t >= c - pre_s) & (t < c + post)
+    outside = scored & ~trans
+    x = truth.index[k]
+    # within the hysteresis of an edge either neighbouring band is right, by the path taken
+    edge = (np.abs(x - b.low) <= b.hysteresis) | (np.abs(x - b.high) <= b.hysteresis)
+    unamb = outside & ~edge
+    match = np.asarray(state) == true_band
+    return _Masks(scored, trans, outside, edge, unamb, match)
+
+
+class _AlertTiming(NamedTuple):
+    """How the alerts of :func:`score_bands` met the episodes that were due one."""
+
+    delays: list[float]
+    on_time: int
+    late: int
+    missed: int
+    clear_due: int
+    clear_on_time: int
+
+
+def _alert_timing(
+    truth: ExposureTruth,
+    eps: np.ndarray,
+    onsets: np.ndarray,
+    max_delay: float,
+    clear_rise_s: float,
+) -> _AlertTiming:
+    """Match each due episode (rows of ``eps``) with the first alert onset within it."""
+    b = truth.bands
+    delays, late, missed, on_time, clear_due, clear_ok = [], 0, 0, 0, 0, 0
+    for start, end, due, _ in eps:
+        if not np.isfinite(due):
+            continue
+        fired = onsets[(onsets >= start) & (onsets <= end + max_delay)]
+        m = (truth.t >= start + clear_rise_s) & (truth.t <= due)
+        # an episode hovering at the edge is ambiguous by design; only clear ones count
+        clear = bool(m.any() and truth.index[m].min() > b.high + b.hysteresis)
+        clear_due += int(clear)
+        if fired.size == 0:
+            missed += 1
+            continue
+        d = float(fired[0] - due)
+        delays.append(d)
+        ok = d <= max_delay
+        on_time += int(ok)
+        late += int(not ok)
+        clear_ok += int(ok and clear)
+    return _AlertTiming(delays, on_time, late, missed, clear_due, clear_ok)
+
+
+def _false_alerts(truth: ExposureTruth, onsets: np.ndarray, max_delay: float) -> int:
+    """Alert onsets outside every true episode widened by ``max_delay`` s."""
+    inside_any = np.zeros(onsets.size, dtype=bool)
+    for start, end, _, _ in truth.episodes:
+        inside_any |= (onsets >= start - max_delay) & (onsets <= end + max_delay)
+    return int((~inside_any).sum())
 
 
 # ---------------------------------------------------------------------------- publishing
