@@ -861,82 +861,68 @@ def write_exposure_xdf(sim: ExposureSimulation, path: str | Path, prefix: str) -
     Path
     """
     sc = sim.scenario
-    tr = sim.truth
-    t_eda = np.arange(sim.eda_us.size) / sc.eda_fs
-    t_ecg = np.arange(sim.ecg_mv.size) / sc.ecg_fs
-    desc = {"scenario": json.dumps(asdict(sc), default=str)}
     streams = [
-        (
-            info_xml(
-                "stimloop-sim EDA",
-                "EDA",
-                f"{prefix}-eda",
-                [{"label": "EDA", "unit": "uS", "type": "EDA"}],
-                sc.eda_fs,
-                "float32",
-            ),
-            "float32",
-            t_eda,
-            sim.eda_us[:, None],
-        ),
-        (
-            info_xml(
-                "stimloop-sim ECG",
-                "ECG",
-                f"{prefix}-ecg",
-                [{"label": "ECG", "unit": "mV", "type": "ECG"}],
-                sc.ecg_fs,
-                "float32",
-            ),
-            "float32",
-            t_ecg,
-            sim.ecg_mv[:, None],
-        ),
-        (
-            info_xml(
-                "PsychoPy exposure markers",
-                "Markers",
-                f"{prefix}-exposure-markers",
-                [{"label": "marker", "unit": "", "type": "Marker"}],
-                0.0,
-                "string",
-            ),
-            "string",
-            np.array([m[0] for m in sim.markers]),
-            [[m[1]] for m in sim.markers],
-        ),
-        (
-            info_xml(
-                "stimloop-sim exposure truth",
-                "Truth",
-                f"{prefix}-exposure-truth",
-                [
-                    {"label": "arousal", "unit": "z", "type": "Arousal"},
-                    {"label": "design_index", "unit": "z", "type": "Arousal"},
-                    {"label": "index", "unit": "z", "type": "Arousal"},
-                    {"label": "band", "unit": "state", "type": "Band"},
-                    {"label": "exercise", "unit": "number", "type": "Index"},
-                ],
-                TRUTH_HZ,
-                "double64",
-                desc,
-            ),
-            "double64",
-            tr.t,
-            np.column_stack(
-                [
-                    tr.arousal,
-                    tr.design_index,
-                    tr.index,
-                    tr.band.astype(float),
-                    tr.exercise.astype(float),
-                ]
-            ),
-        ),
+        _signal_stream("EDA", "uS", f"{prefix}-eda", sc.eda_fs, sim.eda_us),
+        _signal_stream("ECG", "mV", f"{prefix}-ecg", sc.ecg_fs, sim.ecg_mv),
+        _marker_stream(sim.markers, f"{prefix}-exposure-markers"),
+        _truth_stream(sim.truth, f"{prefix}-exposure-truth", sc),
     ]
     p = Path(path)
     write_xdf(p, streams, samples_per_chunk=1000)
     return p
+
+
+#: One stream for :func:`stimloop.stream.xdf.write_xdf`: (info XML, format, times, values).
+_XDFStream = tuple[str, str, np.ndarray, np.ndarray | list]
+
+
+def _signal_stream(kind: str, unit: str, source_id: str, fs: float, x: np.ndarray) -> _XDFStream:
+    """One float32 channel of ``kind`` (``"EDA"``, ``"ECG"``), sample ``i`` at ``i / fs``."""
+    info = info_xml(
+        f"stimloop-sim {kind}",
+        kind,
+        source_id,
+        [{"label": kind, "unit": unit, "type": kind}],
+        fs,
+        "float32",
+    )
+    return info, "float32", np.arange(x.size) / fs, x[:, None]
+
+
+def _marker_stream(markers: list[tuple[float, str]], source_id: str) -> _XDFStream:
+    """The exposure markers as PsychoPy would send them: one JSON string per sample."""
+    info = info_xml(
+        "PsychoPy exposure markers",
+        "Markers",
+        source_id,
+        [{"label": "marker", "unit": "", "type": "Marker"}],
+        0.0,
+        "string",
+    )
+    return info, "string", np.array([m[0] for m in markers]), [[m[1]] for m in markers]
+
+
+def _truth_stream(tr: ExposureTruth, source_id: str, sc: ExposureScenario) -> _XDFStream:
+    """The truth at 10 Hz, with the scenario in the header so the file stands alone."""
+    info = info_xml(
+        "stimloop-sim exposure truth",
+        "Truth",
+        source_id,
+        [
+            {"label": "arousal", "unit": "z", "type": "Arousal"},
+            {"label": "design_index", "unit": "z", "type": "Arousal"},
+            {"label": "index", "unit": "z", "type": "Arousal"},
+            {"label": "band", "unit": "state", "type": "Band"},
+            {"label": "exercise", "unit": "number", "type": "Index"},
+        ],
+        TRUTH_HZ,
+        "double64",
+        {"scenario": json.dumps(asdict(sc), default=str)},
+    )
+    values = np.column_stack(
+        [tr.arousal, tr.design_index, tr.index, tr.band.astype(float), tr.exercise.astype(float)]
+    )
+    return info, "double64", tr.t, values
 
 
 def publish_exposure(
