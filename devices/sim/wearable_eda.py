@@ -391,7 +391,29 @@ def simulate_wearable_eda(
     r_scr, r_ev, r_scl, r_art, r_noise = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
+    events, drawn = _draw_scrs(r_scr, r_ev, cfg, t_end)
+    scrs = _separated(drawn, cfg)
+    arts = _artifacts(r_art, cfg, t_end)
 
+    # The device averages the continuous signal over each sample period (>= 64 Hz inside).
+    m = max(1, int(np.ceil(64.0 / fs)))
+    offsets = ((np.arange(m) + 0.5) / m - 0.5) / fs if m > 1 else np.zeros(1)
+    t_fine = (np.arange(n)[:, None] / fs + offsets[None, :]).ravel()
+    clean, rows = _clean_curve(_scl(r_scl, cfg, t_end), scrs, t_fine, t_end, fs)
+    clean_dev = clean.reshape(n, m).mean(axis=1)
+    art_dev = _artifact_curve(t_fine, arts).reshape(n, m).mean(axis=1)
+    x = clean_dev + art_dev
+    x = x + _pink(r_noise, n, fs, cfg.pink_us) + cfg.white_us * r_noise.standard_normal(n)
+    x = _quantise(np.clip(x, 0.0, None), cfg)
+    truth, art = _labelled_truth(rows, arts, fs)
+    ev = np.round(np.asarray(events) * fs).astype(np.int64)
+    return WearableEDA(x, fs, truth, art, ev, clean_dev, cfg)
+
+
+def _draw_scrs(
+    r_scr: np.random.Generator, r_ev: np.random.Generator, cfg: WearableEDAConfig, t_end: float
+) -> tuple[list[float], list[_SCR]]:
+    """Event times (s) and the SCRs drawn: evoked ones first, then bursts, then singles."""
     drawn: list[_SCR] = []
     events = []
     t = float(r_ev.uniform(*cfg.event_interval_s))
@@ -408,6 +430,12 @@ def simulate_wearable_eda(
             tb += float(r_scr.uniform(1.2, 4.0))
     for b in _poisson_times(r_scr, cfg.spontaneous_per_min, t_end):
         drawn.append(_draw_scr(r_scr, cfg, float(b), evoked=False, in_burst=False))
+    return events, drawn
+
+
+def _separated(drawn: list[_SCR], cfg: WearableEDAConfig) -> list[tuple[_SCR, float, float, float]]:
+    """The SCRs kept, with scale, onset and peak (s): none near an earlier one's onset."""
+    # min_onset_gap_s: bursts so close fuse into one response no scorer can split
     scrs: list[tuple[_SCR, float, float, float]] = []
     onsets: list[float] = []
     for s in drawn:
@@ -417,13 +445,17 @@ def simulate_wearable_eda(
             continue
         onsets.append(on_s)
         scrs.append((s, scale, on_s, s.burst_s + pk_rel))
-    arts = _artifacts(r_art, cfg, t_end)
+    return scrs
 
-    # The device averages the continuous signal over each sample period (>= 64 Hz inside).
-    m = max(1, int(np.ceil(64.0 / fs)))
-    offsets = ((np.arange(m) + 0.5) / m - 0.5) / fs if m > 1 else np.zeros(1)
-    t_fine = (np.arange(n)[:, None] / fs + offsets[None, :]).ravel()
-    scl = _scl(r_scl, cfg, t_end)
+
+def _clean_curve(
+    scl: CubicSpline,
+    scrs: list[tuple[_SCR, float, float, float]],
+    t_fine: np.ndarray,
+    t_end: float,
+    fs: float,
+) -> tuple[np.ndarray, list[tuple]]:
+    """Tonic level plus every SCR on the fine grid, and a truth row per SCR starting inside."""
     clean = scl(t_fine)
     rows = []
     for s, scale, on_s, pk_s in scrs:
@@ -445,16 +477,15 @@ def simulate_wearable_eda(
                     1.0 / min(s.lam),
                     s.evoked,
                     s.in_burst,
-                    False,
+                    False,  # near_artifact and masked are set once all rows are known
                     False,
                 )
             )
-    clean_dev = clean.reshape(n, m).mean(axis=1)
-    art_dev = _artifact_curve(t_fine, arts).reshape(n, m).mean(axis=1)
-    x = clean_dev + art_dev
-    x = x + _pink(r_noise, n, fs, cfg.pink_us) + cfg.white_us * r_noise.standard_normal(n)
-    x = _quantise(np.clip(x, 0.0, None), cfg)
+    return clean, rows
 
+
+def _labelled_truth(rows: list[tuple], arts: list, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """The SCR truth by onset with its labels set, and the artifact table by start."""
     truth = np.array(rows, dtype=WEARABLE_SCR_DTYPE)
     truth = truth[np.argsort(truth["onset_s"], kind="stable")]
     art = np.zeros(len(arts), dtype=ARTIFACT_DTYPE)
@@ -473,7 +504,7 @@ def simulate_wearable_eda(
         )
         truth["near_artifact"] |= hit
     on, pk, amp = truth["onset_s"], truth["peak_s"], truth["amplitude"]
+    # see MASK_RATIO: such an SCR only bends the upstroke of the larger one
     overlap = (on[:, None] <= pk[None, :] + 1.0) & (pk[:, None] >= on[None, :])
     truth["masked"] = np.any(overlap & (amp[None, :] >= MASK_RATIO * amp[:, None]), axis=1)
-    ev = np.round(np.asarray(events) * fs).astype(np.int64)
-    return WearableEDA(x, fs, truth, art, ev, clean_dev, cfg)
+    return truth, art
