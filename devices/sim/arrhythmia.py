@@ -356,10 +356,7 @@ def _clean_ecg(
     schedule: _Schedule,
     pvc_shape: tuple[tuple[float, float], tuple[float, float], tuple[float, float]],
 ) -> tuple[np.ndarray, _Beats]:
-    """The ECGSYN ODE, beat by beat on its own phase, and the beats with their fiducials.
-
-    ``pvc_shape`` is (``pvc_widening``, ``pvc_mv``, ``pvc_t_ratio``).
-    """
+    """The ECGSYN ODE beat by beat on its own phase; the beats kept, with their fiducials."""
     n = round(duration_s * fs)
     up = max(1, int(np.ceil(4000.0 / fs)))
     fsi = fs * up
@@ -393,11 +390,8 @@ def _clean_ecg(
 def _fiducials(
     clean: np.ndarray, dom: np.ndarray, pol: np.ndarray, fs: float
 ) -> tuple[np.ndarray, int]:
-    """Each beat's fiducial: the extremum of its dominant deflection near the wave centre.
-
-    Returns the samples (-1 where the window lies outside the signal) and the half width
-    of the search window in samples.
-    """
+    """Each beat's fiducial sample (-1 if off the signal) and the search half width."""
+    # the extremum of the dominant deflection near its wave centre, in the clean ECG
     n = clean.size
     r_idx = np.empty(dom.size, np.int64)
     half = max(2, round(0.05 * fs))
@@ -420,10 +414,8 @@ def _add_artifacts(
     r_index: np.ndarray,
     spec: _ArtifactSpec,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """The clean ECG plus wander, baseline steps, motion and noise (drawn in that order).
-
-    Returns the ECG (mV), the steps (onset samples, sizes in mV) and the motion bursts.
-    """
+    """Wander, baseline steps, motion and noise on a copy of the clean ECG, in that order."""
+    # the draws keep the order they always had, so a seed gives the same recording
     n = clean.size
     ecg = clean.copy()
     if spec.wander_mv:

@@ -840,7 +840,7 @@ def _alert_timing(
 
 
 def _false_alerts(truth: ExposureTruth, onsets: np.ndarray, max_delay: float) -> int:
-    """Alert onsets outside every true episode widened by ``max_delay`` s."""
+    """How many alert onsets lie outside every true episode widened by ``max_delay`` s."""
     inside_any = np.zeros(onsets.size, dtype=bool)
     for start, end, _, _ in truth.episodes:
         inside_any |= (onsets >= start - max_delay) & (onsets <= end + max_delay)
