@@ -42,14 +42,20 @@ def main() -> None:
     if args.json:
         print(json.dumps(res, default=float))
         return
-    print(f"{'condition':<11} {'pulses':>6} {'bias °':>7} {'SD °':>6} {'offline SD °':>13} "
-          f"{'Rayleigh p':>11} {'fire err p99 ms':>16}")  # fmt: skip
+    print(
+        f"{'condition':<11} {'pulses':>6} {'bias °':>7} {'SD °':>6} {'offline SD °':>13} "
+        f"{'at pulses °':>12} "
+        f"{'Rayleigh p':>11} {'fire err p99 ms':>16}"
+    )
     for name, r in res.items():
         e = r["true_phase_error"]
         p99 = r["fire_error_ms_p50_p99"][1] if r["fire_error_ms_p50_p99"] else float("nan")
-        offline = r["offline_causal_sd_deg"]
-        print(f"{name:<11} {r['pulses']:>6} {e['mean_deg']:>7.1f} {e['sd_deg']:>6.1f} "
-              f"{offline:>13.1f} {e['rayleigh_p']:>11.3g} {p99:>16.2f}")  # fmt: skip
+        offline, paired = r["offline_causal_sd_deg"], r["offline_causal_at_pulses_sd_deg"]
+        print(
+            f"{name:<11} {r['pulses']:>6} {e['mean_deg']:>7.1f} {e['sd_deg']:>6.1f} "
+            f"{offline:>13.1f} {paired:>12.1f} "
+            f"{e['rayleigh_p']:>11.3g} {p99:>16.2f}"
+        )
 
 
 if __name__ == "__main__":

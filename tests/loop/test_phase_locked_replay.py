@@ -1,7 +1,7 @@
 """Acceptance: phase-locked pulses on real EEG replayed through LSL in real time.
 
-The whole EEGMAT rest recording (182 s) is replayed once; three complete sessions run on
-it at the same time with the simulated stimulator: trough at C3 (Hjorth), positive peak
+The first 120 s of the EEGMAT rest recording are replayed once; three complete sessions
+run on them at the same time with the simulated stimulator: trough at C3 (Hjorth), positive peak
 at O2 (Hjorth) and the random-phase control at C3. The true phase of every delivered
 pulse comes from the field's offline ground truth (../shared/data/README.md).
 """
@@ -25,20 +25,27 @@ def test_delivered_pulses_hit_the_target_phase_on_real_eeg(shared_data):
             Condition("peak_O2", "O2", 10.5, 0.0),
             Condition("random_C3", "C3", 9.5, 180.0, control="random_phase"),
         ],
+        duration_s=120.0,
     )
     for name, r in res.items():
         e = r["true_phase_error"]
         print(
             f"\n{name}: {r['pulses']} pulses, bias {e['mean_deg']:.1f}°, SD {e['sd_deg']:.1f}° "
-            f"(offline causal_phase SD {r['offline_causal_sd_deg']:.1f}°), "
+            f"(offline causal_phase SD {r['offline_causal_sd_deg']:.1f}°, "
+            f"{r['offline_causal_at_pulses_sd_deg']:.1f}° at the pulses), "
             f"Rayleigh p {e['rayleigh_p']:.3g}, fire error p50/p99 {r['fire_error_ms_p50_p99']} ms"
         )
     for name in ("trough_C3", "peak_O2"):
         r = res[name]
         e = r["true_phase_error"]
-        assert r["pulses"] >= 50
+        assert r["pulses"] >= 60
         assert abs(e["mean_deg"]) <= 10.0
-        assert e["sd_deg"] <= r["offline_causal_sd_deg"] + 5.0
+        # The real-time path (chunking, forecast, scheduling, firing) adds at most 5° to
+        # the estimator's own error at the same instants; the paired comparison, because
+        # the SD of ~100 pulses against all samples scatters by more than 5° between
+        # runs (docs/benchmarks.md). And no worse than the estimator overall + 10°.
+        assert e["sd_deg"] <= r["offline_causal_at_pulses_sd_deg"] + 5.0
+        assert e["sd_deg"] <= r["offline_causal_sd_deg"] + 10.0
     rnd = res["random_C3"]
-    assert rnd["pulses"] >= 50
+    assert rnd["pulses"] >= 60
     assert rnd["true_phase"]["rayleigh_p"] > 0.05
