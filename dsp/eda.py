@@ -278,7 +278,9 @@ class EDAParams:
         With ``baseline="projected"``, an SCR that starts on that recovery is measured from
         the template's decay between its onset and its peak when that lies below the other
         baselines (near the previous peak the slope shows little of the decay still to
-        come). It changes amplitudes only: whether a rise is an SCR is decided without it.
+        come). Where the template predicts a fall by the onset, it is scaled down to the
+        fall seen there (a slower recovery is not extrapolated as a fast one). It changes
+        amplitudes only: whether a rise is an SCR is decided without it.
         ``(0, 0)`` disables it.
     """
 

@@ -174,7 +174,8 @@ S_NM_N = 62  # values seen by the sample-scale running median
 S_NB_N = 63  # values seen by the block-scale running median
 S_PREV_PZ = 64  # peak of the last accepted SCR in the zero-phase copy (absolute index)
 S_PREV_AMP = 65  # its amplitude, µS (0: none since the last restart)
-N_STATE = 66
+S_PREV_VAL = 66  # its peak value in the zero-phase copy, µS
+N_STATE = 67
 
 # ---- kinds of peak (how the end of a rise was found) --------------------------------
 PEAK_MAX = 0.0  # the maximum of the rise
@@ -556,7 +557,13 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
         if p[P_REC_T1] > 0.0 and st[S_PREV_AMP] > 0.0 and onset >= st[S_PREV_PZ]:
             r_on = _recovery(p, (onset - st[S_PREV_PZ]) / fs)
             r_pk = _recovery(p, (pz - st[S_PREV_PZ]) / fs)
-            proj = y_on - st[S_PREV_AMP] * (r_on - r_pk)
+            # Where the template predicts a fall by the onset (5 % of the previous
+            # amplitude or more), scale it down to the fall seen there: a recovery slower
+            # than the template's is not extrapolated as the template's.
+            a_prev = st[S_PREV_AMP]
+            if 1.0 - r_on >= 0.05:
+                a_prev = min(a_prev, max(st[S_PREV_VAL] - y_on, 0.0) / (1.0 - r_on))
+            proj = y_on - a_prev * (r_on - r_pk)
             if proj < base_at_peak:
                 base_at_peak = proj
     amp = peak_val - base_at_peak
@@ -581,6 +588,7 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
         st[S_N_SCR] += 1.0
         st[S_PREV_PZ] = pz
         st[S_PREV_AMP] = amp
+        st[S_PREV_VAL] = peak_val
         if y <= st[S_HR_LEVEL]:
             ev[ne, E_KIND] = KIND_HALF
             ev[ne, E_ID] = st[S_HR_ID]
