@@ -272,6 +272,16 @@ class EDAParams:
         running medians of the third difference of the raw samples (white noise) and of
         0.25 s block means (1/f noise), so the thresholds are the same at every sampling
         rate. 0 keeps them fixed.
+    recovery_tau_s : tuple of float
+        (τ1, τ2) of the recovery template, s: a Bateman function (Benedek & Kaernbach
+        2010) with its peak placed on the previous SCR's peak and scaled to its amplitude.
+        With ``baseline="projected"``, an SCR that starts on that recovery is measured from
+        the template's decay between its onset and its peak when that lies below the other
+        baselines (near the previous peak the slope shows little of the decay still to
+        come). Where the template predicts a fall by the onset, it is scaled down to the
+        fall seen there (a slower recovery is not extrapolated as a fast one). It changes
+        amplitudes only: whether a rise is an SCR is decided without it.
+        ``(0, 0)`` disables it.
     """
 
     min_amplitude: float = 0.01
@@ -298,6 +308,7 @@ class EDAParams:
     baseline: str = "projected"
     knee_fraction: float = 0.5
     noise_k: float = 4.0
+    recovery_tau_s: tuple[float, float] = (0.75, 3.0)
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -372,6 +383,13 @@ class EDAParams:
         p[K.P_KNEE_W1] = round(0.5 * fs)
         p[K.P_KNEE_W2] = round(1.0 * fs)
         p[K.P_NOISE_K] = self.noise_k
+        r1, r2 = self.recovery_tau_s
+        if not (r1 == 0.0 or 0.0 < r1 < r2):
+            raise EDAInputError(
+                f"recovery_tau_s must be (tau1, tau2) s with 0 < tau1 < tau2, or (0, 0) to "
+                f"disable the recovery template; got {self.recovery_tau_s!r}"
+            )
+        p[K.P_REC_T1], p[K.P_REC_T2] = (r1, r2) if self.baseline == "projected" else (0.0, 0.0)
         p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
         # Noise gains from the impulse responses of the smoother and of the slope path
         # (first difference x fs, then the EMA), for white input of unit variance: at this
