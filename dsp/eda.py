@@ -384,7 +384,7 @@ class EDAParams:
         p[K.P_KNEE_W2] = round(1.0 * fs)
         p[K.P_NOISE_K] = self.noise_k
         r1, r2 = self.recovery_tau_s
-        if not (r1 == 0.0 or 0.0 < r1 < r2):
+        if not ((r1, r2) == (0.0, 0.0) or 0.0 < r1 < r2):
             raise EDAInputError(
                 f"recovery_tau_s must be (tau1, tau2) s with 0 < tau1 < tau2, or (0, 0) to "
                 f"disable the recovery template; got {self.recovery_tau_s!r}"

@@ -167,6 +167,8 @@ def test_scr_at_the_peak_of_a_larger_one_is_measured_from_its_modelled_recovery(
         np.testing.assert_array_equal(det.scrs[name], scrs[name])
     with pytest.raises(EDAInputError, match="recovery_tau_s"):
         detect_scr(x, fs, params=_params(recovery_tau_s=(3.0, 0.75)))
+    with pytest.raises(EDAInputError, match="recovery_tau_s"):
+        detect_scr(x, fs, params=_params(recovery_tau_s=(0.0, 3.0)))  # half disabled
     # A previous SCR that recovers more slowly than the template (tau2 6 or 10 s against
     # 3 s): the template is scaled to the fall seen by the onset, so the second SCR is not
     # inflated (unscaled, it would come out 20-35 % too large).
