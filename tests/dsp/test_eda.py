@@ -84,16 +84,21 @@ def test_sampling_rate_extremes(fs):
     assert s.amp_err_median <= 0.15
 
 
+def _bateman(t, onset, amp, tr=0.75, td=3.0):
+    """A Bateman SCR (rise tr, decay td, s) of peak ``amp`` µS starting at ``onset`` s."""
+    tp = tr * td / (td - tr) * np.log(td / tr)
+    norm = np.exp(-tp / td) - np.exp(-tp / tr)
+    d = np.clip(t - onset, 0, None)
+    return amp / norm * (np.exp(-d / td) - np.exp(-d / tr))
+
+
 def test_overlapping_scrs_are_separated():
     """Two SCRs 4 s apart, the second on the first one's recovery limb: two SCRs."""
     fs = 50.0
     t = np.arange(int(30 * fs)) / fs
 
     def scr(onset, amp, tr=0.75, td=3.0):
-        tp = tr * td / (td - tr) * np.log(td / tr)
-        norm = np.exp(-tp / td) - np.exp(-tp / tr)
-        d = np.clip(t - onset, 0, None)
-        return amp / norm * (np.exp(-d / td) - np.exp(-d / tr))
+        return _bateman(t, onset, amp, tr, td)
 
     x = 4.0 + scr(10.0, 0.5) + scr(14.0, 0.3)
     scrs = detect_scr(x, fs)
@@ -117,10 +122,7 @@ def test_scr_hidden_in_a_recovery_limb_is_found_by_the_knee_rule():
     t = np.arange(int(30 * fs)) / fs
 
     def scr(onset, amp, tr=0.75, td=3.0):
-        tp = tr * td / (td - tr) * np.log(td / tr)
-        norm = np.exp(-tp / td) - np.exp(-tp / tr)
-        d = np.clip(t - onset, 0, None)
-        return amp / norm * (np.exp(-d / td) - np.exp(-d / tr))
+        return _bateman(t, onset, amp, tr, td)
 
     x = 4.0 + scr(10.0, 0.6) + scr(14.0, 0.1)
     with_knee = detect_scr(x, fs)
@@ -144,10 +146,7 @@ def test_scr_at_the_peak_of_a_larger_one_is_measured_from_its_modelled_recovery(
     t = np.arange(int(40 * fs)) / fs
 
     def scr(onset, amp, tr=0.75, td=3.0):
-        tp = tr * td / (td - tr) * np.log(td / tr)
-        norm = np.exp(-tp / td) - np.exp(-tp / tr)
-        d = np.clip(t - onset, 0, None)
-        return amp / norm * (np.exp(-d / td) - np.exp(-d / tr))
+        return _bateman(t, onset, amp, tr, td)
 
     first_peak = 10.0 + 0.75 * 3.0 / 2.25 * np.log(4.0)
     for gap in (0.5, 1.0):
