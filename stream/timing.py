@@ -10,6 +10,7 @@ consumers never re-derive them), the recorder to what it writes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,12 @@ import numpy as np
 #: 1.5 periods tolerates the push jitter of senders that let liblsl back-date chunk
 #: stamps, and still sees a single lost sample (a jump of 2 periods).
 GAP_PERIODS = 1.5
+
+# Read-only: callers share them.
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWS.flags.writeable = False
+_NO_JUMPS = np.zeros(0)
+_NO_JUMPS.flags.writeable = False
 
 
 def timing_breaks(
@@ -45,6 +52,15 @@ def timing_breaks(
     jumps_s : ndarray
         The jump before each of those rows, s (negative = backwards).
     """
+    if stamps.size == 1:
+        # One sample per pull is the real-time case (a 1 kHz stream read as it arrives):
+        # a scalar test, without the temporaries of the general path, on the loop's path.
+        if not math.isfinite(prev_t):
+            return _NO_ROWS, _NO_JUMPS
+        lead = float(stamps[0]) - prev_t
+        if lead > GAP_PERIODS / rate_hz or lead < -back_tol_s:
+            return np.zeros(1, np.int64), np.array([lead])
+        return _NO_ROWS, _NO_JUMPS
     lead = stamps[0] - prev_t if np.isfinite(prev_t) else 1.0 / rate_hz
     jumps = np.concatenate(([lead], np.diff(stamps)))
     rows = np.flatnonzero((jumps > GAP_PERIODS / rate_hz) | (jumps < -back_tol_s))
