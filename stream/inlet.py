@@ -544,8 +544,11 @@ class Inlet:
         return ""
 
     def _set_trust(self, problems: dict[str, str], events: list) -> None:
-        was = {k for k, v in self._untrusted.items() if v}
+        before = self._untrusted
         self._untrusted = problems
+        if not (any(problems.values()) or any(before.values())):
+            return  # the usual case, checked on every pull: nothing to report
+        was = {k for k, v in before.items() if v}
         failing = {k for k, v in problems.items() if v}
         # Reported when a check starts failing, not at every new figure: a stream that
         # runs ahead has a new lead at every chunk (issue #15: one warning per chunk).
