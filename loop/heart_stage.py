@@ -175,13 +175,15 @@ class HeartStage:
             self._pulses.popleft()  # long past: no later sample can be near it
         if not self._pulses:
             return None
-        near = np.array(list(self._pulses))  # a snapshot: the pulse thread appends meanwhile
-        near = near[(near >= stamps[0] - BLANK_POST_S - 0.01) & (near <= stamps[-1] + 0.01)]
-        if not near.size:
+        lo, hi = float(stamps[0]) - BLANK_POST_S - 0.01, float(stamps[-1]) + 0.01
+        # list() is a snapshot (the pulse thread appends meanwhile); plain floats, because
+        # this runs on every ECG chunk and a pulse is rarely near one.
+        near = [t for t in list(self._pulses) if lo <= t <= hi]
+        if not near:
             return None
         # Each pulse on its nearest sample of the chunk's grid, then dsp.heart's window:
         # the same samples as offline on the same pulses, for any chunking.
-        rel = np.rint((near - stamps[0]) * self.fs).astype(np.int64)
+        rel = np.rint((np.array(near) - stamps[0]) * self.fs).astype(np.int64)
         mask = pulse_blank_mask(rel, 0, stamps.size, self.fs, BLANK_PRE_S, BLANK_POST_S)
         self.blanked_samples += int(mask.sum())
         return mask if mask.any() else None
