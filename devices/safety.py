@@ -190,9 +190,11 @@ class SafeStimulator:
         at the trigger time, refuse if late, trigger."""
         with self._refusals():
             rules.check_positive("late_tolerance_s", late_tolerance_s)
-            with self._lock:
-                check(pylsl.local_clock() if at is None else float(at))
             if at is not None:
+                # A planned pulse is checked for its time now, so a refusal comes before
+                # the wait; an immediate one needs only the check right below.
+                with self._lock:
+                    check(float(at))
                 wait_until(float(at))
             with self._lock:
                 # Re-check what the wait may have changed (e-stop, watchdog, another
