@@ -80,11 +80,19 @@ def produce(prefix: str, every_ms: int, seconds: float) -> None:
             eda_out.push(eda[n // 10 : n // 10 + 1, None], t_stamp)
 
 
-def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False, lead_s: float = 0.0) -> dict:
+def run_engine(
+    prefix: str,
+    n_triggers: int,
+    per_pulse: bool = False,
+    lead_s: float = 0.0,
+    timeout_s: float = 600.0,
+) -> dict:
     """Run the engine until ``n_triggers`` pulses; latency figures in ms (with
     ``per_pulse``, also each pulse's sample stamp ``t_sample`` and ``from_push_ms``).
     ``lead_s`` > 0 plans each pulse that long after its trigger sample instead of at
-    once, and adds the fire-time error and the late refusals."""
+    once, and adds the fire-time error and the late refusals. After ``timeout_s`` the
+    figures cover the pulses fired so far (refused triggers do not count toward
+    ``n_triggers``, so a run with many refusals could otherwise outlast its producer)."""
     from stimloop.devices.limits import SafetyLimits
     from stimloop.devices.safety import SafeStimulator
     from stimloop.devices.stimulators.simulated import SimulatedStimulator
@@ -154,7 +162,9 @@ def run_engine(prefix: str, n_triggers: int, per_pulse: bool = False, lead_s: fl
                     others={"ecg": inlets["ecg"], "eda": inlets["eda"]}, stages=stages,
                     chunk_period_s=0.01)  # fmt: skip
     engine.start()
-    engine.wait()
+    if not engine.wait(timeout_s):
+        print(f"warning: {len(engine.pulses)} of {n_triggers} pulses fired in {timeout_s:.0f} s "
+              f"({len(engine.refusals)} refused); figures over those", file=sys.stderr)  # fmt: skip
     engine.stop()
     gate.close()
     if lead_s > 0:
@@ -203,7 +213,8 @@ def run_floor(prefix: str, n_triggers: int) -> dict:
     t_end = time.monotonic() + 0.5  # let the new inlet settle, as the engine's does
     while time.monotonic() < t_end:
         inlet.pull_chunk(0.1, 64, buf)
-    while len(lat) < n_triggers:
+    deadline = time.monotonic() + 10.0 + n_triggers * 0.2
+    while len(lat) < n_triggers and time.monotonic() < deadline:
         # The floor: wake on the first sample, drain the rest, nothing else.
         _, ts = inlet.pull_chunk(1.0, 64, buf, min_samples=1, as_numpy=True)
         now = pylsl.local_clock()
@@ -236,9 +247,19 @@ def main() -> None:
     )  # fmt: skip
     producer.stdout.readline()
     try:
-        engine = run_engine(prefix, args.triggers)
+        per_trigger_s = 2.0 * args.every / 1000.0  # twice the nominal pace, then give up
+        engine = run_engine(prefix, args.triggers, timeout_s=10.0 + per_trigger_s * args.triggers)
         floor = run_floor(prefix, floor_n)
-        sched = run_engine(prefix, args.scheduled, lead_s=args.lead / 1e3) if args.scheduled else {}
+        sched = (
+            run_engine(
+                prefix,
+                args.scheduled,
+                lead_s=args.lead / 1e3,
+                timeout_s=10.0 + per_trigger_s * args.scheduled,
+            )
+            if args.scheduled
+            else {}
+        )
     finally:
         producer.kill()
     result = {"stimloop": engine, "pylsl_floor": floor, "scheduled": sched,
