@@ -294,6 +294,13 @@ def figures(mode, traced, args, rows, counter, summary, wall_s, trace_out) -> di
     # Whole minutes of the session only (the last one is partial).
     whole = [r for r in per_min if r["minute"] < args.duration // 60]
     decisions = {e: (float(np.mean([r[e] for r in whole])) if whole else None) for e in DECISIONS}
+    if mode == "demo":
+        pulses, refused = summary["pulses"]["delivered"], summary["pulses"]["refused"]
+    else:
+        # `stimloop run --json` reports recordings, streams and engine statistics; the
+        # pulses are the session's own decision markers, counted whole.
+        pulses = sum(r["fired"] for r in per_min)
+        refused = sum(r["refused"] for r in per_min)
     lost = {
         role: {
             "samples": s["samples"],
@@ -321,8 +328,8 @@ def figures(mode, traced, args, rows, counter, summary, wall_s, trace_out) -> di
         "samples": rows,
         "decisions_per_min": decisions,
         "decisions_by_minute": per_min,
-        "pulses": summary["pulses"] if mode == "run" else summary["pulses"]["delivered"],
-        "refused": summary["refused"] if mode == "run" else summary["pulses"]["refused"],
+        "pulses": pulses,
+        "refused": refused,
         "streams": lost,
         "samples_lost": int(sum(v["lost_samples"] for v in lost.values())),
     }
