@@ -286,6 +286,13 @@ class EDAParams:
         fall seen there (a slower recovery is not extrapolated as a fast one). It changes
         amplitudes only: whether a rise is an SCR is decided without it.
         ``(0, 0)`` disables it.
+    onset_fit : {"mean", "fit", "off"}
+        Onset refinement at confirmation by a causal least-squares fit of one response
+        shape (Bateman functions of Benedek & Kaernbach 2010 driven by Gaussian bursts, the
+        form of Bach et al. 2010's SCRF; see :mod:`stimloop.dsp.eda_shape_fit`):
+        ``"mean"`` (default) reports the mean of the rule-based and the fitted onset,
+        ``"fit"`` the fitted one, ``"off"`` the rule-based one. SCRs, peaks and amplitudes
+        do not depend on it.
     """
 
     min_amplitude: float = 0.01

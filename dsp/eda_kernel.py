@@ -41,8 +41,10 @@ Method (each step causal, i.e. it uses samples up to now only):
    level is the trough (lowest value from just before the onset to the peak); amplitude =
    peak - onset level, optionally measured from the extrapolated recovery of a preceding
    SCR. Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``,
-   ``rise_hi``] (0.5-5 s; Boucsein et al. 2012). Half-recovery: the time from the peak
-   until the signal falls to peak - amplitude/2, reported when seen before the next SCR.
+   ``rise_hi``] (0.5-5 s; Boucsein et al. 2012). The reported onset is then refined by a
+   least-squares fit of one response shape to the window (:mod:`eda_shape_fit`).
+   Half-recovery: the time from the peak until the signal falls to peak - amplitude/2,
+   reported when seen before the next SCR.
 6. Overlap: the look-back never passes the previous peak, so an SCR on the recovery limb
    of another gets its own onset; a slope dip-and-rebound within one rise (a shoulder)
    splits it into two SCRs.
