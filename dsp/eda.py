@@ -30,6 +30,7 @@ import numpy as np
 from scipy.signal import butter, freqz, lfilter
 
 from stimloop.dsp import eda_kernel as K
+from stimloop.dsp.eda_shape_fit import MODE_FIT, MODE_MEAN, MODE_OFF, new_fit_state
 from stimloop.dsp.errors import DSPError
 
 #: dtype of an SCR record returned by :func:`detect_scr` and :attr:`SCRDetector.scrs`.
@@ -107,6 +108,9 @@ ARTIFACT_WINDOW_S = 0.2
 #: Upstroke widening (s) over which the early firing on a sharp onset fades out; measured
 #: on the canonical SCRF (Bach et al. 2010) and Bateman shapes with Gaussian drivers.
 ONSET_LAMBDA_S = 0.2
+
+#: Modes of EDAParams.onset_fit (eda_shape_fit.MODE_*).
+_ONSET_FIT_MODES = {"off": MODE_OFF, "mean": MODE_MEAN, "fit": MODE_FIT}
 
 FS_MIN_HZ = 4.0
 FS_MAX_HZ = 2048.0
@@ -282,6 +286,13 @@ class EDAParams:
         fall seen there (a slower recovery is not extrapolated as a fast one). It changes
         amplitudes only: whether a rise is an SCR is decided without it.
         ``(0, 0)`` disables it.
+    onset_fit : {"mean", "fit", "off"}
+        Onset refinement at confirmation by a causal least-squares fit of one response
+        shape (Bateman functions of Benedek & Kaernbach 2010 driven by Gaussian bursts, the
+        form of Bach et al. 2010's SCRF; see :mod:`stimloop.dsp.eda_shape_fit`):
+        ``"mean"`` (default) reports the mean of the rule-based and the fitted onset,
+        ``"fit"`` the fitted one, ``"off"`` the rule-based one. SCRs, peaks and amplitudes
+        do not depend on it.
     """
 
     min_amplitude: float = 0.01
@@ -309,6 +320,7 @@ class EDAParams:
     knee_fraction: float = 0.5
     noise_k: float = 4.0
     recovery_tau_s: tuple[float, float] = (0.75, 3.0)
+    onset_fit: str = "mean"
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -390,6 +402,11 @@ class EDAParams:
                 f"disable the recovery template; got {self.recovery_tau_s!r}"
             )
         p[K.P_REC_T1], p[K.P_REC_T2] = (r1, r2) if self.baseline == "projected" else (0.0, 0.0)
+        if self.onset_fit not in _ONSET_FIT_MODES:
+            raise EDAInputError(
+                f"onset_fit must be one of {sorted(_ONSET_FIT_MODES)}, got {self.onset_fit!r}"
+            )
+        p[K.P_ONSET_FIT] = _ONSET_FIT_MODES[self.onset_fit]
         p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
         # Noise gains from the impulse responses of the smoother and of the slope path
         # (first difference x fs, then the EMA), for white input of unit variance: at this
@@ -503,11 +520,12 @@ def _events_to_records(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _new_state(p: np.ndarray) -> tuple[np.ndarray, ...]:
     h = K.history_size(p)
-    return K.new_state(), np.zeros(h), np.zeros(h), np.zeros(h), np.zeros(h)
+    hist = np.zeros(h), np.zeros(h), np.zeros(h), np.zeros(h)
+    return K.new_state(), *hist, *new_fit_state(float(p[K.P_FS]))
 
 
 def _run(x: np.ndarray, p: np.ndarray, state: tuple[np.ndarray, ...]):
-    st, hy, hs, hf, hz = state
+    st, hy, hs, hf, hz, fst, fscr, tab = state
     n = x.shape[0]
     y = np.empty(n)
     scl = np.empty(n)
@@ -515,7 +533,21 @@ def _run(x: np.ndarray, p: np.ndarray, state: tuple[np.ndarray, ...]):
     fl = np.empty(n, dtype=np.uint8)
     ev = np.empty((K.event_capacity(n, p), K.N_EVENT_COLS))
     ne = K.eda_kernel(
-        np.ascontiguousarray(x, dtype=np.float64), p, st, hy, hs, hf, hz, y, scl, ph, fl, ev
+        np.ascontiguousarray(x, dtype=np.float64),
+        p,
+        st,
+        hy,
+        hs,
+        hf,
+        hz,
+        fst,
+        fscr,
+        tab,
+        y,
+        scl,
+        ph,
+        fl,
+        ev,
     )
     return y, scl, ph, fl, ev[:ne]
 

@@ -41,8 +41,10 @@ Method (each step causal, i.e. it uses samples up to now only):
    level is the trough (lowest value from just before the onset to the peak); amplitude =
    peak - onset level, optionally measured from the extrapolated recovery of a preceding
    SCR. Accepted if amplitude ≥ ``min_amp`` and rise time within [``rise_lo``,
-   ``rise_hi``] (0.5-5 s; Boucsein et al. 2012). Half-recovery: the time from the peak
-   until the signal falls to peak - amplitude/2, reported when seen before the next SCR.
+   ``rise_hi``] (0.5-5 s; Boucsein et al. 2012). The reported onset is then refined by a
+   least-squares fit of one response shape to the window (:mod:`eda_shape_fit`).
+   Half-recovery: the time from the peak until the signal falls to peak - amplitude/2,
+   reported when seen before the next SCR.
 6. Overlap: the look-back never passes the previous peak, so an SCR on the recovery limb
    of another gets its own onset; a slope dip-and-rebound within one rise (a shoulder)
    splits it into two SCRs.
@@ -52,6 +54,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from stimloop.dsp.eda_shape_fit import fit_push, refined_onset
 
 # ---- parameter vector layout -------------------------------------------------------
 P_B0, P_B1, P_B2, P_A1, P_A2 = 0, 1, 2, 3, 4  # smoothing low-pass biquad
@@ -107,7 +111,8 @@ P_TREND_A = 57  # EMA coefficient per sample of the baseline trend (slope outsid
 P_NOISE_AM = 58  # factor of the sample-scale running median per step (exp of the step)
 P_REC_T1 = 59  # s: rise time constant of the recovery template (0: no template)
 P_REC_T2 = 60  # s: decay time constant of the recovery template
-N_PARAMS = 61
+P_ONSET_FIT = 61  # onset refinement by a shape fit (eda_shape_fit.MODE_*; 0: off)
+N_PARAMS = 62
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -367,7 +372,7 @@ def _recovery(p, t):
 
 
 @njit(cache=True)
-def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
+def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
     """Score the rise whose peak has just been confirmed at sample ``n``.
 
     The rise is measured on a zero-phase smoothing of the samples seen so far (see
@@ -572,7 +577,20 @@ def _confirm(st, p, hy, hs, hz, ev, ne, n, y):
     elif peak_val - base_seen >= p[P_MIN_AMP] and p[P_RISE_LO] <= rise_n <= p[P_RISE_HI]:
         ev[ne, E_KIND] = KIND_SCR
         ev[ne, E_ID] = st[S_N_SCR]
-        ev[ne, E_ONSET] = onset_rep + p[P_ONSET_SHIFT]
+        # The rule-based onset is late on a rise that follows the previous SCR closely;
+        # a fit of the response shape refines it (eda_shape_fit; Method item 5).
+        ev[ne, E_ONSET] = refined_onset(
+            fst,
+            fscr,
+            tab,
+            p[P_ONSET_FIT],
+            onset_rep + p[P_ONSET_SHIFT],
+            pz - p[P_RISE_LO],
+            n,
+            st[S_LAST_ART],
+            st[S_PREV_PZ],
+            st[S_PREV_AMP],
+        )
         ev[ne, E_PEAK] = pz
         ev[ne, E_AMP] = amp
         ev[ne, E_RISE] = rise_n / fs
@@ -623,7 +641,7 @@ def _knee(hs, p, st, n, slope):
 
 
 @njit(cache=True)
-def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, ev):
+def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_out, flag_out, ev):
     """Run the EDA pipeline over one chunk, updating ``st`` in place.
 
     Parameters
@@ -642,6 +660,10 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
     hz : float64[:]
         Scratch ring buffer of the same length for the zero-phase copy (its contents
         between calls do not matter).
+    fst, fscr, tab : float64[:], float64[:, :], float64[:, :]
+        State of the onset fit (block means and earlier fitted responses; part of the
+        state), its scratch, and the shape table: see
+        :func:`stimloop.dsp.eda_shape_fit.new_fit_state`.
     y_out, scl_out, phasic_out : float64[:]
         Per-sample smoothed conductance, SCL and phasic component in µS (NaN if invalid).
     flag_out : uint8[:]
@@ -666,6 +688,8 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
             flag = FLAG_RANGE
         elif xi < p[P_OFF_US]:
             flag = FLAG_OFF
+        # Block means for the onset fit (NaN marks a block with an invalid sample).
+        fit_push(fst, n, xi if flag == 0 else np.nan)
         if flag != 0:
             # Invalid: no output, and a rise in progress cannot be trusted.
             if st[S_MODE] == 1.0:
@@ -861,7 +885,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
                 st[S_PEAK_IDX] = k
                 st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
                 st[S_PEAK_KIND] = PEAK_KNEE
-                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
+                _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
             elif n - st[S_ONSET_IDX] > p[P_RISE_HI]:
                 st[S_N_REJ_SHAPE] += 1.0
@@ -892,7 +916,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
                     st[S_PEAK_IDX] = k
                     st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
                     st[S_PEAK_KIND] = PEAK_SHOULDER
-                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
+                _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
                 st[S_HR_ACTIVE] = 0.0
                 st[S_MODE] = 1.0
@@ -929,10 +953,10 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, y_out, scl_out, phasic_out, flag_out, e
                     st[S_PEAK_IDX] = k
                     st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
                     st[S_PEAK_KIND] = PEAK_SHOULDER
-                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
+                _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
             elif st[S_PEAK_VAL] - y >= st[S_FALL] or n - st[S_PEAK_IDX] >= p[P_PLATEAU]:
-                _confirm(st, p, hy, hs, hz, ev, ne, n, y)
+                _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
         n += 1.0
     st[S_N] = n
