@@ -31,7 +31,7 @@ Method (each step causal, i.e. it uses samples up to now only):
    slope between rises (EMA) is the baseline trend.
 5. SCR scoring: trough-to-peak (Boucsein et al. 2012; the "TTP" method of Ledalab,
    Benedek & Kaernbach 2010). A rise starts when the slope exceeds ``slope_on``, both
-   absolutely and relative to the larger of drift and trend, and the signal has risen
+   absolutely and relative to the baseline trend, and the signal has risen
    ``rise_min_us``. Its peak (maximum) is confirmed when the signal has fallen ``fall_us``
    below it, has not exceeded it for ``plateau`` s, or its slope has been back at the
    pre-rise trend for ``plateau`` s (then the peak is where that flat stretch began). The
