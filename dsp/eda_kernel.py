@@ -31,7 +31,7 @@ Method (each step causal, i.e. it uses samples up to now only):
    slope between rises (EMA) is the baseline trend.
 5. SCR scoring: trough-to-peak (Boucsein et al. 2012; the "TTP" method of Ledalab,
    Benedek & Kaernbach 2010). A rise starts when the slope exceeds ``slope_on``, both
-   absolutely and relative to the larger of drift and trend, and the signal has risen
+   absolutely and relative to the baseline trend, and the signal has risen
    ``rise_min_us``. Its peak (maximum) is confirmed when the signal has fallen ``fall_us``
    below it, has not exceeded it for ``plateau`` s, or its slope has been back at the
    pre-rise trend for ``plateau`` s (then the peak is where that flat stretch began). The
@@ -641,6 +641,39 @@ def _knee(hs, p, st, n, slope):
 
 
 @njit(cache=True)
+def _start_reference(st):
+    """Slope (µS/s) a new rise must beat, besides the absolute threshold: the baseline
+    trend, the slope between rises.
+
+    The SCL's own slope is not used: after an SCR the SCL, a lower envelope, relaxes up
+    toward the recovery limb at (phasic / tonic_tau), about +0.01-0.04 µS/s after an SCR
+    of 0.1-0.3 µS, while the signal itself falls. Taken for a tonic drift, that raised the
+    start threshold on exactly the recovery limbs where the next SCR of a burst starts.
+    A rising tonic level shows in the trend as well, so it still does not start rises.
+    """
+    return st[S_TREND]
+
+
+@njit(cache=True)
+def _knee_turned_up(st, n, y):
+    """A rise started by a knee has turned into a visible rise at sample ``n``: score it
+    as usual from here on.
+
+    Its peak is the highest value *since it turned upward*. The value where the knee
+    fired lies higher on the recovery limb than anything a gradual SCR (a Gaussian-driven
+    SCRF) reaches for a while; kept as the running peak, it made the plateau rule confirm
+    the rise 1 s after the knee fired, while the SCR was still rising, and the rise was
+    measured there and rejected.
+    """
+    st[S_KNEE] = 0.0
+    st[S_SMIN] = np.inf
+    st[S_FLAT_N] = 0.0
+    st[S_PEAK_IDX] = n
+    st[S_PEAK_VAL] = y
+    st[S_PEAK_KIND] = PEAK_MAX
+
+
+@njit(cache=True)
 def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_out, flag_out, ev):
     """Run the EDA pipeline over one chunk, updating ``st`` in place.
 
@@ -815,10 +848,10 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
         st[S_SCL] = scl
         # A rising tonic level lifts the slope for tens of seconds; the SCL (a lower
         # envelope that only relaxes up between SCRs) can fall behind it. The slope
-        # outside rises tracks it directly; a rise must exceed the larger of the two.
+        # outside rises tracks it directly; a rise must exceed it (see _start_reference).
         if st[S_MODE] == 0.0 and flag == 0:
             st[S_TREND] += p[P_TREND_A] * (slope - st[S_TREND])
-        rel = slope - max(st[S_DRIFT], st[S_TREND])
+        rel = slope - _start_reference(st)
         hy[int(n) % h] = y
         hs[int(n) % h] = slope
         y_out[i] = y
@@ -894,11 +927,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
                 st[S_BASE_VAL] = y
         else:
             if st[S_KNEE] == 1.0:
-                # The knee turned into a visible rise: score it as usual from here on,
-                # from the highest value since the knee.
-                st[S_KNEE] = 0.0
-                st[S_SMIN] = np.inf
-                st[S_FLAT_N] = 0.0
+                _knee_turned_up(st, n, y)
             # A second SCR starting while the first still rises (or before it has
             # visibly fallen) shows as a shoulder: the slope dips and rebounds. Split
             # there: the first SCR peaks at the dip (or its maximum before it), the second

@@ -116,7 +116,7 @@ def test_overlapping_scrs_are_separated():
 
 
 def test_scr_hidden_in_a_recovery_limb_is_found_by_the_knee_rule():
-    """A 0.1 µS SCR 4 s after a 0.6 µS one: the signal never turns upward (no trough-to-
+    """A 0.1 µS SCR 3.5 s after a 1 µS one: the signal never turns upward (no trough-to-
     peak rise), but the slope rebounds faster than any recovery; the knee rule finds it."""
     fs = 50.0
     t = np.arange(int(30 * fs)) / fs
@@ -124,14 +124,51 @@ def test_scr_hidden_in_a_recovery_limb_is_found_by_the_knee_rule():
     def scr(onset, amp, tr=0.75, td=3.0):
         return _bateman(t, onset, amp, tr, td)
 
-    x = 4.0 + scr(10.0, 0.6) + scr(14.0, 0.1)
+    x = 4.0 + scr(10.0, 1.0) + scr(13.5, 0.1)
     with_knee = detect_scr(x, fs)
     without = detect_scr(x, fs, params=_params(knee_fraction=0.0))
     assert len(without) == 1
     assert len(with_knee) == 2
-    assert with_knee["onset"][1] / fs == pytest.approx(14.0, abs=0.3)
-    # Measured from the extrapolated recovery; the composite hides part of it (0.073).
+    assert with_knee["onset"][1] / fs == pytest.approx(13.5, abs=0.3)
+    # Measured from the extrapolated recovery; the composite hides part of it.
     assert 0.05 < with_knee["amplitude"][1] < 0.12
+
+
+@pytest.mark.parametrize("fs", [4.0, 100.0])
+def test_scr_on_a_recovery_limb_starts_against_the_trend_not_the_scl_slope(fs):
+    """A 0.1 µS SCR (Bateman, τ1 = 1.4 s) 4 s after a 0.5 µS one, knee rule off: the plain
+    start test finds it. After an SCR the SCL relaxes up toward the recovery limb; its
+    slope, taken for a tonic drift, used to raise the start threshold there."""
+    t = np.arange(int(30 * fs)) / fs
+    x = 4.0 + _bateman(t, 10.0, 0.5) + _bateman(t, 14.0, 0.1, tr=1.4)
+    scrs = detect_scr(x, fs, params=_params(knee_fraction=0.0))
+    assert len(scrs) == 2, scrs
+    assert scrs["onset"][1] / fs == pytest.approx(14.0, abs=0.5)
+
+
+def _gaussian_driven_scr(t, onset, amp, sigma, tr=0.75, td=3.0):
+    """An SCR whose sudomotor burst is a Gaussian of width ``sigma`` s (the SCRF idea of
+    Bach et al. 2010) through a Bateman response; ``amp`` µS at its peak. Returns the
+    signal and its onset (where it reaches 2 % of its amplitude, as the scorer does)."""
+    dt = t[1] - t[0]
+    burst = np.exp(-0.5 * ((t - onset - 2.0 * sigma) / sigma) ** 2)
+    y = np.convolve(burst, _bateman(t, 0.0, 1.0, tr, td))[: len(t)] * dt
+    y *= amp / y.max()
+    return y, float(t[np.argmax(y >= 0.02 * amp)])
+
+
+@pytest.mark.parametrize("fs", [4.0, 100.0])
+def test_gradual_scr_on_early_recovery_is_kept_after_the_knee_turns_up(fs):
+    """A gradual 0.2 µS SCR (Gaussian burst, σ = 0.7 s) starting 0.6 s after the peak of a
+    0.6 µS one: the knee rule starts a rise on the recovery limb, which then turns upward.
+    Its peak must be the highest value since then, not the (higher) value where the knee
+    fired, which confirmed and rejected the rise while the SCR was still rising."""
+    t = np.arange(int(30 * fs)) / fs
+    second, onset2 = _gaussian_driven_scr(t, 12.0, 0.2, 0.7)
+    x = 4.0 + _bateman(t, 10.0, 0.6) + second
+    scrs = detect_scr(x, fs)
+    assert len(scrs) == 2, scrs
+    assert scrs["onset"][1] / fs == pytest.approx(onset2, abs=0.5)
 
 
 @pytest.mark.parametrize("fs", [50.0, 1000.0], ids=["50Hz", "1kHz"])
