@@ -393,3 +393,44 @@ def refined_onset(fst, fscr, tab, mode, onset, latest, n, last_art, prev_pz, has
     if mode == MODE_FIT:
         return np.floor(g + 0.5)
     return np.floor(0.5 * (g + onset) + 0.5)
+
+
+@njit(cache=True)
+def fit_hidden_response(fst, fscr, tab, onset, latest, n, last_art, min_amp, min_share):
+    """Fit a response that trough-to-peak scoring cannot see; keep it only if it is real.
+
+    A small SCR on the steep recovery of a large one may only flatten the composite
+    signal: its measured rise is too short or too small to be scored, although the
+    knee rule saw the slope rebound. Measured against the model of the earlier responses
+    (the baseline of :func:`fit_onset`, which holds their fitted continuation), it is a
+    full rise. The fit of :func:`fit_onset` is made with onsets up to ``latest``; the
+    response is accepted when its amplitude is at least ``min_amp`` µS and it explains at
+    least ``min_share`` of the baseline residual's sum of squares. Only then is it kept as
+    an earlier response for later fits.
+
+    Returns
+    -------
+    (float, float)
+        The fitted onset (absolute sample index, fractional) and amplitude (µS) of the
+        response, or (NaN, 0) when none was accepted.
+    """
+    cap = int(fst[F_C])
+    r = int(fst[F_R])
+    slot = N_FHDR + r + 3 * (int(fst[F_NC]) % cap)
+    old0 = fst[slot]
+    old1 = fst[slot + 1]
+    old2 = fst[slot + 2]
+    nc = fst[F_NC]
+    g, share = fit_onset(fst, fscr, tab, onset, latest, n, last_art)
+    if np.isnan(g):
+        return np.nan, 0.0
+    a = fst[slot + 2]
+    if a >= min_amp and share >= min_share:
+        return g, a
+    # Not accepted: forget the response.
+    fst[slot] = old0
+    fst[slot + 1] = old1
+    fst[slot + 2] = old2
+    fst[F_NC] = nc
+    fst[F_N_FIT] -= 1.0
+    return np.nan, 0.0
