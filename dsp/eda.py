@@ -293,13 +293,6 @@ class EDAParams:
         ``"mean"`` (default) reports the mean of the rule-based and the fitted onset,
         ``"fit"`` the fitted one, ``"off"`` the rule-based one. SCRs, peaks and amplitudes
         do not depend on it.
-    hidden_fit_share : float
-        A rise started by the knee rule whose composite rise is too short or too small to
-        score (an SCR that only flattens the recovery of a larger one) is measured instead
-        by the shape fit, against the fitted continuation of the earlier responses; it is
-        kept when the fitted response is at least ``min_amplitude`` (and the noise
-        threshold) high and explains at least this share of the residual's sum of
-        squares. Needs ``onset_fit`` on; 0 disables it.
     """
 
     min_amplitude: float = 0.01
@@ -328,7 +321,6 @@ class EDAParams:
     noise_k: float = 4.0
     recovery_tau_s: tuple[float, float] = (0.75, 3.0)
     onset_fit: str = "mean"
-    hidden_fit_share: float = 0.5
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -415,11 +407,6 @@ class EDAParams:
                 f"onset_fit must be one of {sorted(_ONSET_FIT_MODES)}, got {self.onset_fit!r}"
             )
         p[K.P_ONSET_FIT] = _ONSET_FIT_MODES[self.onset_fit]
-        if not 0.0 <= self.hidden_fit_share <= 1.0:
-            raise EDAInputError(
-                f"hidden_fit_share must be in [0, 1] (0: off), got {self.hidden_fit_share!r}"
-            )
-        p[K.P_HIDDEN] = self.hidden_fit_share
         p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
         # Noise gains from the impulse responses of the smoother and of the slope path
         # (first difference x fs, then the EMA), for white input of unit variance: at this

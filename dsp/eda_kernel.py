@@ -55,7 +55,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from stimloop.dsp.eda_shape_fit import fit_hidden_response, fit_push, refined_onset
+from stimloop.dsp.eda_shape_fit import fit_push, refined_onset
 
 # ---- parameter vector layout -------------------------------------------------------
 P_B0, P_B1, P_B2, P_A1, P_A2 = 0, 1, 2, 3, 4  # smoothing low-pass biquad
@@ -112,8 +112,7 @@ P_NOISE_AM = 58  # factor of the sample-scale running median per step (exp of th
 P_REC_T1 = 59  # s: rise time constant of the recovery template (0: no template)
 P_REC_T2 = 60  # s: decay time constant of the recovery template
 P_ONSET_FIT = 61  # onset refinement by a shape fit (eda_shape_fit.MODE_*; 0: off)
-P_HIDDEN = 62  # share of the residual a hidden knee response must explain (0: off)
-N_PARAMS = 63
+N_PARAMS = 62
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -573,16 +572,14 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
             if proj < base_at_peak:
                 base_at_peak = proj
     amp = peak_val - base_at_peak
-    accept = False
-    onset_out = 0.0
-    art = st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]
-    if art:
+    if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
         st[S_N_REJ_ART] += 1.0
     elif peak_val - base_seen >= p[P_MIN_AMP] and p[P_RISE_LO] <= rise_n <= p[P_RISE_HI]:
-        accept = True
+        ev[ne, E_KIND] = KIND_SCR
+        ev[ne, E_ID] = st[S_N_SCR]
         # The rule-based onset is late on a rise that follows the previous SCR closely;
         # a fit of the response shape refines it (eda_shape_fit; Method item 5).
-        onset_out = refined_onset(
+        ev[ne, E_ONSET] = refined_onset(
             fst,
             fscr,
             tab,
@@ -594,34 +591,6 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
             st[S_PREV_PZ],
             st[S_PREV_AMP],
         )
-    elif kind == PEAK_KNEE and p[P_HIDDEN] > 0.0 and p[P_ONSET_FIT] != 0.0:
-        # A knee whose composite rise is too short or too small to score: an SCR that
-        # only flattens the recovery of a larger one. Measured against the fitted
-        # continuation of the earlier responses it is a full rise (eda_shape_fit).
-        g, a_fit = fit_hidden_response(
-            fst,
-            fscr,
-            tab,
-            onset_rep + p[P_ONSET_SHIFT],
-            n - p[P_RISE_LO],
-            n,
-            st[S_LAST_ART],
-            max(p[P_MIN_AMP], st[S_RISEMIN]),
-            p[P_HIDDEN],
-        )
-        if not np.isnan(g):
-            accept = True
-            onset_out = np.floor(g + 0.5)
-            onset = onset_out
-            amp = a_fit
-            # The composite's flattest point may precede the response's onset; its peak
-            # is not seen yet, so at least the shortest rise is reported.
-            pz = max(pz, min(onset + p[P_RISE_LO], n))
-            rise_n = pz - onset
-    if accept:
-        ev[ne, E_KIND] = KIND_SCR
-        ev[ne, E_ID] = st[S_N_SCR]
-        ev[ne, E_ONSET] = onset_out
         ev[ne, E_PEAK] = pz
         ev[ne, E_AMP] = amp
         ev[ne, E_RISE] = rise_n / fs
@@ -645,7 +614,7 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
             ev[ne, E_CONFIRM] = n
             ne += 1
             st[S_HR_ACTIVE] = 0.0
-    elif not art:
+    else:
         st[S_N_REJ_SHAPE] += 1.0
     st[S_MODE] = 0.0
     st[S_BASE_IDX] = n
