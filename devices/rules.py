@@ -135,6 +135,20 @@ def check_late(now: float, at: float | None, tolerance_s: float) -> None:
         )
 
 
+def check_planned_time(at: object) -> float:
+    """A planned pulse time must be a finite LSL time in s; return it as float.
+
+    ``nan`` would pass every comparison that follows (the interval limits, the wait, the
+    late test) and fire at once; ``inf`` would block the caller for ever.
+    """
+    if not (is_number(at) and math.isfinite(at)):
+        raise SafetyError(
+            ErrorCode.BAD_ARGUMENT,
+            f"a planned pulse time must be a finite LSL time in s, got {at!r}",
+        )
+    return float(at)
+
+
 def check_positive(name: str, value: object, unit: str = "s") -> float:
     """An argument that must be a finite number > 0; return it as float."""
     if not (is_number(value) and 0 < value < math.inf):

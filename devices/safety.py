@@ -13,9 +13,10 @@ stream; nothing is ever clamped to a "nearest allowed" value):
 - a heartbeat watchdog (:mod:`~stimloop.devices.watchdog`) and the latching, process-wide
   emergency stop (:mod:`~stimloop.devices.estop`).
 
-``fire`` and ``fire_train`` share one path: a pre-flight check under the lock, the wait
-for the scheduled time without the lock (so the e-stop and the watchdog can always
-disarm), then the same checks again under the lock, right before the trigger.
+``fire`` and ``fire_train`` share one path: for a planned pulse, a pre-flight check under
+the lock and the wait for its (finite) time without the lock, so the e-stop and the
+watchdog can always disarm; then, for every pulse, the checks under the lock right before
+the trigger.
 """
 
 from __future__ import annotations
@@ -186,16 +187,18 @@ class SafeStimulator:
 
     def _gated(self, at: float | None, late_tolerance_s: float, check: Callable[[float], None],
                trigger: Callable[[], float]) -> float:  # fmt: skip
-        """The one path of ``fire`` and ``fire_train``: check, wait unlocked, check again
-        at the trigger time, refuse if late, trigger."""
+        """The one path of ``fire`` and ``fire_train``: a planned pulse (``at``, a finite
+        LSL time) is checked, waited for unlocked and checked again at its time, an
+        immediate one is checked once; then refuse if late, else trigger."""
         with self._refusals():
             rules.check_positive("late_tolerance_s", late_tolerance_s)
             if at is not None:
+                at = rules.check_planned_time(at)
                 # A planned pulse is checked for its time now, so a refusal comes before
                 # the wait; an immediate one needs only the check right below.
                 with self._lock:
-                    check(float(at))
-                wait_until(float(at))
+                    check(at)
+                wait_until(at)
             with self._lock:
                 # Re-check what the wait may have changed (e-stop, watchdog, another
                 # caller, the stream), then refuse rather than fire a pulse that is late;

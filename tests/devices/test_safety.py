@@ -473,6 +473,26 @@ def test_train_needs_the_pause_after_a_single_pulse(gate, sim):
     assert len(sim.pulses) == 1
 
 
+@pytest.mark.parametrize("at", [float("nan"), float("inf"), -float("inf"), "soon", True])
+def test_a_planned_time_that_is_not_a_finite_number_is_refused(gate, sim, at):
+    """NaN passed every later comparison (interval limits, wait, late test) and fired at
+    once; inf would block the caller for ever. Both are refused before any wait, for
+    single pulses and trains, and nothing fires."""
+    gate.set_resting_motor_threshold(50)
+    gate.configure_train(TrainSpec(frequency_hz=1.0, n_pulses=2))
+    gate.arm()
+    for fire in (gate.fire, gate.fire_train):
+        t0 = time.monotonic()
+        with pytest.raises(SafetyError) as exc:
+            fire(at=at)
+        assert time.monotonic() - t0 < 1.0
+        assert exc.value.code == ErrorCode.BAD_ARGUMENT
+        assert "finite LSL time" in exc.value.message and repr(at) in exc.value.message
+    assert not sim.pulses
+    gate.fire(at=pylsl.local_clock() + 0.05, late_tolerance_s=LATE_OK)  # a real time: fired
+    assert len(sim.pulses) == 1
+
+
 def test_a_late_pulse_is_refused_not_fired(gate, sim):
     """A pulse whose time has passed by more than the tolerance is refused as late and
     recorded; it is never fired late (1 ms default: 3.6° of phase at 10 Hz)."""
