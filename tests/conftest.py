@@ -15,6 +15,26 @@ use_machine_scope(force=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+#: numba kernels (``cache=True``) that call njit functions of other modules, and those
+#: modules. numba keys a cached kernel on its own file only, so an edit of a callee's
+#: module (a pull, a branch switch) would leave the old callee compiled into it.
+CROSS_MODULE_KERNELS = {"eda_kernel": ("eda_shape_fit",)}
+
+
+def _drop_stale_numba_caches() -> None:
+    """Delete the cache of a kernel older than a module it calls (numba/numba#1833)."""
+    import stimloop.dsp
+
+    dsp = Path(stimloop.dsp.__path__[0])
+    for kernel, callees in CROSS_MODULE_KERNELS.items():
+        newest = max((dsp / f"{c}.py").stat().st_mtime for c in callees)
+        for cached in (dsp / "__pycache__").glob(f"{kernel}.*.nb[ic]"):
+            if cached.stat().st_mtime < newest:
+                cached.unlink(missing_ok=True)
+
+
+_drop_stale_numba_caches()
+
 
 @pytest.fixture
 def shared_data() -> Path:
