@@ -167,6 +167,9 @@ def run_engine(
               f"({len(engine.refusals)} refused); figures over those", file=sys.stderr)  # fmt: skip
     engine.stop()
     gate.close()
+    if not engine.pulses:
+        reasons = sorted({r.get("error", "?") for r in engine.refusals})[:3]
+        raise SystemExit(f"no pulse fired in {timeout_s:.0f} s; refusals: {reasons}")
     if lead_s > 0:
         err = np.array([p["fire_error_ms"] for p in engine.pulses])
         late = sum("[late]" in r.get("error", "") for r in engine.refusals)
@@ -203,7 +206,7 @@ def run_engine(
     }
 
 
-def run_floor(prefix: str, n_triggers: int) -> dict:
+def run_floor(prefix: str, n_triggers: int, timeout_s: float = 600.0) -> dict:
     info = pylsl.resolve_byprop("source_id", f"{prefix}-eeg", 1, 5.0)[0]
     inlet = pylsl.StreamInlet(info, recover=False)
     inlet.open_stream(5.0)
@@ -213,13 +216,15 @@ def run_floor(prefix: str, n_triggers: int) -> dict:
     t_end = time.monotonic() + 0.5  # let the new inlet settle, as the engine's does
     while time.monotonic() < t_end:
         inlet.pull_chunk(0.1, 64, buf)
-    deadline = time.monotonic() + 10.0 + n_triggers * 0.2
+    deadline = time.monotonic() + timeout_s
     while len(lat) < n_triggers and time.monotonic() < deadline:
         # The floor: wake on the first sample, drain the rest, nothing else.
         _, ts = inlet.pull_chunk(1.0, 64, buf, min_samples=1, as_numpy=True)
         now = pylsl.local_clock()
         hits = np.flatnonzero(buf[: len(ts), 0] > TRIGGER_UV / 2)
         lat += [(now - ts[k]) * 1e3 - buf[k, 1] * 1e-3 for k in hits]  # from the push
+    if not lat:
+        raise SystemExit(f"the bare pylsl inlet saw no trigger in {timeout_s:.0f} s")
     lat = np.asarray(lat)
     return {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
             "max_ms": float(lat.max()), "n": int(lat.size)}  # fmt: skip
@@ -249,7 +254,7 @@ def main() -> None:
     try:
         per_trigger_s = 2.0 * args.every / 1000.0  # twice the nominal pace, then give up
         engine = run_engine(prefix, args.triggers, timeout_s=10.0 + per_trigger_s * args.triggers)
-        floor = run_floor(prefix, floor_n)
+        floor = run_floor(prefix, floor_n, timeout_s=10.0 + per_trigger_s * floor_n)
         sched = (
             run_engine(
                 prefix,

@@ -297,8 +297,8 @@ def figures(mode, traced, args, rows, counter, summary, wall_s, trace_out) -> di
     if mode == "demo":
         pulses, refused = summary["pulses"]["delivered"], summary["pulses"]["refused"]
     else:
-        # `stimloop run --json` reports recordings, streams and engine statistics; the
-        # pulses are the session's own decision markers, counted whole.
+        # `stimloop run --json` counts pulses per recording, and this session records
+        # nothing: the pulses are the session's own decision markers, counted whole.
         pulses = sum(r["fired"] for r in per_min)
         refused = sum(r["refused"] for r in per_min)
     lost = {
