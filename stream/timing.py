@@ -51,6 +51,9 @@ def timing_breaks(
         first stamp).
     jumps_s : ndarray
         The jump before each of those rows, s (negative = backwards).
+
+    Both may be shared, read-only arrays (when there is no break): read them, do not
+    write into them.
     """
     if stamps.size == 1:
         # One sample per pull is the real-time case (a 1 kHz stream read as it arrives):
