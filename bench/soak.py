@@ -308,7 +308,9 @@ def figures(mode, traced, args, rows, counter, summary, wall_s, trace_out) -> di
             "gaps": s["gaps"],
             "lost_samples": s["lost_samples"],
         }
-        for role, s in summary["streams"].items()
+        # run: the session's own stream health; demo: its report, where the health sits
+        # beside the table of the recorded streams
+        for role, s in (summary.get("health") or summary["streams"]).items()
     }
     out = {
         "mode": mode,
