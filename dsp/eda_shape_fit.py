@@ -393,3 +393,129 @@ def refined_onset(fst, fscr, tab, mode, onset, latest, n, last_art, prev_pz, has
     if mode == MODE_FIT:
         return np.floor(g + 0.5)
     return np.floor(0.5 * (g + onset) + 0.5)
+
+
+@njit(cache=True)
+def components_at(fst, tab, t, before):
+    """Sum (µS) of the earlier fitted responses whose onset precedes ``before`` (s), at
+    time ``t`` (s): their fitted continuation."""
+    r = int(fst[F_R])
+    cb = N_FHDR + r
+    n_prev = min(int(fst[F_NC]), int(fst[F_C]))
+    v = 0.0
+    for c in range(n_prev):
+        t0 = fst[cb + 3 * c]
+        if t0 < before and t0 > t - PREV_SPAN_S:
+            v += fst[cb + 3 * c + 2] * _shape_at(tab, int(fst[cb + 3 * c + 1]), t - t0)
+    return v
+
+
+@njit(cache=True)
+def fit_continuation(fst, tab, t_lo, t_hi, before):
+    """Level and scale of the earlier responses' continuation, fitted on the block means.
+
+    The block means in [``t_lo``, ``t_hi``] s (all seen already) are fitted by least
+    squares with ``c + s * C(t)``, where ``C`` is :func:`components_at` (responses with
+    onsets before ``before``). A response fitted at its own confirmation has seen little
+    of its recovery; the free scale and level adapt it to the recovery seen since.
+
+    Returns
+    -------
+    (float, float)
+        ``c`` (µS) and ``s``, or NaN for both when there are too few valid blocks, no
+        earlier response varies over the window, or the scale is not positive.
+    """
+    fs = fst[F_FS]
+    m = fst[F_M]
+    r = int(fst[F_R])
+    half = (m - 1.0) / 2.0
+    j0 = int(np.ceil((t_lo * fs - half) / m))
+    j1 = int(np.floor((t_hi * fs - half) / m))
+    if j1 - j0 + 1 < MIN_BLOCKS or j1 - j0 + 1 > r - 1:
+        return np.nan, np.nan
+    sw = 0.0
+    sx = 0.0
+    sy = 0.0
+    sxx = 0.0
+    sxy = 0.0
+    for j in range(j0, j1 + 1):
+        v = fst[N_FHDR + j % r]
+        if np.isnan(v):
+            return np.nan, np.nan
+        cx = components_at(fst, tab, (j * m + half) / fs, before)
+        sw += 1.0
+        sx += cx
+        sy += v
+        sxx += cx * cx
+        sxy += cx * v
+    var = sxx / sw - (sx / sw) ** 2
+    if var <= 1e-12:
+        return np.nan, np.nan
+    s = (sxy / sw - (sx / sw) * (sy / sw)) / var
+    if s <= 0.0:
+        return np.nan, np.nan
+    return sy / sw - s * sx / sw, s
+
+
+RECOVERY_TAUS_S = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)  # recovery time constants tried
+
+
+@njit(cache=True)
+def fit_recovery(fst, t_lo, t_hi):
+    """An exponential recovery ``c + A exp(-(t - t_hi) / tau)`` fitted to the block means.
+
+    Least squares over the block means in [``t_lo``, ``t_hi``] s (all seen already), for
+    each ``tau`` of ``RECOVERY_TAUS_S`` (c and A are linear), keeping the best. Fitted on
+    the recovery of the last response only, it continues that recovery for the next few
+    seconds with the curvature seen, which a dictionary shape fitted at the response's
+    own confirmation does not know.
+
+    Returns
+    -------
+    (float, float, float)
+        ``c`` (µS), ``A`` (µS) and ``tau`` (s), or NaN for all when there are too few
+        valid blocks or the signal is not falling (A ≤ 0).
+    """
+    fs = fst[F_FS]
+    m = fst[F_M]
+    r = int(fst[F_R])
+    half = (m - 1.0) / 2.0
+    j0 = int(np.ceil((t_lo * fs - half) / m))
+    j1 = int(np.floor((t_hi * fs - half) / m))
+    if j1 - j0 + 1 < MIN_BLOCKS or j1 - j0 + 1 > r - 1:
+        return np.nan, np.nan, np.nan
+    for j in range(j0, j1 + 1):
+        if np.isnan(fst[N_FHDR + j % r]):
+            return np.nan, np.nan, np.nan
+    best = np.inf
+    bc = np.nan
+    ba = np.nan
+    bt = np.nan
+    for tau in RECOVERY_TAUS_S:
+        sw = 0.0
+        sx = 0.0
+        sy = 0.0
+        sxx = 0.0
+        sxy = 0.0
+        syy = 0.0
+        for j in range(j0, j1 + 1):
+            v = fst[N_FHDR + j % r]
+            e = np.exp(-((j * m + half) / fs - t_hi) / tau)
+            sw += 1.0
+            sx += e
+            sy += v
+            sxx += e * e
+            sxy += e * v
+            syy += v * v
+        var = sxx / sw - (sx / sw) ** 2
+        if var <= 1e-12:
+            continue
+        cov = sxy / sw - (sx / sw) * (sy / sw)
+        a = cov / var
+        rss = sw * ((syy / sw - (sy / sw) ** 2) - a * cov)
+        if a > 0.0 and rss < best:
+            best = rss
+            ba = a
+            bc = sy / sw - a * sx / sw
+            bt = tau
+    return bc, ba, bt
