@@ -293,17 +293,6 @@ class EDAParams:
         ``"mean"`` (default) reports the mean of the rule-based and the fitted onset,
         ``"fit"`` the fitted one, ``"off"`` the rule-based one. SCRs, peaks and amplitudes
         do not depend on it.
-    knee_residual : {0, 1, 2}
-        A rise started by the knee rule that is too short or too small to score at the
-        composite's flattest point (an SCR hidden in the recovery of a larger one, not yet
-        peaked there) is followed on the residual, the signal minus a continuation of the
-        recovery it sits on, fitted over ``knee_residual_fit_s`` before the knee (from the
-        previous peak on), until the residual peaks, and measured there. 1: the
-        continuation is the earlier fitted responses of the onset fit (level and scale
-        refitted); 2: an exponential recovery c + A exp(-t/tau) fitted there; 0: off.
-        Needs ``onset_fit`` on. (Experiment; see docs/eda.md, December 2026.)
-    knee_residual_fit_s : float
-        Length of the stretch before the knee over which the continuation is fitted, s.
     """
 
     min_amplitude: float = 0.01
@@ -332,8 +321,6 @@ class EDAParams:
     noise_k: float = 4.0
     recovery_tau_s: tuple[float, float] = (0.75, 3.0)
     onset_fit: str = "mean"
-    knee_residual: int = 2
-    knee_residual_fit_s: float = 3.0
 
     def vector(self, fs: float) -> np.ndarray:
         """Kernel parameter vector for sampling rate ``fs`` (Hz)."""
@@ -420,12 +407,6 @@ class EDAParams:
                 f"onset_fit must be one of {sorted(_ONSET_FIT_MODES)}, got {self.onset_fit!r}"
             )
         p[K.P_ONSET_FIT] = _ONSET_FIT_MODES[self.onset_fit]
-        if not self.knee_residual_fit_s > 0.0:
-            raise EDAInputError(
-                f"knee_residual_fit_s must be > 0 s, got {self.knee_residual_fit_s!r}"
-            )
-        p[K.P_RESID] = float(self.knee_residual) if self.onset_fit != "off" else 0.0
-        p[K.P_RESID_FIT] = round(self.knee_residual_fit_s * fs)
         p[K.P_NOISE_A] = 1.0 - np.exp(-1.0 / (10.0 * fs))
         # Noise gains from the impulse responses of the smoother and of the slope path
         # (first difference x fs, then the EMA), for white input of unit variance: at this

@@ -55,13 +55,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from stimloop.dsp.eda_shape_fit import (
-    components_at,
-    fit_continuation,
-    fit_push,
-    fit_recovery,
-    refined_onset,
-)
+from stimloop.dsp.eda_shape_fit import fit_push, refined_onset
 
 # ---- parameter vector layout -------------------------------------------------------
 P_B0, P_B1, P_B2, P_A1, P_A2 = 0, 1, 2, 3, 4  # smoothing low-pass biquad
@@ -118,9 +112,7 @@ P_NOISE_AM = 58  # factor of the sample-scale running median per step (exp of th
 P_REC_T1 = 59  # s: rise time constant of the recovery template (0: no template)
 P_REC_T2 = 60  # s: decay time constant of the recovery template
 P_ONSET_FIT = 61  # onset refinement by a shape fit (eda_shape_fit.MODE_*; 0: off)
-P_RESID = 62  # 1: a knee rise too flat to score is followed on the residual (see _resid_*)
-P_RESID_FIT = 63  # samples: the continuation is fitted over this long before the knee
-N_PARAMS = 64
+N_PARAMS = 62
 
 # ---- state vector layout -----------------------------------------------------------
 S_N = 0  # absolute index of the next sample
@@ -188,23 +180,7 @@ S_NB_N = 63  # values seen by the block-scale running median
 S_PREV_PZ = 64  # peak of the last accepted SCR in the zero-phase copy (absolute index)
 S_PREV_AMP = 65  # its amplitude, µS (0: none since the last restart)
 S_PREV_VAL = 66  # its peak value in the zero-phase copy, µS
-S_RES_C = 67  # residual mode: level of the earlier responses' continuation, µS
-S_RES_S = 68  # and its scale
-S_RES_BEFORE = 69  # s: responses with onsets before this form the continuation
-S_RES_START = 70  # first sample (smoothed-signal index) of the residual rise
-S_RES_BASE = 71  # lowest residual before its maximum, µS
-S_RES_MAX = 72  # maximum of the residual, µS
-S_RES_MAX_IDX = 73
-S_RES_MIN = 74  # lowest residual so far
-S_RES_TAU = 75  # s: time constant of the fitted recovery (0: the earlier responses' fit)
-S_RES_PREV = 76  # residual at the previous sample, µS
-S_RES_FLAT = 77  # samples in a row whose residual slope is under the slope floor
-N_STATE = 78
-
-# ---- modes of the rise state machine (S_MODE) -----------------------------------------
-MODE_WAIT = 0.0
-MODE_RISE = 1.0
-MODE_RESID = 2.0  # a knee rise followed on the residual (signal minus earlier responses)
+N_STATE = 67
 
 # ---- kinds of peak (how the end of a rise was found) --------------------------------
 PEAK_MAX = 0.0  # the maximum of the rise
@@ -393,40 +369,6 @@ def _recovery(p, t):
     if t <= 0.0:
         return 1.0
     return (np.exp(-(tp + t) / t2) - np.exp(-(tp + t) / t1)) / top
-
-
-@njit(cache=True)
-def _emit(st, ev, ne, onset_out, pz, amp, rise_s, level, peak_val, peak, n, y, fs):
-    """Write an accepted SCR (and its half-recovery if already reached) to ``ev``; return
-    the new row count. ``peak`` is the causal peak (for the half-recovery), ``pz`` the
-    reported one."""
-    ev[ne, E_KIND] = KIND_SCR
-    ev[ne, E_ID] = st[S_N_SCR]
-    ev[ne, E_ONSET] = onset_out
-    ev[ne, E_PEAK] = pz
-    ev[ne, E_AMP] = amp
-    ev[ne, E_RISE] = rise_s
-    ev[ne, E_HALF] = np.nan
-    ev[ne, E_ONSET_VAL] = level
-    ev[ne, E_PEAK_VAL] = peak_val
-    ev[ne, E_CONFIRM] = n
-    ne += 1
-    st[S_HR_ACTIVE] = 1.0
-    st[S_HR_ID] = st[S_N_SCR]
-    st[S_HR_PEAK_IDX] = peak
-    st[S_HR_LEVEL] = st[S_PEAK_VAL] - 0.5 * amp
-    st[S_N_SCR] += 1.0
-    st[S_PREV_PZ] = pz
-    st[S_PREV_AMP] = amp
-    st[S_PREV_VAL] = peak_val
-    if y <= st[S_HR_LEVEL]:
-        ev[ne, E_KIND] = KIND_HALF
-        ev[ne, E_ID] = st[S_HR_ID]
-        ev[ne, E_HALF] = (n - peak) / fs
-        ev[ne, E_CONFIRM] = n
-        ne += 1
-        st[S_HR_ACTIVE] = 0.0
-    return ne
 
 
 @njit(cache=True)
@@ -633,9 +575,11 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
     if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
         st[S_N_REJ_ART] += 1.0
     elif peak_val - base_seen >= p[P_MIN_AMP] and p[P_RISE_LO] <= rise_n <= p[P_RISE_HI]:
+        ev[ne, E_KIND] = KIND_SCR
+        ev[ne, E_ID] = st[S_N_SCR]
         # The rule-based onset is late on a rise that follows the previous SCR closely;
         # a fit of the response shape refines it (eda_shape_fit; Method item 5).
-        onset_out = refined_onset(
+        ev[ne, E_ONSET] = refined_onset(
             fst,
             fscr,
             tab,
@@ -647,7 +591,29 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
             st[S_PREV_PZ],
             st[S_PREV_AMP],
         )
-        ne = _emit(st, ev, ne, onset_out, pz, amp, rise_n / fs, level, peak_val, peak, n, y, fs)
+        ev[ne, E_PEAK] = pz
+        ev[ne, E_AMP] = amp
+        ev[ne, E_RISE] = rise_n / fs
+        ev[ne, E_HALF] = np.nan
+        ev[ne, E_ONSET_VAL] = level
+        ev[ne, E_PEAK_VAL] = peak_val
+        ev[ne, E_CONFIRM] = n
+        ne += 1
+        st[S_HR_ACTIVE] = 1.0
+        st[S_HR_ID] = st[S_N_SCR]
+        st[S_HR_PEAK_IDX] = peak
+        st[S_HR_LEVEL] = st[S_PEAK_VAL] - 0.5 * amp
+        st[S_N_SCR] += 1.0
+        st[S_PREV_PZ] = pz
+        st[S_PREV_AMP] = amp
+        st[S_PREV_VAL] = peak_val
+        if y <= st[S_HR_LEVEL]:
+            ev[ne, E_KIND] = KIND_HALF
+            ev[ne, E_ID] = st[S_HR_ID]
+            ev[ne, E_HALF] = (n - peak) / fs
+            ev[ne, E_CONFIRM] = n
+            ne += 1
+            st[S_HR_ACTIVE] = 0.0
     else:
         st[S_N_REJ_SHAPE] += 1.0
     st[S_MODE] = 0.0
@@ -656,154 +622,6 @@ def _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y):
     st[S_WIN_START] = peak
     st[S_ZWIN] = pz
     st[S_NE_TMP] = ne
-
-
-@njit(cache=True)
-def _resid_at(st, p, fst, tab, y, k):
-    """Residual (µS) at smoothed-signal index ``k`` of value ``y``: the signal minus the
-    fitted continuation of the earlier responses (read at the smoother's delay)."""
-    t = (k - p[P_DELAY]) / p[P_FS]
-    if st[S_RES_TAU] > 0.0:
-        return y - (st[S_RES_C] + st[S_RES_S] * np.exp(-(t - st[S_RES_BEFORE]) / st[S_RES_TAU]))
-    return y - (st[S_RES_C] + st[S_RES_S] * components_at(fst, tab, t, st[S_RES_BEFORE]))
-
-
-@njit(cache=True)
-def _resid_enter(st, p, hy, fst, tab, n):
-    """Follow a knee rise that scored too flat on the residual; False if no continuation.
-
-    At the knee's confirmation (the composite's flattest point) an SCR hidden in a steep
-    recovery has not peaked yet: measured there, its rise is too short or too small. The
-    earlier fitted responses (eda_shape_fit), given a level and scale fitted on the
-    ``resid_fit`` before the knee, model the recovery it sits on; the residual, the signal
-    minus that continuation, is the hidden SCR alone, followed sample by sample from the
-    knee (see :func:`_resid_step`).
-    """
-    fs = p[P_FS]
-    k_lo = st[S_KMAX_LO]
-    t_end = (k_lo - p[P_DELAY]) / fs
-    # Fitted on the recovery only: a window holding the earlier response's rise would
-    # fit that rise, and the recovery (the part to extrapolate) less well.
-    t_lo = t_end - p[P_RESID_FIT] / fs
-    if st[S_PREV_AMP] > 0.0:
-        t_lo = max(t_lo, st[S_PREV_PZ] / fs)
-    if st[S_LAST_ART] >= t_lo * fs - 1.0 or n - k_lo >= hy.shape[0] - 2:
-        return False
-    tau = 0.0
-    if p[P_RESID] == 2.0:
-        c, s, tau = fit_recovery(fst, t_lo, t_end)
-    else:
-        c, s = fit_continuation(fst, tab, t_lo, t_end, t_end)
-    if np.isnan(c):
-        return False
-    st[S_RES_C] = c
-    st[S_RES_S] = s
-    st[S_RES_TAU] = tau
-    st[S_RES_BEFORE] = t_end
-    st[S_RES_START] = k_lo
-    h = hy.shape[0]
-    st[S_RES_MAX] = -np.inf
-    st[S_RES_MIN] = np.inf
-    k = k_lo
-    st[S_RES_FLAT] = 0.0
-    while k <= n:
-        r = _resid_at(st, p, fst, tab, hy[int(k) % h], k)
-        if k > k_lo and (r - st[S_RES_PREV]) * fs <= st[S_SFLOOR]:
-            st[S_RES_FLAT] += 1.0
-        else:
-            st[S_RES_FLAT] = 0.0
-        st[S_RES_PREV] = r
-        _resid_track(st, r, k)
-        k += 1.0
-    st[S_MODE] = MODE_RESID
-    return True
-
-
-@njit(cache=True)
-def _resid_track(st, r, k):
-    """Running minimum, maximum and the minimum before the maximum of the residual."""
-    if r < st[S_RES_MIN]:
-        st[S_RES_MIN] = r
-    if r > st[S_RES_MAX]:
-        st[S_RES_MAX] = r
-        st[S_RES_MAX_IDX] = k
-        st[S_RES_BASE] = st[S_RES_MIN]
-
-
-@njit(cache=True)
-def _resid_step(st, p, hy, fst, fscr, tab, ev, ne, n, y, force):
-    """One sample of a rise followed on the residual; returns the event row count.
-
-    The residual's peak is confirmed like a rise's (fallen ``fall`` below its maximum, or
-    no new maximum for ``plateau``); then onset (where the residual last was 10 % of the
-    way from its trough to the peak), peak and amplitude are measured on the residual,
-    moved back by the smoother's delay, and the onset is refined by the shape fit as for
-    every SCR. Accepted by the rules of any SCR (amplitude, rise time, no artifact).
-    """
-    fs = p[P_FS]
-    r = _resid_at(st, p, fst, tab, y, n)
-    # An extrapolated recovery drifts from the true one: a residual that only creeps up
-    # after its rise has ended (slope under the floor for a plateau) has peaked where the
-    # flat stretch began, as for a rise on a rising tonic level.
-    if (r - st[S_RES_PREV]) * fs <= st[S_SFLOOR]:
-        st[S_RES_FLAT] += 1.0
-    else:
-        st[S_RES_FLAT] = 0.0
-    st[S_RES_PREV] = r
-    _resid_track(st, r, n)
-    if st[S_RES_FLAT] >= p[P_PLATEAU] and st[S_RES_MAX_IDX] > n - st[S_RES_FLAT] + 1.0:
-        k = n - st[S_RES_FLAT] + 1.0
-        st[S_RES_MAX_IDX] = k
-        st[S_RES_MAX] = _resid_at(st, p, fst, tab, hy[int(k) % hy.shape[0]], k)
-        force = True
-    kmax = st[S_RES_MAX_IDX]
-    if st[S_RES_MAX] - r < st[S_FALL] and n - kmax < p[P_PLATEAU] and not force:
-        if n - st[S_RES_START] > p[P_RISE_HI] + p[P_PLATEAU]:
-            st[S_N_REJ_SHAPE] += 1.0
-            st[S_MODE] = MODE_WAIT
-            st[S_BASE_IDX] = n
-            st[S_BASE_VAL] = y
-        return ne
-    h = hy.shape[0]
-    amp = st[S_RES_MAX] - st[S_RES_BASE]
-    thr = st[S_RES_BASE] + p[P_ONSET_FRAC] * amp
-    k = kmax
-    while k > st[S_RES_START] and k > n - h + 2.0:
-        if _resid_at(st, p, fst, tab, hy[int(k - 1.0) % h], k - 1.0) <= thr:
-            k -= 1.0
-            break
-        k -= 1.0
-    onset = k - p[P_DELAY]
-    pz = kmax - p[P_DELAY]
-    rise_n = pz - onset
-    st[S_MODE] = MODE_WAIT
-    st[S_BASE_IDX] = n
-    st[S_BASE_VAL] = y
-    st[S_WIN_START] = kmax
-    st[S_ZWIN] = pz
-    if st[S_LAST_ART] >= onset - p[P_TROUGH_WIN]:
-        st[S_N_REJ_ART] += 1.0
-        return ne
-    if amp < 2.0 * max(p[P_MIN_AMP], st[S_RISEMIN]) or not p[P_RISE_LO] <= rise_n <= p[P_RISE_HI]:
-        st[S_N_REJ_SHAPE] += 1.0
-        return ne
-    onset_out = refined_onset(
-        fst,
-        fscr,
-        tab,
-        p[P_ONSET_FIT],
-        onset,
-        pz - p[P_RISE_LO],
-        n,
-        st[S_LAST_ART],
-        st[S_PREV_PZ],
-        st[S_PREV_AMP],
-    )
-    peak_val = hy[int(kmax) % h]
-    st[S_PEAK_VAL] = peak_val
-    return _emit(
-        st, ev, ne, onset_out, pz, amp, rise_n / fs, peak_val - amp, peak_val, kmax, n, y, fs
-    )
 
 
 @njit(cache=True)
@@ -907,7 +725,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
         fit_push(fst, n, xi if flag == 0 else np.nan)
         if flag != 0:
             # Invalid: no output, and a rise in progress cannot be trusted.
-            if st[S_MODE] != 0.0:
+            if st[S_MODE] == 1.0:
                 st[S_N_REJ_ART] += 1.0
             st[S_MODE] = 0.0
             st[S_HR_ACTIVE] = 0.0
@@ -1050,7 +868,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
             st[S_HR_ACTIVE] = 0.0
         if flag != 0:
             # Flagged: no SCR may start or continue through it.
-            if st[S_MODE] != 0.0:
+            if st[S_MODE] == 1.0:
                 st[S_N_REJ_ART] += 1.0
             st[S_MODE] = 0.0
             st[S_BASE_IDX] = n
@@ -1059,13 +877,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
             st[S_ZWIN] = n + 1.0
             n += 1.0
             continue
-        if st[S_MODE] == MODE_RESID:
-            # A visible rise of the signal itself ends the residual rise (measured as it
-            # stands) and starts as usual.
-            ne = _resid_step(st, p, hy, fst, fscr, tab, ev, ne, n, y, min(rel, slope) >= st[S_SON])
-        if st[S_MODE] == MODE_RESID:
-            pass
-        elif st[S_MODE] == 0.0:
+        if st[S_MODE] == 0.0:
             # A sample is an onset candidate when the signal is not rising, either in
             # absolute terms or relative to the tonic drift (whichever is lower), so a
             # lagging drift estimate can never hold the onset back before a flat stretch.
@@ -1106,16 +918,8 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
                 st[S_PEAK_IDX] = k
                 st[S_PEAK_VAL] = hy[int(k) % hy.shape[0]]
                 st[S_PEAK_KIND] = PEAK_KNEE
-                n_rej = st[S_N_REJ_SHAPE]
                 _confirm(st, p, hy, hs, hz, fst, fscr, tab, ev, ne, n, y)
                 ne = int(st[S_NE_TMP])
-                # Too flat to score as a composite rise: follow it on the residual.
-                if (
-                    st[S_N_REJ_SHAPE] > n_rej
-                    and p[P_RESID] > 0.0
-                    and _resid_enter(st, p, hy, fst, tab, n)
-                ):
-                    st[S_N_REJ_SHAPE] = n_rej
             elif n - st[S_ONSET_IDX] > p[P_RISE_HI]:
                 st[S_N_REJ_SHAPE] += 1.0
                 st[S_MODE] = 0.0
