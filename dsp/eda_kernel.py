@@ -55,6 +55,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# numba caches eda_kernel keyed on this file only: after an edit of eda_shape_fit.py the
+# old fit stays compiled in until this file's cache is dropped (numba/numba#1833;
+# tests/conftest.py drops it when eda_shape_fit.py is newer).
 from stimloop.dsp.eda_shape_fit import fit_push, refined_onset
 
 # ---- parameter vector layout -------------------------------------------------------
@@ -879,7 +882,7 @@ def eda_kernel(x, p, st, hy, hs, hf, hz, fst, fscr, tab, y_out, scl_out, phasic_
             continue
         if st[S_MODE] == 0.0:
             # A sample is an onset candidate when the signal is not rising, either in
-            # absolute terms or relative to the tonic drift (whichever is lower), so a
+            # absolute terms or relative to the baseline trend (whichever is lower), so a
             # lagging drift estimate can never hold the onset back before a flat stretch.
             knee = p[P_KNEE] > 0.0 and _knee(hs, p, st, n, slope)
             if min(rel, slope) <= st[S_SFLOOR] and not knee:

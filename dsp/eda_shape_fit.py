@@ -375,7 +375,11 @@ def fit_onset(fst, fscr, tab, onset, latest, n, last_art):
 def refined_onset(fst, fscr, tab, mode, onset, latest, n, last_art, prev_pz, has_prev):
     """The onset to report for a confirmed SCR (absolute sample index).
 
-    ``mode`` (``MODE_*``) 0 keeps the rule-based ``onset``; otherwise the fit of
+    ``onset``, ``latest`` and ``n`` are absolute sample indices (rule-based onset, latest
+    onset the fit may return, the confirming sample; see :func:`fit_onset`); ``last_art``
+    the last flagged sample;
+    ``prev_pz`` the previous SCR's peak index and ``has_prev`` its amplitude in µS (0:
+    none). ``mode`` (``MODE_*``) 0 keeps the rule-based ``onset``; otherwise the fit of
     :func:`fit_onset` is made and, when it succeeded, explains at least ``fst[F_GUARD]``
     of the residual and (``fst[F_NEAR]`` > 0) the previous SCR peaked less than that many
     s before the rule-based onset, the fitted onset (``MODE_FIT``) or the mean of the two
