@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,6 +145,9 @@ class DecisionCounter:
         self.t0 = t0
         self.found_s: float | None = None  # when the session's stream appeared, s after t0
         self.per_min: dict[int, dict[str, int]] = {}
+        #: refusals by the gate's error code ("late", "stale_data", ...), and gated
+        #: decisions by reason: a refusal count alone does not say whether it is right.
+        self.why: dict[str, int] = {}
         self.found = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-decisions", daemon=True)
@@ -170,12 +174,17 @@ class DecisionCounter:
             minute = int((time.monotonic() - self.t0 - self.found_s) // 60)
             for (text,) in samples:
                 try:
-                    event = json.loads(text).get("event")
+                    marker = json.loads(text)
+                    event = marker.get("event")
                 except (ValueError, AttributeError):
                     continue
                 if event in DECISIONS:
                     row = self.per_min.setdefault(minute, dict.fromkeys(DECISIONS, 0))
                     row[event] += 1
+                if event in ("refused", "gated"):
+                    code = re.search(r"\[(\w+)\]", str(marker.get("error", "")))
+                    key = f"{event}:{code.group(1) if code else marker.get('reason', '?')}"
+                    self.why[key] = self.why.get(key, 0) + 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -332,6 +341,7 @@ def figures(mode, traced, args, rows, counter, summary, wall_s, trace_out) -> di
         "decisions_by_minute": per_min,
         "pulses": pulses,
         "refused": refused,
+        "refused_and_gated_by_reason": dict(sorted(counter.why.items())),
         "streams": lost,
         "samples_lost": int(sum(v["lost_samples"] for v in lost.values())),
     }
@@ -423,6 +433,10 @@ def report(results: list[dict]) -> str:
         parts = [f"{role} {s['samples']}/{s['expected']} ({s['gaps']}, {s['lost_samples']})"
                  for role, s in r["streams"].items()]  # fmt: skip
         lines.append(f"  {r['mode']}{' traced' if r['traced'] else ''}: " + "; ".join(parts))
+    lines.append("refused and gated decisions by reason:")
+    for r in results:
+        why = ", ".join(f"{k} {v}" for k, v in r["refused_and_gated_by_reason"].items())
+        lines.append(f"  {r['mode']}{' traced' if r['traced'] else ''}: {why or 'none'}")
     for r in results:
         tm = r.get("tracemalloc")
         if not tm:
