@@ -17,6 +17,7 @@ variants were chosen on seeds 1-4; seeds 10-13 are held out.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--rates", type=float, nargs="+", default=list(WEARABLE_RATES))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
+    rows = []
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     print(f"simulate_wearable_eda seeds {seeds[0]}-{seeds[-1]}, 20 min each")
     print(
@@ -117,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{c_med:9.3f} {c_b:+10.3f} {i_med:8.3f} {i_b:+9.3f}",
                 flush=True,
             )
+            rows.append({"fs": fs, "variant": name, **sc.as_dict(),
+                         "onset_err_med_s": a_med, "onset_bias_s": a_b,
+                         "close_err_med_s": c_med, "close_bias_s": c_b,
+                         "isolated_err_med_s": i_med, "isolated_bias_s": i_b})  # fmt: skip
+    if args.json:
+        print(json.dumps(rows))
     return 0
 
 
