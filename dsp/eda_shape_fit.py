@@ -164,6 +164,18 @@ def fit_push(fst, n, x):
 
 
 @njit(cache=True)
+def _project_off(fscr, row, nq, nr):
+    """Subtract from scratch row ``row`` (over [0, nr)) its projection on each of the
+    first ``nq`` orthonormal basis rows, one after the other (modified Gram-Schmidt)."""
+    for b in range(nq):
+        d = 0.0
+        for k in range(nr):
+            d += fscr[R_Q + b, k] * fscr[row, k]
+        for k in range(nr):
+            fscr[row, k] -= d * fscr[R_Q + b, k]
+
+
+@njit(cache=True)
 def _basis(fscr, na, nr):
     """Orthonormalise the first ``na`` baseline columns over rows [0, nr) (modified
     Gram-Schmidt, dropping columns that are (nearly) in the span of earlier ones) and
@@ -178,12 +190,7 @@ def _basis(fscr, na, nr):
             n0 += v * v
         if n0 <= 0.0:
             continue
-        for b in range(nq):
-            d = 0.0
-            for k in range(nr):
-                d += fscr[R_Q + b, k] * fscr[qr, k]
-            for k in range(nr):
-                fscr[qr, k] -= d * fscr[R_Q + b, k]
+        _project_off(fscr, qr, nq, nr)
         n1 = 0.0
         for k in range(nr):
             n1 += fscr[qr, k] * fscr[qr, k]
@@ -195,12 +202,7 @@ def _basis(fscr, na, nr):
         nq += 1
     for k in range(nr):
         fscr[R_R, k] = fscr[R_Y, k]
-    for b in range(nq):
-        d = 0.0
-        for k in range(nr):
-            d += fscr[R_Q + b, k] * fscr[R_R, k]
-        for k in range(nr):
-            fscr[R_R, k] -= d * fscr[R_Q + b, k]
+    _project_off(fscr, R_R, nq, nr)
     rss = 0.0
     for k in range(nr):
         rss += fscr[R_R, k] * fscr[R_R, k]
