@@ -1,5 +1,9 @@
 """Probe (go/no-go): a causal per-SCR shape fit that splits overlapping SCRs.
 
+Result: no-go for splitting (docs/eda.md); its K = 1 onset refinement became the
+detector's own, in numba, in ``dsp/eda_shape_fit.py``. This script keeps its own numpy
+version of the fit so that the splitting experiment stays reproducible as measured.
+
 Post-processes the SCRs of the streaming ``SCRDetector`` (issue #18: overlapping SCRs
 are the largest share of the misses on ``simulate_wearable_eda``). For every SCR, at the
 sample ``confirmed`` that confirmed it and with samples up to that index only, the
