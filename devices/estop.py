@@ -38,6 +38,8 @@ logger = logging.getLogger("stimloop.devices")
 
 #: Longest e-stop request read, bytes (``ESTOP <reason>``).
 MAX_REQUEST = 1024
+#: A session's answer when its latch holds but a stimulator's disarm failed.
+NOT_DISARMED = "LATCHED-NOT-DISARMED"
 
 
 class _EmergencyStop:
@@ -61,14 +63,17 @@ class _EmergencyStop:
     def reason(self) -> str:
         return self._reason
 
-    def engage(self, reason: str) -> None:
+    def engage(self, reason: str) -> list[str]:
+        """Latch, then disarm every gate; return the disarms that failed (each named)."""
         with self._lock:
             self._reason = reason or "no reason given"
             self._latched.set()
             gates = list(self._gates)
         logger.critical("EMERGENCY STOP engaged: %s", self._reason)
-        for gate in gates:
-            gate._on_emergency_stop(self._reason)
+        failed = [f for gate in gates if (f := gate._on_emergency_stop(self._reason))]
+        for failure in failed:
+            logger.critical("EMERGENCY STOP could not disarm %s", failure)
+        return failed
 
     def reset(self, reason: str) -> None:
         if not (reason and reason.strip()):
@@ -90,13 +95,19 @@ class _EmergencyStop:
 LATCH = _EmergencyStop()
 
 
-def emergency_stop(reason: str = "") -> None:
+def emergency_stop(reason: str = "") -> list[str]:
     """Engage the latching emergency stop: disarm every stimulator in this process now.
 
     Every later arm/fire is refused with :class:`EmergencyStopError` until
     :func:`reset_emergency_stop` is called explicitly.
+
+    Returns
+    -------
+    list of str
+        The stimulators whose disarm failed, each with its error (empty: all disarmed).
+        The latch holds either way, but such a device may still be charged.
     """
-    LATCH.engage(reason)
+    return LATCH.engage(reason)
 
 
 def reset_emergency_stop(reason: str) -> None:
@@ -197,7 +208,13 @@ class EmergencyStopListener:
             conn.sendall(b"ERROR expected 'ESTOP <reason>'\n")
             return
         reason = data[5:].split(b"\n", 1)[0].decode(errors="replace").strip() or "remote request"
-        emergency_stop(f"{reason} (from pid {pid}, uid {uid})")
+        failed = emergency_stop(f"{reason} (from pid {pid}, uid {uid})")
+        if failed:
+            # Latched, but a device did not confirm its disarm: never say ENGAGED, which
+            # tells the operator the stimulators are disarmed.
+            why = "; ".join(failed).replace("\n", " ")
+            conn.sendall(f"{NOT_DISARMED} {self.session}: {why}\n".encode(errors="replace"))
+            return
         conn.sendall(f"ENGAGED {self.session}\n".encode(errors="replace"))
 
     def close(self) -> None:
@@ -268,6 +285,13 @@ def _request(entry: SessionEntry, reason: str, timeout: float) -> EstopReply:
     text = answer.decode(errors="replace").strip()
     if text.startswith("ENGAGED"):
         return EstopReply(text[8:] or label, entry.pid, True, text)
+    if text.startswith(NOT_DISARMED):
+        return EstopReply(
+            label, entry.pid, False,
+            f"the session latched its e-stop (its gate passes no pulse) but could not "
+            f"confirm the disarm: {text[len(NOT_DISARMED):].strip()}; the stimulator may "
+            "still be charged: use its own stop button",
+        )  # fmt: skip
     return EstopReply(label, entry.pid, False, f"no acknowledgement (answer {text!r})")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
@@ -64,6 +65,12 @@ class TrainTable:
         f, i, d = self.frequencies_hz, self.intensities_pct_rmt, self.max_duration_s
         if not f or not i:
             raise ConfigError(ErrorCode.BAD_CONFIG, "rTMS table needs at least one row and column")
+        if not all(math.isfinite(x) for x in (*f, *i)):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG,
+                f"rTMS table breakpoints must be finite, got frequencies {list(f)} and "
+                f"intensities {list(i)}",
+            )
         if list(f) != sorted(set(f)) or list(i) != sorted(set(i)):
             raise ConfigError(
                 ErrorCode.BAD_CONFIG,
@@ -193,6 +200,33 @@ class SafetyLimits:
         "min_inter_train_s": +1,
         "max_stream_age_s": -1,
     }
+
+    def __post_init__(self) -> None:
+        # Built directly (a plug-in, a protocol's replace()) the limits skip from_config,
+        # and a NaN limit compares False with everything: min_ipi_s=nan let pulses through
+        # back to back, and looser_than() did not see it, so no override was asked for.
+        for name in self._STRICTER:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(
+                    ErrorCode.BAD_CONFIG, f"safety limit {name} must be a number, got {value!r}"
+                )
+            positive = name in ("max_intensity_pct", "max_pulses")
+            if not math.isfinite(value) or value < 0 or (positive and value <= 0):
+                raise ConfigError(
+                    ErrorCode.BAD_CONFIG,
+                    f"safety limit {name} must be a finite number {'>' if positive else '>='} "
+                    f"0, got {value!r}",
+                )
+        if int(self.max_pulses) != self.max_pulses:
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG, f"max_pulses must be an integer, got {self.max_pulses!r}"
+            )
+        if not isinstance(self.rtms_table, TrainTable):
+            raise ConfigError(
+                ErrorCode.BAD_CONFIG,
+                f"rtms_table must be a TrainTable, got {type(self.rtms_table).__name__}",
+            )
 
     def looser_than(self, reference: SafetyLimits) -> list[str]:
         """Describe every way these limits are looser than ``reference`` (empty if none)."""

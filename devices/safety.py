@@ -151,13 +151,18 @@ class SafeStimulator:
             self._publish({"event": "refused", "code": err.code.value, "message": err.message})
             raise
 
-    def _safe_disarm(self, why: str) -> None:
+    def _safe_disarm(self, why: str) -> str | None:
+        """Disarm, never raising; return why the driver could not (None: disarmed)."""
         try:
             if self._driver.connected:
                 self._driver.disarm()
-        except Exception:
+        except Exception as exc:
             logger.exception("disarm after %s failed", why)
+            failure = f"{self._driver.name or 'stimulator'}: {exc}"
+            self._publish({"event": "disarm_failed", "reason": why, "error": str(exc)})
+            return failure
         self._publish({"event": "disarmed", "reason": why})
+        return None
 
     def _call(self, what: str, fn, *args, **kwargs):
         """Call the driver; on any device error disarm first, record it, then re-raise."""
@@ -269,9 +274,11 @@ class SafeStimulator:
         self._safe_disarm("watchdog")  # act first, then record
         self._publish({"event": "watchdog_trip", "period_s": limit_s / 2})
 
-    def _on_emergency_stop(self, reason: str) -> None:
-        self._safe_disarm("emergency stop")  # act first, then record
+    def _on_emergency_stop(self, reason: str) -> str | None:
+        """Disarm for the e-stop; return why the driver could not (None: disarmed)."""
+        failure = self._safe_disarm("emergency stop")  # act first, then record
         self._publish({"event": "estop", "reason": reason})
+        return failure
 
     # -- lifecycle ---------------------------------------------------------------------
     @property

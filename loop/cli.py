@@ -256,7 +256,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from stimloop.stream.recorder import Recorder, format_stats
 
     with _stop_on_signals() as stop:
-        rec = Recorder(args.output, args.source_id or None, discover_s=args.wait).start()
+        rec = Recorder(
+            args.output, args.source_id or None, discover_s=args.wait, overwrite=args.overwrite
+        ).start()
         print(f"recording to {args.output}; Ctrl-C stops", file=sys.stderr)
         for s in rec.stats():  # what was found; figures follow once data arrive
             rate = f"{s.rate_hz:g} Hz" if s.rate_hz > 0 else "irregular"
@@ -852,6 +854,11 @@ def _record_parsers(sub) -> None:
         help="record this stream (repeatable; default: every visible stream)",
     )
     p.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file at --output (default: refuse it, keeping its data)",
+    )
     p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     p = _add(
         sub,

@@ -43,8 +43,11 @@ class SessionConfigError(StimloopError, ValueError):
 
 class _Model(BaseModel):
     # No inf or NaN anywhere: "duration_s = inf" or "min_ipi_s = nan" is a typo, not a
-    # setting, and a NaN limit compares False with everything.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # setting, and a NaN limit compares False with everything. Strict types: a value of
+    # the wrong TOML type is a mistake too, never converted ("intensity_pct = true" was
+    # 1 % MSO, "disarm_on_gui_close = 'no'" False, "channels = true" 1); an integer
+    # still counts as a float.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 def _lsl_identifier(value: str) -> str:
@@ -128,7 +131,8 @@ class DSPConfig(_Model):
         Smallest SCR counted, in µS.
     """
 
-    phase_band_hz: tuple[float, float] | None = None
+    # TOML has no tuples: the band is a list of two numbers (strict elsewhere).
+    phase_band_hz: Annotated[tuple[float, float], Field(strict=False)] | None = None
     # Two minutes: 59 Welch segments of 4 s, the length the calibration was measured
     # with (dsp/calibration.py). At least 22 s: the 10 segments it needs for a result.
     calibration_s: float = Field(default=120.0, ge=0, le=1800)

@@ -200,9 +200,11 @@ class Engine:
         self.on_prompt = on_prompt
         self.on_stop = on_stop
         self.estimates = estimates
-        #: Cleared to pause the protocol (estimates continue, no pulses are requested).
+        #: Cleared to pause the protocol (estimates continue, no pulses are requested);
+        #: use :meth:`pause` and :meth:`resume`, which also void pulses already planned.
         self.protocol_enabled = threading.Event()
         self.protocol_enabled.set()
+        self._paused_t = -math.inf  # LSL time of the last pause
         self.protocol = protocol
         self.stimulator = stimulator
         self.markers = markers
@@ -231,7 +233,7 @@ class Engine:
         self._scheduler = None
         if protocol is not None and stimulator is not None:
             self._scheduler = PulseScheduler(
-                stimulator, self._on_outcome, site, veto=protocol.fire_veto,
+                stimulator, self._on_outcome, site, veto=self._fire_veto,
                 max_lead_s=protocol.max_lead_s, late_tolerance_s=protocol.late_tolerance_s,
             )  # fmt: skip
             stimulator.bind_stream(self._freshness)
@@ -255,6 +257,25 @@ class Engine:
             self._scheduler.start()
         self._thread.start()
         return self
+
+    def pause(self) -> None:
+        """Pause the protocol: no new pulse is requested, and none already planned fires."""
+        self._paused_t = pylsl.local_clock()
+        self.protocol_enabled.clear()
+
+    def resume(self) -> None:
+        """Resume the protocol; pulses planned before the pause stay void."""
+        self.protocol_enabled.set()
+
+    def _fire_veto(self, request: PulseRequest) -> str:
+        # A pause must stop what the scheduler already holds: a pulse planned up to the
+        # protocol's lead (HBC: 0.6 s, a 5 s train) would otherwise leave after the
+        # operator's pause was acknowledged, and after a quick resume too.
+        if not self.protocol_enabled.is_set():
+            return "protocol paused"
+        if request.info.get("t_decided", math.inf) <= self._paused_t:
+            return "protocol paused after this pulse was planned"
+        return self.protocol.fire_veto(request)
 
     @property
     def running(self) -> bool:

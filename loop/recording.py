@@ -32,8 +32,10 @@ STOP_TIMEOUT_S = 15.0
 
 
 def resolve_recording_path(template: str) -> Path:
-    """The recording file a ``[recording] path`` names (``{time}`` = start time)."""
-    return Path(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
+    """The recording file a ``[recording] path`` names (``{time}`` = start time), made
+    absolute without following a link at the file itself (which :func:`check_writable`
+    refuses: it would send the recording wherever the link points)."""
+    return Path(os.path.abspath(template.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))))
 
 
 def check_writable(path: Path) -> None:
@@ -43,16 +45,20 @@ def check_writable(path: Path) -> None:
     Raises
     ------
     SessionError
-        The folder cannot be made or written, or the file exists and is not writable.
+        The folder cannot be made or written, or a file is already there (an earlier
+        session's recording, which must never be overwritten).
     """
+    if os.path.lexists(path):
+        raise SessionError(
+            f"recording.path: {path} already exists (an earlier recording?); nothing was "
+            "overwritten or started: choose another path, or put {time} in it"
+        )
     try:
         make_private_dir(path.parent)
         probe = path.parent / f".{path.name}.probe-{os.getpid()}"
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         probe.unlink()
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(f"{path} exists and is not writable")
     except (OSError, PrivateFileError) as exc:
         raise SessionError(
             f"recording.path: cannot write the recording {path}: {exc}; choose a writable "
@@ -77,6 +83,9 @@ class RecorderProcess:
         self._first = Path(path)
         self._proc: subprocess.Popen | None = None
 
+    def _part(self, k: int) -> Path:
+        return self._first.with_name(f"{self._first.stem}-part{k}{self._first.suffix}")
+
     @property
     def path(self) -> Path | None:
         """The file being written now."""
@@ -100,10 +109,10 @@ class RecorderProcess:
         SessionError
             The recorder exited or did not report that it runs within ``timeout_s``.
         """
-        k = len(self.paths) + 1
-        p = self._first if k == 1 else self._first.with_name(
-            f"{self._first.stem}-part{k}{self._first.suffix}"
-        )  # fmt: skip
+        p, k = self._first, len(self.paths) + 1
+        # A part an earlier session left under the same name is kept: skip its number.
+        while k > 1 and os.path.lexists(p := self._part(k)):
+            k += 1
         args = [sys.executable, "-m", "stimloop.loop.cli", "record", "-o", str(p),
                 "--parent-pid", str(os.getpid())]  # fmt: skip
         for sid in self.source_ids:

@@ -335,9 +335,9 @@ class Session:
         elif cmd == "disarm":
             self.stimulator.disarm("operator")
         elif cmd == "pause":
-            self.engine.protocol_enabled.clear()
+            self.engine.pause()
         elif cmd == "resume":
-            self.engine.protocol_enabled.set()
+            self.engine.resume()
         elif cmd == "confirm":
             if not self.protocol.waiting:
                 raise SessionError("confirm: the protocol is not waiting for the operator")

@@ -127,6 +127,8 @@ def open_private_fd(
             why = "it is a symbolic link; stimloop writes only to a file it owns"
         elif exc.errno == errno.ENXIO:
             why = "it is a FIFO or socket, not a regular file"
+        elif exc.errno == errno.EEXIST and exclusive:
+            why = "it already exists (nothing was overwritten); choose another path"
         else:
             why = exc.strerror or str(exc)
         raise PrivateFileError(f"cannot write {str(p)!r}: {why}") from exc

@@ -33,7 +33,7 @@ from pylsl.util import TimeoutError as LSLTimeoutError
 
 from stimloop.stream import xdf
 from stimloop.stream.errors import StreamError, StreamNotFoundError
-from stimloop.stream.files import open_private_fd
+from stimloop.stream.files import PrivateFileError, open_private_fd
 from stimloop.stream.inlet import resolve_source
 from stimloop.stream.stats import StreamStats
 from stimloop.stream.timing import unplaced_lead
@@ -69,9 +69,9 @@ class Recorder:
     Parameters
     ----------
     path : str or path-like
-        Output ``.xdf`` file; overwritten if it exists. It is created readable by its
-        owner only (0600, whatever the umask; :mod:`stimloop.stream.files`), and a
-        symbolic link or another user's file there is refused.
+        Output ``.xdf`` file. It is created readable by its owner only (0600, whatever
+        the umask; :mod:`stimloop.stream.files`), and a symbolic link or another user's
+        file there is refused.
     source_ids : sequence of str, optional
         Streams to record, by source_id. None records every stream visible within
         ``discover_s`` (markers included).
@@ -85,6 +85,9 @@ class Recorder:
         Period of ClockOffset measurements per stream (s).
     boundary_interval_s : float
         Period of Boundary chunks (s).
+    overwrite : bool
+        Truncate an existing file at ``path`` (True), or refuse it (False: the session
+        and ``stimloop record`` never overwrite an earlier recording).
 
     Examples
     --------
@@ -103,6 +106,7 @@ class Recorder:
         flush_interval_s: float = 0.5,
         clock_offset_interval_s: float = 5.0,
         boundary_interval_s: float = 10.0,
+        overwrite: bool = True,
     ) -> None:
         if not 0 < flush_interval_s <= 1.0:
             raise StreamError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
@@ -113,6 +117,7 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self.clock_offset_interval_s = clock_offset_interval_s
         self.boundary_interval_s = boundary_interval_s
+        self.overwrite = overwrite
         self._sources: list[_Source] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -131,10 +136,15 @@ class Recorder:
             A named stream is not there, or no stream is visible at all.
         PrivateFileError
             The file cannot be created (missing folder, permissions, a symbolic link or
-            another user's file at the path).
+            another user's file at the path, or any file there without ``overwrite``).
         """
+        if not self.overwrite and os.path.lexists(self.path):  # before waiting on streams
+            raise PrivateFileError(
+                f"cannot write {str(self.path)!r}: it already exists (nothing was "
+                "overwritten); choose another path"
+            )
         infos = self._resolve()
-        fd = open_private_fd(self.path)
+        fd = open_private_fd(self.path, exclusive=not self.overwrite)
         try:
             head = [xdf.file_header()]
             # Discovered streams that vanish again should not hold up the start for long.

@@ -1,0 +1,116 @@
+"""A pause stops pulses the scheduler already holds (review finding: a pulse planned
+before the operator's pause left after the pause was acknowledged).
+
+Real LSL stream, real engine, scheduler, HAL gate and simulated stimulator; only the
+protocol is a small one that plans a single pulse ``LEAD_S`` ahead, as the heart-brain-
+coupled protocol plans its trains (up to 0.6 s ahead).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pylsl
+import pytest
+
+from stimloop.devices.safety import SafeStimulator
+from stimloop.devices.stimulators.simulated import SimulatedStimulator
+from stimloop.loop.engine import Engine
+from stimloop.loop.protocol import PulseRequest, ThresholdProtocol
+from stimloop.stream.inlet import Inlet
+from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
+
+FS = 1000.0
+LEAD_S = 0.4
+
+
+class _Noise(threading.Thread):
+    def __init__(self, source_id: str) -> None:
+        super().__init__(daemon=True)
+        self.out = Outlet("eeg", "EEG", source_id, channel_specs(["c0", "c1"]), FS)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        rng, t0, n = np.random.default_rng(0), pylsl.local_clock(), 0
+        while not self.stop.is_set():
+            stamps = t0 + (n + np.arange(10)) / FS
+            while pylsl.local_clock() < stamps[-1]:
+                time.sleep(0.0005)
+            self.out.push(rng.standard_normal((10, 2)), stamps[-1])
+            n += 10
+
+
+class _PlanAhead(ThresholdProtocol):
+    """Plans one pulse ``LEAD_S`` ahead of its first chunk, then nothing."""
+
+    max_lead_s = 2 * LEAD_S
+
+    def __init__(self) -> None:
+        super().__init__(0, 0.0, n_pulses=1)
+        self.planned = threading.Event()
+        self.outcomes = []
+
+    def update(self, chunk):
+        if self.requested:
+            return None
+        self.requested = 1
+        self.planned.set()
+        return PulseRequest(pylsl.local_clock() + LEAD_S, {})
+
+    def outcome(self, result) -> None:
+        self.outcomes.append(result)
+        super().outcome(result)
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["paused", "paused-and-resumed"])
+def test_a_pause_voids_the_pulse_planned_before_it(source_id, resume):
+    pusher = _Noise(source_id)
+    pusher.start()
+    eeg = Inlet(source_id, expected_rate=FS).connect()
+    gate = SafeStimulator(SimulatedStimulator(), marker_source_id=f"{source_id}-gate")
+    gate.connect()
+    gate.set_intensity(30.0)
+    gate.arm()
+    protocol = _PlanAhead()
+    engine = Engine(eeg, protocol, gate, marker_outlet("decisions", f"{source_id}-dec"))
+    eeg.pull(0.0)
+    engine.start()
+    try:
+        assert protocol.planned.wait(10.0)
+        engine.pause()  # what the control channel's "pause" does
+        if resume:
+            engine.resume()
+        assert engine.wait(timeout=5.0), "the planned pulse got no outcome"
+    finally:
+        engine.stop()
+        pusher.stop.set()
+        gate.close()
+    assert engine.error is None
+    assert gate.pulses_delivered == 0
+    [outcome] = protocol.outcomes
+    assert not outcome.fired and "paused" in outcome.error
+
+
+def test_without_a_pause_the_planned_pulse_fires(source_id):
+    # The same set-up fires when nobody pauses: the test above can fail.
+    pusher = _Noise(source_id)
+    pusher.start()
+    eeg = Inlet(source_id, expected_rate=FS).connect()
+    gate = SafeStimulator(SimulatedStimulator(), marker_source_id=f"{source_id}-gate")
+    gate.connect()
+    gate.set_intensity(30.0)
+    gate.arm()
+    protocol = _PlanAhead()
+    engine = Engine(eeg, protocol, gate, marker_outlet("decisions", f"{source_id}-dec"))
+    eeg.pull(0.0)
+    engine.start()
+    try:
+        assert engine.wait(timeout=5.0)
+    finally:
+        engine.stop()
+        pusher.stop.set()
+        gate.close()
+    [outcome] = protocol.outcomes
+    assert outcome.fired and gate.pulses_delivered == 1
