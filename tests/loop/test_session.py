@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -205,21 +206,24 @@ def test_random_phase_control_is_scored_against_each_pulse_own_target(source_id,
     assert scored["sd_deg"] < 50.0 < against_config["sd_deg"], (scored, against_config)
 
 
-def test_a_session_whose_recorder_fails_to_start_leaves_no_thread(source_id, tmp_path):
+def test_a_session_whose_recorder_fails_to_start_leaves_no_thread(source_id, tmp_path, monkeypatch):
     import threading
 
     from stimloop.loop.errors import SessionError
 
     sim = SimConfig(prefix=source_id, roles=("eeg",), eeg_channels=16)
     cfg = demo_config(sim)
-    target = tmp_path / "here.xdf"
-    target.mkdir()  # writable folder, but the recorder cannot open a directory as its file
     cfg = cfg.model_copy(update={"recording": cfg.recording.model_copy(
-        update={"path": str(target)})})  # fmt: skip
+        update={"path": str(tmp_path / "here.xdf")})})  # fmt: skip
     with SimulatorProcess(sim):
+        # The path passes the session's checks (new, writable); the recorder process is
+        # then one that exits at once (a broken install, a killed child), started after the
+        # simulator so that only the session's own child is affected.
+        monkeypatch.setattr(sys, "executable", shutil.which("false"))
         before = {t.ident for t in threading.enumerate()}
         with pytest.raises(SessionError, match="recorder did not start"):
             Session(cfg, f"{source_id}-s").open()
         assert _wait(lambda: {t.ident for t in threading.enumerate()} <= before, 5.0), [
             t.name for t in threading.enumerate() if t.ident not in before
         ]
+        assert not (tmp_path / "here.xdf").exists()
