@@ -209,10 +209,10 @@ class Session:
         self._mark("config", config=cfg.model_dump())
         if self.stimulator is not None and not self.protocol.waiting:
             self.stimulator.arm()
-        # Drop what queued up while connecting and warming up: the loop starts fresh.
+        # Drop what queued up while connecting and warming up (a cold numba cache can take
+        # a minute): the loop, its derived streams and its figures start on fresh samples.
         for inlet in self.inlets.values():
-            while len(inlet.pull(0.0)):  # one pull returns at most ~2 s of backlog
-                pass
+            inlet.skip_backlog()
 
     def _connect_inputs(self) -> None:
         """Connect every input in parallel and read its first samples, so a stream on a
