@@ -220,7 +220,9 @@ class PhaseLockedConfig(_Model):
     # estimator's own error (measured on EEGMAT, docs/loop.md). The window must stay
     # wider than the chunk period, so that some chunk always falls inside it.
     min_lead_s: float = Field(default=0.01, ge=0)
-    max_lead_s: float = Field(default=0.03, gt=0)
+    # 1 s is ten alpha cycles ahead, far past any useful forecast; the bound keeps a
+    # typo (10 for 0.010) from planning pulses seconds ahead of the data.
+    max_lead_s: float = Field(default=0.03, gt=0, le=1.0)
     trigger_latency_s: float = Field(default=0.0, ge=0, le=0.1)
     late_tolerance_s: float = Field(default=0.001, gt=0, le=0.05)
     intensity_pct: float = Field(default=50.0, gt=0, le=100)
