@@ -404,11 +404,12 @@ class Inlet:
     def skip_backlog(self) -> int:
         """Pull and discard everything received so far, including liblsl's own backlog.
 
-        For a consumer that stops pulling for a while before its real-time loop starts
+        For a consumer that stopped pulling for a while before its real-time loop starts
         (connecting other streams, compiling kernels on a cold cache): the loop must start
         on fresh samples, not on up to ``buffer_s`` of old ones. Draining until a pull
-        comes back empty is not enough: a backlog longer than ``max_gap_s`` makes the
-        grid restart, and that pull is empty while liblsl still holds samples.
+        comes back empty is not enough: a backlog longer than ``max_gap_s`` makes the grid
+        restart, and that pull is empty while its data wait in ``_held`` and liblsl still
+        holds the rest.
 
         Returns
         -------
@@ -418,8 +419,7 @@ class Inlet:
         before = self.n_received
         while True:
             got = self.n_received
-            self.pull(0.0)
-            if self.n_received == got and not self._held:
+            if not len(self.pull(0.0)) and self.n_received == got and not self._held:
                 return self.n_received - before
 
     def pull(self, timeout: float = 0.0) -> Chunk:
