@@ -213,6 +213,8 @@ class Session:
         # a minute): the loop, its derived streams and its figures start on fresh samples.
         for inlet in self.inlets.values():
             inlet.skip_backlog()
+        if self.events is not None:
+            self.events.pull()  # stimuli from before the loop have no data recorded
 
     def _connect_inputs(self) -> None:
         """Connect every input in parallel and read its first samples, so a stream on a
