@@ -108,8 +108,9 @@ class RowFeed:
     """The rows a stage published recently, for in-process readers (protocols, other
     stages), each with its own cursor.
 
-    Bounded: a reader that falls more than ``maxlen`` rows behind loses the oldest (it
-    is told how many). No reader means no growth.
+    Bounded: it keeps the last ``maxlen`` rows (about 1 MB at 4096 rows of 6 values), and
+    a reader that falls more than ``maxlen`` rows behind loses the oldest (it is told
+    how many).
 
     Parameters
     ----------
