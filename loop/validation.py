@@ -147,12 +147,6 @@ def phase_locked_on_recording(
     ]
     try:
         results = _run_all(sessions, [r[2] for r in runs], n_play / fs + player.lead_s)
-        # The LSL time of the first sample each session's estimator was given (a session
-        # drops what queued up while it opened, so this depends on the machine's load).
-        first_t = {
-            name: s.engine.streams["eeg"].counts.first_t
-            for (_, _, name, _), s in zip(runs, sessions, strict=True)
-        }
     finally:
         player.stop()
         for s in sessions:
@@ -163,15 +157,22 @@ def phase_locked_on_recording(
             data[:n_play],
             labels,
             fs,
-            [(results[name], first_t[name]) for cc, _, name, _ in runs if cc is c],
+            [results[name] for cc, _, name, _ in runs if cc is c],
             player.t_start,
         )
         for c in conditions
     }
 
 
-def _run_all(sessions: list[Session], names: list[str], play_s: float) -> dict[str, Any]:
-    """Open every session, then run them side by side on the same replay."""
+def _run_all(
+    sessions: list[Session], names: list[str], play_s: float
+) -> dict[str, tuple[Any, float]]:
+    """Open every session, then run them side by side on the same replay.
+
+    Returns each session's result and the LSL time of the first EEG sample its estimator
+    was given (a session drops what queued up while it opened, so this depends on the
+    machine's load).
+    """
     threads = [threading.Thread(target=s.open) for s in sessions]
     for th in threads:
         th.start()
@@ -188,7 +189,10 @@ def _run_all(sessions: list[Session], names: list[str], play_s: float) -> dict[s
         th.start()
     for th in runs:
         th.join()
-    return results
+    return {
+        n: (results[n], s.engine.streams["eeg"].counts.first_t)
+        for s, n in zip(sessions, names, strict=True)
+    }
 
 
 def _score(
