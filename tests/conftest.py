@@ -64,3 +64,28 @@ def runtime_dir():
     path = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cli_demo(tmp_path_factory) -> tuple[dict, Path, str]:
+    """One ``stimloop demo`` run as a user would run it, read by the CLI test
+    (``tests/loop/test_cli.py``) and the figure test (``tests/gui/test_figure.py``):
+    a 35 s headless session that calibrates for 22 s, recorded, with its JSON summary.
+
+    Returns the summary it printed, the recording and the simulators' source_id prefix.
+    A demo costs ~40 s of real time; the two tests used to run one each.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    xdf = tmp_path_factory.mktemp("cli-demo") / "demo.xdf"
+    prefix = f"test-cli-demo-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "stimloop.loop.cli", "demo", "--headless", "--duration", "35",
+         "--calibration", "22", "--json", "--record", str(xdf), "--prefix", prefix],
+        capture_output=True, text=True, timeout=180, env=dict(os.environ),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout), xdf, prefix

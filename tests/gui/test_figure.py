@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from pyqtgraph.Qt import QtGui
 
-from stimloop.devices.sim.runner import SimConfig
-from stimloop.loop.demo import run_demo
 from stimloop.loop.report import figure_data, read_session, session_report
 
 
@@ -30,10 +28,11 @@ def _has_colour(region: np.ndarray, hex_colour: str, tol: int = 40) -> int:
 
 
 @pytest.mark.slow
-def test_analyze_plot_agrees_with_the_live_session(source_id, tmp_path, qapp):
-    xdf = tmp_path / "demo.xdf"
-    # 25 s: the demo simulators (seed 0) make an SCR about 14 s in.
-    summary = run_demo(25.0, SimConfig(prefix=source_id), recording=str(xdf))
+def test_analyze_plot_agrees_with_the_live_session(cli_demo, tmp_path, qapp):
+    # The recorded `stimloop demo` session the CLI test reads too (tests/conftest.py):
+    # 35 s, the first 22 s calibrating; the demo simulators (seed 0) make an SCR about
+    # 14 s in, and the pulses come after the calibration.
+    summary, xdf, source_id = cli_demo
     assert summary["recordings"] == [str(xdf)]
     live = summary["truth"]["pulses"]["true_phase"]
     assert live["n"] >= 3, summary["pulses"]

@@ -78,14 +78,12 @@ def test_gui_without_a_display_fails_cleanly():
 
 
 @pytest.mark.slow
-def test_demo_summary_is_the_report_analyze_prints_for_its_recording(tmp_path):
+def test_demo_summary_is_the_report_analyze_prints_for_its_recording(cli_demo):
     """Every figure the demo prints comes from the file it wrote: analyze agrees. The demo
-    calibrates first: the band is locked from the rest and no pulse comes before it."""
-    xdf = tmp_path / "demo.xdf"
-    out = _stimloop("demo", "--headless", "--duration", "32", "--calibration", "22",
-                    "--json", "--record", str(xdf))  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout)
+    calibrates first: the band is locked from the rest and no pulse comes before it.
+    (``stimloop demo --headless --duration 35 --calibration 22 --json --record``, run
+    once for this test and the figure test: tests/conftest.py.)"""
+    summary, xdf, _ = cli_demo
     for role, rate in (("eeg", 1000), ("ecg", 500), ("eda", 100)):
         s = summary["health"][role]
         assert s["gaps"] == 0 and s["lost_samples"] == 0, s

@@ -277,14 +277,14 @@ def test_recorded_exposure_session_live_equals_offline(tmp_path, source_id):
     sc = ExposureScenario(seed=2, rest_s=90.0, n_exercises=2, exercise_s=15.0, rise_s=4.0,
                           hold_s=6.0, gap_s=8.0, tail_s=13.0)  # fmt: skip
     sim = simulate_exposure(sc)
-    cut = 4.0  # the rest is marked 21-82 s of the cut recording; exercises from 86 s
+    cut = 14.0  # the rest is marked 11-72 s of the cut recording; exercises from 76 s
     eda = sim.eda_us[int(cut * sc.eda_fs) :]
     ecg = sim.ecg_mv[int(cut * sc.ecg_fs) :]
 
     def m(kind, **f):
         return json.dumps({"kind": kind, **f})
 
-    marks = [(21.0, m("calibration_start")), (82.0, m("calibration_end"))]
+    marks = [(11.0, m("calibration_start")), (72.0, m("calibration_end"))]
     cues = sim.truth.cue_t - cut
     for k, (s, e) in enumerate(sc.intervals() - cut):
         label = f"lift {k + 1}"

@@ -92,12 +92,10 @@ def test_report_json_and_text_name_the_stop_target_and_threshold(hbc_file):
 
 
 @pytest.mark.slow
-def test_demo_session_report_has_every_figure_and_the_numbers_of_the_json(tmp_path):
-    """The acceptance test of issue 17: the HTML report of a recorded demo session."""
-    from stimloop.loop.demo import run_demo
-
-    xdf = tmp_path / "demo.xdf"
-    run_demo(duration_s=8.0, recording=str(xdf))
+def test_demo_session_report_has_every_figure_and_the_numbers_of_the_json(tmp_path, demo_xdf):
+    """The acceptance test of issue 17: the HTML report of a recorded demo session (the
+    8 s demo the study and export tests read, tests/loop/conftest.py)."""
+    xdf = demo_xdf
     html = tmp_path / "demo.html"
     proc = subprocess.run(
         [sys.executable, "-m", "stimloop.loop.cli", "analyze", str(xdf), "--report", str(html),

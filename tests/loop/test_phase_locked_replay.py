@@ -1,9 +1,12 @@
 """Acceptance: phase-locked pulses on real EEG replayed through LSL in real time.
 
-The first 120 s of the EEGMAT rest recording are replayed once; three complete sessions
-run on them at the same time with the simulated stimulator: trough at C3 (Hjorth), positive peak
-at O2 (Hjorth) and the random-phase control at C3. The true phase of every delivered
-pulse comes from the field's offline ground truth (../shared/data/README.md).
+The first 75 s of the EEGMAT rest recording are replayed once; six complete sessions run
+on them at the same time with the simulated stimulator, two for each condition: trough at
+C3 (Hjorth), positive peak at O2 (Hjorth) and the random-phase control at C3. Each session
+keeps the HAL's 1 s minimum interval between its own pulses, so the two sessions of a
+condition deliver in 75 s about as many pulses as one session did in 120 s (80-96 then,
+the figures are printed). The true phase of every delivered pulse comes from the field's
+offline ground truth (../shared/data/README.md).
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ def test_delivered_pulses_hit_the_target_phase_on_real_eeg(shared_data):
             Condition("peak_O2", "O2", 10.5, 0.0),
             Condition("random_C3", "C3", 9.5, 180.0, control="random_phase"),
         ],
-        duration_s=120.0,
+        duration_s=75.0,
+        sessions_per_condition=2,
     )
     for name, r in res.items():
         e = r["true_phase_error"]
         print(
-            f"\n{name}: {r['pulses']} pulses, bias {e['mean_deg']:.1f}°, SD {e['sd_deg']:.1f}° "
+            f"\n{name}: {r['pulses']} pulses ({r['sessions']} sessions), "
+            f"bias {e['mean_deg']:.1f}°, SD {e['sd_deg']:.1f}° "
             f"(offline causal_phase SD {r['offline_causal_sd_deg']:.1f}°, "
             f"{r['offline_causal_at_pulses_sd_deg']:.1f}° at the pulses), "
             f"Rayleigh p {e['rayleigh_p']:.3g}, fire error p50/p99 {r['fire_error_ms_p50_p99']} ms"
@@ -41,9 +46,10 @@ def test_delivered_pulses_hit_the_target_phase_on_real_eeg(shared_data):
         assert r["pulses"] >= 60
         assert abs(e["mean_deg"]) <= 10.0
         # The real-time path (chunking, forecast, scheduling, firing) adds at most 5° to
-        # the estimator's own error at the same instants; the paired comparison, because
-        # the SD of ~100 pulses against all samples scatters by more than 5° between
-        # runs (docs/benchmarks.md). And no worse than the estimator overall + 10°.
+        # the estimator's own error at the same instants (the estimator each session ran,
+        # from its own first sample); the paired comparison, because the SD of ~100
+        # pulses against all samples scatters by more than 5° between runs
+        # (docs/benchmarks.md). And no worse than the estimator overall + 10°.
         assert e["sd_deg"] <= r["offline_causal_at_pulses_sd_deg"] + 5.0
         assert e["sd_deg"] <= r["offline_causal_sd_deg"] + 10.0
     rnd = res["random_C3"]

@@ -13,8 +13,9 @@ import numpy as np
 import pylsl
 import pytest
 import pyxdf
+from sim_capture import capture_simulator
 
-from stimloop.devices.sim.runner import SimConfig, SimulatorProcess
+from stimloop.devices.sim.runner import SimConfig
 from stimloop.stream.errors import StreamError, StreamNotFoundError
 from stimloop.stream.outlet import ChannelSpec, Outlet, channel_specs, marker_outlet
 from stimloop.stream.recorder import Recorder
@@ -99,43 +100,10 @@ def test_round_trip_known_streams(tmp_path, source_id):
     np.testing.assert_array_equal(ours[f"{source_id}-f"].time_series, values)
 
 
-class _Reference(threading.Thread):
-    """A plain pylsl consumer of the same streams: what the source actually sent."""
-
-    def __init__(self, source_ids):
-        super().__init__(daemon=True)
-        self.inlets = {}
-        for sid in source_ids:
-            info = pylsl.resolve_bypred(f"source_id='{sid}'", 1, 10.0)[0]
-            inlet = pylsl.StreamInlet(info, max_buflen=360)
-            inlet.open_stream(10.0)
-            self.inlets[sid] = inlet
-        self.data = {sid: [] for sid in source_ids}
-        self.stamps = {sid: [] for sid in source_ids}
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            for sid, inlet in self.inlets.items():
-                values, ts = inlet.pull_chunk(timeout=0.0, max_samples=100_000)
-                if ts:
-                    self.data[sid].extend(values)
-                    self.stamps[sid].extend(ts)
-            time.sleep(0.005)
-
-
-def _sim_round_trip(tmp_path, prefix, duration_s, **rec_kw):
-    cfg = SimConfig(prefix=prefix, roles=("eeg", "ecg", "eda"), eeg_channels=32,
-                    event_interval_s=2.0)  # fmt: skip
-    ids = [cfg.source_id(r) for r in ("eeg", "ecg", "eda", "events")]
-    path = tmp_path / "sim.xdf"
-    with SimulatorProcess(cfg):
-        ref = _Reference(ids)
-        ref.start()
-        with Recorder(path, ids, resolve_timeout=15.0, **rec_kw):
-            time.sleep(duration_s)
-        ref.stop.set()
-        ref.join()
+def _check_round_trip(cap):
+    """The recording equals what the plain consumer received, sample for sample."""
+    path, ids, duration_s = cap.path, cap.source_ids, cap.duration_s
+    ref = cap.reference
     streams, _ = _load(path)
     raw_streams, _ = _load(path, synchronize_clocks=False)
     for sid in ids:
@@ -160,22 +128,26 @@ def _sim_round_trip(tmp_path, prefix, duration_s, **rec_kw):
         idx = np.round((rec_raw - rec_raw[0]) * rate)
         np.testing.assert_array_equal(idx, np.arange(n))
         assert np.abs(s["time_stamps"] - rec_raw).max() < 1e-3  # clock sync on localhost
-    return path, streams
+    return streams
 
 
 def test_round_trip_simulator(tmp_path, source_id):
     """6 s of simulated EEG/ECG/EDA/markers: identical to what a plain consumer received."""
-    path, _ = _sim_round_trip(tmp_path, source_id, 6.0, clock_offset_interval_s=1.0,
-                              boundary_interval_s=2.0)  # fmt: skip
-    tags = [t for t, _ in _chunk_tags(path)]
+    cfg = SimConfig(prefix=source_id, roles=("eeg", "ecg", "eda"), eeg_channels=32,
+                    event_interval_s=2.0)  # fmt: skip
+    cap = capture_simulator(cfg, tmp_path / "sim.xdf", 6.0, clock_offset_interval_s=1.0,
+                            boundary_interval_s=2.0)  # fmt: skip
+    _check_round_trip(cap)
+    tags = [t for t, _ in _chunk_tags(cap.path)]
     assert 2 <= tags.count(TAG_BOUNDARY) <= 4
 
 
 @pytest.mark.slow
-def test_round_trip_simulator_60s(tmp_path, source_id):
-    """The acceptance run: 60 s with the default 5 s clock offsets and 10 s boundaries."""
-    path, streams = _sim_round_trip(tmp_path, source_id, 60.0)
-    tags = [t for t, _ in _chunk_tags(path)]
+def test_round_trip_simulator_60s(simulated_minute):
+    """The acceptance run: 60 s with the default 5 s clock offsets and 10 s boundaries
+    (the minute the inlet acceptance takes through the Inlet at the same time)."""
+    streams = _check_round_trip(simulated_minute)
+    tags = [t for t, _ in _chunk_tags(simulated_minute.path)]
     assert 5 <= tags.count(TAG_BOUNDARY) <= 7
     for s in streams.values():
         assert 11 <= len(s["clock_times"]) <= 14
