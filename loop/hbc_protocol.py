@@ -39,6 +39,7 @@ from stimloop.devices.safety import SafeStimulator
 from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker
 from stimloop.loop import catalog
 from stimloop.loop.config import HBCConfig
+from stimloop.loop.errors import SessionError
 from stimloop.loop.hbc_analysis import localisation_dict
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.protocol import Decision, Hold, Prompt, PulseOutcome, PulseRequest, Stop
@@ -100,7 +101,12 @@ class HBCProtocol:
         self.cycle_k = 0  # next cycle of the current site to declare
         self.site_t0 = math.nan  # onset of the current site's rest cycle, s
         self.baseline_bpm = math.nan
-        self._confirmed = False
+        # The operator's confirm answers one prompt: _prompt_n counts the prompts shown,
+        # _confirmed_n is the prompt the last confirm answered. A confirm from before any
+        # prompt (the site unknown) is refused, and one that raced the start of a site
+        # cannot be taken as the answer to the next site's prompt.
+        self._prompt_n = 0
+        self._confirmed_n = 0
         self._prompted = False
         self._last_valid_t = math.nan
         self._out: Outlet | None = None
@@ -181,9 +187,21 @@ class HBCProtocol:
         """Nothing to warm up: the heart stage runs the kernels."""
 
     def confirm(self, text: str) -> None:
-        """The operator has placed the coil on the current site (control thread)."""
-        if self.state == "prompt":
-            self._confirmed = True
+        """The operator has placed the coil on the current site (control thread).
+
+        Raises
+        ------
+        SessionError
+            No site has been asked for yet: the prompt names the site (the order is
+            random), so a confirm sent before it cannot mean the coil is on it.
+        """
+        n = self._prompt_n
+        if self.state != "prompt" or not self._prompted:
+            raise SessionError(
+                "confirm: no coil position has been asked for yet (wait for the prompt "
+                "naming the site)"
+            )
+        self._confirmed_n = n
 
     def fire_veto(self, request: PulseRequest) -> str:
         """A train planned before a pause or a stop must not go out."""
@@ -277,12 +295,13 @@ class HBCProtocol:
         return None
 
     def _prompt(self, now: float) -> Decision:
-        if self._confirmed:
-            self._confirmed = self._prompted = False
+        if self._prompted and self._confirmed_n == self._prompt_n:
+            self._prompted = False
             self._begin_site(now)
             return None
         if self._prompted:
             return None
+        self._prompt_n += 1
         self._prompted = True
         message = f"place the coil on {self.site} ({self.site_k + 1} of {len(self.order)}), "
         message += "then confirm"
