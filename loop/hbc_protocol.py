@@ -18,7 +18,11 @@ cycle and each finished site go out on the catalog's ``hbc`` marker stream.
 protocol ends (:class:`~stimloop.loop.protocol.Stop`: the session disarms and alerts,
 nothing more fires) when HR falls below ``floor_bpm``, or more than ``max_drop_bpm``
 below the site's rest-cycle baseline, or when no beat has come for ``asystole_s`` while
-the ECG itself is good. Losing the ECG is not asystole: it pauses the protocol
+the ECG itself is good. No train goes out before the site's baseline is known: it is
+the rest cycle's ``hr_pre_bpm``, computed from its pre-onset window as soon as that is in
+(the tracker scores the whole rest cycle only when the first train starts); a window
+with too little valid HR starts the site over (``no_baseline``), since NaN would turn
+the drop rule off. Losing the ECG is not asystole: it pauses the protocol
 (``ecg_lost``) and the site's remaining cycles start over from a new baseline once the
 ECG is back.
 """
@@ -36,7 +40,7 @@ from stimloop.devices.base import TrainSpec
 from stimloop.devices.limits import TrainTable
 from stimloop.devices.registry import StimulatorSpec
 from stimloop.devices.safety import SafeStimulator
-from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker
+from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker, cycle_metrics
 from stimloop.loop import catalog
 from stimloop.loop.config import HBCConfig
 from stimloop.loop.errors import SessionError
@@ -325,6 +329,13 @@ class HBCProtocol:
         if onset - now > REQUEST_LEAD_S or self._pending:
             return None
         k = self.cycle_k
+        if k >= 1 and not math.isfinite(self.baseline_bpm):
+            self.baseline_bpm = self._rest_baseline()
+            if not math.isfinite(self.baseline_bpm):
+                # Without a baseline the drop rule cannot see a fainting subject: no train.
+                info = {"site": self.site, "rest_onset_s": self.site_t0}
+                self._begin_site(now)
+                return Hold("no_baseline", info)
         intensity = 0.0 if k == 0 else self.cfg.intensities[k - 1]
         cycle = Cycle(self.site, k, intensity, onset)
         self.cycles.append(cycle)
@@ -347,6 +358,17 @@ class HBCProtocol:
             intensity_pct=self.cfg.intensity_pct_mso(intensity),
             site=self.site,
         )
+
+    def _rest_baseline(self) -> float:
+        """The rest cycle's ``hr_pre_bpm`` (the drop rule's baseline), computed as the
+        tracker will compute it, from its pre-onset window alone: the tracker scores the
+        rest cycle only once its whole span is in, about when the first train starts.
+        NaN when that window holds too little valid HR."""
+        tr = self.tracker
+        if tr is None:
+            return math.nan
+        fig = cycle_metrics(tr.hr_bpm, tr.rate_hz, tr.t0_s, [self.site_t0], self.params)
+        return float(fig["hr_pre_bpm"][0])
 
     def _finish_site(self, now: float) -> Decision:
         last = self.site_t0 + len(self.cfg.intensities) * self.cfg.cycle_s
