@@ -9,10 +9,13 @@ trains of 5 s every 16 s at increasing intensity (Dijkstra et al. 2023; Iseger e
 the rTMS table applies; a train the table forbids is refused by the gate unless the
 session file states ``train_override_reason`` (the gate records the override).
 
-The protocol reads the heart stage's HR series (``reads_stages``: the engine updates
-the stage with each ECG chunk first) and feeds :class:`~stimloop.dsp.hbc.HBCTracker`,
-the same code ``stimloop analyze`` runs offline on the recorded series. Each completed
-cycle and each finished site go out on the catalog's ``hbc`` marker stream.
+A site begins once the operator confirmed and the heart stage gives a valid HR (its
+rest baseline needs one). Only the cycles whose train went out are scored (a refused
+train leaves its cycle unstimulated). The protocol reads the heart stage's HR series
+(``reads_stages``: the engine updates the stage with each ECG chunk first) and feeds
+:class:`~stimloop.dsp.hbc.HBCTracker`, the same code ``stimloop analyze`` runs offline
+on the recorded series. Each completed cycle and each finished site go out on the
+catalog's ``hbc`` marker stream.
 
 **Cardiac stop rule.** Vasovagal syncope has been reported during this protocol. The
 protocol ends (:class:`~stimloop.loop.protocol.Stop`: the session disarms and alerts,
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -116,6 +120,9 @@ class HBCProtocol:
         self._out: Outlet | None = None
         self._pending = False
         self.cycles: list[Cycle] = []
+        # Train cycles are scored only once their train went out: the pulse thread
+        # queues each outcome, the loop thread declares the fired ones to the tracker.
+        self._outcomes: deque[tuple[Cycle, bool]] = deque()
         self._hr = heart.series.reader()
         self._plan_sent = False
         self._ecg_bad_t = -math.inf  # the newest ECG sample that was NaN or missing, s
@@ -216,10 +223,14 @@ class HBCProtocol:
         return math.nan
 
     def outcome(self, result: PulseOutcome) -> None:
-        """Record what became of a train (a refusal leaves that cycle unstimulated)."""
+        """Record what became of a train: a fired train's cycle is scored; a refused one
+        leaves that cycle unstimulated, and it is not scored (pulse thread)."""
+        info = result.request.info
+        cycle = Cycle(info["site"], info["cycle"], info["intensity"], info["onset_s"])
+        self._outcomes.append((cycle, result.fired))
         self._pending = False
         if not result.fired:
-            self._publish({"event": "train_refused", **result.request.info, "error": result.error})
+            self._publish({"event": "train_refused", **info, "error": result.error})
 
     # -- the loop ------------------------------------------------------------------------
     def update(self, chunk: Chunk) -> Decision:
@@ -228,6 +239,10 @@ class HBCProtocol:
         if not self._plan_sent:
             self._publish_plan()
         rows = self._hr.take()
+        while self._outcomes:
+            cycle, fired = self._outcomes.popleft()
+            if fired and self.tracker is not None:
+                self._scored(self.tracker.add_cycle(cycle))
         self._feed(rows)
         if self.state == "done":
             return None
@@ -259,7 +274,11 @@ class HBCProtocol:
         valid = np.isfinite(rows[:, 1])
         if valid.any():
             self._last_valid_t = float(rows[valid, 0][-1])
-        for cycle, fig in tr.update(rows[:, 1]):
+        self._scored(tr.update(rows[:, 1]))
+
+    def _scored(self, completed: list) -> None:
+        """Publish the cycles the tracker completed; a rest cycle gives the baseline."""
+        for cycle, fig in completed:
             self._publish(
                 {
                     "event": "cycle",
@@ -300,6 +319,10 @@ class HBCProtocol:
 
     def _prompt(self, now: float) -> Decision:
         if self._prompted and self._confirmed_n == self._prompt_n:
+            if not now - self._last_valid_t <= ECG_LOST_S:
+                # No valid HR yet (the heart stage warms up over the first beats): the
+                # rest cycle's baseline window would be mostly empty.
+                return None
             self._prompted = False
             self._begin_site(now)
             return None
@@ -339,10 +362,10 @@ class HBCProtocol:
         intensity = 0.0 if k == 0 else self.cfg.intensities[k - 1]
         cycle = Cycle(self.site, k, intensity, onset)
         self.cycles.append(cycle)
-        if self.tracker is not None:
-            self.tracker.add_cycle(cycle)
         self.cycle_k += 1
         if k == 0:
+            if self.tracker is not None:
+                self._scored(self.tracker.add_cycle(cycle))
             return None  # rest: nothing fired
         self._pending = True
         info = {
@@ -350,6 +373,7 @@ class HBCProtocol:
             "cycle": k,
             "intensity": intensity,
             "intensity_unit": self.cfg.intensity_unit,
+            "onset_s": onset,
         }
         return PulseRequest(
             onset,

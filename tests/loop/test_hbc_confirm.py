@@ -78,7 +78,7 @@ def test_a_confirm_before_any_prompt_is_refused(localisation):
 
 def test_each_site_needs_its_own_confirm(localisation):
     p, step = localisation
-    step(1.0)
+    step(3.0)  # the heart stage has a valid HR from about 2 s: the site can begin
     p.confirm("first site")
     p.confirm("first site, double click")  # before the loop acted on the first one
     first = p.site
