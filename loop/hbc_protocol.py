@@ -139,6 +139,13 @@ class HBCProtocol:
         return self.state == "prompt"
 
     @property
+    def asking(self) -> bool:
+        """True once the prompt naming the site went out and until it is answered: the
+        only time a confirm is taken (``waiting`` is True from the start, so nothing is
+        armed before the first site)."""
+        return self.state == "prompt" and self._prompted
+
+    @property
     def site(self) -> str:
         """The current site (the last one once done)."""
         return self.order[min(self.site_k, len(self.order) - 1)]
@@ -207,7 +214,7 @@ class HBCProtocol:
             random), so a confirm sent before it cannot mean the coil is on it.
         """
         n = self._prompt_n
-        if self.state != "prompt" or not self._prompted:
+        if not self.asking:
             raise SessionError(
                 "confirm: no coil position has been asked for yet (wait for the prompt "
                 "naming the site)"

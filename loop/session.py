@@ -475,7 +475,9 @@ class Session:
                 target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control, calibration=cal
             )
         if isinstance(p, HBCProtocol):
-            out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state)
+            # The window offers Confirm only once the site has been asked for.
+            out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state,
+                       waiting=p.asking)  # fmt: skip
         return out
 
     def _stimulator_status(self) -> dict[str, Any]:

@@ -65,11 +65,12 @@ def localisation(source_id):
 def test_a_confirm_before_any_prompt_is_refused(localisation):
     p, step = localisation
     assert p.waiting  # the session must not arm yet
+    assert not p.asking  # and the window must not offer Confirm yet
     with pytest.raises(SessionError, match="no coil position has been asked for"):
         p.confirm("sent early")
     out = step(3.0)
     prompts = [d for d in out if isinstance(d, Prompt)]
-    assert len(prompts) == 1 and p.waiting  # asked, and still waiting: nothing was kept
+    assert len(prompts) == 1 and p.waiting and p.asking  # asked; the early one not kept
     assert not [d for d in out if isinstance(d, PulseRequest)]
     p.confirm("coil placed")
     step(0.5)
