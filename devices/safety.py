@@ -256,6 +256,17 @@ class SafeStimulator:
             self._freshness = freshness_fn
             self._max_age_s = max_age
 
+    def check_stream(self) -> None:
+        """Apply the stale-data rule of :meth:`bind_stream` now, outside a fire (the
+        engine re-checks it while a train runs); nothing is published.
+
+        Raises
+        ------
+        StaleDataError
+            The bound stream is flagged bad, too old, or stamped in the future.
+        """
+        rules.check_fresh(self._freshness, self._max_age_s)
+
     def start_watchdog(self, period_s: float) -> None:
         """Require :meth:`heartbeat` at least every ``period_s``; two missed periods disarm
         and refuse every fire until the loop heartbeats and calls :meth:`arm` again."""

@@ -35,6 +35,7 @@ from stimloop.devices.errors import ConfigError as DeviceConfigError
 from stimloop.devices.registry import StimulatorSpec
 from stimloop.dsp.circular import wrap_phase
 from stimloop.dsp.errors import StimloopError
+from stimloop.dsp.spatial import normalise_label
 
 
 class SessionConfigError(StimloopError, ValueError):
@@ -351,8 +352,18 @@ class HBCConfig(_Model):
             raise ValueError(f"intensities must increase, got {self.intensities}")
         if self.train_s >= self.cycle_s:
             raise ValueError(f"train_s ({self.train_s}) must be shorter than cycle_s")
-        if len(set(self.sites)) != len(self.sites):
-            raise ValueError(f"sites must be distinct, got {self.sites}")
+        # One scalp site under two spellings ("F3", "f3", " F3", "EEG F3") would get
+        # twice the trains and be ranked against itself.
+        canon = [normalise_label(s) for s in self.sites]
+        if "" in canon:
+            raise ValueError(f"sites must be named, got {self.sites}")
+        if len(set(canon)) != len(canon):
+            same = sorted({c for c in canon if canon.count(c) > 1})
+            raise ValueError(
+                f"sites must be distinct scalp sites, got {self.sites}: {same} named more "
+                "than once (labels are compared as 10-20 names: case, spaces and an 'EEG ' "
+                "prefix do not count)"
+            )
         return self
 
     def intensity_pct_mso(self, value: float) -> float:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pylsl
 
+from stimloop.devices.errors import SafetyError
 from stimloop.devices.safety import SafeStimulator
 from stimloop.loop.cpus import request_realtime_priority
 from stimloop.loop.protocol import (
@@ -223,6 +224,9 @@ class Engine:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._stall = threading.Event()  # test hook: freeze the loop to trip the watchdog
+        # LSL time of the last pulse of a train in progress (-inf: none): until then the
+        # driving stream must stay fresh and finite, or the train is stopped.
+        self._train_until = -math.inf
         self._lookups: list[dict] = []  # fired pulses awaiting the estimate at their time
         self._lookups_lock = threading.Lock()
         self._switch_interval: float | None = None
@@ -373,6 +377,7 @@ class Engine:
                 self._mark("stream_lost", role=role, error=str(exc))
         else:
             self._stop.wait(self.chunk_period_s)
+        self._guard_train(chunk)
         t0 = time.perf_counter()
         if chunk is not None:
             self.streams[role].account(chunk)
@@ -399,6 +404,34 @@ class Engine:
             if self.events is not None:
                 self._forward_events()
         self._finish_iteration(chunk, t0)
+
+    def _guard_train(self, chunk: Chunk | None) -> None:
+        """Stop a train in progress when the driving stream goes stale, lost or non-finite.
+
+        The gate checks the stream before a train starts; a train then runs for seconds
+        (heart-brain-coupled localisation: 5 s at 10 Hz), and the protocol's cardiac
+        stop rule is blind without the ECG that drives it. So the same rule, plus finite
+        samples, holds every loop iteration until the train's last pulse; a breach
+        disarms (which aborts the train) and is recorded as ``train_stopped``. The
+        stimulator stays disarmed until the operator arms it again.
+        """
+        if self.stimulator is None or pylsl.local_clock() > self._train_until:
+            return
+        why = ""
+        if chunk is None:
+            why = f"the {self.driver_role.upper()} stream was lost"
+        elif len(chunk) and not chunk.finite.all():
+            why = f"the {self.driver_role.upper()} stream sent NaN/inf samples"
+        else:
+            try:
+                self.stimulator.check_stream()
+            except SafetyError as exc:
+                why = exc.message
+        if why:
+            self._train_until = -math.inf
+            self.stimulator.disarm(f"train stopped: {why}")
+            self._mark("train_stopped", role=self.driver_role, reason=why)
+            log.error("train stopped: %s; disarmed", why)
 
     def _drain_others(self) -> None:
         for role, inlet in self.others.items():
@@ -494,6 +527,9 @@ class Engine:
     def _on_outcome(self, result: PulseOutcome) -> None:
         """Runs on the pulse thread."""
         if result.fired:
+            train = result.request.train
+            if train is not None and train.n_pulses > 1:
+                self._train_until = result.t_trigger + (train.n_pulses - 1) / train.frequency_hz
             self._note_pulses(result)  # first: the ECG with their artifact is on its way
         self.protocol.outcome(result)
         info = dict(result.request.info)

@@ -94,18 +94,17 @@ def recorded_localisation(rec: RecordedSession) -> RecordedLocalisation | None:
         min_above=int(rec.config["protocol"].get("min_above", 4)),
         train_s=float(rec.config["protocol"].get("train_s", 5.0)),
     )
-    intensities = [float(v) for v in plan["intensities"]]
-    cycles = [
-        Cycle(
-            e["site"],
-            k,
-            0.0 if k == 0 else intensities[k - 1],
-            float(e["onset_s"]) + k * params.cycle_s,
-        )
-        for e in events
-        if e.get("event") == "site_start"
-        for k in range(len(intensities) + 1)
+    # A site's rest cycle from its start; a train cycle only where the train went out
+    # (the gate's "fired" decision): a refused, paused or never-reached train leaves its
+    # cycle unstimulated, and a restarted site's unreached cycles never happened.
+    rests = [Cycle(e["site"], 0, 0.0, float(e["onset_s"]))
+             for e in events if e.get("event") == "site_start"]  # fmt: skip
+    trains = [
+        Cycle(e["site"], int(e["cycle"]), float(e["intensity"]), float(e["t_planned"]))
+        for e in rec.decisions
+        if e.get("event") == "fired" and "cycle" in e and e.get("t_planned") is not None
     ]
+    cycles = sorted(rests + trains, key=lambda c: c.onset_s)
     hr_t, hr = rec.series("heart_hr", 0)
     rate = float(hr_s.rate_hz) or 4.0
     _, end = params.span_s
@@ -132,11 +131,18 @@ def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
     if r is None:
         return None
     events, plan, cycles, metrics = r.events, r.plan, r.cycles, r.metrics
-    live = {(e["site"], e["index"]): e.get("hbc") for e in events if e.get("event") == "cycle"}
+    # Keyed by onset too: a site that started over (ECG lost, no baseline) has two rest
+    # cycles of the same site and index.
+    live = {
+        (e["site"], e["index"], float(e["onset_s"])): e.get("hbc")
+        for e in events
+        if e.get("event") == "cycle"
+    }
+    keys = [(c.site, c.index, c.onset_s) for c in cycles]
     diffs = [
-        abs(m["hbc"] - live[(c.site, c.index)]) / max(abs(live[(c.site, c.index)]), 1e-9)
-        for c, m in zip(cycles, metrics, strict=True)
-        if live.get((c.site, c.index)) is not None and math.isfinite(m["hbc"])
+        abs(m["hbc"] - live[k]) / max(abs(live[k]), 1e-9)
+        for k, m in zip(keys, metrics, strict=True)
+        if live.get(k) is not None and math.isfinite(m["hbc"])
     ]
     truth = rec.streams.get(rec.truth_source_ids.get("ecg", ""))
     return {

@@ -9,16 +9,23 @@ trains of 5 s every 16 s at increasing intensity (Dijkstra et al. 2023; Iseger e
 the rTMS table applies; a train the table forbids is refused by the gate unless the
 session file states ``train_override_reason`` (the gate records the override).
 
-The protocol reads the heart stage's HR series (``reads_stages``: the engine updates
-the stage with each ECG chunk first) and feeds :class:`~stimloop.dsp.hbc.HBCTracker`,
-the same code ``stimloop analyze`` runs offline on the recorded series. Each completed
-cycle and each finished site go out on the catalog's ``hbc`` marker stream.
+A site begins once the operator confirmed and the heart stage gives a valid HR (its
+rest baseline needs one). Only the cycles whose train went out are scored (a refused
+train leaves its cycle unstimulated). The protocol reads the heart stage's HR series
+(``reads_stages``: the engine updates the stage with each ECG chunk first) and feeds
+:class:`~stimloop.dsp.hbc.HBCTracker`, the same code ``stimloop analyze`` runs offline
+on the recorded series. Each completed cycle and each finished site go out on the
+catalog's ``hbc`` marker stream.
 
 **Cardiac stop rule.** Vasovagal syncope has been reported during this protocol. The
 protocol ends (:class:`~stimloop.loop.protocol.Stop`: the session disarms and alerts,
 nothing more fires) when HR falls below ``floor_bpm``, or more than ``max_drop_bpm``
 below the site's rest-cycle baseline, or when no beat has come for ``asystole_s`` while
-the ECG itself is good. Losing the ECG is not asystole: it pauses the protocol
+the ECG itself is good. No train goes out before the site's baseline is known: it is
+the rest cycle's ``hr_pre_bpm``, computed from its pre-onset window as soon as that is in
+(the tracker scores the whole rest cycle only when the first train starts); a window
+with too little valid HR starts the site over (``no_baseline``), since NaN would turn
+the drop rule off. Losing the ECG is not asystole: it pauses the protocol
 (``ecg_lost``) and the site's remaining cycles start over from a new baseline once the
 ECG is back.
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -36,9 +44,10 @@ from stimloop.devices.base import TrainSpec
 from stimloop.devices.limits import TrainTable
 from stimloop.devices.registry import StimulatorSpec
 from stimloop.devices.safety import SafeStimulator
-from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker
+from stimloop.dsp.hbc import DEFAULT_THRESHOLD, Cycle, HBCParams, HBCTracker, cycle_metrics
 from stimloop.loop import catalog
 from stimloop.loop.config import HBCConfig
+from stimloop.loop.errors import SessionError
 from stimloop.loop.hbc_analysis import localisation_dict
 from stimloop.loop.heart_stage import HeartStage
 from stimloop.loop.protocol import Decision, Hold, Prompt, PulseOutcome, PulseRequest, Stop
@@ -100,12 +109,20 @@ class HBCProtocol:
         self.cycle_k = 0  # next cycle of the current site to declare
         self.site_t0 = math.nan  # onset of the current site's rest cycle, s
         self.baseline_bpm = math.nan
-        self._confirmed = False
+        # The operator's confirm answers one prompt: _prompt_n counts the prompts shown,
+        # _confirmed_n is the prompt the last confirm answered. A confirm from before any
+        # prompt (the site unknown) is refused, and one that raced the start of a site
+        # cannot be taken as the answer to the next site's prompt.
+        self._prompt_n = 0
+        self._confirmed_n = 0
         self._prompted = False
         self._last_valid_t = math.nan
         self._out: Outlet | None = None
         self._pending = False
         self.cycles: list[Cycle] = []
+        # Train cycles are scored only once their train went out: the pulse thread
+        # queues each outcome, the loop thread declares the fired ones to the tracker.
+        self._outcomes: deque[tuple[Cycle, bool]] = deque()
         self._hr = heart.series.reader()
         self._plan_sent = False
         self._ecg_bad_t = -math.inf  # the newest ECG sample that was NaN or missing, s
@@ -120,6 +137,13 @@ class HBCProtocol:
     def waiting(self) -> bool:
         """True while the operator has to confirm the coil position."""
         return self.state == "prompt"
+
+    @property
+    def asking(self) -> bool:
+        """True once the prompt naming the site went out and until it is answered: the
+        only time a confirm is taken (``waiting`` is True from the start, so nothing is
+        armed before the first site)."""
+        return self.state == "prompt" and self._prompted
 
     @property
     def site(self) -> str:
@@ -181,9 +205,21 @@ class HBCProtocol:
         """Nothing to warm up: the heart stage runs the kernels."""
 
     def confirm(self, text: str) -> None:
-        """The operator has placed the coil on the current site (control thread)."""
-        if self.state == "prompt":
-            self._confirmed = True
+        """The operator has placed the coil on the current site (control thread).
+
+        Raises
+        ------
+        SessionError
+            No site has been asked for yet: the prompt names the site (the order is
+            random), so a confirm sent before it cannot mean the coil is on it.
+        """
+        n = self._prompt_n
+        if not self.asking:
+            raise SessionError(
+                "confirm: no coil position has been asked for yet (wait for the prompt "
+                "naming the site)"
+            )
+        self._confirmed_n = n
 
     def fire_veto(self, request: PulseRequest) -> str:
         """A train planned before a pause or a stop must not go out."""
@@ -194,10 +230,14 @@ class HBCProtocol:
         return math.nan
 
     def outcome(self, result: PulseOutcome) -> None:
-        """Record what became of a train (a refusal leaves that cycle unstimulated)."""
+        """Record what became of a train: a fired train's cycle is scored; a refused one
+        leaves that cycle unstimulated, and it is not scored (pulse thread)."""
+        info = result.request.info
+        cycle = Cycle(info["site"], info["cycle"], info["intensity"], info["onset_s"])
+        self._outcomes.append((cycle, result.fired))
         self._pending = False
         if not result.fired:
-            self._publish({"event": "train_refused", **result.request.info, "error": result.error})
+            self._publish({"event": "train_refused", **info, "error": result.error})
 
     # -- the loop ------------------------------------------------------------------------
     def update(self, chunk: Chunk) -> Decision:
@@ -206,6 +246,10 @@ class HBCProtocol:
         if not self._plan_sent:
             self._publish_plan()
         rows = self._hr.take()
+        while self._outcomes:
+            cycle, fired = self._outcomes.popleft()
+            if fired and self.tracker is not None:
+                self._scored(self.tracker.add_cycle(cycle))
         self._feed(rows)
         if self.state == "done":
             return None
@@ -237,7 +281,11 @@ class HBCProtocol:
         valid = np.isfinite(rows[:, 1])
         if valid.any():
             self._last_valid_t = float(rows[valid, 0][-1])
-        for cycle, fig in tr.update(rows[:, 1]):
+        self._scored(tr.update(rows[:, 1]))
+
+    def _scored(self, completed: list) -> None:
+        """Publish the cycles the tracker completed; a rest cycle gives the baseline."""
+        for cycle, fig in completed:
             self._publish(
                 {
                     "event": "cycle",
@@ -277,12 +325,17 @@ class HBCProtocol:
         return None
 
     def _prompt(self, now: float) -> Decision:
-        if self._confirmed:
-            self._confirmed = self._prompted = False
+        if self._prompted and self._confirmed_n == self._prompt_n:
+            if not now - self._last_valid_t <= ECG_LOST_S:
+                # No valid HR yet (the heart stage warms up over the first beats): the
+                # rest cycle's baseline window would be mostly empty.
+                return None
+            self._prompted = False
             self._begin_site(now)
             return None
         if self._prompted:
             return None
+        self._prompt_n += 1
         self._prompted = True
         message = f"place the coil on {self.site} ({self.site_k + 1} of {len(self.order)}), "
         message += "then confirm"
@@ -306,13 +359,20 @@ class HBCProtocol:
         if onset - now > REQUEST_LEAD_S or self._pending:
             return None
         k = self.cycle_k
+        if k >= 1 and not math.isfinite(self.baseline_bpm):
+            self.baseline_bpm = self._rest_baseline()
+            if not math.isfinite(self.baseline_bpm):
+                # Without a baseline the drop rule cannot see a fainting subject: no train.
+                info = {"site": self.site, "rest_onset_s": self.site_t0}
+                self._begin_site(now)
+                return Hold("no_baseline", info)
         intensity = 0.0 if k == 0 else self.cfg.intensities[k - 1]
         cycle = Cycle(self.site, k, intensity, onset)
         self.cycles.append(cycle)
-        if self.tracker is not None:
-            self.tracker.add_cycle(cycle)
         self.cycle_k += 1
         if k == 0:
+            if self.tracker is not None:
+                self._scored(self.tracker.add_cycle(cycle))
             return None  # rest: nothing fired
         self._pending = True
         info = {
@@ -320,6 +380,7 @@ class HBCProtocol:
             "cycle": k,
             "intensity": intensity,
             "intensity_unit": self.cfg.intensity_unit,
+            "onset_s": onset,
         }
         return PulseRequest(
             onset,
@@ -328,6 +389,17 @@ class HBCProtocol:
             intensity_pct=self.cfg.intensity_pct_mso(intensity),
             site=self.site,
         )
+
+    def _rest_baseline(self) -> float:
+        """The rest cycle's ``hr_pre_bpm`` (the drop rule's baseline), computed as the
+        tracker will compute it, from its pre-onset window alone: the tracker scores the
+        rest cycle only once its whole span is in, about when the first train starts.
+        NaN when that window holds too little valid HR."""
+        tr = self.tracker
+        if tr is None:
+            return math.nan
+        fig = cycle_metrics(tr.hr_bpm, tr.rate_hz, tr.t0_s, [self.site_t0], self.params)
+        return float(fig["hr_pre_bpm"][0])
 
     def _finish_site(self, now: float) -> Decision:
         last = self.site_t0 + len(self.cfg.intensities) * self.cfg.cycle_s

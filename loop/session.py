@@ -142,6 +142,7 @@ class Session:
         self.endpoint: SessionEndpoint | None = None
         self.inlets: dict[str, Inlet] = {}
         self.events: MarkerInlet | None = None
+        self.replayed: dict[str, str] = {}  # role -> the recording a replayed input replays
         self.stages: list[Stage] = []
         self.exposure: ExposureStage | None = None
         self._extra_stages = list(extra_stages)
@@ -184,6 +185,7 @@ class Session:
             self.endpoint.estop_socket, f"{cfg.name} ({self.prefix})"
         ).start()
         self._connect_inputs()
+        self.replayed = self._replayed_inputs()
         self._open_outputs()
         if cfg.stimulator_spec is not None:
             self._open_stimulator()
@@ -207,6 +209,8 @@ class Session:
         if path is not None:
             self._start_recorder(path)
         self._mark("config", config=cfg.model_dump())
+        for role, f in self.replayed.items():
+            self._mark("input_replayed", role=role, replay_file=f)
         if self.stimulator is not None and not self.protocol.waiting:
             self.stimulator.arm()
         # Drop what queued up while connecting and warming up (a cold numba cache can take
@@ -243,6 +247,30 @@ class Session:
             while not len(inlet.pull(0.1)) and time.monotonic() < deadline:
                 pass
 
+    def _replayed_inputs(self) -> dict[str, str]:
+        """Role -> recording, for every input that says it is a replay (``stimloop
+        replay``, which keeps the recorded source_ids unless given a suffix).
+
+        A replayed brain or heart is not the subject's: it may drive the simulated
+        stimulator (CI, rehearsals), never a real one. Either way it is recorded (the
+        decision stream's header and an ``input_replayed`` marker)."""
+        inputs = {**self.inlets, **({"events": self.events} if self.events else {})}
+        found = {role: f for role, inlet in inputs.items() if (f := inlet.replay_file)}
+        spec = self.cfg.stimulator_spec
+        if found and spec is not None and spec.driver != "simulated":
+            named = "; ".join(
+                f"{role} ({self.cfg.sources[role].source_id}) replays {f!r}"
+                for role, f in found.items()
+            )
+            raise SessionError(
+                f"a replayed recording may drive only the simulated stimulator, not "
+                f"{spec.driver!r}: {named}; stop the replay (or give it "
+                f"--source-id-suffix) and connect the live device"
+            )
+        for role, f in found.items():
+            log.warning("input %s is a replay of %s, not a live device", role, f)
+        return found
+
     def _open_stimulator(self) -> None:
         """The stimulator behind the gate: connected, intensity set, not yet armed."""
         spec = self.cfg.stimulator_spec
@@ -269,6 +297,7 @@ class Session:
             extra_desc={
                 "session_config": json.dumps(cfg.model_dump()),
                 "truth_source_ids": json.dumps(self.truth_source_ids),
+                "replayed_inputs": json.dumps(self.replayed),
             },
         )
         self._open_stages()
@@ -407,6 +436,7 @@ class Session:
             "endpoint": str(self.endpoint.directory),
             "estop_engaged": emergency_stop_engaged(),
             "truth_source_ids": self.truth_source_ids,
+            "replayed_inputs": self.replayed,
             "cpus": self.cpus.describe(),
             "source_ids": {role: i.source_id for role, i in self.inlets.items()},
             "catalog": catalog.published(self.prefix),
@@ -445,7 +475,9 @@ class Session:
                 target_phase_deg=p.cfg.target_phase_deg, control=p.cfg.control, calibration=cal
             )
         if isinstance(p, HBCProtocol):
-            out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state)
+            # The window offers Confirm only once the site has been asked for.
+            out.update(site=p.site, site_number=p.site_k + 1, sites=p.order, state=p.state,
+                       waiting=p.asking)  # fmt: skip
         return out
 
     def _stimulator_status(self) -> dict[str, Any]:

@@ -346,6 +346,11 @@ class Inlet:
         return self._require().channel_count()
 
     @property
+    def replay_file(self) -> str | None:
+        """The recording this stream replays (see :func:`replay_file`), or None."""
+        return replay_file(self._require())
+
+    @property
     def channel_labels(self) -> list[str]:
         """Channel labels from the stream's ``desc`` (``ch0``… when absent)."""
         return [c[0] for c in self._channel_meta()]
@@ -635,6 +640,18 @@ class Inlet:
         self._offset = offset
 
 
+def replay_file(info: pylsl.StreamInfo | None) -> str | None:
+    """The recording a stream replays (``stimloop replay`` writes ``replay_file`` into
+    every stream's ``desc``), or None for a stream that does not say it is a replay.
+
+    A stream only says so: a publisher that leaves the tag out is not told apart from a
+    live device (LSL has no authentication; docs/safety.md, threat model).
+    """
+    if info is None:
+        return None
+    return info.desc().child_value("replay_file") or None
+
+
 class MarkerInlet:
     """An inlet for irregular string streams (event markers).
 
@@ -655,7 +672,13 @@ class MarkerInlet:
         self.hostname = hostname
         self.resolve_timeout = resolve_timeout
         self._inlet: pylsl.StreamInlet | None = None
+        self.info: pylsl.StreamInfo | None = None
         self._offset = 0.0
+
+    @property
+    def replay_file(self) -> str | None:
+        """The recording this stream replays (see :func:`replay_file`), or None."""
+        return replay_file(self.info)
 
     def connect(self) -> MarkerInlet:
         """Resolve and open the marker stream."""
@@ -665,6 +688,7 @@ class MarkerInlet:
                 f"stream {self.source_id!r} is numeric; MarkerInlet reads string streams"
             )
         self._inlet = pylsl.StreamInlet(info, recover=False)
+        self.info = self._inlet.info(timeout=self.resolve_timeout)
         self._inlet.open_stream(timeout=self.resolve_timeout)
         self._offset = self._inlet.time_correction(timeout=self.resolve_timeout)
         return self

@@ -195,8 +195,11 @@ def hbc_recording(path: Path, prefix: str, *, sites=("F3", "FC3"), intensities=(
                 "threshold": None, "min_above": p.min_above}  # fmt: skip
     config = {"name": "hbc-report-test", "protocol": protocol,
               "sources": {"ecg": {"source_id": f"{prefix}-in-ecg"}}}  # fmt: skip
-    fired = [{"event": "fired", "t_trigger": T0 + o, "site": s, "intensity": i}
-             for o, s, i in zip(onsets, site_of, inten, strict=True) if i > 0]  # fmt: skip
+    # As the engine records a fired train: the request's info and its planned time.
+    fired = [{"event": "fired", "t_trigger": T0 + o, "t_planned": c.onset_s, "site": s,
+              "cycle": c.index, "intensity": i}
+             for o, s, i, c in zip(onsets, site_of, inten, cycles, strict=True)
+             if i > 0]  # fmt: skip
     stop_t = T0 + duration - 5.0
     alert = {"reason": "cardiac_stop", "site": sites[-1], "rule": "floor", "hr_bpm": 44.0,
              "floor_bpm": 45.0, "event": "alert"}  # fmt: skip
