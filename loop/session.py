@@ -159,6 +159,7 @@ class Session:
         # Taken before any thread starts, so "all CPUs" means what this process was given.
         self.cpus = SessionPinning()
         self._closed = False
+        self._opened = False
 
     @property
     def recording_path(self) -> Path | None:
@@ -167,7 +168,17 @@ class Session:
 
     # -- opening -------------------------------------------------------------------------
     def open(self) -> Session:
-        """Steps 1-5 of the module docstring; on any failure everything is released."""
+        """Steps 1-5 of the module docstring; on any failure everything is released.
+
+        Raises
+        ------
+        SessionError
+            Anything that stops the session from starting; also a second call (``with
+            session.open():`` calls it twice), which would publish every stream twice.
+        """
+        if self._opened:
+            raise SessionError("this session is already open: open() it once")
+        self._opened = True
         try:
             self._open()
         except BaseException:

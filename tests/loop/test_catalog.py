@@ -69,6 +69,9 @@ def test_a_derived_stream_added_through_the_catalog_alone(entry, source_id, tmp_
     prefix = f"{source_id}-s"
     with SimulatorProcess(sim):
         with Session(cfg, prefix, extra_stages=[HeartPeriodStage()]) as session:
+            # A second open (`with session.open():`) is refused and leaves this one running.
+            with pytest.raises(SessionError, match="already open"):
+                session.open()
             assert session.snapshot()["catalog"]["test_ecg_amplitude"]["source_id"] == (
                 f"{prefix}-test-ecg-amplitude"
             )
