@@ -252,13 +252,25 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_pins(pins: list[str]) -> dict[str, str]:
+    """``--host SOURCE_ID=HOSTNAME`` arguments as a dict (a malformed one is an error)."""
+    out: dict[str, str] = {}
+    for pin in pins:
+        sid, sep, host = pin.rpartition("=")
+        if not (sep and sid and host):
+            raise SystemExit(f"stimloop record: --host {pin!r}: expected SOURCE_ID=HOSTNAME")
+        out[sid] = host
+    return out
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from stimloop.stream.recorder import Recorder, format_stats
 
     with _stop_on_signals() as stop:
         rec = Recorder(
-            args.output, args.source_id or None, discover_s=args.wait, overwrite=args.overwrite
-        ).start()
+            args.output, args.source_id or None, discover_s=args.wait,
+            overwrite=args.overwrite, hostnames=_host_pins(args.host),
+        ).start()  # fmt: skip
         print(f"recording to {args.output}; Ctrl-C stops", file=sys.stderr)
         for s in rec.stats():  # what was found; figures follow once data arrive
             rate = f"{s.rate_hz:g} Hz" if s.rate_hz > 0 else "irregular"
@@ -852,6 +864,13 @@ def _record_parsers(sub) -> None:
         action="append",
         default=[],
         help="record this stream (repeatable; default: every visible stream)",
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="SOURCE_ID=HOSTNAME",
+        help="take that --source-id stream from this host only (repeatable)",
     )
     p.add_argument("--wait", type=float, default=1.0, help="seconds to look for streams")
     p.add_argument(

@@ -75,10 +75,15 @@ class RecorderProcess:
         The first part's file.
     source_ids : list of str
         Streams to record.
+    hostnames : dict of str to str, optional
+        The host each of these streams must come from, where the session pins it.
     """
 
-    def __init__(self, path: Path, source_ids: list[str]) -> None:
+    def __init__(
+        self, path: Path, source_ids: list[str], hostnames: dict[str, str] | None = None
+    ) -> None:
         self.source_ids = list(dict.fromkeys(source_ids))
+        self.hostnames = dict(hostnames or {})
         self.paths: list[Path] = []
         self._first = Path(path)
         self._proc: subprocess.Popen | None = None
@@ -117,6 +122,8 @@ class RecorderProcess:
                 "--parent-pid", str(os.getpid())]  # fmt: skip
         for sid in self.source_ids:
             args += ["--source-id", sid]
+        for sid, host in self.hostnames.items():
+            args += ["--host", f"{sid}={host}"]
         log_path = p.with_suffix(".recorder.log")
         with open_private(log_path, "w") as log_file:
             # A group of its own: the terminal's Ctrl-C reaches the session only, which

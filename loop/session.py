@@ -357,7 +357,10 @@ class Session:
             for s in list_streams(1.0)
             if s["source_id"].startswith(f"{self.prefix}-")
         ]
-        self.recorder = RecorderProcess(path, inputs + own)
+        # The recorder takes each input from the host the config pins it to, as the
+        # session's inlets do.
+        hosts = {s.source_id: s.hostname for s in self.cfg.sources.values() if s.hostname}
+        self.recorder = RecorderProcess(path, inputs + own, hosts)
         self.recorder.start()
 
     # -- commands ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,6 +76,10 @@ class Recorder:
     source_ids : sequence of str, optional
         Streams to record, by source_id. None records every stream visible within
         ``discover_s`` (markers included).
+    hostnames : mapping of str to str, optional
+        Host each named stream must come from (source_id -> hostname), as a session
+        file pins its inputs: another host's stream with the same source_id is then not
+        recorded in its place (nor taken for an ambiguity).
     resolve_timeout : float
         Seconds to wait for each named stream, and to open each inlet.
     discover_s : float
@@ -107,11 +112,18 @@ class Recorder:
         clock_offset_interval_s: float = 5.0,
         boundary_interval_s: float = 10.0,
         overwrite: bool = True,
+        hostnames: Mapping[str, str] | None = None,
     ) -> None:
         if not 0 < flush_interval_s <= 1.0:
             raise StreamError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
         self.source_ids = list(source_ids) if source_ids is not None else None
+        self.hostnames = dict(hostnames or {})
+        unknown = set(self.hostnames) - set(self.source_ids or ())
+        if unknown:
+            raise StreamError(
+                f"hostnames given for streams not named in source_ids: {sorted(unknown)}"
+            )
         self.resolve_timeout = resolve_timeout
         self.discover_s = discover_s
         self.flush_interval_s = flush_interval_s
@@ -203,7 +215,8 @@ class Recorder:
             # Each resolve listens ~0.6 s for duplicates; do them all at once.
             with ThreadPoolExecutor(max(1, min(16, len(self.source_ids)))) as pool:
                 return list(
-                    pool.map(lambda sid: resolve_source(sid, timeout=self.resolve_timeout),
+                    pool.map(lambda sid: resolve_source(sid, self.hostnames.get(sid),
+                                                        timeout=self.resolve_timeout),
                              self.source_ids)
                 )  # fmt: skip
         found = {i.uid(): i for i in pylsl.resolve_streams(self.discover_s)}
