@@ -8,6 +8,7 @@ unreached cycles scored)."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 
@@ -55,12 +56,26 @@ def _localise(source_id, refuse_cycles):
                     p.outcome(PulseOutcome(d, fired, d.t_fire if fired else np.nan, err))
             if p.done:
                 break
-        markers = [json.loads(t) for t, _ in hbc.pull()]
+        markers = _pull_until_site_done(hbc)
     finally:
         hbc.close()
         p.close()
         stage.close()
     return p, markers
+
+
+def _pull_until_site_done(inlet: MarkerInlet, timeout_s: float = 10.0) -> list[dict]:
+    """Every marker up to the site's last one. The last markers are published just before
+    the loop above ends and may still be in transit on a loaded machine (a CI run pulled
+    once and missed the final cycle)."""
+    markers: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        markers += [json.loads(t) for t, _ in inlet.pull()]
+        if any(m["event"] == "site_done" for m in markers):
+            return markers
+        time.sleep(0.02)
+    raise AssertionError(f"no site_done marker within {timeout_s} s; got {markers}")
 
 
 def test_a_refused_train_leaves_its_cycle_unscored(source_id):
