@@ -44,7 +44,7 @@ def main() -> None:
         return
     print(
         f"{'condition':<11} {'pulses':>6} {'bias °':>7} {'SD °':>6} {'offline SD °':>13} "
-        f"{'at pulses °':>12} "
+        f"{'at pulses °':>12} {'forecast °':>11} {'horizon p50 ms':>15} "
         f"{'Rayleigh p':>11} {'fire err p99 ms':>16}"
     )
     for name, r in res.items():
@@ -53,7 +53,8 @@ def main() -> None:
         offline, paired = r["offline_causal_sd_deg"], r["offline_causal_at_pulses_sd_deg"]
         print(
             f"{name:<11} {r['pulses']:>6} {e['mean_deg']:>7.1f} {e['sd_deg']:>6.1f} "
-            f"{offline:>13.1f} {paired:>12.1f} "
+            f"{offline:>13.1f} {paired:>12.1f} {r['forecast_at_pulses_sd_deg']:>11.1f} "
+            f"{r['horizon_ms_p50_p95'][0] if r['horizon_ms_p50_p95'] else float('nan'):>15.1f} "
             f"{e['rayleigh_p']:>11.3g} {p99:>16.2f}"
         )
 

@@ -435,6 +435,9 @@ class PhaseLockedProtocol:
                 "amplitude_uv": amp,
                 "confidence": conf,
                 "horizon_s": t_target - now,
+                # The frequency the forecast advanced the phase at (the filter's centroid):
+                # with phase_now_rad and t_last_sample it lets a reader redo the forecast.
+                "forecast_hz": float(self.estimator.filter.freq_hz),
                 "forecast_sd_s": unc,
                 "t_last_sample": now,
                 "control": self.cfg.control,

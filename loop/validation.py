@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stimloop.dsp.circular import phase_error_stats
+from stimloop.dsp.circular import phase_error_stats, wrap_phase
 from stimloop.dsp.phase import causal_phase, reference_phase
 from stimloop.dsp.spatial import hjorth
 from stimloop.loop.config import parse_session
@@ -121,7 +121,13 @@ def phase_locked_on_recording(
         offline :func:`~stimloop.dsp.phase.causal_phase` over all scored samples of the
         same channel and band, the figure the real-time path is compared with, and
         ``offline_causal_at_pulses_sd_deg``: the same estimator's SD at the delivered
-        pulses' instants only (the paired reference).
+        pulses' instants only (the paired reference), and ``forecast_at_pulses_sd_deg``:
+        that estimator's phase at the sample each pulse was planned on, advanced at the
+        forecast's frequency to the instant the pulse left (the real-time path's own
+        share is the difference to the delivered SD). ``delivered_vs_forecast_abs_deg_p50_p95``
+        compares the two per pulse, ``phase_now_max_abs_diff_deg`` the live estimate at
+        the planning sample with the offline one, ``horizon_ms_p50_p95`` is how far ahead
+        the pulses were forecast.
     """
     rec = load_recording(path)
     eeg = next(s for s in rec.streams if s.rate_hz > 0)
@@ -215,7 +221,7 @@ def _score(
     edge, n = int(EDGE_S * fs), len(data)
     band = (cond.iaf_hz - 2.0, cond.iaf_hz + 2.0)
     est = causal_phase(x, fs, band)
-    pulses, est_at_pulse = [], []
+    pulses, est_at_pulse, forecast, now_diff = [], [], [], []
     for result, first_t in runs:
         # The estimator the session ran, offline: started at the session's own first
         # sample, it gives the live estimates exactly (chunking does not change them);
@@ -227,6 +233,14 @@ def _score(
             pulses.append(p)
             i = round((p["t_trigger"] - t_start) * fs) - k0
             est_at_pulse.append(own[i] if 0 <= i < own.size else np.nan)
+            # The same forecast, offline: from that estimator's phase at the last sample
+            # the pulse was planned on, advanced at the forecast's frequency to the
+            # instant the pulse actually left (plus the trigger latency, 0 here).
+            j = round((p["t_last_sample"] - t_start) * fs) - k0
+            ok_j = 0 <= j < own.size
+            tau = p["t_trigger"] - p["t_last_sample"]
+            forecast.append(own[j] + 2 * np.pi * p["forecast_hz"] * tau if ok_j else np.nan)
+            now_diff.append(wrap_phase(p["phase_now_rad"] - own[j]) if ok_j else np.nan)
     t = np.array([p["t_trigger"] for p in pulses])
     idx = np.rint((t - t_start) * fs).astype(np.int64) if t.size else np.zeros(0, int)
     ok = (idx >= edge) & (idx < n - edge)
@@ -251,6 +265,22 @@ def _score(
         "offline_causal_at_pulses_sd_deg": phase_error_stats(
             np.asarray(est_at_pulse, dtype=float)[ok], true_phase
         )["sd_deg"],
+        # The real-time path's own share: the offline estimator and the same forecast,
+        # from the same last sample to the instant the pulse left. What is left between
+        # this and the delivered error is the data path, the scheduler and the firing;
+        # the forecast's own error over its horizon is in both.
+        "forecast_at_pulses_sd_deg": phase_error_stats(
+            np.asarray(forecast, dtype=float)[ok], true_phase
+        )["sd_deg"],
+        "delivered_vs_forecast_abs_deg_p50_p95": _percentiles(
+            list(np.degrees(np.abs(wrap_phase(target - np.asarray(forecast, dtype=float)[ok])))),
+            (50, 95),
+        ),
+        # Live phase estimate at the planning sample against the offline one there.
+        "phase_now_max_abs_diff_deg": float(np.degrees(np.nanmax(np.abs(now_diff))))
+        if now_diff
+        else float("nan"),
+        "horizon_ms_p50_p95": _percentiles([p["horizon_s"] * 1e3 for p in pulses], (50, 95)),
         "fire_error_ms_p50_p99": _percentiles([p["fire_error_ms"] for p in pulses], (50, 99)),
         # The first session's loop statistics (with one session per condition: its own).
         "engine": runs[0][0].engine,

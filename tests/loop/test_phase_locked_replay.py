@@ -38,19 +38,33 @@ def test_delivered_pulses_hit_the_target_phase_on_real_eeg(shared_data):
             f"bias {e['mean_deg']:.1f}°, SD {e['sd_deg']:.1f}° "
             f"(offline causal_phase SD {r['offline_causal_sd_deg']:.1f}°, "
             f"{r['offline_causal_at_pulses_sd_deg']:.1f}° at the pulses), "
-            f"Rayleigh p {e['rayleigh_p']:.3g}, fire error p50/p99 {r['fire_error_ms_p50_p99']} ms"
+            f"Rayleigh p {e['rayleigh_p']:.3g}, "
+            f"fire error p50/p99 {r['fire_error_ms_p50_p99']} ms, "
+            f"same forecast offline SD {r['forecast_at_pulses_sd_deg']:.1f}°, delivered vs it "
+            f"p50/p95 {r['delivered_vs_forecast_abs_deg_p50_p95']}°, horizon p50/p95 "
+            f"{r['horizon_ms_p50_p95']} ms, live vs offline phase now "
+            f"{r['phase_now_max_abs_diff_deg']:.2g}°, refused {r['refused']}"
         )
     for name in ("trough_C3", "peak_O2"):
         r = res[name]
         e = r["true_phase_error"]
         assert r["pulses"] >= 60
         assert abs(e["mean_deg"]) <= 10.0
-        # The real-time path (chunking, forecast, scheduling, firing) adds at most 5° to
-        # the estimator's own error at the same instants (the estimator each session ran,
-        # from its own first sample); the paired comparison, because the SD of ~100
-        # pulses against all samples scatters by more than 5° between runs
+        # The live estimate the pulse was planned on is the offline estimator's (the one
+        # the session ran, from its own first sample): streaming and chunking change
+        # nothing.
+        assert r["phase_now_max_abs_diff_deg"] <= 0.1
+        # The real-time path proper (data path, scheduler, firing) against the same
+        # forecast redone offline to the instant each pulse left: 95 % of pulses within
+        # 8° (≈ 2 ms at 10.5 Hz; the gate refuses pulses > 1 ms late; measured ≤ 3.5°),
+        # and ≤ 3° on the SD. A scheduler off by ±8 ms fails both.
+        assert r["delivered_vs_forecast_abs_deg_p50_p95"][1] <= 8.0
+        assert e["sd_deg"] <= r["forecast_at_pulses_sd_deg"] + 3.0
+        # The forecast itself (10-30 ms ahead, longer horizons surviving on a loaded
+        # machine, where short ones are refused as late) costs a few degrees against the
+        # estimator at the same instants: +2.5-3.4° quiet, +7.6° in one loaded CI run
         # (docs/benchmarks.md). And no worse than the estimator overall + 10°.
-        assert e["sd_deg"] <= r["offline_causal_at_pulses_sd_deg"] + 5.0
+        assert e["sd_deg"] <= r["offline_causal_at_pulses_sd_deg"] + 10.0
         assert e["sd_deg"] <= r["offline_causal_sd_deg"] + 10.0
     rnd = res["random_C3"]
     assert rnd["pulses"] >= 60
