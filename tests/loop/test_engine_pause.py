@@ -8,6 +8,7 @@ coupled protocol plans its trains (up to 0.6 s ahead).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -64,8 +65,10 @@ class _PlanAhead(ThresholdProtocol):
         super().outcome(result)
 
 
-@pytest.mark.parametrize("resume", [False, True], ids=["paused", "paused-and-resumed"])
-def test_a_pause_voids_the_pulse_planned_before_it(source_id, resume):
+@contextlib.contextmanager
+def _running(source_id):
+    """A noise stream, the gate armed at 30 % MSO and the engine running ``_PlanAhead``;
+    yields ``(engine, protocol, gate)`` and stops everything after."""
     pusher = _Noise(source_id)
     pusher.start()
     eeg = Inlet(source_id, expected_rate=FS).connect()
@@ -78,15 +81,21 @@ def test_a_pause_voids_the_pulse_planned_before_it(source_id, resume):
     eeg.pull(0.0)
     engine.start()
     try:
+        yield engine, protocol, gate
+    finally:
+        engine.stop()
+        pusher.stop.set()
+        gate.close()
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["paused", "paused-and-resumed"])
+def test_a_pause_voids_the_pulse_planned_before_it(source_id, resume):
+    with _running(source_id) as (engine, protocol, gate):
         assert protocol.planned.wait(10.0)
         engine.pause()  # what the control channel's "pause" does
         if resume:
             engine.resume()
         assert engine.wait(timeout=5.0), "the planned pulse got no outcome"
-    finally:
-        engine.stop()
-        pusher.stop.set()
-        gate.close()
     assert engine.error is None
     assert gate.pulses_delivered == 0
     [outcome] = protocol.outcomes
@@ -95,22 +104,7 @@ def test_a_pause_voids_the_pulse_planned_before_it(source_id, resume):
 
 def test_without_a_pause_the_planned_pulse_fires(source_id):
     # The same set-up fires when nobody pauses: the test above can fail.
-    pusher = _Noise(source_id)
-    pusher.start()
-    eeg = Inlet(source_id, expected_rate=FS).connect()
-    gate = SafeStimulator(SimulatedStimulator(), marker_source_id=f"{source_id}-gate")
-    gate.connect()
-    gate.set_intensity(30.0)
-    gate.arm()
-    protocol = _PlanAhead()
-    engine = Engine(eeg, protocol, gate, marker_outlet("decisions", f"{source_id}-dec"))
-    eeg.pull(0.0)
-    engine.start()
-    try:
+    with _running(source_id) as (engine, protocol, gate):
         assert engine.wait(timeout=5.0)
-    finally:
-        engine.stop()
-        pusher.stop.set()
-        gate.close()
     [outcome] = protocol.outcomes
     assert outcome.fired and gate.pulses_delivered == 1
