@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -87,6 +88,11 @@ class ExposureStage:
         self._cal: list[tuple[EDALevel, SCRTable, Series | None]] = []
         self._outs: dict[str, Outlet] = {}
         self._last_t = math.nan
+        # An operator's ``mark`` runs on the control thread, ``update`` on the loop's: the
+        # tracker's exercise list, the rest's bounds and the calibration must not change
+        # half-way through either (an exercise started while update() trims the data its
+        # baseline needs, a rest end read between its two bounds).
+        self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, fs: float, channel_labels: Sequence[str], source_prefix: str) -> None:
@@ -113,12 +119,13 @@ class ExposureStage:
             The marker breaks the schema or the exercise order (an end without a start,
             a rating outside 0-100, ...); nothing is published.
         """
-        try:
-            m = parse_marker(text, lenient=False)
-            self._route(m.kind, t)
-        except ExposureMarkerError as exc:
-            raise SessionError(f"exposure marker refused: {exc}") from None
-        self._outs["exposure"].push_marker(text, t)
+        with self._lock:
+            try:
+                m = parse_marker(text, lenient=False)
+                self._route(m.kind, t)
+            except ExposureMarkerError as exc:
+                raise SessionError(f"exposure marker refused: {exc}") from None
+            self._outs["exposure"].push_marker(text, t)
         return {"kind": m.kind, "label": m.label}
 
     def _route(self, kind: str, t: float) -> None:
@@ -150,6 +157,10 @@ class ExposureStage:
     # -- data ----------------------------------------------------------------------------
     def update(self, chunk: Chunk) -> None:
         """Take what the EDA and heart stages made of the newest chunks."""
+        with self._lock:
+            self._update(chunk)
+
+    def _update(self, chunk: Chunk) -> None:
         lv, sc = self._level.take(), self._scrs.take()
         hr = self._hr.take() if self._hr is not None else np.empty((0, 3))
         if not lv.size and not sc.size and not hr.size:
