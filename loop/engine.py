@@ -62,6 +62,9 @@ log = logging.getLogger("stimloop.loop")
 SWITCH_INTERVAL_S = 0.0005
 #: Period at which the non-EEG streams are drained, s.
 OTHERS_PERIOD_S = 0.005
+#: How long after a train's last pulse the engine waits before counting it, s: a disarm
+#: still under way at the last pulse (a serial command to the device) is then recorded.
+TRAIN_END_GRACE_S = 0.25
 #: Refusals kept in memory for the status and the run's result (all are on the markers).
 REFUSALS_KEPT = 10_000
 
@@ -425,8 +428,9 @@ class Engine:
         running = self._train
         if running is None:
             return
-        if pylsl.local_clock() > self._train_until:
-            self._end_train(running)
+        if (now := pylsl.local_clock()) > self._train_until:
+            if now > self._train_until + TRAIN_END_GRACE_S:
+                self._end_train(running)
             return
         why = ""
         if chunk is None:
