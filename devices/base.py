@@ -20,6 +20,7 @@ All times are LSL local-clock seconds (``pylsl.local_clock()``), named ``t_lsl``
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from abc import ABC, abstractmethod
@@ -118,6 +119,15 @@ class TrainSpec:
     def duration_s(self) -> float:
         """Train duration in s: ``n_pulses / frequency_hz`` (the guidelines' convention)."""
         return self.n_pulses / self.frequency_hz
+
+    def pulses_due(self, elapsed_s: float) -> int:
+        """Pulses due within the first ``elapsed_s`` s after the first pulse (the first
+        counts from time 0+; none before it): ``ceil(elapsed_s * frequency_hz)``, at most
+        ``n_pulses``. A train stopped ``elapsed_s`` after it started delivered at most this
+        many (a device runs its train itself and does not report each pulse)."""
+        if not elapsed_s > 0:
+            return 0
+        return min(self.n_pulses, math.ceil(elapsed_s * self.frequency_hz))
 
     def validate(self) -> None:
         """Raise :class:`DeviceError` (BAD_ARGUMENT) on a non-physical train."""

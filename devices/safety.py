@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -54,6 +55,8 @@ logger = logging.getLogger("stimloop.devices")
 
 #: Default for ``late_tolerance_s`` of :meth:`SafeStimulator.fire`, s.
 LATE_TOLERANCE_S = 0.001
+#: Disarms remembered for :meth:`SafeStimulator.first_disarm_after`.
+DISARMS_KEPT = 32
 
 
 class SafeStimulator:
@@ -100,6 +103,9 @@ class SafeStimulator:
         self._lock = threading.RLock()
         self._ledger = rules.Ledger(self.limits)
         self._freshness: FreshnessFn | None = None
+        # (LSL time, reason) of the latest disarms by any path, so the engine can tell
+        # whether a train in progress was cut short and after how many pulses.
+        self._disarms: deque[tuple[float, str]] = deque(maxlen=DISARMS_KEPT)
         self._max_age_s = self.limits.max_stream_age_s
         self.watchdog = Watchdog(self._on_watchdog_trip)
         # Published again with every arm: a recorder that joins later must have it.
@@ -135,6 +141,15 @@ class SafeStimulator:
         """Resting motor threshold in % MSO, or None if not set."""
         return self._ledger.rmt_pct
 
+    def first_disarm_after(self, t_lsl: float) -> tuple[float, str] | None:
+        """The first disarm completed after LSL time ``t_lsl`` (s): its LSL time, once the
+        driver's disarm returned, and its reason; None if there was none.
+
+        Every path that disarms is counted (:meth:`disarm`, the e-stop, the watchdog, a
+        device error), not a device that disarms itself without the gate calling it.
+        """
+        return next(((t, why) for t, why in list(self._disarms) if t > t_lsl), None)
+
     def _publish(self, payload: dict) -> None:
         try:
             self._markers.push_marker(json.dumps(payload, default=str), pylsl.local_clock())
@@ -161,6 +176,7 @@ class SafeStimulator:
             failure = f"{self._driver.name or 'stimulator'}: {exc}"
             self._publish({"event": "disarm_failed", "reason": why, "error": str(exc)})
             return failure
+        self._disarms.append((pylsl.local_clock(), why))
         self._publish({"event": "disarmed", "reason": why})
         return None
 
@@ -335,6 +351,7 @@ class SafeStimulator:
         """Disarm. Never refused."""
         with self._lock:
             self._driver.disarm()
+            self._disarms.append((pylsl.local_clock(), reason))
             self._publish({"event": "disarmed", "reason": reason})
 
     def set_intensity(self, intensity_pct: float) -> None:

@@ -62,6 +62,9 @@ log = logging.getLogger("stimloop.loop")
 SWITCH_INTERVAL_S = 0.0005
 #: Period at which the non-EEG streams are drained, s.
 OTHERS_PERIOD_S = 0.005
+#: How long after a train's last pulse the engine waits before counting it, s: a disarm
+#: still under way at the last pulse (a serial command to the device) is then recorded.
+TRAIN_END_GRACE_S = 0.25
 #: Refusals kept in memory for the status and the run's result (all are on the markers).
 REFUSALS_KEPT = 10_000
 
@@ -227,6 +230,9 @@ class Engine:
         # LSL time of the last pulse of a train in progress (-inf: none): until then the
         # driving stream must stay fresh and finite, or the train is stopped.
         self._train_until = -math.inf
+        # That train's outcome: the protocol hears of it once the train is over, with the
+        # pulses that went out (set on the pulse thread, after _train_until).
+        self._train: PulseOutcome | None = None
         self._lookups: list[dict] = []  # fired pulses awaiting the estimate at their time
         self._lookups_lock = threading.Lock()
         self._switch_interval: float | None = None
@@ -350,6 +356,9 @@ class Engine:
                         time.sleep(0.005)
                     self._stall.clear()
                 self._iterate()
+            running = self._train
+            if running is not None and self.stimulator.first_disarm_after(running.t_trigger):
+                self._end_train(running)  # e.g. a cardiac stop ended the loop mid-train
             self._mark("session_end", reason="protocol done" if self.done else "stopped")
             # A loop that ends on purpose stops its watchdog rather than letting it trip.
             if self.stimulator is not None:
@@ -406,7 +415,8 @@ class Engine:
         self._finish_iteration(chunk, t0)
 
     def _guard_train(self, chunk: Chunk | None) -> None:
-        """Stop a train in progress when the driving stream goes stale, lost or non-finite.
+        """Stop a train in progress when the driving stream goes stale, lost or non-finite;
+        once it is over (or stopped), tell the protocol (:meth:`_end_train`).
 
         The gate checks the stream before a train starts; a train then runs for seconds
         (heart-brain-coupled localisation: 5 s at 10 Hz), and the protocol's cardiac
@@ -415,7 +425,12 @@ class Engine:
         disarms (which aborts the train) and is recorded as ``train_stopped``. The
         stimulator stays disarmed until the operator arms it again.
         """
-        if self.stimulator is None or pylsl.local_clock() > self._train_until:
+        running = self._train
+        if running is None:
+            return
+        if (now := pylsl.local_clock()) > self._train_until:
+            if now > self._train_until + TRAIN_END_GRACE_S:
+                self._end_train(running)
             return
         why = ""
         if chunk is None:
@@ -432,6 +447,31 @@ class Engine:
             self.stimulator.disarm(f"train stopped: {why}")
             self._mark("train_stopped", role=self.driver_role, reason=why)
             log.error("train stopped: %s; disarmed", why)
+            self._end_train(running)
+
+    def _end_train(self, result: PulseOutcome) -> None:
+        """Count what went out of a train that is over or stopped, and tell the protocol.
+
+        Whatever disarmed the stimulator after the first pulse (this guard, the operator,
+        a prompt or stop of the protocol, the e-stop, the watchdog, a device error)
+        aborted the train there: the pulses due before that disarm went out, at most
+        (:meth:`~stimloop.devices.base.TrainSpec.pulses_due`). Fewer than planned is
+        recorded as ``train_cut_short``, and the protocol learns it from the outcome.
+        """
+        self._train, self._train_until = None, -math.inf
+        train, t0 = result.request.train, result.t_trigger
+        cut = self.stimulator.first_disarm_after(t0)
+        delivered = train.pulses_due(cut[0] - t0) if cut is not None else train.n_pulses
+        result = dataclasses.replace(result, pulses_delivered=delivered)
+        if result.cut_short:
+            result = dataclasses.replace(result, error=f"disarmed: {cut[1]}")
+            self._mark("train_cut_short", **{
+                **result.request.info, "t_trigger": t0, "t_planned": result.request.t_fire,
+                "t_disarmed": cut[0], "pulses_delivered": delivered,
+                "pulses_planned": train.n_pulses, "reason": result.error})  # fmt: skip
+            log.warning("train cut short after %d of %d pulses (%s)", delivered,
+                        train.n_pulses, result.error)  # fmt: skip
+        self.protocol.outcome(result)
 
     def _drain_others(self) -> None:
         for role, inlet in self.others.items():
@@ -526,12 +566,15 @@ class Engine:
 
     def _on_outcome(self, result: PulseOutcome) -> None:
         """Runs on the pulse thread."""
+        train = result.request.train
+        running = result.fired and train is not None and train.n_pulses > 1
+        if running:
+            self._train_until = result.t_trigger + (train.n_pulses - 1) / train.frequency_hz
+            self._train = result  # the protocol hears of it at its end (_end_train)
         if result.fired:
-            train = result.request.train
-            if train is not None and train.n_pulses > 1:
-                self._train_until = result.t_trigger + (train.n_pulses - 1) / train.frequency_hz
             self._note_pulses(result)  # first: the ECG with their artifact is on its way
-        self.protocol.outcome(result)
+        if not running:
+            self.protocol.outcome(result)
         info = dict(result.request.info)
         if result.fired:
             planned = result.request.t_fire

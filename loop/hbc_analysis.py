@@ -78,6 +78,17 @@ class RecordedLocalisation:
     metrics: np.ndarray  # per cycle, dsp.hbc.CYCLE_DTYPE
 
 
+def cut_short_trains(rec: RecordedSession) -> list[dict[str, Any]]:
+    """The engine's ``train_cut_short`` decisions of a localisation's trains: each with
+    the train's request (``site``, ``cycle``, ``intensity``, ``t_planned``),
+    ``pulses_delivered`` (at most) of ``pulses_planned``, and the ``reason``."""
+    return [e for e in rec.decisions if e.get("event") == "train_cut_short" and "cycle" in e]
+
+
+def _train_key(e: dict[str, Any]) -> tuple[str, int, float]:
+    return str(e["site"]), int(e["cycle"]), float(e["t_planned"])
+
+
 def recorded_localisation(rec: RecordedSession) -> RecordedLocalisation | None:
     """The cycles of a localisation recording (from its plan and site starts) and
     :func:`~stimloop.dsp.hbc.localise` of its recorded HR; None without a localisation
@@ -94,16 +105,19 @@ def recorded_localisation(rec: RecordedSession) -> RecordedLocalisation | None:
         min_above=int(rec.config["protocol"].get("min_above", 4)),
         train_s=float(rec.config["protocol"].get("train_s", 5.0)),
     )
-    # A site's rest cycle from its start; a train cycle only where the train went out
-    # (the gate's "fired" decision): a refused, paused or never-reached train leaves its
-    # cycle unstimulated, and a restarted site's unreached cycles never happened.
+    # A site's rest cycle from its start; a train cycle only where the train went out in
+    # full (the gate's "fired" decision, and no "train_cut_short" of the engine): a
+    # refused, paused or never-reached train leaves its cycle unstimulated, one cut short
+    # gave less than its dose, and a restarted site's unreached cycles never happened.
     rests = [Cycle(e["site"], 0, 0.0, float(e["onset_s"]))
              for e in events if e.get("event") == "site_start"]  # fmt: skip
+    cut = {_train_key(e) for e in cut_short_trains(rec)}
     trains = [
         Cycle(e["site"], int(e["cycle"]), float(e["intensity"]), float(e["t_planned"]))
         for e in rec.decisions
         if e.get("event") == "fired" and "cycle" in e and e.get("t_planned") is not None
-    ]
+        and _train_key(e) not in cut
+    ]  # fmt: skip
     cycles = sorted(rests + trains, key=lambda c: c.onset_s)
     hr_t, hr = rec.series("heart_hr", 0)
     rate = float(hr_s.rate_hz) or 4.0
@@ -125,7 +139,8 @@ def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
         ``order_seed``, ``cycles`` (each cycle's offline figures), ``localisation``
         (:func:`localisation_dict`), ``live_vs_offline_max_rel`` (largest relative HBC
         difference over the cycles the session scored live), ``stops`` (cardiac stop
-        alerts), ``refused_trains`` and, with a virtual subject, ``truth_best_site``.
+        alerts), ``refused_trains``, ``cut_short_trains`` (:func:`cut_short_trains`;
+        their cycles are not scored) and, with a virtual subject, ``truth_best_site``.
     """
     r = recorded_localisation(rec)
     if r is None:
@@ -164,6 +179,7 @@ def hbc_analysis(rec: RecordedSession) -> dict[str, Any] | None:
         "live_vs_offline_max_rel": max(diffs) if diffs else None,
         "stops": [e for e in rec.decisions if e.get("event") == "alert"],
         "refused_trains": [e for e in events if e.get("event") == "train_refused"],
+        "cut_short_trains": cut_short_trains(rec),
         "truth_best_site": (truth.info.findtext("desc/best_site") or None) if truth else None,
     }
 
@@ -190,6 +206,12 @@ def format_hbc(h: dict[str, Any]) -> list[str]:
         lines.append(
             f"live vs offline HBC: largest difference "
             f"{100 * h['live_vs_offline_max_rel']:.3g} % over {h['live_cycles']} cycles"
+        )
+    for e in h["cut_short_trains"]:
+        lines.append(
+            f"train cut short, cycle not scored: {e['site']} cycle {e['cycle']} "
+            f"(intensity {e['intensity']:g}), {e['pulses_delivered']} of "
+            f"{e['pulses_planned']} pulses at most ({e['reason']})"
         )
     for stop in h["stops"]:
         lines.append(f"CARDIAC STOP: {stop.get('rule')} at {stop.get('site')}: {stop}")

@@ -10,12 +10,14 @@ the rTMS table applies; a train the table forbids is refused by the gate unless 
 session file states ``train_override_reason`` (the gate records the override).
 
 A site begins once the operator confirmed and the heart stage gives a valid HR (its
-rest baseline needs one). Only the cycles whose train went out are scored (a refused
-train leaves its cycle unstimulated). The protocol reads the heart stage's HR series
-(``reads_stages``: the engine updates the stage with each ECG chunk first) and feeds
-:class:`~stimloop.dsp.hbc.HBCTracker`, the same code ``stimloop analyze`` runs offline
-on the recorded series. Each completed cycle and each finished site go out on the
-catalog's ``hbc`` marker stream.
+rest baseline needs one). Only the cycles whose train went out in full are scored: a
+refused train leaves its cycle unstimulated, and a train cut short (the stimulator
+disarmed after its first pulse; the engine counts the pulses and tells the protocol when
+the train is over) gave less than the cycle's dose (``train_cut_short``). The protocol
+reads the heart stage's HR series (``reads_stages``: the engine updates the stage with
+each ECG chunk first) and feeds :class:`~stimloop.dsp.hbc.HBCTracker`, the same code
+``stimloop analyze`` runs offline on the recorded series. Each completed cycle and each
+finished site go out on the catalog's ``hbc`` marker stream.
 
 **Cardiac stop rule.** Vasovagal syncope has been reported during this protocol. The
 protocol ends (:class:`~stimloop.loop.protocol.Stop`: the session disarms and alerts,
@@ -230,14 +232,20 @@ class HBCProtocol:
         return math.nan
 
     def outcome(self, result: PulseOutcome) -> None:
-        """Record what became of a train: a fired train's cycle is scored; a refused one
-        leaves that cycle unstimulated, and it is not scored (pulse thread)."""
+        """Record what became of a train: a train that went out in full has its cycle
+        scored; a refused one leaves that cycle unstimulated, and one cut short gave less
+        than the cycle's dose (``train_cut_short``): neither is scored (pulse or engine
+        thread)."""
         info = result.request.info
         cycle = Cycle(info["site"], info["cycle"], info["intensity"], info["onset_s"])
-        self._outcomes.append((cycle, result.fired))
+        self._outcomes.append((cycle, result.fired and not result.cut_short))
         self._pending = False
         if not result.fired:
             self._publish({"event": "train_refused", **info, "error": result.error})
+        elif result.cut_short:
+            counts = {"pulses_delivered": result.pulses_delivered,
+                      "pulses_planned": result.pulses_planned}  # fmt: skip
+            self._publish({"event": "train_cut_short", **info, **counts, "error": result.error})
 
     # -- the loop ------------------------------------------------------------------------
     def update(self, chunk: Chunk) -> Decision:
@@ -247,8 +255,8 @@ class HBCProtocol:
             self._publish_plan()
         rows = self._hr.take()
         while self._outcomes:
-            cycle, fired = self._outcomes.popleft()
-            if fired and self.tracker is not None:
+            cycle, delivered = self._outcomes.popleft()
+            if delivered and self.tracker is not None:
                 self._scored(self.tracker.add_cycle(cycle))
         self._feed(rows)
         if self.state == "done":

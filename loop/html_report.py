@@ -370,6 +370,9 @@ def _hbc_section(a: SessionAnalysis, ids: _Ids) -> str:
     ]
     if h["refused_trains"]:
         out.append(f"<p class='warn'>{len(h['refused_trains'])} train(s) refused by the gate.</p>")
+    if cut := h.get("cut_short_trains"):
+        out.append(f"<p class='warn'>{len(cut)} train(s) cut short; their cycles are not "
+                   "scored.</p>")  # fmt: skip
     out.append("</section>")
     return "".join(out)
 

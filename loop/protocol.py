@@ -134,13 +134,30 @@ class PulseOutcome:
     t_trigger : float
         LSL time of the trigger (NaN if refused).
     error : str
-        Why it was refused ("" if fired).
+        Why it was refused, or why a train was cut short ("" if it went out in full).
+    pulses_delivered : int or None
+        How many of a train's pulses went out, counted by the engine once the train is
+        over (at most; see :meth:`~stimloop.devices.base.TrainSpec.pulses_due`); None
+        when not counted (a single pulse).
     """
 
     request: PulseRequest
     fired: bool
     t_trigger: float = float("nan")
     error: str = ""
+    pulses_delivered: int | None = None
+
+    @property
+    def pulses_planned(self) -> int:
+        """Pulses the request asked for (a train's, else 1)."""
+        return self.request.train.n_pulses if self.request.train is not None else 1
+
+    @property
+    def cut_short(self) -> bool:
+        """True for a train that started but was stopped before its last pulse (the
+        stimulator disarmed: train guard, operator, e-stop, watchdog, device error)."""
+        n = self.pulses_delivered
+        return self.fired and n is not None and n < self.pulses_planned
 
 
 class StimProtocol(Protocol):
@@ -191,7 +208,10 @@ class StimProtocol(Protocol):
         ...
 
     def outcome(self, result: PulseOutcome) -> None:
-        """Learn what happened to the last request (called from the scheduler thread)."""
+        """Learn what happened to the last request, once: from the pulse thread when it
+        fired or was refused; for a train of several pulses that fired, from the engine
+        thread once the train is over, with ``pulses_delivered`` counted (a train cut
+        short has fewer than planned)."""
 
     def fire_veto(self, request: PulseRequest) -> str:
         """Why a pulse it planned must not fire after all ("" if it may), e.g. because an

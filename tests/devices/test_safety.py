@@ -272,6 +272,7 @@ def test_watchdog_disarms_within_two_periods(gate, sim, markers):
     # It must not trip early; the upper bound has one period of scheduling slack.
     assert 2 * period - 0.01 <= delay < 3 * period
     assert not sim.status().armed
+    assert gate.first_disarm_after(last_beat)[1] == "watchdog"
     with pytest.raises(WatchdogError):
         gate.fire()
     with pytest.raises(WatchdogError):
@@ -314,6 +315,12 @@ def test_emergency_stop_aborts_a_running_train(gate, sim):
     emergency_stop("abort train")
     sim.wait_train()
     assert 1 <= len(sim.pulses) < 40
+    # The gate remembers the disarm: the engine counts a train cut short by it (every
+    # pulse delivered was due before the disarm ended).
+    t_cut, why = gate.first_disarm_after(t0)
+    assert why == "emergency stop" and gate.first_disarm_after(t_cut) is None
+    assert len(sim.pulses) <= TrainSpec(10, 40).pulses_due(t_cut - t0) < 40
+    assert all(p.t_lsl < t_cut for p in sim.pulses)
     reset_emergency_stop("test done")
 
 

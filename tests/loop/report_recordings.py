@@ -146,8 +146,13 @@ def record_stages(
 
 # ---------------------------------------------------------------------------- HBC
 def hbc_recording(path: Path, prefix: str, *, sites=("F3", "FC3"), intensities=(60.0, 70.0, 80.0),
-                  seed: int = 4) -> dict:  # fmt: skip
+                  seed: int = 4, cut_short=()) -> dict:  # fmt: skip
     """A short localisation of the offline virtual subject, written as a recording.
+
+    ``cut_short``: (site, cycle) of trains that fired but were cut short (the subject
+    still gets the whole train): the engine's ``train_cut_short`` decision is recorded,
+    and the cycle is left out of the localisation and of the live ``cycle`` markers, as
+    a session does.
 
     Returns
     -------
@@ -177,6 +182,7 @@ def hbc_recording(path: Path, prefix: str, *, sites=("F3", "FC3"), intensities=(
     rate = 4.0
     hr = hr_from_ecg(sim.ecg_mv, sim.fs, rate)
     hr_t = T0 + np.arange(hr.size) / rate
+    planned, cycles = cycles, [c for c in cycles if (c.site, c.index) not in set(cut_short)]
     loc, metrics = localise(hr, rate, float(hr_t[0]), cycles, p)
     plan = {"event": "plan", "order": list(sites), "order_seed": seed,
             "intensities": list(intensities), "unit": "pct_mso", "train": [10.0, 50],
@@ -198,13 +204,19 @@ def hbc_recording(path: Path, prefix: str, *, sites=("F3", "FC3"), intensities=(
     # As the engine records a fired train: the request's info and its planned time.
     fired = [{"event": "fired", "t_trigger": T0 + o, "t_planned": c.onset_s, "site": s,
               "cycle": c.index, "intensity": i}
-             for o, s, i, c in zip(onsets, site_of, inten, cycles, strict=True)
+             for o, s, i, c in zip(onsets, site_of, inten, planned, strict=True)
              if i > 0]  # fmt: skip
+    # As the engine records a train the stimulator's disarm cut short, at its end.
+    cut = [{**f, "event": "train_cut_short", "t_disarmed": f["t_trigger"] + 2.05,
+            "pulses_delivered": 21, "pulses_planned": 50, "reason": "disarmed: operator"}
+           for f in fired if (f["site"], f["cycle"]) in set(cut_short)]  # fmt: skip
     stop_t = T0 + duration - 5.0
     alert = {"reason": "cardiac_stop", "site": sites[-1], "rule": "floor", "hr_bpm": 44.0,
              "floor_bpm": 45.0, "event": "alert"}  # fmt: skip
     dec = ([(T0, {"event": "config", "config": config})]
-           + [(f["t_trigger"], f) for f in fired] + [(stop_t, alert)])  # fmt: skip
+           + [(f["t_trigger"], f) for f in fired]
+           + [(f["t_trigger"] + p.train_s, f) for f in cut] + [(stop_t, alert)])  # fmt: skip
+    dec.sort(key=lambda r: r[0])
     truth_id = f"{prefix}-ecg-truth"
     mk = [{"label": "marker", "unit": "", "type": "Marker"}]
     hr_cols = [{"label": c, "unit": "", "type": "HR"}

@@ -11,6 +11,7 @@ localisation protocol does.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import replace
@@ -19,7 +20,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from stimloop.devices.base import TrainSpec
+from stimloop.devices.base import TrainSpec, wait_until
 from stimloop.devices.limits import SafetyLimits
 from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.stimulators.simulated import SimulatedStimulator
@@ -67,23 +68,35 @@ class _OneTrain(ThresholdProtocol):
 
     def __init__(self) -> None:
         super().__init__(0, 0.0, n_pulses=2)  # never done: the loop keeps running
-        self.fired = threading.Event()
+        self.outcomes = []
 
     def update(self, chunk):
         if self.requested:
             return None
         self.requested = 1
         t = pylsl.local_clock() + LEAD_S
-        return PulseRequest(t, {}, train=TRAIN, intensity_pct=30.0, site="F3")
+        return PulseRequest(t, {"cycle": 1}, train=TRAIN, intensity_pct=30.0, site="F3")
 
     def outcome(self, result) -> None:
         super().outcome(result)
-        if result.fired:
-            self.fired.set()
+        self.outcomes.append(result)
+
+
+def _started(driver: SimulatedStimulator, timeout_s: float = 10.0) -> bool:
+    """The train runs: its second pulse went out, so the driver's train thread has
+    started (the protocol hears of a train only at its end)."""
+    deadline = time.monotonic() + timeout_s
+    while len(driver.pulses) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(driver.pulses) >= 2
 
 
 def _run_train(source_id: str, fault: str | None):
-    ecg = _ECG(source_id, fault)
+    """One train; ``fault`` 0.5 s after its first pulse: the ECG stops (``"stop"``) or
+    sends NaN (``"nan"``), or the operator disarms (``"disarm"``). Returns the pulses
+    the stimulator delivered, whether it is still armed, the decision markers and the
+    protocol's outcomes."""
+    ecg = _ECG(source_id, fault if fault != "disarm" else None)
     ecg.start()
     # As the localisation session sets them up: the ECG inlet, and the gate taking ECG
     # up to 0.5 s old (HBCProtocol.adjust_stimulator).
@@ -102,11 +115,21 @@ def _run_train(source_id: str, fault: str | None):
     inlet.pull(0.0)
     engine.start()
     try:
-        assert protocol.fired.wait(10.0), "the train never started"
-        ecg.fault_at = pylsl.local_clock() + 0.5
+        assert _started(driver), "the train never started"
+        ecg.fault_at = driver.pulses[0].t_lsl + 0.5
+        if fault == "disarm":
+            wait_until(ecg.fault_at)
+            gate.disarm("operator")
         driver.wait_train(timeout=10.0)
-        time.sleep(0.2)
-        markers = [text for text, _ in decisions.pull()]
+        # The markers of the train's end may still be in transit on a loaded machine.
+        markers, deadline = [], time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            markers += [json.loads(text) for text, _ in decisions.pull()]
+            if protocol.outcomes and (not fault or _events(markers, "train_cut_short")):
+                time.sleep(0.2)  # anything after it
+                markers += [json.loads(text) for text, _ in decisions.pull()]
+                break
+            time.sleep(0.01)
         armed = driver.status().armed
     finally:
         engine.stop()
@@ -114,19 +137,52 @@ def _run_train(source_id: str, fault: str | None):
         decisions.close()
         gate.close()
     assert engine.error is None
-    return len(driver.pulses), armed, [m for m in markers if '"train_stopped"' in m]
+    return driver.pulses, armed, markers, protocol.outcomes
+
+
+def _events(markers: list[dict], event: str) -> list[dict]:
+    return [m for m in markers if m["event"] == event]
 
 
 @pytest.mark.parametrize("fault", ["stop", "nan"])
 def test_a_train_stops_when_its_ecg_goes_stale_or_nan(source_id, fault):
-    delivered, armed, stopped = _run_train(source_id, fault)
+    pulses, armed, markers, outcomes = _run_train(source_id, fault)
+    delivered = len(pulses)
     # 0.5 s of good ECG after the first pulse, then up to 0.5 s (stale: the inlet's
     # 0.1 s flag) or one chunk (NaN): 5 to 11 pulses of 20, never the whole train.
     assert 3 <= delivered <= 12
     assert not armed
-    assert len(stopped) == 1 and ("NaN" if fault == "nan" else "stale") in stopped[0]
+    stopped = _events(markers, "train_stopped")
+    assert len(stopped) == 1 and ("NaN" if fault == "nan" else "stale") in stopped[0]["reason"]
+    _check_cut_short(pulses, markers, outcomes, "train stopped")
+
+
+def test_a_train_the_operator_disarms_is_cut_short(source_id):
+    pulses, armed, markers, outcomes = _run_train(source_id, "disarm")
+    assert 3 <= len(pulses) <= 8 and not armed and not _events(markers, "train_stopped")
+    _check_cut_short(pulses, markers, outcomes, "operator")
+
+
+def _check_cut_short(pulses: list, markers: list[dict], outcomes: list, reason: str) -> None:
+    """Whatever disarmed (the train guard, the operator), the protocol's one outcome of
+    the train says how many pulses went out, and the decision stream records it (review
+    finding: a train cut short was taken for a whole one, and its cycle scored)."""
+    [cut] = _events(markers, "train_cut_short")
+    # Counted by the clock up to the end of the disarm: an upper bound of what the
+    # stimulator delivered, every pulse of which went out before the disarm ended.
+    t0, t_end = cut["t_trigger"], cut["t_disarmed"]
+    assert cut["pulses_delivered"] == TRAIN.pulses_due(t_end - t0) < TRAIN.n_pulses
+    assert len(pulses) <= cut["pulses_delivered"] and all(p.t_lsl < t_end for p in pulses)
+    assert pulses[0].t_lsl == t0
+    assert cut["pulses_planned"] == TRAIN.n_pulses and cut["cycle"] == 1
+    assert reason in cut["reason"]
+    [out] = outcomes
+    assert out.fired and out.cut_short and out.pulses_delivered == cut["pulses_delivered"]
 
 
 def test_with_a_good_ecg_the_whole_train_goes_out(source_id):
-    delivered, armed, stopped = _run_train(source_id, None)
-    assert delivered == TRAIN.n_pulses and armed and not stopped
+    pulses, armed, markers, outcomes = _run_train(source_id, None)
+    assert len(pulses) == TRAIN.n_pulses and armed
+    assert not _events(markers, "train_stopped") and not _events(markers, "train_cut_short")
+    [out] = outcomes
+    assert out.fired and not out.cut_short and out.pulses_delivered == TRAIN.n_pulses
