@@ -243,7 +243,7 @@ def run_hbc_demo(
 
         def tick(session: Session) -> None:
             status(session)
-            if session.protocol.waiting and session.stimulator is not None:
+            if session.protocol.asking and session.stimulator is not None:
                 try:
                     send_command(
                         session.prefix,

@@ -121,13 +121,8 @@ def phase_locked_on_recording(
         offline :func:`~stimloop.dsp.phase.causal_phase` over all scored samples of the
         same channel and band, the figure the real-time path is compared with, and
         ``offline_causal_at_pulses_sd_deg``: the same estimator's SD at the delivered
-        pulses' instants only (the paired reference), and ``forecast_at_pulses_sd_deg``:
-        that estimator's phase at the sample each pulse was planned on, advanced at the
-        forecast's frequency to the instant the pulse left (the real-time path's own
-        share is the difference to the delivered SD). ``delivered_vs_forecast_abs_deg_p50_p95``
-        compares the two per pulse, ``phase_now_max_abs_diff_deg`` the live estimate at
-        the planning sample with the offline one, ``horizon_ms_p50_p95`` is how far ahead
-        the pulses were forecast.
+        pulses' instants only (the paired reference); ``forecast_at_pulses_sd_deg`` and
+        the rest of the pairing: see :func:`_offline_at_pulse` and :func:`_score`.
     """
     rec = load_recording(path)
     eeg = next(s for s in rec.streams if s.rate_hz > 0)
@@ -231,16 +226,10 @@ def _score(
         own = causal_phase(x[k0:], fs, band)
         for p in result.pulses:
             pulses.append(p)
-            i = round((p["t_trigger"] - t_start) * fs) - k0
-            est_at_pulse.append(own[i] if 0 <= i < own.size else np.nan)
-            # The same forecast, offline: from that estimator's phase at the last sample
-            # the pulse was planned on, advanced at the forecast's frequency to the
-            # instant the pulse actually left (plus the trigger latency, 0 here).
-            j = round((p["t_last_sample"] - t_start) * fs) - k0
-            ok_j = 0 <= j < own.size
-            tau = p["t_trigger"] - p["t_last_sample"]
-            forecast.append(own[j] + 2 * np.pi * p["forecast_hz"] * tau if ok_j else np.nan)
-            now_diff.append(wrap_phase(p["phase_now_rad"] - own[j]) if ok_j else np.nan)
+            at, fc, diff = _offline_at_pulse(p, own, (t_start + k0 / fs, fs))
+            est_at_pulse.append(at)
+            forecast.append(fc)
+            now_diff.append(diff)
     t = np.array([p["t_trigger"] for p in pulses])
     idx = np.rint((t - t_start) * fs).astype(np.int64) if t.size else np.zeros(0, int)
     ok = (idx >= edge) & (idx < n - edge)
@@ -285,6 +274,24 @@ def _score(
         # The first session's loop statistics (with one session per condition: its own).
         "engine": runs[0][0].engine,
     }
+
+
+def _offline_at_pulse(
+    p: dict, own: np.ndarray, clock: tuple[float, float]
+) -> tuple[float, float, float]:
+    """One pulse against the session's estimator run offline (``own``, whose first sample
+    is at LSL time ``clock[0]``, rate ``clock[1]``): its estimate at the trigger; the same
+    forecast redone from its phase at the sample the pulse was planned on, advanced at the
+    forecast's frequency to the instant the pulse left (trigger latency 0 here); and the
+    live estimate there minus the offline one. NaN outside ``own``; all in rad."""
+    t0, fs = clock
+    i = round((p["t_trigger"] - t0) * fs)
+    j = round((p["t_last_sample"] - t0) * fs)
+    at = own[i] if 0 <= i < own.size else np.nan
+    if not 0 <= j < own.size:
+        return at, np.nan, np.nan
+    tau = p["t_trigger"] - p["t_last_sample"]
+    return at, own[j] + 2 * np.pi * p["forecast_hz"] * tau, wrap_phase(p["phase_now_rad"] - own[j])
 
 
 def _percentiles(values: list[float], qs: tuple[float, ...]) -> list[float]:
