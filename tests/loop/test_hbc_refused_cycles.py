@@ -7,75 +7,17 @@ unreached cycles scored)."""
 
 from __future__ import annotations
 
-import json
-import time
-
-import numpy as np
-
-from stimloop.devices.sim.hbc_subject import SubjectConfig, simulate
-from stimloop.loop.config import parse_session
-from stimloop.loop.hbc_protocol import HBCProtocol
-from stimloop.loop.heart_stage import HeartStage
-from stimloop.loop.protocol import PulseOutcome, PulseRequest
-from stimloop.stream.chunk import ChunkAssembler
-from stimloop.stream.inlet import MarkerInlet
-
-T0 = 11000.0
+from hbc_offline import localise
 
 
 def _localise(source_id, refuse_cycles):
-    """One site, four intensities; the trains of ``refuse_cycles`` are refused by the
-    gate. Returns the protocol and the hbc markers it published."""
-    cfg = parse_session(
-        {
-            "sources": {"ecg": {"source_id": "x", "rate_hz": 500.0}},
-            "protocol": {"kind": "hbc", "sites": ["F3"], "intensities": [80.0, 90.0, 100.0, 110.0],
-                         "rmt_pct_mso": 50.0, "cycle_s": 8.0, "train_s": 2.0},
-            "stimulator": {"driver": "simulated"},
-        },
-        "t.toml",
-    )  # fmt: skip
-    rec = simulate(SubjectConfig(seed=8, noise_scale=0.5), np.zeros(0), np.zeros(0), [], 70.0)
-    stage = HeartStage()
-    stage.start(rec.fs, ["ECG"], source_id)
-    p = HBCProtocol(cfg.protocol, stage, seed=0)
-    p.open_outlets(source_id)
-    hbc = MarkerInlet(f"{source_id}-hbc").connect()
-    grid = ChunkAssembler(rec.fs, 10.0)
-    stamps = T0 + np.arange(rec.ecg_mv.size) / rec.fs
-    try:
-        for k in range(0, rec.ecg_mv.size, 10):
-            for c in grid.push(rec.ecg_mv[k : k + 10, None], stamps[k : k + 10]):
-                stage.update(c)
-                d = p.update(c)
-                if p.waiting and c.timestamps[-1] > T0 + 1.0:
-                    p.confirm("coil placed")
-                if isinstance(d, PulseRequest):
-                    fired = d.info["cycle"] not in refuse_cycles
-                    err = "" if fired else "not armed"
-                    p.outcome(PulseOutcome(d, fired, d.t_fire if fired else np.nan, err))
-            if p.done:
-                break
-        markers = _pull_until_site_done(hbc)
-    finally:
-        hbc.close()
-        p.close()
-        stage.close()
-    return p, markers
+    """Every train fires in full except those of ``refuse_cycles``, which the gate
+    refuses (not armed)."""
 
+    def fate(cycle: int, n: int) -> tuple[bool, int, str]:
+        return (False, 0, "not armed") if cycle in refuse_cycles else (True, n, "")
 
-def _pull_until_site_done(inlet: MarkerInlet, timeout_s: float = 10.0) -> list[dict]:
-    """Every marker up to the site's last one. The last markers are published just before
-    the loop above ends and may still be in transit on a loaded machine (a CI run pulled
-    once and missed the final cycle)."""
-    markers: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        markers += [json.loads(t) for t, _ in inlet.pull()]
-        if any(m["event"] == "site_done" for m in markers):
-            return markers
-        time.sleep(0.02)
-    raise AssertionError(f"no site_done marker within {timeout_s} s; got {markers}")
+    return localise(source_id, fate)
 
 
 def test_a_refused_train_leaves_its_cycle_unscored(source_id):
