@@ -45,6 +45,8 @@ logger = logging.getLogger("stimloop.devices")
 
 START, END = 0xFE, 0xFF
 CMD_STATUS, CMD_AMPLITUDE, CMD_ENABLE, CMD_FIRE, CMD_TRAIN_START, CMD_TRAIN_SET = 0, 1, 2, 3, 4, 6
+#: Status2: the status plus page and whether a train (or protocol) runs (MAGIC `getStatus2`).
+CMD_STATUS2 = 5
 ENABLED_BIT = 1 << 4
 
 
