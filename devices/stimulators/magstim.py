@@ -23,6 +23,9 @@ magstim_python README; this module copies no code from either):
   ``F@`` coil temperatures (two 3-digit values in 0.1 °C), Rapid² ``\\@`` parameters,
   ``Bnnnn`` frequency (0.1 Hz), ``Dnnnnn`` pulses, ``[nnnn`` duration (0.1 s)
   (software version >= 9 field widths).
+- No command stops a train: disarm (``EA``) is the remote-control stop, and a disarmed
+  unit has no charge to discharge, so ``EA`` ends a running Rapid² train. Rapid² status
+  bit 1 ("train") says a train is running; :meth:`status` reports it.
 - Keep-alive: the unit drops remote control (and disarms) if it is not contacted for
   about 1 s; MagPy pokes with ``Q@`` every 500 ms. We poke every 0.5 s while armed and
   every 5 s while disarmed, and reset the timer on every command.
@@ -457,6 +460,7 @@ class _Magstim(Stimulator):
         try:
             instr = self._instr()
             temp = self.coil_temperature_c()
+            train_running = self._train_running()
         except DeviceError as exc:
             return StimulatorStatus(
                 True, False, False, False, None, self._intensity, self._fault or exc.message
@@ -480,7 +484,12 @@ class _Magstim(Stimulator):
             coil_temperature_c=temp,
             intensity_pct=self._intensity,
             error=error,
+            train_running=train_running,
         )
+
+    def _train_running(self) -> bool:
+        """Whether the unit is delivering a train (200² and BiStim² have none)."""
+        return False
 
 
 class Magstim200(_Magstim):
@@ -561,3 +570,7 @@ class MagstimRapid(_Magstim):
         if self._train is None:
             raise DeviceError(ErrorCode.BAD_ARGUMENT, f"{self.name}: no train configured")
         return self._trigger(at)
+
+    def _train_running(self) -> bool:
+        """Rapid² status byte (second byte of the ``\\@`` reply), bit 1 "train"."""
+        return bool(self._transact(self._param_cmd, self._param_len)[2] >> 1 & 1)

@@ -12,7 +12,10 @@ MAGICPy (Numssen, ``magicpy/stimulator/magventure.py``); no code is copied:
 - Payload byte 0 is the command id: 0x00 status, 0x01 amplitude (% MSO, A [and B]),
   0x02 enable (0x01) / disable (0x00), 0x03 single pulse (0x01), 0x04 start train,
   0x06 train parameters (repetition rate in 0.1 Hz, pulses per train, number of trains,
-  inter-train interval in 0.1 s; each 16-bit big-endian).
+  inter-train interval in 0.1 s; each 16-bit big-endian), 0x05 Status2 (the status plus
+  amplitude factors, page and, in its last payload byte, whether a train runs).
+- No command stops a train: disable (0x02 0x00) is the remote-control stop, and a
+  disabled unit cannot discharge, so it ends a running train.
 - Status reply payload: ``[0x00, mode/status byte, serial (3 bytes), temperature °C,
   coil type, amplitude A, amplitude B]``. In the mode/status byte bits 7-5 are the
   model, bit 4 is "enabled", bits 3-2 the waveform, bits 1-0 the mode. Replies to other
@@ -262,6 +265,7 @@ class MagProStimulator(Stimulator):
             return StimulatorStatus(False, False, False, False, None, self._intensity, self._fault)
         try:
             st = self._status_raw()
+            train_running = self._train_running()
         except DeviceError as exc:
             return StimulatorStatus(
                 True, False, False, False, None, self._intensity, self._fault or exc.message
@@ -275,4 +279,15 @@ class MagProStimulator(Stimulator):
             coil_temperature_c=float(st[5]),
             intensity_pct=float(st[7]),
             error=self._fault,
+            train_running=train_running,
         )
+
+    def _train_running(self) -> bool:
+        """Status2 (0x05): its last payload byte says whether a train or protocol runs."""
+        reply = self._transact(bytes([CMD_STATUS2]))
+        if len(reply) != 15:
+            raise ProtocolError(
+                ErrorCode.GARBLED_REPLY,
+                f"{self.name}: Status2 payload has {len(reply)} bytes; expected 15",
+            )
+        return reply[14] != 0
