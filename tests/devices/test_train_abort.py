@@ -1,7 +1,7 @@
 """A running repetitive train stops when the stimulator is disarmed (hostile review).
 
 Real drivers (Magstim Rapid², MagVenture MagPro) on their protocol emulators over a pty,
-behind the real safety gate. A 10-pulse train at 5 Hz (1.8 s from first to last pulse) is
+behind the real safety gate. An 8-pulse train at 10 Hz (0.7 s from first to last pulse) is
 started; after its third pulse the gate disarms it (the path of an operator's disarm, the
 engine's train guard and a protocol stop), the e-stop is engaged (the path of the
 watchdog too: both call the driver's disarm directly), or the gate is closed. The
@@ -11,7 +11,7 @@ Claim checked: no pulse is delivered after the disarm was acknowledged (the disa
 returned). A pulse may still leave between the call and the device receiving the
 command; that window is the command's transit (on the pty about 1 ms; on the wire 3.1 ms
 for Magstim's 3-byte ``EA`` at 9600 baud, 1.6 ms for MagPro's 6-byte frame at 38400 baud,
-plus the unit's own processing, which neither vendor publishes), far below the 200 ms
+plus the unit's own processing, which neither vendor publishes), far below the 100 ms
 between pulses, so the train must end at its third pulse. The tests wait to the train's
 natural end before counting, so a train that kept running is seen.
 """
@@ -34,7 +34,7 @@ from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.stimulators.magstim import MagstimRapid
 from stimloop.devices.stimulators.magventure import MagProStimulator
 
-TRAIN = TrainSpec(frequency_hz=5.0, n_pulses=10)
+TRAIN = TrainSpec(frequency_hz=10.0, n_pulses=8)
 #: Pulses delivered before the stop is requested.
 BEFORE_STOP = 3
 
@@ -112,7 +112,7 @@ def test_stopping_the_stimulator_ends_a_running_train(stop_a_train, device, stop
     assert r.pulses[0] == pytest.approx(r.t_first, abs=0.05)
     late = [round(t - r.t_ack, 4) for t in r.pulses if t > r.t_ack]
     assert late == [], f"{len(late)} pulses after the stop was acknowledged, +s: {late}"
-    # The stop came after the third pulse and ~200 ms before the fourth was due.
+    # The stop came after the third pulse and ~100 ms before the fourth was due.
     assert len(r.pulses) == BEFORE_STOP < TRAIN.n_pulses
     assert any(e.startswith("train_stopped") for e in r.events)
     if r.status_after is not None:  # the driver reads the stopped train off the device
