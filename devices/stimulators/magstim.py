@@ -24,8 +24,11 @@ magstim_python README; this module copies no code from either):
   ``Bnnnn`` frequency (0.1 Hz), ``Dnnnnn`` pulses, ``[nnnn`` duration (0.1 s)
   (software version >= 9 field widths).
 - No command stops a train: disarm (``EA``) is the remote-control stop, and a disarmed
-  unit has no charge to discharge, so ``EA`` ends a running Rapid² train. Rapid² status
-  bit 1 ("train") says a train is running; :meth:`status` reports it.
+  unit has no charge to discharge, so ``EA`` ends a running Rapid² train. ``status()``
+  reports a train running while the unit's armed bit (read by ``Q@``) is set and the last
+  train fired is not over. It does not read Rapid² status bit 1 ("train") instead: that
+  needs the 27-byte ``\\@`` exchange, 28 ms of a 9600-baud line during which a disarm from
+  another thread (the e-stop) would wait for the port.
 - Keep-alive: the unit drops remote control (and disarms) if it is not contacted for
   about 1 s; MagPy pokes with ``Q@`` every 500 ms. We poke every 0.5 s while armed and
   every 5 s while disarmed, and reset the timer on every command.
@@ -212,6 +215,7 @@ class _Magstim(Stimulator):
         self._ka_kick = threading.Event()
         self._ka_thread: threading.Thread | None = None
         self._train: TrainSpec | None = None
+        self._train_end = float("-inf")  # LSL time of the last pulse of the last train fired
 
     # -- transport -----------------------------------------------------------------------
     @property
@@ -460,7 +464,6 @@ class _Magstim(Stimulator):
         try:
             instr = self._instr()
             temp = self.coil_temperature_c()
-            train_running = self._train_running()
         except DeviceError as exc:
             return StimulatorStatus(
                 True, False, False, False, None, self._intensity, self._fault or exc.message
@@ -484,12 +487,8 @@ class _Magstim(Stimulator):
             coil_temperature_c=temp,
             intensity_pct=self._intensity,
             error=error,
-            train_running=train_running,
+            train_running=instr["armed"] and pylsl.local_clock() <= self._train_end,
         )
-
-    def _train_running(self) -> bool:
-        """Whether the unit is delivering a train (200² and BiStim² have none)."""
-        return False
 
 
 class Magstim200(_Magstim):
@@ -569,8 +568,6 @@ class MagstimRapid(_Magstim):
     def fire_train(self, at: float | None = None, *, site: str = "", reason: str = "") -> float:
         if self._train is None:
             raise DeviceError(ErrorCode.BAD_ARGUMENT, f"{self.name}: no train configured")
-        return self._trigger(at)
-
-    def _train_running(self) -> bool:
-        """Rapid² status byte (second byte of the ``\\@`` reply), bit 1 "train"."""
-        return bool(self._transact(self._param_cmd, self._param_len)[2] >> 1 & 1)
+        t0 = self._trigger(at)
+        self._train_end = t0 + (self._train.n_pulses - 1) / self._train.frequency_hz
+        return t0

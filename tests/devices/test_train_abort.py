@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import pylsl
 import pytest
+import serial
 
 from stimloop.devices.base import TrainSpec
 from stimloop.devices.emulators.magstim import MagstimEmulator
@@ -31,7 +32,7 @@ from stimloop.devices.emulators.magventure import MagProEmulator
 from stimloop.devices.emulators.pty import PtyEmulator
 from stimloop.devices.estop import emergency_stop, reset_emergency_stop
 from stimloop.devices.safety import SafeStimulator
-from stimloop.devices.stimulators.magstim import MagstimRapid
+from stimloop.devices.stimulators.magstim import MagstimRapid, encode
 from stimloop.devices.stimulators.magventure import MagProStimulator
 
 TRAIN = TrainSpec(frequency_hz=10.0, n_pulses=8)
@@ -115,13 +116,14 @@ def test_stopping_the_stimulator_ends_a_running_train(stop_a_train, device, stop
     # The stop came after the third pulse and ~100 ms before the fourth was due.
     assert len(r.pulses) == BEFORE_STOP < TRAIN.n_pulses
     assert any(e.startswith("train_stopped") for e in r.events)
-    if r.status_after is not None:  # the driver reads the stopped train off the device
+    if r.status_after is not None:  # the driver reports the train stopped
         assert r.status_after.train_running is False and r.status_after.armed is False
 
 
 @pytest.mark.parametrize("device", list(DEVICES))
 def test_status_reports_a_running_train(source_id, device):
-    """The driver's status reads the train's state off the device, not its own flag."""
+    """The driver's status says a train runs while it does, and not once it is over
+    (MagPro: its Status2 flag; Rapid²: the unit's armed bit within the train's time)."""
     emu, driver = DEVICES[device]()
     with emu, driver(emu.port) as drv:
         drv.set_intensity(30)
@@ -135,3 +137,28 @@ def test_status_reports_a_running_train(source_id, device):
             time.sleep(0.02)
         assert len(emu.pulses) == 3  # an undisturbed train is delivered whole
         assert drv.status().train_running is False
+
+
+def test_rapid_emulator_train_bit_and_ea_at_the_protocol_level():
+    """The emulator alone, over raw serial: status bit 1 ("train") while the train runs;
+    ``EA`` ends it and clears the bit; the pulses stop at the command."""
+    with MagstimEmulator("rapid", arm_time_s=0.0) as emu:
+        with serial.Serial(emu.port, 9600, timeout=0.5) as raw:
+
+            def ask(cmd: str, n: int) -> bytes:
+                raw.write(encode(cmd))
+                return raw.read(n)
+
+            ask("Q@", 3)
+            ask("B0100", 4)  # 10 Hz
+            ask("D00010", 4)  # 10 pulses
+            ask("EB", 3)
+            assert not ask("\\@", 24)[2] & 0b10
+            assert ask("EH", 3)[:1] == b"E"
+            assert ask("\\@", 24)[2] & 0b10
+            time.sleep(0.25)
+            ask("EA", 3)
+            t_ea = next(t for t, p in reversed(emu.received) if p == b"EA")
+            assert not ask("\\@", 24)[2] & 0b10
+            time.sleep(0.3)
+    assert 2 <= len(emu.pulses) <= 4 and max(t for t, _ in emu.pulses) <= t_ea
