@@ -42,13 +42,18 @@ class MagProEmulator(PtyEmulator):
         Time from enable until the enabled bit reads back, s.
     heat_c_per_pulse : float
         Coil heating per pulse at 100 % amplitude, °C.
+    status2 : bool
+        Answer Status2 (0x05); False emulates a unit that ignores it.
     """
 
     MODEL_R30 = 0
     PAGE_TRAIN = 2
 
-    def __init__(self, arm_time_s: float = 0.1, heat_c_per_pulse: float = 0.05) -> None:
+    def __init__(
+        self, arm_time_s: float = 0.1, heat_c_per_pulse: float = 0.05, status2: bool = True
+    ) -> None:
         super().__init__()
+        self.status2 = status2  # False: a unit that ignores Status2 (0x05)
         self.arm_time_s = arm_time_s
         self.heat_c_per_pulse = heat_c_per_pulse
         self.enabled = False
@@ -166,7 +171,7 @@ class MagProEmulator(PtyEmulator):
                     self.events.append((now, "train_stopped: disable"))
                     self._due.clear()
             return self._send(bytes([2, 0, 0, self._status_byte(now)]))
-        if cmd == CMD_STATUS2:
+        if cmd == CMD_STATUS2 and self.status2:
             return self._send(self._status2(now))
         if cmd in (0x03, 0x04):
             # Nothing is triggered while disabled, still charging, or discharging a train.

@@ -132,6 +132,7 @@ class MagProStimulator(Stimulator):
         self._intensity = 0.0
         self._train: TrainSpec | None = None
         self._fault: str | None = None
+        self._status2 = True  # cleared if the unit does not answer Status2 (then never asked)
 
     @property
     def connected(self) -> bool:
@@ -282,12 +283,25 @@ class MagProStimulator(Stimulator):
             train_running=train_running,
         )
 
-    def _train_running(self) -> bool:
-        """Status2 (0x05): its last payload byte says whether a train or protocol runs."""
-        reply = self._transact(bytes([CMD_STATUS2]))
+    def _train_running(self) -> bool | None:
+        """Status2 (0x05): its last payload byte says whether a train or protocol runs.
+
+        Status2 comes from MAGIC, not from a vendor document: a unit that does not answer
+        it (no reply, or another layout) is asked once, logged, and reported as None
+        ("cannot tell") from then on, so a status poll never waits for its timeout again.
+        """
+        if not self._status2:
+            return None
+        try:
+            reply = self._transact(bytes([CMD_STATUS2]))
+        except PortError:
+            raise
+        except ProtocolError as exc:
+            reply, why = b"", exc.message
+        else:
+            why = f"Status2 payload has {len(reply)} bytes; expected 15"
         if len(reply) != 15:
-            raise ProtocolError(
-                ErrorCode.GARBLED_REPLY,
-                f"{self.name}: Status2 payload has {len(reply)} bytes; expected 15",
-            )
+            self._status2 = False
+            logger.warning("%s: %s; train state not reported", self.name, why)
+            return None
         return reply[14] != 0

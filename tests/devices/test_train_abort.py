@@ -162,3 +162,14 @@ def test_rapid_emulator_train_bit_and_ea_at_the_protocol_level():
             assert not ask("\\@", 24)[2] & 0b10
             time.sleep(0.3)
     assert 2 <= len(emu.pulses) <= 4 and max(t for t, _ in emu.pulses) <= t_ea
+
+
+def test_magpro_without_status2_reports_train_state_unknown_and_stops_asking():
+    """Status2 is MAGIC's, not a vendor document's: a unit that ignores it costs one
+    timeout, then status says None ("cannot tell") without asking again."""
+    with MagProEmulator(arm_time_s=0.0, status2=False) as emu:
+        with MagProStimulator(emu.port, timeout_s=0.1) as drv:
+            first, second = drv.status(), drv.status()
+            assert first.train_running is None and second.train_running is None
+            assert first.error is None and first.connected
+            assert sum(p[:1] == b"\x05" for _, p in emu.received) == 1
