@@ -86,7 +86,13 @@ def _run(source_id: str, make, pause_after_s: float | None):
     driver, pulse_times, emu = make()
     pusher = _Noise(source_id)
     pusher.start()
+    markers = marker_outlet("decisions", f"{source_id}-dec")
+    # Each LSL resolve takes ~1.3 s here: resolve the decision stream meanwhile.
+    decisions = MarkerInlet(f"{source_id}-dec")
+    resolving = threading.Thread(target=decisions.connect)
+    resolving.start()
     eeg = Inlet(source_id, expected_rate=FS).connect()
+    resolving.join()
     # The engine's train guard stops a train when the EEG is older than the gate's limit
     # (50 ms); on a loaded machine the pusher lags that much, which is not under test.
     limits = replace(SafetyLimits(), max_stream_age_s=0.5)
@@ -97,8 +103,7 @@ def _run(source_id: str, make, pause_after_s: float | None):
     gate.set_intensity(30.0)
     gate.arm()
     protocol = _OneTrain()
-    engine = Engine(eeg, protocol, gate, marker_outlet("decisions", f"{source_id}-dec"))
-    decisions = MarkerInlet(f"{source_id}-dec").connect()
+    engine = Engine(eeg, protocol, gate, markers)
     eeg.pull(0.0)
     engine.start()
     t_ack = np.inf
