@@ -55,7 +55,8 @@ class _OneTrain(ThresholdProtocol):
 
     def __init__(self) -> None:
         super().__init__(0, 0.0, n_pulses=2)  # never done: the loop keeps running
-        self.fired = threading.Event()
+        self.outcomes: list = []
+        self.done_train = threading.Event()
 
     def update(self, chunk):
         if self.requested:
@@ -64,10 +65,10 @@ class _OneTrain(ThresholdProtocol):
         t = pylsl.local_clock() + LEAD_S
         return PulseRequest(t, {}, train=TRAIN, intensity_pct=30.0, site="F3")
 
-    def outcome(self, result) -> None:
+    def outcome(self, result) -> None:  # the engine reports a train once it is over
         super().outcome(result)
-        if result.fired:
-            self.fired.set()
+        self.outcomes.append(result)
+        self.done_train.set()
 
 
 def _simulated():
@@ -82,7 +83,8 @@ def _rapid():
 
 def _run(source_id: str, make, pause_after_s: float | None):
     """Start the train through the engine; pause ``pause_after_s`` after its first pulse
-    (None: never). Returns (pulse times, LSL time the pause returned, armed, markers)."""
+    (None: never). Returns (pulse times, LSL time the pause returned, armed,
+    train_stopped markers, the train's outcome as the protocol heard it)."""
     driver, pulse_times, emu = make()
     pusher = _Noise(source_id)
     pusher.start()
@@ -108,13 +110,18 @@ def _run(source_id: str, make, pause_after_s: float | None):
     engine.start()
     t_ack = np.inf
     try:
-        assert protocol.fired.wait(10.0), f"the train never started: {list(engine.refusals)}"
-        t_first = engine.pulses[0]["t_trigger"] if engine.pulses else pylsl.local_clock()
+        # The train started when the device delivered its first pulse.
+        deadline = pylsl.local_clock() + 10.0
+        while not pulse_times() and pylsl.local_clock() < deadline:
+            time.sleep(0.002)
+        assert pulse_times(), f"the train never started: {list(engine.refusals)}"
+        t_first = pulse_times()[0]
         if pause_after_s is not None:
             time.sleep(max(t_first + pause_after_s - pylsl.local_clock(), 0.0))
             engine.pause()  # what the control channel's "pause" does
             t_ack = pylsl.local_clock()
         time.sleep(max(t_first + TRAIN.duration_s + 0.2 - pylsl.local_clock(), 0.0))
+        assert protocol.done_train.wait(5.0), "the engine never reported the train's end"
         armed = gate.status().armed
         markers = [text for text, _ in decisions.pull()]
     finally:
@@ -125,20 +132,27 @@ def _run(source_id: str, make, pause_after_s: float | None):
         if emu is not None:
             emu.close()
     assert engine.error is None
-    return pulse_times(), t_ack, armed, [m for m in markers if '"train_stopped"' in m]
+    [outcome] = protocol.outcomes
+    stopped = [m for m in markers if '"train_stopped"' in m]
+    return pulse_times(), t_ack, armed, stopped, outcome
 
 
 @pytest.mark.parametrize("make", [_simulated, _rapid], ids=["simulated", "magstim-rapid"])
 def test_a_pause_stops_a_train_in_progress(source_id, make):
-    times, t_ack, armed, stopped = _run(source_id, make, pause_after_s=0.25)
+    times, t_ack, armed, stopped, outcome = _run(source_id, make, pause_after_s=0.25)
     assert [t - t_ack for t in times if t > t_ack] == [], "pulses after the pause returned"
     assert 3 <= len(times) < TRAIN.n_pulses  # ~3 of 10: stopped, not finished
     assert not armed  # stays disarmed until the operator arms again
     assert len(stopped) == 1 and "pause" in stopped[0]
+    # The engine counts the train cut short at the pause's disarm, never fewer pulses
+    # than went out (at most one more: it counts from the trigger command's time).
+    assert outcome.cut_short and "paused" in outcome.error
+    assert len(times) <= outcome.pulses_delivered <= len(times) + 1
 
 
 def test_without_a_pause_the_whole_train_goes_out(source_id):
     # The same set-up delivers all 10 pulses when nobody pauses: the test above can fail.
-    times, _, armed, stopped = _run(source_id, _simulated, pause_after_s=None)
+    times, _, armed, stopped, outcome = _run(source_id, _simulated, pause_after_s=None)
     assert stopped == []
     assert len(times) == TRAIN.n_pulses and armed
+    assert not outcome.cut_short and outcome.pulses_delivered == TRAIN.n_pulses
