@@ -89,6 +89,9 @@ class StimulatorStatus:
         Current output setting in % of maximum stimulator output (MSO).
     error : str or None
         The device's or driver's current fault, or None when there is none.
+    train_running : bool or None
+        A repetitive train is being delivered now (the device reports it); False after a
+        disarm, which ends a running train. None when the driver cannot tell.
     """
 
     connected: bool
@@ -98,6 +101,7 @@ class StimulatorStatus:
     coil_temperature_c: float | None
     intensity_pct: float
     error: str | None = None
+    train_running: bool | None = None
 
 
 @dataclass(frozen=True)

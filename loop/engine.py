@@ -269,9 +269,23 @@ class Engine:
         return self
 
     def pause(self) -> None:
-        """Pause the protocol: no new pulse is requested, and none already planned fires."""
+        """Pause the protocol: no new pulse is requested, none already planned fires, and
+        a train in progress stops (disarmed: the operator arms again to go on)."""
         self._paused_t = pylsl.local_clock()
         self.protocol_enabled.clear()
+        self._stop_train_if_paused()
+
+    def _stop_train_if_paused(self) -> None:
+        # Called by pause() and by the pulse thread once a train started, so a train whose
+        # trigger raced with the pause is stopped by one or the other (or both: harmless).
+        if self.protocol_enabled.is_set() or pylsl.local_clock() > self._train_until:
+            return
+        self.stimulator.disarm("train stopped: protocol paused")
+        self._mark("train_stopped", role=self.driver_role, reason="protocol paused")
+        log.warning("train stopped: protocol paused; disarmed")
+        # Only now, with the disarm on the gate's record: the loop then ends the train
+        # (_guard_train → _end_train) and counts it cut short at that disarm.
+        self._train_until = -math.inf
 
     def resume(self) -> None:
         """Resume the protocol; pulses planned before the pause stay void."""
@@ -571,6 +585,7 @@ class Engine:
         if running:
             self._train_until = result.t_trigger + (train.n_pulses - 1) / train.frequency_hz
             self._train = result  # the protocol hears of it at its end (_end_train)
+            self._stop_train_if_paused()
         if result.fired:
             self._note_pulses(result)  # first: the ECG with their artifact is on its way
         if not running:

@@ -5,6 +5,16 @@ every checksum, and models what matters for safety testing: remote control and i
 keep-alive timeout (armed units drop remote control and disarm after ``armed_timeout_s``
 without contact), the arming (charging) time before the ready bit, coil heating per pulse
 and cooling, the 40 °C coil cut-out, and the Rapid² rate limit by power level.
+
+A Rapid² train runs on the unit's own clock: ``EH`` delivers its first pulse at once and
+the others at ``k / frequency`` s after it, each recorded in :attr:`MagstimEmulator.pulses`
+at its time. The public descriptions of the protocol (MagPy's ``magpy/magstim.py``; Boulay's
+magstim_python README) define no separate "stop train" command: the remote-control way to
+stop stimulation is disarm, ``EA`` (MagPy ``Magstim.disarm``), and a disarmed unit has no
+charge to discharge (a pulse needs the armed and ready bits). So every path that disarms
+the unit (``EA``, ``R@``, the keep-alive timeout, the coil cut-out) ends a running train:
+no pulse due after the command arrived is delivered. The Rapid² status byte's bit 1,
+named "train" by MagPy next to bit 3 "single-pulse mode", is set while a train runs.
 """
 
 from __future__ import annotations
@@ -70,8 +80,10 @@ class MagstimEmulator(PtyEmulator):
         self.n_pulses = 1
         self.duration_tenths = 10
         self.last_contact = 0.0
+        #: Every delivered pulse: (LSL time in s, power in % MSO).
         self.pulses: list[tuple[float, int]] = []
         self.events: list[tuple[float, str]] = []
+        self._due: list[float] = []  # LSL times of the running train's pulses still to come
         self._buf = b""
         self._buf_t = 0.0
         self._temp_t = 0.0
@@ -94,9 +106,37 @@ class MagstimEmulator(PtyEmulator):
         return sum(1 << k for k, b in enumerate(bits) if b)
 
     def _rapid(self) -> int:
-        return (1 << 3 if self.n_pulses <= 1 else 1 << 1) | (1 << 4) | (1 << 5)
+        single = 1 << 3 if self.n_pulses <= 1 else 0
+        return single | (1 << 1 if self._due else 0) | (1 << 4) | (1 << 5)
+
+    @property
+    def train_running(self) -> bool:
+        """True while a train has pulses still to deliver."""
+        return bool(self._due)
+
+    def _pulse(self, t: float) -> None:
+        self.pulses.append((t, self.power_a))
+        self.coil_temp_c += self.heat_c_per_pulse * (self.power_a / 100.0) ** 2
+
+    def _advance(self, now: float) -> None:
+        """Deliver every pulse of the running train due by ``now``, at its own time."""
+        while self._due and self._due[0] <= now:
+            self._pulse(self._due.pop(0))
+
+    def _disarm(self, now: float, why: str) -> None:
+        """Disarm; a running train stops here (no pulse due after ``now`` is delivered)."""
+        self.armed = False
+        if self._due:
+            self.events.append((now, f"train_stopped: {why}"))
+            self._due.clear()
+
+    def wait_s(self, now: float) -> float:
+        if self._due:
+            return min(self.tick_s, max(self._due[0] - now, 0.0))
+        return self.tick_s
 
     def tick(self, now: float) -> None:
+        self._advance(now)
         if self._temp_t:
             self.coil_temp_c = self.ambient_c + (self.coil_temp_c - self.ambient_c) * math.exp(
                 -(now - self._temp_t) / self.cooling_tau_s
@@ -107,10 +147,10 @@ class MagstimEmulator(PtyEmulator):
             if now - self.last_contact > limit:
                 self.events.append((now, "keepalive_timeout"))
                 self.remote = False
-                self.armed = False
+                self._disarm(now, "keepalive_timeout")
         if self.armed and self.coil_temp_c > 40.0:
             self.events.append((now, "coil_overtemperature"))
-            self.armed = False
+            self._disarm(now, "coil_overtemperature")
         if self._buf and now - self._buf_t > 0.1:  # inter-byte timeout: resynchronise
             self.checksum_errors += 1
             self._buf = b""
@@ -123,6 +163,8 @@ class MagstimEmulator(PtyEmulator):
         self.write(payload + bytes([checksum(payload)]))
 
     def feed(self, data: bytes, now: float) -> None:
+        # Pulses due before these bytes arrived happened before the command took effect.
+        self._advance(now)
         if not self._buf:
             self._buf_t = now
         self._buf += data
@@ -153,7 +195,8 @@ class MagstimEmulator(PtyEmulator):
             self.last_contact = now
             return self._reply(cb + bytes([self._instr(now)]))
         if c == "R":
-            self.remote = self.armed = False
+            self.remote = False
+            self._disarm(now, "R@")
             return self._reply(cb + bytes([self._instr(now)]))
         if not self.remote:
             return self._reply(cb + b"S")
@@ -211,14 +254,15 @@ class MagstimEmulator(PtyEmulator):
                     return self._reply(cb + b"S")
                 self.armed, self.armed_at = True, now
             elif data == "A":
-                self.armed = False
+                self._disarm(now, "EA")
             elif data == "H":
-                if not self._ready(now):
+                # A trigger during a running train conflicts with the state: the unit is
+                # still discharging the train.
+                if not self._ready(now) or self._due:
                     return self._reply(cb + b"S")
                 n = self.n_pulses if rapid else 1
-                for k in range(n):
-                    self.pulses.append((now + k * 10.0 / self.freq_tenths, self.power_a))
-                self.coil_temp_c += n * self.heat_c_per_pulse * (self.power_a / 100.0) ** 2
+                self._pulse(now)
+                self._due = [now + k * 10.0 / self.freq_tenths for k in range(1, n)]
             else:
                 return self._reply(cb + b"?")
             return self._reply(cb + bytes([self._instr(now)]))

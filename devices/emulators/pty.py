@@ -77,7 +77,9 @@ class PtyEmulator:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([self._master, self._wake_r], [], [], self.tick_s)
+                with self._lock:
+                    wait_s = self.wait_s(pylsl.local_clock())
+                ready, _, _ = select.select([self._master, self._wake_r], [], [], wait_s)
             except (OSError, ValueError):
                 return
             now = pylsl.local_clock()
@@ -98,6 +100,14 @@ class PtyEmulator:
 
     def tick(self, now: float) -> None:
         """Advance the device model (called at least every ``tick_s``)."""
+
+    def wait_s(self, now: float) -> float:
+        """How long the thread may wait for bytes before :meth:`tick`, s.
+
+        ``tick_s`` by default; a model with a timed event (the next pulse of a running
+        train) returns less, so the event happens on time rather than up to a tick late.
+        """
+        return self.tick_s
 
     def unplug(self) -> None:
         """Simulate a vanished port: stop answering and hang up the pty."""

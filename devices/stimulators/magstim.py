@@ -23,6 +23,12 @@ magstim_python README; this module copies no code from either):
   ``F@`` coil temperatures (two 3-digit values in 0.1 °C), Rapid² ``\\@`` parameters,
   ``Bnnnn`` frequency (0.1 Hz), ``Dnnnnn`` pulses, ``[nnnn`` duration (0.1 s)
   (software version >= 9 field widths).
+- No command stops a train: disarm (``EA``) is the remote-control stop, and a disarmed
+  unit has no charge to discharge, so ``EA`` ends a running Rapid² train. ``status()``
+  reports a train running while the unit's armed bit (read by ``Q@``) is set and the last
+  train fired is not over. It does not read Rapid² status bit 1 ("train") instead: that
+  needs the 27-byte ``\\@`` exchange, 28 ms of a 9600-baud line during which a disarm from
+  another thread (the e-stop) would wait for the port.
 - Keep-alive: the unit drops remote control (and disarms) if it is not contacted for
   about 1 s; MagPy pokes with ``Q@`` every 500 ms. We poke every 0.5 s while armed and
   every 5 s while disarmed, and reset the timer on every command.
@@ -209,6 +215,7 @@ class _Magstim(Stimulator):
         self._ka_kick = threading.Event()
         self._ka_thread: threading.Thread | None = None
         self._train: TrainSpec | None = None
+        self._train_end = float("-inf")  # LSL time of the last pulse of the last train fired
 
     # -- transport -----------------------------------------------------------------------
     @property
@@ -480,6 +487,7 @@ class _Magstim(Stimulator):
             coil_temperature_c=temp,
             intensity_pct=self._intensity,
             error=error,
+            train_running=instr["armed"] and pylsl.local_clock() <= self._train_end,
         )
 
 
@@ -560,4 +568,6 @@ class MagstimRapid(_Magstim):
     def fire_train(self, at: float | None = None, *, site: str = "", reason: str = "") -> float:
         if self._train is None:
             raise DeviceError(ErrorCode.BAD_ARGUMENT, f"{self.name}: no train configured")
-        return self._trigger(at)
+        t0 = self._trigger(at)
+        self._train_end = t0 + (self._train.n_pulses - 1) / self._train.frequency_hz
+        return t0

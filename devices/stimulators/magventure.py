@@ -12,7 +12,10 @@ MAGICPy (Numssen, ``magicpy/stimulator/magventure.py``); no code is copied:
 - Payload byte 0 is the command id: 0x00 status, 0x01 amplitude (% MSO, A [and B]),
   0x02 enable (0x01) / disable (0x00), 0x03 single pulse (0x01), 0x04 start train,
   0x06 train parameters (repetition rate in 0.1 Hz, pulses per train, number of trains,
-  inter-train interval in 0.1 s; each 16-bit big-endian).
+  inter-train interval in 0.1 s; each 16-bit big-endian), 0x05 Status2 (the status plus
+  amplitude factors, page and, in its last payload byte, whether a train runs).
+- No command stops a train: disable (0x02 0x00) is the remote-control stop, and a
+  disabled unit cannot discharge, so it ends a running train.
 - Status reply payload: ``[0x00, mode/status byte, serial (3 bytes), temperature °C,
   coil type, amplitude A, amplitude B]``. In the mode/status byte bits 7-5 are the
   model, bit 4 is "enabled", bits 3-2 the waveform, bits 1-0 the mode. Replies to other
@@ -45,6 +48,8 @@ logger = logging.getLogger("stimloop.devices")
 
 START, END = 0xFE, 0xFF
 CMD_STATUS, CMD_AMPLITUDE, CMD_ENABLE, CMD_FIRE, CMD_TRAIN_START, CMD_TRAIN_SET = 0, 1, 2, 3, 4, 6
+#: Status2: the status plus page and whether a train (or protocol) runs (MAGIC `getStatus2`).
+CMD_STATUS2 = 5
 ENABLED_BIT = 1 << 4
 
 
@@ -127,6 +132,7 @@ class MagProStimulator(Stimulator):
         self._intensity = 0.0
         self._train: TrainSpec | None = None
         self._fault: str | None = None
+        self._status2 = True  # cleared if the unit does not answer Status2 (then never asked)
 
     @property
     def connected(self) -> bool:
@@ -260,6 +266,7 @@ class MagProStimulator(Stimulator):
             return StimulatorStatus(False, False, False, False, None, self._intensity, self._fault)
         try:
             st = self._status_raw()
+            train_running = self._train_running()
         except DeviceError as exc:
             return StimulatorStatus(
                 True, False, False, False, None, self._intensity, self._fault or exc.message
@@ -273,4 +280,28 @@ class MagProStimulator(Stimulator):
             coil_temperature_c=float(st[5]),
             intensity_pct=float(st[7]),
             error=self._fault,
+            train_running=train_running,
         )
+
+    def _train_running(self) -> bool | None:
+        """Status2 (0x05): its last payload byte says whether a train or protocol runs.
+
+        Status2 comes from MAGIC, not from a vendor document: a unit that does not answer
+        it (no reply, or another layout) is asked once, logged, and reported as None
+        ("cannot tell") from then on, so a status poll never waits for its timeout again.
+        """
+        if not self._status2:
+            return None
+        try:
+            reply = self._transact(bytes([CMD_STATUS2]))
+        except PortError:
+            raise
+        except ProtocolError as exc:
+            reply, why = b"", exc.message
+        else:
+            why = f"Status2 payload has {len(reply)} bytes; expected 15"
+        if len(reply) != 15:
+            self._status2 = False
+            logger.warning("%s: %s; train state not reported", self.name, why)
+            return None
+        return reply[14] != 0

@@ -269,4 +269,5 @@ class SimulatedStimulator(Stimulator):
                 coil_temperature_c=round(self._temperature(), 2),
                 intensity_pct=self._intensity,
                 error=None if self._temp_c <= self.max_coil_c else "coil over temperature",
+                train_running=self._train_thread is not None and self._train_thread.is_alive(),
             )

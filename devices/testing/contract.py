@@ -16,7 +16,15 @@ a *new, unconnected* driver (plus whatever it needs, e.g. an emulator)::
 Every ``test_*`` method of the contract then runs against the driver: the state machine
 (connect → arm → fire → disarm → close), error paths with their codes, status fields,
 scheduled firing never early, the safety gate applying its limits, the emergency stop,
-and teardown without leaked threads or file descriptors. The ``leak_check`` fixture
+a disarm stopping a running repetitive train, and teardown without leaked threads or
+file descriptors. A driver with trains also provides ``pulse_times``, a fixture giving a
+callable ``(driver) -> list of LSL times (s)`` of the pulses the device (its emulator or
+simulator) delivered, so the kit can see that no pulse follows the disarm::
+
+        @pytest.fixture
+        def pulse_times(self, emu):
+            return lambda driver: [t for t, _ in emu.pulses]
+ The ``leak_check`` fixture
 comes from this package's pytest plugin (``stimloop.devices.testing.plugin``,
 registered through the ``pytest11`` entry point).
 """
@@ -27,7 +35,7 @@ import math
 
 import pytest
 
-from stimloop.devices.base import Source, Stimulator, StimulatorStatus
+from stimloop.devices.base import Source, Stimulator, StimulatorStatus, TrainSpec
 from stimloop.devices.errors import DeviceError, EmergencyStopError, ErrorCode, SafetyError
 
 __all__ = ["SourceContract", "StimulatorContract"]
@@ -42,11 +50,19 @@ class StimulatorContract:
     """Contract tests for :class:`~stimloop.devices.base.Stimulator` drivers.
 
     Subclasses provide the ``make_driver`` fixture (a zero-argument callable returning a
-    new unconnected driver). They may override ``test_intensity`` (a setting the device
-    accepts, default 30 % MSO).
+    new unconnected driver) and, for a driver with repetitive trains, ``pulse_times``.
+    They may override ``test_intensity`` (a setting the device accepts, default 30 % MSO)
+    and ``test_train`` (a train the device accepts at that intensity, >= 5 pulses).
     """
 
     test_intensity: float = 30.0
+    test_train: TrainSpec = TrainSpec(frequency_hz=10.0, n_pulses=10)
+
+    @pytest.fixture
+    def pulse_times(self):
+        """Override for a driver with trains: ``(driver) -> [LSL time in s of each pulse
+        the device delivered]``, read from the emulator or simulator, not the driver."""
+        return None
 
     @pytest.fixture
     def driver(self, make_driver):
@@ -177,6 +193,44 @@ class StimulatorContract:
         finally:
             reset_emergency_stop("conformance test done")
             gate.close()
+
+    def test_disarm_during_a_train_stops_it(self, driver: Stimulator, pulse_times) -> None:
+        """Disarm after the train's third pulse: no pulse may follow the disarm's return
+        (the e-stop, the watchdog and the gate's disarm all end in ``driver.disarm``)."""
+        import time
+
+        import pylsl
+
+        driver.connect()
+        driver.set_intensity(self.test_intensity)
+        try:
+            driver.configure_train(self.test_train)
+        except DeviceError as exc:
+            if exc.code != ErrorCode.UNSUPPORTED:
+                raise
+            # No trains: then none may start either, armed or not.
+            driver.arm()
+            with pytest.raises(DeviceError) as refused:
+                driver.fire_train()
+            assert _code(refused) == ErrorCode.UNSUPPORTED
+            return
+        assert pulse_times is not None, (
+            f"{driver.name} supports trains: provide the pulse_times fixture, "
+            "(driver) -> LSL times of the pulses the device delivered"
+        )
+        driver.arm()
+        t0 = driver.fire_train()
+        t_end = t0 + (self.test_train.n_pulses - 1) / self.test_train.frequency_hz
+        while len(pulse_times(driver)) < 3 and pylsl.local_clock() < t_end + 1.0:
+            time.sleep(0.002)
+        driver.disarm()
+        t_ack = pylsl.local_clock()
+        time.sleep(max(t_end + 0.2 - pylsl.local_clock(), 0.0))  # to the train's natural end
+        times = pulse_times(driver)
+        assert [t - t_ack for t in times if t > t_ack] == [], "pulses after the disarm returned"
+        assert 3 <= len(times) < self.test_train.n_pulses
+        st = driver.status()
+        assert not st.armed and st.train_running in (False, None)
 
     def test_teardown_leaks_nothing(self, make_driver, leak_check) -> None:
         drv = make_driver()

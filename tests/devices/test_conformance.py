@@ -18,6 +18,10 @@ class TestSimulatedStimulator(StimulatorContract):
     def make_driver(self, source_id):
         return lambda: SimulatedStimulator(source_id=source_id, arm_time_s=0.02)
 
+    @pytest.fixture
+    def pulse_times(self):
+        return lambda driver: [p.t_lsl for p in driver.pulses]
+
 
 class TestMagstim200Emulator(StimulatorContract):
     @pytest.fixture
@@ -29,18 +33,34 @@ class TestMagstim200Emulator(StimulatorContract):
 
 class TestMagstimRapidEmulator(StimulatorContract):
     @pytest.fixture
-    def make_driver(self):
+    def emu(self):
         emu = MagstimEmulator("rapid", arm_time_s=0.05).start()
-        yield lambda: MagstimRapid(emu.port)
+        yield emu
         emu.close()
+
+    @pytest.fixture
+    def make_driver(self, emu):
+        return lambda: MagstimRapid(emu.port)
+
+    @pytest.fixture
+    def pulse_times(self, emu):
+        return lambda driver: [t for t, _ in emu.pulses]
 
 
 class TestMagProEmulator(StimulatorContract):
     @pytest.fixture
-    def make_driver(self):
+    def emu(self):
         emu = MagProEmulator(arm_time_s=0.05).start()
-        yield lambda: MagProStimulator(emu.port)
+        yield emu
         emu.close()
+
+    @pytest.fixture
+    def make_driver(self, emu):
+        return lambda: MagProStimulator(emu.port)
+
+    @pytest.fixture
+    def pulse_times(self, emu):
+        return lambda driver: [t for t, _ in emu.pulses]
 
 
 class TestBrainFlowSyntheticSource(SourceContract):

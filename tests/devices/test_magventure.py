@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+
+import pylsl
 import pytest
 import serial
 
@@ -89,8 +93,14 @@ def test_train_parameters_reach_the_device():
             drv.configure_train(TrainSpec(12.5, 25))
             assert emu.train[:2] == (125, 25)
             drv.arm()
-            drv.fire_train()
-            assert len(emu.pulses) == 25 and emu.pulses[0][1] == 35
+            t0 = drv.fire_train()
+            # The unit runs the train on its own clock: 25 pulses 80 ms apart, ~1.9 s.
+            deadline = t0 + 5.0
+            while emu.train_running and pylsl.local_clock() < deadline:
+                time.sleep(0.02)
+            times = [t for t, _ in emu.pulses]
+            assert len(times) == 25 and {a for _, a in emu.pulses} == {35}
+            assert max(abs(b - a - 0.08) for a, b in itertools.pairwise(times)) < 1e-9
             with pytest.raises(DeviceError) as exc:
                 drv.configure_train(TrainSpec(12.55, 25))
             assert exc.value.code == ErrorCode.BAD_ARGUMENT
