@@ -47,6 +47,7 @@ class _PlanAhead(ThresholdProtocol):
     """Plans one pulse ``LEAD_S`` ahead of its first chunk, then nothing."""
 
     max_lead_s = 2 * LEAD_S
+    late_tolerance_s = 0.05  # punctuality is not under test; a loaded CI machine is slow
 
     def __init__(self) -> None:
         super().__init__(0, 0.0, n_pulses=1)

@@ -65,6 +65,7 @@ class _ECG(threading.Thread):
 
 class _OneTrain(ThresholdProtocol):
     max_lead_s = 2 * LEAD_S
+    late_tolerance_s = 0.05  # punctuality is not under test; a loaded CI machine is slow
 
     def __init__(self) -> None:
         super().__init__(0, 0.0, n_pulses=2)  # never done: the loop keeps running
