@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from stimloop.dsp.errors import StimloopError
 
@@ -346,6 +347,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from stimloop.loop.html_report import (
         TextProgress,
+        check_not_overwriting,
         check_report_path,
         scaled,
         write_html_report,
@@ -359,7 +361,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
 
     if args.report:
-        check_report_path(args.report)  # before a long analysis, not after it
+        check_report_path(args.report, args.recording)  # before a long analysis, not after it
+    if args.plot:
+        check_not_overwriting(Path(args.plot), args.recording, "--plot", _is_png, "a PNG image")
     progress = TextProgress(sys.stderr) if args.report else None
     n = len(args.recording)
     analyses = [
@@ -391,6 +395,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if html is not None:
             print(f"\nHTML report: {html['path']} ({len(html['figures'])} figures)")
     return 0
+
+
+def _is_png(head: bytes) -> bool:
+    return head.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def _cmd_study_analyze(args: argparse.Namespace) -> int:

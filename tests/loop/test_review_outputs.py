@@ -1,0 +1,169 @@
+"""A suspicious user's checks of ``stimloop analyze`` and ``stimloop export``: hostile
+inputs and outputs, and figures printed against the file they come from.
+
+The recordings are real XDF files written here (``stream.xdf.write_xdf``): a small
+phase-locked session with EEG, its decisions (pulses, a refusal, rate-limited health
+events), the heart stage's beats (one of them an artifact) and its 4 Hz HR series. The
+commands run through the CLI's ``main``, as a user's shell runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stimloop.dsp.heart import BEAT_ARTIFACT
+from stimloop.loop import catalog
+from stimloop.loop.cli import main
+from stimloop.loop.demo import format_summary
+from stimloop.loop.report import session_report
+from stimloop.stream.xdf import info_xml, read_xdf, write_xdf
+
+PREFIX = "review-session"
+T0 = 5000.0
+EEG_FS = 250.0
+
+
+def _events() -> list[tuple[float, dict]]:
+    fired = [T0 + 2.0, T0 + 4.5]
+    rows = [(T0 + 0.1, {"event": "session_start"})]
+    rows += [
+        (T0 + 1.0, {"event": "stale", "role": "eeg", "age_s": 0.03, "repeats": 0}),
+        (T0 + 1.1, {"event": "recovered", "role": "eeg", "index": 275, "repeats": 0}),
+        (T0 + 3.0, {"event": "stale", "role": "eeg", "age_s": 0.03, "repeats": 3}),
+        (T0 + 3.1, {"event": "recovered", "role": "eeg", "index": 775, "repeats": 3}),
+    ]
+    for t in fired:
+        rows += [
+            (t - 0.02, {"event": "fired", "t_trigger": t, "target_phase_rad": math.pi}),
+            (t + 0.1, {"event": "pulse_phase", "t_trigger": t, "phase_rad": 3.0}),
+        ]
+    rows.append((T0 + 6.0, {"event": "refused", "error": "[late] 2 ms late; allowed <= 1 ms"}))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def write_session(
+    path: Path,
+    *,
+    hr_nan: bool = False,
+    decision_rows: list | None = None,
+    config_text: str | None = None,
+) -> Path:
+    """A small phase-locked session recording (see the module docstring)."""
+    eeg_id = f"{PREFIX}-in-eeg"
+    config = {
+        "name": "review",
+        "sources": {"eeg": {"source_id": eeg_id, "rate_hz": EEG_FS}},
+        "protocol": {
+            "kind": "phase_locked",
+            "target_phase_deg": 180.0,
+            "control": "none",
+            "intensity_pct": 50.0,
+            "site": "C3",
+        },
+        "stimulator": {"driver": "simulated", "safety": {"max_intensity_pct": 80}},
+    }
+    events = _events()
+    rows = decision_rows if decision_rows is not None else [[json.dumps(e)] for _, e in events]
+    dec = catalog.get("decisions")
+    desc = {"session_config": config_text or json.dumps(config), "truth_source_ids": "{}"}
+    n = int(8 * EEG_FS)
+    eeg_t = T0 + np.arange(n) / EEG_FS
+    eeg = np.random.default_rng(1).standard_normal((n, 2))
+    beats_t = T0 + np.array([0.5, 1.35, 2.2, 2.3, 3.05, 3.9])
+    beats = [
+        {
+            "beat_class": BEAT_ARTIFACT if k == 3 else 0,
+            "hr_bpm": 70.0,
+            "confirmed_t": float(t) + 0.1,
+            "flags": 0,
+        }
+        for k, t in enumerate(beats_t)
+    ]
+    hr_t = T0 + np.arange(16) / 4.0
+    hr = np.column_stack([np.full(16, np.nan if hr_nan else 70.0), np.full((16, 4), 0.0)])
+    hr_entry, beat_entry = catalog.get("heart_hr"), catalog.get("heart_beats")
+
+    def header(entry, rate: float, **extra: str) -> str:
+        chans = [{"label": c.label, "unit": c.unit, "type": entry.type} for c in entry.channels]
+        return info_xml(
+            entry.name,
+            entry.type,
+            entry.source_id(PREFIX),
+            chans,
+            rate,
+            "string" if entry.is_marker else "double64",
+            extra,
+        )
+
+    eeg_chans = [{"label": c, "unit": "µV", "type": "EEG"} for c in ("C3", "C4")]
+    write_xdf(
+        path,
+        [
+            (info_xml("EEG", "EEG", eeg_id, eeg_chans, EEG_FS, "float32"), "float32", eeg_t, eeg),
+            (
+                header(dec, 0.0, **desc),
+                "string",
+                np.array([t for t, _ in events][: len(rows)]),
+                rows,
+            ),
+            (header(beat_entry, 0.0), "string", beats_t, [[json.dumps(b)] for b in beats]),
+            (header(hr_entry, 4.0), "double64", hr_t, hr),
+        ],
+    )
+    return path
+
+
+@pytest.fixture
+def session_xdf(tmp_path) -> Path:
+    return write_session(tmp_path / "my session ü.xdf")
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+# ------------------------------------------------------------------ outputs that exist
+def test_report_refuses_to_overwrite_the_recording_it_reads(session_xdf, capsys):
+    before = session_xdf.read_bytes()
+    rc, _, err = _run(capsys, "analyze", str(session_xdf), "--report", str(session_xdf))
+    assert rc == 2
+    assert "--report" in err and "recording" in err
+    assert session_xdf.read_bytes() == before
+
+
+def test_report_refuses_a_link_to_a_file_that_is_not_a_report(session_xdf, tmp_path, capsys):
+    other = tmp_path / "notes.txt"
+    other.write_text("a week of lab notes\n")
+    link = tmp_path / "report.html"
+    link.symlink_to(other)
+    rc, _, err = _run(capsys, "analyze", str(session_xdf), "--report", str(link))
+    assert rc == 2 and "not a stimloop HTML report" in err
+    assert other.read_text() == "a week of lab notes\n"
+
+
+def test_report_replaces_an_earlier_report(session_xdf, tmp_path, capsys):
+    page = tmp_path / "r.html"
+    assert _run(capsys, "analyze", str(session_xdf), "--report", str(page))[0] == 0
+    first = page.read_text()
+    page.write_text(first.replace("<h1>", "<h1>OLD "))
+    assert _run(capsys, "analyze", str(session_xdf), "--report", str(page))[0] == 0
+    assert page.read_text() == first
+
+
+def test_plot_refuses_to_overwrite_the_recording_it_reads(session_xdf, capsys):
+    before = session_xdf.read_bytes()
+    rc, _, err = _run(capsys, "analyze", str(session_xdf), "--plot", str(session_xdf))
+    assert rc == 2 and "--plot" in err
+    assert session_xdf.read_bytes() == before
+
+
+# ------------------------------------------------------------------ damaged decisions
+# ------------------------------------------------------------------ export arguments
+# ------------------------------------------------------------------ figures vs the file
