@@ -177,10 +177,14 @@ def read_session(path: str | Path) -> RecordedSession:
             f"{path} has no session decision stream (no stream with desc/session_config); "
             "record a session with [recording] path in its config"
         )
-    prefix = _text(decisions, "source_id").removesuffix(f"-{catalog.get('decisions').suffix}")
-    config = json.loads(decisions.info.findtext("desc/session_config"))
-    truth_ids = json.loads(decisions.info.findtext("desc/truth_source_ids") or "{}")
-    events = [json.loads(row[0]) for row in decisions.time_series]
+    sid = _text(decisions, "source_id")
+    prefix = sid.removesuffix(f"-{catalog.get('decisions').suffix}")
+    config = _json_object(decisions.info.findtext("desc/session_config"),
+                          f"{path}: the session_config of stream {sid!r}")  # fmt: skip
+    truth_ids = _json_object(decisions.info.findtext("desc/truth_source_ids") or "{}",
+                             f"{path}: the truth_source_ids of stream {sid!r}")  # fmt: skip
+    events = [_json_object(row[0], f"{path}: decision {k} of stream {sid!r}")
+              for k, row in enumerate(decisions.time_series)]  # fmt: skip
     fired = [e for e in events if e.get("event") == "fired"]
     pulse_t = np.array([e["t_trigger"] for e in fired], float)
     protocol = config.get("protocol") or {}
@@ -202,6 +206,20 @@ def read_session(path: str | Path) -> RecordedSession:
     if truth is not None and truth[0].size:
         rec.pulse_phase_true = value_at(truth[0], truth[1][:, 0], pulse_t)
     return rec
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object; a SessionError naming ``what`` otherwise (a
+    damaged or hand-edited recording must not end the report in a traceback)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        value, why = None, f"not JSON ({exc})"
+    else:
+        why = f"a JSON {type(value).__name__}"
+    if not isinstance(value, dict):
+        raise SessionError(f"{what} is {why}, expected a JSON object: {str(text)[:80]!r}")
+    return value
 
 
 #: Progress callback of a long analysis: (step name, fraction done 0-1).

@@ -165,5 +165,36 @@ def test_plot_refuses_to_overwrite_the_recording_it_reads(session_xdf, capsys):
 
 
 # ------------------------------------------------------------------ damaged decisions
+@pytest.mark.parametrize("bad", ["{not json", "[1, 2]"])
+def test_a_decision_that_is_not_a_json_object_is_named(tmp_path, capsys, bad):
+    rows = [[json.dumps(e)] for _, e in _events()]
+    rows[2] = [bad]
+    path = write_session(tmp_path / "bad.xdf", decision_rows=rows)
+    for argv in (
+        ["analyze", str(path)],
+        [
+            "export",
+            str(path),
+            "--bids",
+            str(tmp_path / "bids"),
+            "--subject",
+            "01",
+            "--session",
+            "1",
+            "--task",
+            "tms",
+        ],
+    ):
+        rc, _, err = _run(capsys, *argv)
+        assert rc == 2, err
+        assert "decision 2" in err and "JSON object" in err
+
+
+def test_a_config_that_is_not_json_is_named(tmp_path, capsys):
+    path = write_session(tmp_path / "badcfg.xdf", config_text="{oops")
+    rc, _, err = _run(capsys, "analyze", str(path))
+    assert rc == 2 and "session_config" in err
+
+
 # ------------------------------------------------------------------ export arguments
 # ------------------------------------------------------------------ figures vs the file
