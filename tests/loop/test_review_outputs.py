@@ -197,4 +197,44 @@ def test_a_config_that_is_not_json_is_named(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ export arguments
+def test_export_into_a_file_is_refused_and_the_file_kept(session_xdf, tmp_path, capsys):
+    target = tmp_path / "bids"
+    target.write_text("not a folder")
+    rc, _, err = _run(
+        capsys,
+        "export",
+        str(session_xdf),
+        "--bids",
+        str(target),
+        "--subject",
+        "01",
+        "--session",
+        "1",
+        "--task",
+        "tms",
+    )
+    assert rc == 2 and "not a folder" in err
+    assert target.read_text() == "not a folder"
+
+
+def test_export_negative_run_is_refused(session_xdf, tmp_path, capsys):
+    rc, _, err = _run(
+        capsys,
+        "export",
+        str(session_xdf),
+        "--bids",
+        str(tmp_path / "b"),
+        "--subject",
+        "01",
+        "--session",
+        "1",
+        "--task",
+        "tms",
+        "--run",
+        "-3",
+    )
+    assert rc == 2 and "run" in err and "-3" in err
+    assert not (tmp_path / "b").exists()
+
+
 # ------------------------------------------------------------------ figures vs the file
