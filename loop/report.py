@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from stimloop.dsp.circular import circular_stats, phase_error_stats
+from stimloop.dsp.heart import BEAT_ARTIFACT
 from stimloop.dsp.series import value_at
 from stimloop.loop import catalog
 from stimloop.loop.errors import SessionError
@@ -302,7 +303,11 @@ def analyse_session(
     rec = path if isinstance(path, RecordedSession) else read_session(path)
     step("streams and events", 0.4)
     config, events = rec.config, rec.decisions
-    kinds = Counter(e.get("event", "?") for e in events)
+    kinds: Counter[str] = Counter()
+    for e in events:
+        # A stream-health event published at most once a second carries how many of it
+        # were held back since (``repeats``): they happened, so they count.
+        kinds[e.get("event", "?")] += 1 + _count(e.get("repeats"))
     refused = [e for e in events if e.get("event") == "refused"]
     reasons = Counter(
         (m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error", ""))) else e.get("error", "?"))
@@ -353,6 +358,10 @@ def analyse_session(
         report["exposure"] = exposure.report
     step("done", 1.0)
     return SessionAnalysis(rec, report, exposure)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _phase_calibration(rec: RecordedSession) -> dict[str, Any] | None:
@@ -496,7 +505,8 @@ def _physiology(rec: RecordedSession) -> dict[str, Any]:
     if hr_t.size:
         valid = bpm[np.isfinite(bpm)]
         out["heart"] = {
-            "beats": len(rec.beats()["t"]),
+            # Detections of the artifact class are in the beat stream but are not beats.
+            "beats": int((rec.beats()["beat_class"] != BEAT_ARTIFACT).sum()),
             "hr_mean_bpm": float(valid.mean()) if valid.size else None,
             "hr_min_bpm": float(valid.min()) if valid.size else None,
             "hr_max_bpm": float(valid.max()) if valid.size else None,
@@ -541,6 +551,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"heart rate: {h['beats']} beats, mean {h['hr_mean_bpm']:.1f} bpm (range "
             f"{h['hr_min_bpm']:.1f}–{h['hr_max_bpm']:.1f}), valid {100 * h['valid_fraction']:.0f} %"
         )
+    elif h:
+        lines.append(f"heart rate: {h['beats']} beats, no valid HR (valid 0 %)")
     if e := report.get("eda"):
         scl = "-" if e["scl_median_us"] is None else f"{e['scl_median_us']:.2f} µS"
         lines.append(

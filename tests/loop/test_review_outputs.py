@@ -238,3 +238,30 @@ def test_export_negative_run_is_refused(session_xdf, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ figures vs the file
+def test_health_event_counts_include_the_rate_limited_repeats(session_xdf):
+    report = session_report(session_xdf)
+    f = read_xdf(session_xdf)
+    dec = next(s for s in f.streams if s.info.find("desc/session_config") is not None)
+    stale = [json.loads(r[0]) for r in dec.time_series]
+    stale = [e for e in stale if e["event"] == "stale"]
+    assert report["events"]["stale"] == sum(1 + e["repeats"] for e in stale)
+
+
+def test_heart_beats_leave_out_artifacts(session_xdf, capsys):
+    report = session_report(session_xdf)
+    f = read_xdf(session_xdf)
+    beats = next(s for s in f.streams if s.text("source_id").endswith("heart-beats"))
+    classes = [json.loads(r[0])["beat_class"] for r in beats.time_series]
+    assert report["heart"]["beats"] == sum(c != BEAT_ARTIFACT for c in classes)
+    _, out, _ = _run(capsys, "analyze", str(session_xdf))
+    assert f"heart rate: {report['heart']['beats']} beats" in out
+
+
+def test_heart_line_is_printed_when_no_hr_is_valid(tmp_path, capsys):
+    path = write_session(tmp_path / "hrnan.xdf", hr_nan=True)
+    rc, out, _ = _run(capsys, "analyze", str(path))
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("heart rate:"))
+    assert "valid 0 %" in line and "nan" not in line.lower()
+
+
