@@ -126,6 +126,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
+    from stimloop.loop.report import report_json
 
     live = _live(args)
     if args.protocol == "hbc":
@@ -137,9 +138,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
         if live is not None:
             print(file=sys.stderr)
-        print(
-            json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary)
-        )
+        print(report_json(summary, indent=2) if args.json else format_summary(summary))
         return 0
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
     with _stop_on_signals() as stop:
@@ -154,13 +153,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     if live is not None:
         print(file=sys.stderr)
-    print(json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary))
+    print(report_json(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stimloop.loop.config import load_session
-    from stimloop.loop.report import format_report, session_report
+    from stimloop.loop.report import format_report, report_json, session_report
     from stimloop.loop.session import Session
 
     cfg = load_session(args.config)
@@ -187,9 +186,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     reports = [session_report(path) for path in result.recordings]
     if args.json:
         print(
-            json.dumps(
+            report_json(
                 {"recordings": reports, "streams": result.streams, "engine": result.engine},
-                default=float,
                 indent=2,
             )
         )
@@ -358,6 +356,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         figure_data,
         format_comparison,
         format_report,
+        report_json,
     )
 
     if args.report:
@@ -385,7 +384,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     reports = [a.report for a in analyses]
     if args.json:
         out = reports[0] if n == 1 else {"sessions": reports, "comparison": comparison}
-        print(json.dumps(out, default=float, indent=2))
+        print(report_json(out, indent=2))
     else:
         print("\n\n".join(format_report(r) for r in reports))
         if comparison is not None:

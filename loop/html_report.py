@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from stimloop.loop.errors import SessionError
-from stimloop.loop.report import SessionAnalysis
+from stimloop.loop.report import SessionAnalysis, report_json
 from stimloop.loop.svg import PALETTE, HLine, Line, Span, bar_chart, line_chart, polar_histogram
 
 #: Pulses drawn as lines on the HR trace up to this many (more would hide the trace).
@@ -920,7 +920,7 @@ def html_report(
     if comparison is not None:
         body.append(_comparison_section(comparison))
     data = {"sessions": [a.report for a in analyses], "comparison": comparison}
-    blob = json.dumps(data, default=float).replace("</", "<\\/")
+    blob = report_json(data).replace("</", "<\\/")
     title = "stimloop report: " + ", ".join(Path(a.rec.path).name for a in analyses)
     head = f"<h1>{escape(title)}</h1>"
     return (

@@ -524,6 +524,34 @@ def _physiology(rec: RecordedSession) -> dict[str, Any]:
     return out
 
 
+def report_json(obj: Any, indent: int | None = None) -> str:
+    """``obj`` (a report, a summary) as strict JSON text: NaN and infinities, which JSON
+    does not have and strict readers (JavaScript, jq --seq, R, Go) refuse, become null,
+    as a missing figure is everywhere else in the report; numpy scalars and arrays
+    become numbers and lists.
+
+    Parameters
+    ----------
+    obj : Any
+        Dicts, lists, tuples, numbers, strings, None, numpy scalars and arrays.
+    indent : int, optional
+        As for :func:`json.dumps`.
+    """
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False, default=str)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as text for a terminal (identifiers are never shortened)."""
     p = report["pulses"]

@@ -265,3 +265,22 @@ def test_heart_line_is_printed_when_no_hr_is_valid(tmp_path, capsys):
     assert "valid 0 %" in line and "nan" not in line.lower()
 
 
+def test_json_output_is_strict_json(tmp_path, capsys):
+    # No pulses: the phase statistics have n = 0 and no mean.
+    rows = [[json.dumps(e)] for _, e in _events() if e["event"] not in ("fired", "pulse_phase")]
+    path = write_session(tmp_path / "nopulse.xdf", decision_rows=rows)
+    rc, out, _ = _run(capsys, "analyze", str(path), "--json")
+    assert rc == 0
+
+    def refuse(token: str):
+        raise AssertionError(f"{token} in --json output")
+
+    report = json.loads(out, parse_constant=refuse)
+    assert report["pulses"]["estimate_error_at_fire"] == {
+        "n": 0,
+        "mean_deg": None,
+        "sd_deg": None,
+        "rayleigh_p": None,
+    }
+
+
