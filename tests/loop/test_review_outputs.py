@@ -284,3 +284,7 @@ def test_json_output_is_strict_json(tmp_path, capsys):
     }
 
 
+def test_demo_summary_quotes_the_path_it_suggests(session_xdf):
+    summary = {**session_report(session_xdf), "duration_s": 8.0, "recordings": [str(session_xdf)]}
+    line = next(ln for ln in format_summary(summary).splitlines() if ln.startswith("report:"))
+    assert f"'{session_xdf}'" in line
