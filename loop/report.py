@@ -566,8 +566,8 @@ def format_report(report: dict[str, Any]) -> str:
     if est := p.get("estimate_error_at_fire"):
         lines.append(
             f"target {p['target_phase_deg']:g}° ({p['control']}); estimated phase at the "
-            f"pulses minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
-            f"{est['sd_deg']:.1f}° (n = {est['n']})"
+            f"pulses minus each pulse's target: mean {_num(est['mean_deg'], '.1f')}°, circular "
+            f"SD {_num(est['sd_deg'], '.1f')}° (n = {est['n']})"
         )
     if cal := report.get("phase_calibration"):
         lines.append(_calibration_line(cal))
@@ -595,13 +595,15 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def _calibration_line(cal: dict[str, Any]) -> str:
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
+def _num(v: float | None, fmt: str) -> str:
+    """A figure for the terminal; "-" for a missing one (None, or NaN: no pulses)."""
+    return "-" if v is None or not math.isfinite(v) else format(v, fmt)
 
+
+def _calibration_line(cal: dict[str, Any]) -> str:
     figures = (
-        f"IAF {num(cal.get('iaf_hz'), '.2f')} Hz, SNR {num(cal.get('snr_db'), '.1f')} dB, "
-        f"expected phase SD {num(cal.get('expected_sd_deg'), '.0f')}°, "
+        f"IAF {_num(cal.get('iaf_hz'), '.2f')} Hz, SNR {_num(cal.get('snr_db'), '.1f')} dB, "
+        f"expected phase SD {_num(cal.get('expected_sd_deg'), '.0f')}°, "
         f"{cal.get('recommendation')}"
     )
     how = " after the operator's confirm" if cal.get("confirmed") else ""
@@ -635,7 +637,8 @@ def _truth_lines(truth: dict[str, Any]) -> list[str]:
     if p := truth.get("pulses"):
         err = p["true_phase_error"]
         lines += ["", f"true phase at the pulses minus each pulse's target (recorded truth): "
-                  f"mean {err['mean_deg']:.1f}°, circular SD {err['sd_deg']:.1f}° "
+                  f"mean {_num(err['mean_deg'], '.1f')}°, circular SD "
+                  f"{_num(err['sd_deg'], '.1f')}° "
                   f"(n = {err['n']})"]  # fmt: skip
     if h := truth.get("heart"):
         f1 = "-" if h["f1"] is None else f"{h['f1']:.4f}"

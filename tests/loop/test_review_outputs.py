@@ -288,3 +288,12 @@ def test_demo_summary_quotes_the_path_it_suggests(session_xdf):
     summary = {**session_report(session_xdf), "duration_s": 8.0, "recordings": [str(session_xdf)]}
     line = next(ln for ln in format_summary(summary).splitlines() if ln.startswith("report:"))
     assert f"'{session_xdf}'" in line
+
+
+def test_phase_figures_without_pulses_print_no_nan(tmp_path, capsys):
+    rows = [[json.dumps(e)] for _, e in _events() if e["event"] not in ("fired", "pulse_phase")]
+    path = write_session(tmp_path / "nopulse.xdf", decision_rows=rows)
+    rc, out, _ = _run(capsys, "analyze", str(path))
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("target 180°"))
+    assert "nan" not in line.lower() and "(n = 0)" in line
