@@ -130,7 +130,11 @@ class RecordedSession:
         ``flags``, ``beat_class`` (2: an artifact, not a beat); empty without a heart
         stream."""
         s = self.stream("heart_beats")
-        rows = [json.loads(r[0]) for r in s.time_series] if s is not None else []
+        rows = []
+        if s is not None:
+            sid = s.text("source_id")
+            rows = [_json_object(r[0], f"{self.path}: beat {k} of stream {sid!r}")
+                    for k, r in enumerate(s.time_series)]  # fmt: skip
         t = np.asarray(s.time_stamps, float) if s is not None else np.empty(0)
 
         def col(k: str) -> np.ndarray:
@@ -187,6 +191,11 @@ def read_session(path: str | Path) -> RecordedSession:
     events = [_json_object(row[0], f"{path}: decision {k} of stream {sid!r}")
               for k, row in enumerate(decisions.time_series)]  # fmt: skip
     fired = [e for e in events if e.get("event") == "fired"]
+    for k, e in enumerate(events):
+        t = e.get("t_trigger")
+        if e.get("event") == "fired" and (isinstance(t, bool) or not isinstance(t, int | float)):
+            raise SessionError(f"{path}: decision {k} of stream {sid!r} is a fired pulse without "
+                               f"a numeric t_trigger (LSL s): {str(e)[:80]!r}")  # fmt: skip
     pulse_t = np.array([e["t_trigger"] for e in fired], float)
     protocol = config.get("protocol") or {}
     default_target = math.radians(protocol.get("target_phase_deg", math.nan))

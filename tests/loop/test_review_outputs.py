@@ -52,6 +52,7 @@ def write_session(
     hr_nan: bool = False,
     decision_rows: list | None = None,
     config_text: str | None = None,
+    beat_text: dict[int, str] | None = None,
 ) -> Path:
     """A small phase-locked session recording (see the module docstring)."""
     eeg_id = f"{PREFIX}-in-eeg"
@@ -84,6 +85,7 @@ def write_session(
         }
         for k, t in enumerate(beats_t)
     ]
+    beat_rows = [[(beat_text or {}).get(k, json.dumps(b))] for k, b in enumerate(beats)]
     hr_t = T0 + np.arange(16) / 4.0
     hr = np.column_stack([np.full(16, np.nan if hr_nan else 70.0), np.full((16, 4), 0.0)])
     hr_entry, beat_entry = catalog.get("heart_hr"), catalog.get("heart_beats")
@@ -111,7 +113,7 @@ def write_session(
                 np.array([t for t, _ in events][: len(rows)]),
                 rows,
             ),
-            (header(beat_entry, 0.0), "string", beats_t, [[json.dumps(b)] for b in beats]),
+            (header(beat_entry, 0.0), "string", beats_t, beat_rows),
             (header(hr_entry, 4.0), "double64", hr_t, hr),
         ],
     )
@@ -297,3 +299,18 @@ def test_phase_figures_without_pulses_print_no_nan(tmp_path, capsys):
     assert rc == 0
     line = next(ln for ln in out.splitlines() if ln.startswith("target 180°"))
     assert "nan" not in line.lower() and "(n = 0)" in line
+
+
+def test_a_fired_pulse_without_its_trigger_time_is_named(tmp_path, capsys):
+    rows = [[json.dumps(e)] for _, e in _events()]
+    k = next(i for i, (_, e) in enumerate(_events()) if e["event"] == "fired")
+    rows[k] = [json.dumps({"event": "fired", "t_trig": T0 + 2.0})]
+    path = write_session(tmp_path / "notrigger.xdf", decision_rows=rows)
+    rc, _, err = _run(capsys, "analyze", str(path))
+    assert rc == 2 and f"decision {k}" in err and "t_trigger" in err
+
+
+def test_a_beat_that_is_not_a_json_object_is_named(tmp_path, capsys):
+    path = write_session(tmp_path / "badbeat.xdf", beat_text={2: '{"beat_class": 0,'})
+    rc, _, err = _run(capsys, "analyze", str(path))
+    assert rc == 2 and "beat 2" in err and "JSON object" in err
