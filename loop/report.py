@@ -197,7 +197,7 @@ def read_session(path: str | Path) -> RecordedSession:
             raise SessionError(f"{path}: decision {k} of stream {sid!r} is a fired pulse without "
                                f"a numeric t_trigger (LSL s): {str(e)[:80]!r}")  # fmt: skip
     pulse_t = np.array([e["t_trigger"] for e in fired], float)
-    protocol = config.get("protocol") or {}
+    protocol = _recorded_protocol(config, f"{path}: the session_config of stream {sid!r}")
     default_target = math.radians(protocol.get("target_phase_deg", math.nan))
     target = np.array([e.get("target_phase_rad", default_target) for e in fired], float)
     est = {round(e["t_trigger"], 6): e.get("phase_rad") for e in events
@@ -216,6 +216,22 @@ def read_session(path: str | Path) -> RecordedSession:
     if truth is not None and truth[0].size:
         rec.pulse_phase_true = value_at(truth[0], truth[1][:, 0], pulse_t)
     return rec
+
+
+def _recorded_protocol(config: dict[str, Any], what: str) -> dict[str, Any]:
+    """The recorded ``[protocol]`` table, checked for what the report reads of it."""
+    protocol = config.get("protocol") or {}
+    if not isinstance(protocol, dict):
+        raise SessionError(f"{what}: protocol is {protocol!r}, expected a table")
+    if protocol.get("kind") == "phase_locked":
+        target, control = protocol.get("target_phase_deg"), protocol.get("control")
+        if isinstance(target, bool) or not isinstance(target, int | float):
+            raise SessionError(f"{what}: the phase-locked protocol has target_phase_deg = "
+                               f"{target!r}, expected a number (deg)")  # fmt: skip
+        if not isinstance(control, str):
+            raise SessionError(f"{what}: the phase-locked protocol has control = {control!r}, "
+                               "expected a name ('none', 'random_phase')")  # fmt: skip
+    return protocol
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

@@ -314,3 +314,13 @@ def test_a_beat_that_is_not_a_json_object_is_named(tmp_path, capsys):
     path = write_session(tmp_path / "badbeat.xdf", beat_text={2: '{"beat_class": 0,'})
     rc, _, err = _run(capsys, "analyze", str(path))
     assert rc == 2 and "beat 2" in err and "JSON object" in err
+
+
+@pytest.mark.parametrize(
+    "protocol", [5, {"kind": "phase_locked", "control": "none"}, {"kind": "phase_locked"}]
+)
+def test_a_config_without_the_phase_target_is_named(tmp_path, capsys, protocol):
+    config = {"name": "review", "sources": {}, "protocol": protocol}
+    path = write_session(tmp_path / "noproto.xdf", config_text=json.dumps(config))
+    rc, _, err = _run(capsys, "analyze", str(path))
+    assert rc == 2 and "protocol" in err
