@@ -133,7 +133,7 @@ class RecordedSession:
         rows = []
         if s is not None:
             sid = s.text("source_id")
-            rows = [_json_object(r[0], f"{self.path}: beat {k} of stream {sid!r}")
+            rows = [_json_object(r[0], f"{self.path}: beat {k} of stream {sid!r}", BEAT_FIELDS)
                     for k, r in enumerate(s.time_series)]  # fmt: skip
         t = np.asarray(s.time_stamps, float) if s is not None else np.empty(0)
 
@@ -188,7 +188,7 @@ def read_session(path: str | Path) -> RecordedSession:
                           f"{path}: the session_config of stream {sid!r}")  # fmt: skip
     truth_ids = _json_object(decisions.info.findtext("desc/truth_source_ids") or "{}",
                              f"{path}: the truth_source_ids of stream {sid!r}")  # fmt: skip
-    events = [_json_object(row[0], f"{path}: decision {k} of stream {sid!r}")
+    events = [_json_object(row[0], f"{path}: decision {k} of stream {sid!r}", DECISION_FIELDS)
               for k, row in enumerate(decisions.time_series)]  # fmt: skip
     fired = [e for e in events if e.get("event") == "fired"]
     for k, e in enumerate(events):
@@ -234,9 +234,26 @@ def _recorded_protocol(config: dict[str, Any], what: str) -> dict[str, Any]:
     return protocol
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    """``text`` parsed as a JSON object; a SessionError naming ``what`` otherwise (a
-    damaged or hand-edited recording must not end the report in a traceback)."""
+#: The fields of a decision the reports read, by the type they must have when present
+#: (null is always allowed): a number, or a text.
+DECISION_FIELDS: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(("t_trigger", "t_planned", "t_event", "phase_rad", "target_phase_rad",
+                     "repeats", "decision_latency_ms", "horizon_s", "forecast_sd_s",
+                     "confidence", "amplitude_uv"), (int, float)),
+    **dict.fromkeys(("event", "error", "reason", "role", "text", "control"), str),
+}  # fmt: skip
+#: Likewise for a beat of the heart stage.
+BEAT_FIELDS: dict[str, type | tuple[type, ...]] = dict.fromkeys(
+    ("beat_class", "hr_bpm", "confirmed_t", "flags", "ibi_ms", "nn_ms"), (int, float)
+)
+
+
+def _json_object(
+    text: str, what: str, fields: dict[str, type | tuple[type, ...]] | None = None
+) -> dict[str, Any]:
+    """``text`` parsed as a JSON object whose ``fields`` have their types; a SessionError
+    naming ``what`` otherwise (a damaged or hand-edited recording must not end the report
+    in a traceback)."""
     try:
         value = json.loads(text)
     except (ValueError, TypeError) as exc:
@@ -245,6 +262,11 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
         why = f"a JSON {type(value).__name__}"
     if not isinstance(value, dict):
         raise SessionError(f"{what} is {why}, expected a JSON object: {str(text)[:80]!r}")
+    for key, kind in (fields or {}).items():
+        v = value.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, kind)):
+            want = "a number" if kind == (int, float) else "a text"
+            raise SessionError(f"{what}: {key} = {v!r:.40}, expected {want}")
     return value
 
 
@@ -332,10 +354,10 @@ def analyse_session(
     for e in events:
         # A stream-health event published at most once a second carries how many of it
         # were held back since (``repeats``): they happened, so they count.
-        kinds[e.get("event", "?")] += 1 + _count(e.get("repeats"))
+        kinds[e.get("event") or "?"] += 1 + _count(e.get("repeats"))
     refused = [e for e in events if e.get("event") == "refused"]
     reasons = Counter(
-        (m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error", ""))) else e.get("error", "?"))
+        m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error") or "")) else e.get("error") or "?"
         for e in refused
     )
     summary = rec.summary_marker() or {}

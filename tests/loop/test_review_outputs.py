@@ -324,3 +324,26 @@ def test_a_config_without_the_phase_target_is_named(tmp_path, capsys, protocol):
     path = write_session(tmp_path / "noproto.xdf", config_text=json.dumps(config))
     rc, _, err = _run(capsys, "analyze", str(path))
     assert rc == 2 and "protocol" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("event", ["fired"]), ("t_trigger", "soon"), ("error", 5.0), ("repeats", {"n": 2})],
+)
+def test_a_decision_field_of_the_wrong_type_is_named(tmp_path, capsys, field, value):
+    events = [dict(e) for _, e in _events()]
+    k = next(i for i, e in enumerate(events) if field in e)
+    events[k][field] = value
+    path = write_session(tmp_path / "typed.xdf", decision_rows=[[json.dumps(e)] for e in events])
+    rc, _, err = _run(capsys, "analyze", str(path))
+    assert rc == 2 and f"decision {k}" in err and field in err
+
+
+def test_a_refusal_without_its_error_text_is_counted(tmp_path, capsys):
+    events = [dict(e) for _, e in _events()]
+    for e in events:
+        if e["event"] == "refused":
+            e["error"] = None
+    path = write_session(tmp_path / "noerr.xdf", decision_rows=[[json.dumps(e)] for e in events])
+    report = session_report(path)
+    assert report["pulses"]["refused"] == 1 and report["pulses"]["refused_by_reason"] == {"?": 1}
