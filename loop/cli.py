@@ -345,7 +345,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from stimloop.loop.html_report import (
         TextProgress,
-        check_not_overwriting,
         check_report_path,
         scaled,
         write_html_report,
@@ -362,7 +361,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.report:
         check_report_path(args.report, args.recording)  # before a long analysis, not after it
     if args.plot:
-        check_not_overwriting(Path(args.plot), args.recording, "--plot", _is_png, "a PNG image")
+        if len(args.recording) > 1:
+            raise StimloopError("--plot draws one recording; give one file, or use --report")
+        _check_plot_path(Path(args.plot), args.recording, args.report)
     progress = TextProgress(sys.stderr) if args.report else None
     n = len(args.recording)
     analyses = [
@@ -371,8 +372,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     ]
     comparison = compare_recordings(analyses) if n > 1 else None
     if args.plot:
-        if n > 1:
-            raise StimloopError("--plot draws one recording; give one file, or use --report")
         a = analyses[0]
         a.report["figure"] = {"path": args.plot, **_draw_figure(figure_data(a.rec), args.plot)}
     html = None
@@ -396,8 +395,24 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_png(head: bytes) -> bool:
-    return head.startswith(b"\x89PNG\r\n\x1a\n")
+def _check_plot_path(path: Path, recordings: Sequence[str], report: str | None) -> None:
+    """Refuse a --plot path that cannot or must not be written, before the analysis."""
+    from stimloop.loop.html_report import check_not_overwriting
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise StimloopError(f"--plot: the folder {str(folder)!r} of {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StimloopError(f"--plot: {str(path)!r} is a folder; give a file name (.png)")
+    if report is not None and os.path.abspath(report) == os.path.abspath(path):
+        raise StimloopError("--plot and --report name the same file; give each its own")
+    check_not_overwriting(
+        path,
+        recordings,
+        "--plot",
+        lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+        "a PNG image",
+    )
 
 
 def _cmd_study_analyze(args: argparse.Namespace) -> int:

@@ -347,3 +347,20 @@ def test_a_refusal_without_its_error_text_is_counted(tmp_path, capsys):
     path = write_session(tmp_path / "noerr.xdf", decision_rows=[[json.dumps(e)] for e in events])
     report = session_report(path)
     assert report["pulses"]["refused"] == 1 and report["pulses"]["refused_by_reason"] == {"?": 1}
+
+
+@pytest.mark.parametrize("where", ["no-folder", "a-folder", "the-report"])
+def test_plot_path_is_checked_before_the_analysis(session_xdf, tmp_path, capsys, where):
+    plot = {"no-folder": tmp_path / "none" / "f.png", "a-folder": tmp_path,
+            "the-report": tmp_path / "r.html"}[where]  # fmt: skip
+    rc, _, err = _run(
+        capsys,
+        "analyze",
+        str(session_xdf),
+        "--plot",
+        str(plot),
+        "--report",
+        str(tmp_path / "r.html"),
+    )
+    assert rc == 2 and "--plot" in err and "gui extra" not in err
+    assert not (tmp_path / "r.html").exists()
