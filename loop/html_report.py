@@ -971,13 +971,19 @@ def check_not_overwriting(path: Path, recordings: Sequence[str | Path], option: 
                           is_ours: Callable[[bytes], bool], what: str) -> None:  # fmt: skip
     """Refuse an output ``path`` that is one of the ``recordings`` read, or an existing
     file (or the target of a link) whose first bytes ``is_ours`` does not recognise as
-    ``what`` an earlier run wrote.
+    ``what`` an earlier run wrote; refuse a link to nothing (the file would be created
+    wherever it points).
 
     Raises
     ------
     SessionError
         Naming the option, the path and what is there.
     """
+    if path.is_symlink() and not path.exists():
+        raise SessionError(
+            f"{option}: {str(path)!r} is a link to {os.readlink(path)!r}, which does not exist; "
+            "the output would be created there: give a new file name"
+        )
     if not path.exists():
         return
     for rec in recordings:

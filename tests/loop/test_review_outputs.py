@@ -364,3 +364,14 @@ def test_plot_path_is_checked_before_the_analysis(session_xdf, tmp_path, capsys,
     )
     assert rc == 2 and "--plot" in err and "gui extra" not in err
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("option", ["--report", "--plot"])
+def test_a_dangling_link_as_output_is_refused(session_xdf, tmp_path, capsys, option):
+    target = tmp_path / "elsewhere" / "planted.txt"
+    target.parent.mkdir()
+    link = tmp_path / "out.file"
+    link.symlink_to(target)
+    rc, _, err = _run(capsys, "analyze", str(session_xdf), option, str(link))
+    assert rc == 2 and option in err and "link" in err
+    assert not target.exists()
