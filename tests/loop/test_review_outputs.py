@@ -375,3 +375,22 @@ def test_a_dangling_link_as_output_is_refused(session_xdf, tmp_path, capsys, opt
     rc, _, err = _run(capsys, "analyze", str(session_xdf), option, str(link))
     assert rc == 2 and option in err and "link" in err
     assert not target.exists()
+
+
+def test_study_outputs_never_write_through_a_planted_link(session_xdf, tmp_path, capsys):
+    study = tmp_path / "in" / "sub-01" / "ses-1"
+    study.mkdir(parents=True)
+    (study / "rec.xdf").write_bytes(session_xdf.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = ["study.html", "figures.json", "errors.log", "session.csv.tmp"]
+    for k, name in enumerate(planted):
+        (tmp_path / f"victim{k}.txt").write_text("precious\n")
+        (out / name).symlink_to(tmp_path / f"victim{k}.txt")
+    argv = ["study", "analyze", str(tmp_path / "in"), "-o", str(out), "--workers", "1"]
+    rc = main([*argv, "--no-progress"])
+    capsys.readouterr()
+    assert rc == 0
+    for k, name in enumerate(planted):
+        assert (tmp_path / f"victim{k}.txt").read_text() == "precious\n", name
+        assert not (out / name.removesuffix(".tmp")).is_symlink()
