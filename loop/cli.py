@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from stimloop.dsp.errors import StimloopError
 
@@ -125,6 +126,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stimloop.devices.sim.runner import SimConfig
     from stimloop.loop.demo import format_summary, run_demo
+    from stimloop.loop.report import report_json
 
     live = _live(args)
     if args.protocol == "hbc":
@@ -136,9 +138,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
         if live is not None:
             print(file=sys.stderr)
-        print(
-            json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary)
-        )
+        print(report_json(summary, indent=2) if args.json else format_summary(summary))
         return 0
     sim = SimConfig(prefix=args.prefix) if args.prefix else None
     with _stop_on_signals() as stop:
@@ -153,13 +153,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     if live is not None:
         print(file=sys.stderr)
-    print(json.dumps(summary, default=float, indent=2) if args.json else format_summary(summary))
+    print(report_json(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from stimloop.loop.config import load_session
-    from stimloop.loop.report import format_report, session_report
+    from stimloop.loop.report import format_report, report_json, session_report
     from stimloop.loop.session import Session
 
     cfg = load_session(args.config)
@@ -186,9 +186,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     reports = [session_report(path) for path in result.recordings]
     if args.json:
         print(
-            json.dumps(
+            report_json(
                 {"recordings": reports, "streams": result.streams, "engine": result.engine},
-                default=float,
                 indent=2,
             )
         )
@@ -356,10 +355,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         figure_data,
         format_comparison,
         format_report,
+        report_json,
     )
 
     if args.report:
-        check_report_path(args.report)  # before a long analysis, not after it
+        check_report_path(args.report, args.recording)  # before a long analysis, not after it
+    if args.plot:
+        if len(args.recording) > 1:
+            raise StimloopError("--plot draws one recording; give one file, or use --report")
+        _check_plot_path(Path(args.plot), args.recording, args.report)
     progress = TextProgress(sys.stderr) if args.report else None
     n = len(args.recording)
     analyses = [
@@ -368,8 +372,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     ]
     comparison = compare_recordings(analyses) if n > 1 else None
     if args.plot:
-        if n > 1:
-            raise StimloopError("--plot draws one recording; give one file, or use --report")
         a = analyses[0]
         a.report["figure"] = {"path": args.plot, **_draw_figure(figure_data(a.rec), args.plot)}
     html = None
@@ -381,7 +383,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     reports = [a.report for a in analyses]
     if args.json:
         out = reports[0] if n == 1 else {"sessions": reports, "comparison": comparison}
-        print(json.dumps(out, default=float, indent=2))
+        print(report_json(out, indent=2))
     else:
         print("\n\n".join(format_report(r) for r in reports))
         if comparison is not None:
@@ -391,6 +393,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if html is not None:
             print(f"\nHTML report: {html['path']} ({len(html['figures'])} figures)")
     return 0
+
+
+def _check_plot_path(path: Path, recordings: Sequence[str], report: str | None) -> None:
+    """Refuse a --plot path that cannot or must not be written, before the analysis."""
+    from stimloop.loop.html_report import check_not_overwriting
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise StimloopError(f"--plot: the folder {str(folder)!r} of {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StimloopError(f"--plot: {str(path)!r} is a folder; give a file name (.png)")
+    if report is not None and os.path.abspath(report) == os.path.abspath(path):
+        raise StimloopError("--plot and --report name the same file; give each its own")
+    check_not_overwriting(
+        path,
+        recordings,
+        "--plot",
+        lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+        "a PNG image",
+    )
 
 
 def _cmd_study_analyze(args: argparse.Namespace) -> int:

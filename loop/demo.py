@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import tempfile
 import threading
 import time
@@ -163,7 +164,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{busy['p50_us']:.0f} µs, p99 {busy['p99_us']:.0f} µs"
             )
     for rec in summary.get("recordings", []):
-        lines += ["", f"recorded to {rec}", f"report: stimloop analyze {rec} --plot report.png"]
+        lines += ["", f"recorded to {rec}",
+                  f"report: stimloop analyze {shlex.quote(rec)} --plot report.png"]  # fmt: skip
     return "\n".join(lines)
 
 

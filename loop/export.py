@@ -75,7 +75,7 @@ def session_events(rec: RecordedSession) -> list[tuple[float, str]]:
             out.append((float(e["t_trigger"]), "pulse"))
             continue
         if kind in ("refused", "gated"):
-            m = re.match(r"\[(\w+)\]", e.get("error", ""))
+            m = re.match(r"\[(\w+)\]", e.get("error") or "")
             why = m.group(1) if m else e.get("reason", "unknown")
             out.append((float(t), f"{kind}/{why}"))
             continue

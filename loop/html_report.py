@@ -24,13 +24,14 @@ Sections, depending on the session:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +39,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from stimloop.loop.errors import SessionError
-from stimloop.loop.report import SessionAnalysis
+from stimloop.loop.report import SessionAnalysis, report_json
 from stimloop.loop.svg import PALETTE, HLine, Line, Span, bar_chart, line_chart, polar_histogram
 
 #: Pulses drawn as lines on the HR trace up to this many (more would hide the trace).
@@ -922,7 +923,7 @@ def html_report(
     if comparison is not None:
         body.append(_comparison_section(comparison))
     data = {"sessions": [a.report for a in analyses], "comparison": comparison}
-    blob = json.dumps(data, default=float).replace("</", "<\\/")
+    blob = report_json(data).replace("</", "<\\/")
     title = "stimloop report: " + ", ".join(Path(a.rec.path).name for a in analyses)
     head = f"<h1>{escape(title)}</h1>"
     return (
@@ -934,13 +935,24 @@ def html_report(
     )
 
 
-def check_report_path(path: str | Path) -> Path:
+def check_report_path(path: str | Path, recordings: Sequence[str | Path] = ()) -> Path:
     """Check, before a long analysis, that the HTML report can be written at ``path``.
+
+    An existing file is replaced only when it is a stimloop HTML report (an earlier
+    run's): anything else there, or behind a link there, is someone's data.
+
+    Parameters
+    ----------
+    path : str or Path
+        Where the report goes.
+    recordings : sequence of str or Path
+        The recordings analysed (the report must not land on one of them).
 
     Raises
     ------
     SessionError
-        The folder does not exist or is not writable, or the file is not writable.
+        The folder does not exist or is not writable, the file is not writable, or it
+        is one of ``recordings`` or an existing file that is not a stimloop report.
     """
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
@@ -950,7 +962,50 @@ def check_report_path(path: str | Path) -> Path:
         raise SessionError(f"--report: {str(p)!r} is not writable")
     if p.exists() and p.is_dir():
         raise SessionError(f"--report: {str(p)!r} is a folder; give a file name (.html)")
+    check_not_overwriting(p, recordings, "--report", _is_report, "a stimloop HTML report")
     return p
+
+
+def _is_report(head: bytes) -> bool:
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>stimloop report" in head
+
+
+def check_not_overwriting(path: Path, recordings: Sequence[str | Path], option: str,
+                          is_ours: Callable[[bytes], bool], what: str) -> None:  # fmt: skip
+    """Refuse an output ``path`` that is one of the ``recordings`` read, or an existing
+    file (or the target of a link) whose first bytes ``is_ours`` does not recognise as
+    ``what`` an earlier run wrote; refuse a link to nothing (the file would be created
+    wherever it points).
+
+    Raises
+    ------
+    SessionError
+        Naming the option, the path and what is there.
+    """
+    if path.is_symlink() and not path.exists():
+        raise SessionError(
+            f"{option}: {str(path)!r} is a link to {os.readlink(path)!r}, which does not exist; "
+            "the output would be created there: give a new file name"
+        )
+    if not path.exists():
+        return
+    for rec in recordings:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, rec):
+                raise SessionError(
+                    f"{option}: {str(path)!r} is the recording being analysed; writing there "
+                    "would destroy it: give another file name"
+                )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        raise SessionError(f"{option}: cannot read the existing {str(path)!r}: {exc}") from None
+    if not is_ours(head):
+        raise SessionError(
+            f"{option}: {str(path)!r} exists and is not {what} (it would be overwritten); "
+            "give a new file name, or remove it first"
+        )
 
 
 def write_html_report(

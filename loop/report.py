@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from stimloop.dsp.circular import circular_stats, phase_error_stats
+from stimloop.dsp.heart import BEAT_ARTIFACT
 from stimloop.dsp.series import value_at
 from stimloop.loop import catalog
 from stimloop.loop.errors import SessionError
@@ -129,7 +130,11 @@ class RecordedSession:
         ``flags``, ``beat_class`` (2: an artifact, not a beat); empty without a heart
         stream."""
         s = self.stream("heart_beats")
-        rows = [json.loads(r[0]) for r in s.time_series] if s is not None else []
+        rows = []
+        if s is not None:
+            sid = s.text("source_id")
+            rows = [_json_object(r[0], f"{self.path}: beat {k} of stream {sid!r}", BEAT_FIELDS)
+                    for k, r in enumerate(s.time_series)]  # fmt: skip
         t = np.asarray(s.time_stamps, float) if s is not None else np.empty(0)
 
         def col(k: str) -> np.ndarray:
@@ -177,13 +182,22 @@ def read_session(path: str | Path) -> RecordedSession:
             f"{path} has no session decision stream (no stream with desc/session_config); "
             "record a session with [recording] path in its config"
         )
-    prefix = _text(decisions, "source_id").removesuffix(f"-{catalog.get('decisions').suffix}")
-    config = json.loads(decisions.info.findtext("desc/session_config"))
-    truth_ids = json.loads(decisions.info.findtext("desc/truth_source_ids") or "{}")
-    events = [json.loads(row[0]) for row in decisions.time_series]
+    sid = _text(decisions, "source_id")
+    prefix = sid.removesuffix(f"-{catalog.get('decisions').suffix}")
+    config = _json_object(decisions.info.findtext("desc/session_config"),
+                          f"{path}: the session_config of stream {sid!r}")  # fmt: skip
+    truth_ids = _json_object(decisions.info.findtext("desc/truth_source_ids") or "{}",
+                             f"{path}: the truth_source_ids of stream {sid!r}")  # fmt: skip
+    events = [_json_object(row[0], f"{path}: decision {k} of stream {sid!r}", DECISION_FIELDS)
+              for k, row in enumerate(decisions.time_series)]  # fmt: skip
     fired = [e for e in events if e.get("event") == "fired"]
+    for k, e in enumerate(events):
+        t = e.get("t_trigger")
+        if e.get("event") == "fired" and (isinstance(t, bool) or not isinstance(t, int | float)):
+            raise SessionError(f"{path}: decision {k} of stream {sid!r} is a fired pulse without "
+                               f"a numeric t_trigger (LSL s): {str(e)[:80]!r}")  # fmt: skip
     pulse_t = np.array([e["t_trigger"] for e in fired], float)
-    protocol = config.get("protocol") or {}
+    protocol = _recorded_protocol(config, f"{path}: the session_config of stream {sid!r}")
     default_target = math.radians(protocol.get("target_phase_deg", math.nan))
     target = np.array([e.get("target_phase_rad", default_target) for e in fired], float)
     est = {round(e["t_trigger"], 6): e.get("phase_rad") for e in events
@@ -202,6 +216,58 @@ def read_session(path: str | Path) -> RecordedSession:
     if truth is not None and truth[0].size:
         rec.pulse_phase_true = value_at(truth[0], truth[1][:, 0], pulse_t)
     return rec
+
+
+def _recorded_protocol(config: dict[str, Any], what: str) -> dict[str, Any]:
+    """The recorded ``[protocol]`` table, checked for what the report reads of it."""
+    protocol = config.get("protocol") or {}
+    if not isinstance(protocol, dict):
+        raise SessionError(f"{what}: protocol is {protocol!r}, expected a table")
+    if protocol.get("kind") == "phase_locked":
+        target, control = protocol.get("target_phase_deg"), protocol.get("control")
+        if isinstance(target, bool) or not isinstance(target, int | float):
+            raise SessionError(f"{what}: the phase-locked protocol has target_phase_deg = "
+                               f"{target!r}, expected a number (deg)")  # fmt: skip
+        if not isinstance(control, str):
+            raise SessionError(f"{what}: the phase-locked protocol has control = {control!r}, "
+                               "expected a name ('none', 'random_phase')")  # fmt: skip
+    return protocol
+
+
+#: The fields of a decision the reports read, by the type they must have when present
+#: (null is always allowed): a number, or a text.
+DECISION_FIELDS: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(("t_trigger", "t_planned", "t_event", "phase_rad", "target_phase_rad",
+                     "repeats", "decision_latency_ms", "horizon_s", "forecast_sd_s",
+                     "confidence", "amplitude_uv"), (int, float)),
+    **dict.fromkeys(("event", "error", "reason", "role", "text", "control"), str),
+}  # fmt: skip
+#: Likewise for a beat of the heart stage.
+BEAT_FIELDS: dict[str, type | tuple[type, ...]] = dict.fromkeys(
+    ("beat_class", "hr_bpm", "confirmed_t", "flags", "ibi_ms", "nn_ms"), (int, float)
+)
+
+
+def _json_object(
+    text: str, what: str, fields: dict[str, type | tuple[type, ...]] | None = None
+) -> dict[str, Any]:
+    """``text`` parsed as a JSON object whose ``fields`` have their types; a SessionError
+    naming ``what`` otherwise (a damaged or hand-edited recording must not end the report
+    in a traceback)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        value, why = None, f"not JSON ({exc})"
+    else:
+        why = f"a JSON {type(value).__name__}"
+    if not isinstance(value, dict):
+        raise SessionError(f"{what} is {why}, expected a JSON object: {str(text)[:80]!r}")
+    for key, kind in (fields or {}).items():
+        v = value.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, kind)):
+            want = "a number" if kind == (int, float) else "a text"
+            raise SessionError(f"{what}: {key} = {v!r:.40}, expected {want}")
+    return value
 
 
 #: Progress callback of a long analysis: (step name, fraction done 0-1).
@@ -284,10 +350,14 @@ def analyse_session(
     rec = path if isinstance(path, RecordedSession) else read_session(path)
     step("streams and events", 0.4)
     config, events = rec.config, rec.decisions
-    kinds = Counter(e.get("event", "?") for e in events)
+    kinds: Counter[str] = Counter()
+    for e in events:
+        # A stream-health event published at most once a second carries how many of it
+        # were held back since (``repeats``): they happened, so they count.
+        kinds[e.get("event") or "?"] += 1 + _count(e.get("repeats"))
     refused = [e for e in events if e.get("event") == "refused"]
     reasons = Counter(
-        (m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error", ""))) else e.get("error", "?"))
+        m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error") or "")) else e.get("error") or "?"
         for e in refused
     )
     summary = rec.summary_marker() or {}
@@ -335,6 +405,10 @@ def analyse_session(
         report["exposure"] = exposure.report
     step("done", 1.0)
     return SessionAnalysis(rec, report, exposure)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _phase_calibration(rec: RecordedSession) -> dict[str, Any] | None:
@@ -478,7 +552,8 @@ def _physiology(rec: RecordedSession) -> dict[str, Any]:
     if hr_t.size:
         valid = bpm[np.isfinite(bpm)]
         out["heart"] = {
-            "beats": len(rec.beats()["t"]),
+            # Detections of the artifact class are in the beat stream but are not beats.
+            "beats": int((rec.beats()["beat_class"] != BEAT_ARTIFACT).sum()),
             "hr_mean_bpm": float(valid.mean()) if valid.size else None,
             "hr_min_bpm": float(valid.min()) if valid.size else None,
             "hr_max_bpm": float(valid.max()) if valid.size else None,
@@ -496,6 +571,34 @@ def _physiology(rec: RecordedSession) -> dict[str, Any]:
     return out
 
 
+def report_json(obj: Any, indent: int | None = None) -> str:
+    """``obj`` (a report, a summary) as strict JSON text: NaN and infinities, which JSON
+    does not have and strict readers (JavaScript, jq --seq, R, Go) refuse, become null,
+    as a missing figure is everywhere else in the report; numpy scalars and arrays
+    become numbers and lists.
+
+    Parameters
+    ----------
+    obj : Any
+        Dicts, lists, tuples, numbers, strings, None, numpy scalars and arrays.
+    indent : int, optional
+        As for :func:`json.dumps`.
+    """
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False, default=str)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as text for a terminal (identifiers are never shortened)."""
     p = report["pulses"]
@@ -510,8 +613,8 @@ def format_report(report: dict[str, Any]) -> str:
     if est := p.get("estimate_error_at_fire"):
         lines.append(
             f"target {p['target_phase_deg']:g}° ({p['control']}); estimated phase at the "
-            f"pulses minus each pulse's target: mean {est['mean_deg']:.1f}°, circular SD "
-            f"{est['sd_deg']:.1f}° (n = {est['n']})"
+            f"pulses minus each pulse's target: mean {_num(est['mean_deg'], '.1f')}°, circular "
+            f"SD {_num(est['sd_deg'], '.1f')}° (n = {est['n']})"
         )
     if cal := report.get("phase_calibration"):
         lines.append(_calibration_line(cal))
@@ -523,6 +626,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"heart rate: {h['beats']} beats, mean {h['hr_mean_bpm']:.1f} bpm (range "
             f"{h['hr_min_bpm']:.1f}–{h['hr_max_bpm']:.1f}), valid {100 * h['valid_fraction']:.0f} %"
         )
+    elif h:
+        lines.append(f"heart rate: {h['beats']} beats, no valid HR (valid 0 %)")
     if e := report.get("eda"):
         scl = "-" if e["scl_median_us"] is None else f"{e['scl_median_us']:.2f} µS"
         lines.append(
@@ -537,13 +642,15 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
-def _calibration_line(cal: dict[str, Any]) -> str:
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
+def _num(v: float | None, fmt: str) -> str:
+    """A figure for the terminal; "-" for a missing one (None, or NaN: no pulses)."""
+    return "-" if v is None or not math.isfinite(v) else format(v, fmt)
 
+
+def _calibration_line(cal: dict[str, Any]) -> str:
     figures = (
-        f"IAF {num(cal.get('iaf_hz'), '.2f')} Hz, SNR {num(cal.get('snr_db'), '.1f')} dB, "
-        f"expected phase SD {num(cal.get('expected_sd_deg'), '.0f')}°, "
+        f"IAF {_num(cal.get('iaf_hz'), '.2f')} Hz, SNR {_num(cal.get('snr_db'), '.1f')} dB, "
+        f"expected phase SD {_num(cal.get('expected_sd_deg'), '.0f')}°, "
         f"{cal.get('recommendation')}"
     )
     how = " after the operator's confirm" if cal.get("confirmed") else ""
@@ -577,7 +684,8 @@ def _truth_lines(truth: dict[str, Any]) -> list[str]:
     if p := truth.get("pulses"):
         err = p["true_phase_error"]
         lines += ["", f"true phase at the pulses minus each pulse's target (recorded truth): "
-                  f"mean {err['mean_deg']:.1f}°, circular SD {err['sd_deg']:.1f}° "
+                  f"mean {_num(err['mean_deg'], '.1f')}°, circular SD "
+                  f"{_num(err['sd_deg'], '.1f')}° "
                   f"(n = {err['n']})"]  # fmt: skip
     if h := truth.get("heart"):
         f1 = "-" if h["f1"] is None else f"{h['f1']:.4f}"

@@ -48,7 +48,7 @@ from typing import Any
 
 from stimloop.loop.cluster import map_jobs, open_client
 from stimloop.loop.study_rows import COLUMNS, KEY_COLUMNS, LEVELS
-from stimloop.loop.study_tables import StudyError, write_tables
+from stimloop.loop.study_tables import StudyError, replace_file, write_tables
 
 log = logging.getLogger("stimloop.loop.study")
 
@@ -385,7 +385,8 @@ def run_study(
     result.timings["tables"] = time.perf_counter() - t
     result.rows = {level: len(rows) for level, rows in tables.items()}
     log_path = out / "errors.log"
-    log_path.write_text("".join(errors) if errors else "no session failed\n")
+    log = "".join(errors) if errors else "no session failed\n"
+    replace_file(log_path, lambda tmp: tmp.write_text(log))
     result.outputs["errors"] = str(log_path)
     if figures:
         from stimloop.loop.study_figures import write_figures

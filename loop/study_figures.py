@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from stimloop.dsp.circular import phase_error_stats
+from stimloop.loop.study_tables import replace_file
 
 HABITUATION_MEASURES = ("arousal_peak", "scl_peak_change_us", "scr_amp_sum_us",
                         "hr_peak_change_bpm")  # fmt: skip
@@ -250,10 +251,11 @@ def write_figures(tables: dict[str, list[dict[str, Any]]], out: str | Path
     files = {}
     for name, (svg, _) in drawn.items():
         path = out / "figures" / f"{name}.svg"
-        path.write_text(svg, encoding="utf-8")
+        replace_file(path, lambda tmp, svg=svg: tmp.write_text(svg, encoding="utf-8"))
         files[f"figures/{name}.svg"] = str(path)
     numbers = {name: nums for name, (_, nums) in drawn.items()}
-    (out / "figures.json").write_text(json.dumps(numbers, indent=1, default=float))
+    text = json.dumps(numbers, indent=1, default=float)
+    replace_file(out / "figures.json", lambda tmp: tmp.write_text(text))
     files["figures.json"] = str(out / "figures.json")
     status = "".join(
         f"<tr><td>{_esc(r['file'])}</td><td>{_esc(r['participant'])}</td>"
@@ -268,6 +270,6 @@ def write_figures(tables: dict[str, list[dict[str, Any]]], out: str | Path
             + "<h2>Sessions</h2><table><tr><th>file</th><th>participant</th>"
             "<th>session</th><th>status</th><th>error or damage</th></tr>"
             f"{status}</table></body></html>")  # fmt: skip
-    (out / "study.html").write_text(page, encoding="utf-8")
+    replace_file(out / "study.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
     files["study.html"] = str(out / "study.html")
     return numbers, files

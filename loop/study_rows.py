@@ -221,7 +221,7 @@ def pulse_rows(rec: RecordedSession, t0: float) -> list[dict[str, Any]]:
                 late_ms=clean((t - e["t_planned"]) * 1e3) if e.get("t_planned") else None,
             )  # fmt: skip
         else:
-            err = e.get("error", "")
+            err = e.get("error") or ""
             m = re.match(r"\[(\w+)\]", err)
             # A refused pulse never fired: its time is the one it was planned for.
             row.update(reason=m.group(1) if m else err or None, error=err or None,

@@ -11,6 +11,10 @@ CSV writer, so both files hold the same values).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,31 @@ def to_arrow(level: str, rows: list[dict[str, Any]]):
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields_))
 
 
+def replace_file(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a new temporary file in its folder (``write(tmp)``), then
+    rename it into place: a link planted at the path, or at a temporary name one could
+    guess, is replaced, never written through. The file is its owner's only (0600), as
+    the recordings it comes from are (``stream/files.py``).
+
+    Raises
+    ------
+    StudyError
+        The folder cannot be written.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StudyError(f"cannot write {str(path)!r}: {exc}") from None
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_tables(tables: dict[str, list[dict[str, Any]]], out: str | Path) -> dict[str, str]:
     """Write ``<level>.parquet`` and ``<level>.csv`` for every level into ``out``.
 
@@ -111,12 +140,8 @@ def write_tables(tables: dict[str, list[dict[str, Any]]], out: str | Path) -> di
         table = to_arrow(level, rows)
         for ext in ("parquet", "csv"):
             path = out / f"{level}.{ext}"
-            tmp = path.with_suffix(f".{ext}.tmp")
-            if ext == "parquet":
-                pq.write_table(table, tmp)
-            else:
-                pcsv.write_csv(table, tmp)
-            tmp.replace(path)
+            write = pq.write_table if ext == "parquet" else pcsv.write_csv
+            replace_file(path, lambda tmp, w=write, t=table: w(t, tmp))
             written[f"{level}.{ext}"] = str(path)
     return written
 

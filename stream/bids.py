@@ -62,9 +62,13 @@ def _mne_bids():
 
 
 def bids_path(root: str | Path, subject: str, session: str, task: str, run: int | None = None):
-    """The ``mne_bids.BIDSPath`` of an EEG recording (labels checked)."""
+    """The ``mne_bids.BIDSPath`` of an EEG recording (labels, run index and root checked)."""
     BIDSPath = _mne_bids().BIDSPath
-
+    if run is not None and (isinstance(run, bool) or not isinstance(run, int) or run < 0):
+        raise BIDSError(f"run {run!r} is not a BIDS run index; allowed: an integer >= 0")
+    if Path(root).exists() and not Path(root).is_dir():
+        raise BIDSError(f"the BIDS root {str(root)!r} exists and is not a folder; give the "
+                        "dataset's folder (created if missing)")  # fmt: skip
     return BIDSPath(
         root=root, subject=check_label(subject, "subject"), session=check_label(session, "session"),
         task=check_label(task, "task"), run=run, datatype="eeg", suffix="eeg",
