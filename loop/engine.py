@@ -65,6 +65,10 @@ OTHERS_PERIOD_S = 0.005
 #: How long after a train's last pulse the engine waits before counting it, s: a disarm
 #: still under way at the last pulse (a serial command to the device) is then recorded.
 TRAIN_END_GRACE_S = 0.25
+#: The decision-stream event of each stream-health condition (Engine._health).
+_HEALTH_EVENT = {Gap: "gap", Stale: "stale", Recovered: "recovered", NonFinite: "nonfinite",
+                 ClockJump: "clock_jump", Untrusted: "untrusted_timing",
+                 Trusted: "trusted_timing"}  # fmt: skip
 #: Refusals kept in memory for the status and the run's result (all are on the markers).
 REFUSALS_KEPT = 10_000
 
@@ -373,6 +377,7 @@ class Engine:
             running = self._train
             if running is not None and self.stimulator.first_disarm_after(running.t_trigger):
                 self._end_train(running)  # e.g. a cardiac stop ended the loop mid-train
+            self._flush_held_back()
             self._mark("session_end", reason="protocol done" if self.done else "stopped")
             # A loop that ends on purpose stops its watchdog rather than letting it trip.
             if self.stimulator is not None:
@@ -625,6 +630,17 @@ class Engine:
                 entry["phase_at_fire_rad"] = est
                 self._mark("pulse_phase", t_trigger=entry["t_trigger"], phase_rad=est)
             self._lookups = pending
+
+    def _flush_held_back(self) -> None:
+        """Publish what the rate limit still holds: one ``held_back`` marker per condition
+        (``of``: the event, ``count``), since no later marker of it will carry the count
+        (a recording said "stale 11" where the session counted 12)."""
+        for key, n in self._limit.flush().items():
+            first, second = key
+            if first == "gated":
+                self._mark("held_back", of="gated", reason=second, count=n)
+            else:
+                self._mark("held_back", of=_HEALTH_EVENT[second], role=first, count=n)
 
     def _health(self, role: str, events: tuple) -> None:
         """Publish stream-health events, each condition at most once a second per role

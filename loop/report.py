@@ -239,8 +239,8 @@ def _recorded_protocol(config: dict[str, Any], what: str) -> dict[str, Any]:
 DECISION_FIELDS: dict[str, type | tuple[type, ...]] = {
     **dict.fromkeys(("t_trigger", "t_planned", "t_event", "phase_rad", "target_phase_rad",
                      "repeats", "decision_latency_ms", "horizon_s", "forecast_sd_s",
-                     "confidence", "amplitude_uv"), (int, float)),
-    **dict.fromkeys(("event", "error", "reason", "role", "text", "control"), str),
+                     "confidence", "amplitude_uv", "count"), (int, float)),
+    **dict.fromkeys(("event", "error", "reason", "role", "text", "control", "of"), str),
 }  # fmt: skip
 #: Likewise for a beat of the heart stage.
 BEAT_FIELDS: dict[str, type | tuple[type, ...]] = dict.fromkeys(
@@ -350,11 +350,7 @@ def analyse_session(
     rec = path if isinstance(path, RecordedSession) else read_session(path)
     step("streams and events", 0.4)
     config, events = rec.config, rec.decisions
-    kinds: Counter[str] = Counter()
-    for e in events:
-        # A stream-health event published at most once a second carries how many of it
-        # were held back since (``repeats``): they happened, so they count.
-        kinds[e.get("event") or "?"] += 1 + _count(e.get("repeats"))
+    kinds = _event_counts(events)
     refused = [e for e in events if e.get("event") == "refused"]
     reasons = Counter(
         m.group(1) if (m := re.match(r"\[(\w+)\]", e.get("error") or "")) else e.get("error") or "?"
@@ -405,6 +401,19 @@ def analyse_session(
         report["exposure"] = exposure.report
     step("done", 1.0)
     return SessionAnalysis(rec, report, exposure)
+
+
+def _event_counts(events: list[dict[str, Any]]) -> Counter[str]:
+    """How many of each event happened. A stream-health event published at most once a
+    second carries how many of it were held back since (``repeats``); what was still held
+    when the session ended is in a ``held_back`` marker (``of``, ``count``)."""
+    kinds: Counter[str] = Counter()
+    for e in events:
+        if e.get("event") == "held_back":  # a count of other events, not an event
+            kinds[e.get("of") or "?"] += _count(e.get("count"))
+        else:
+            kinds[e.get("event") or "?"] += 1 + _count(e.get("repeats"))
+    return kinds
 
 
 def _count(value: Any) -> int:

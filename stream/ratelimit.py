@@ -44,3 +44,9 @@ class RateLimiter:
             return None
         self._next[key] = now + self.period_s
         return self._held.pop(key, 0)
+
+    def flush(self) -> dict[Hashable, int]:
+        """The reports held back since each key's last one, and forget them: at the end,
+        so that none is lost with nothing after it to carry its count."""
+        held, self._held = {k: n for k, n in self._held.items() if n > 0}, {}
+        return held

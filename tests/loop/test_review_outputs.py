@@ -36,6 +36,8 @@ def _events() -> list[tuple[float, dict]]:
         (T0 + 1.1, {"event": "recovered", "role": "eeg", "index": 275, "repeats": 0}),
         (T0 + 3.0, {"event": "stale", "role": "eeg", "age_s": 0.03, "repeats": 3}),
         (T0 + 3.1, {"event": "recovered", "role": "eeg", "index": 775, "repeats": 3}),
+        # What the rate limit still held when the session ended (Engine._flush_held_back).
+        (T0 + 6.9, {"event": "held_back", "of": "stale", "role": "eeg", "count": 2}),
     ]
     for t in fired:
         rows += [
@@ -244,9 +246,12 @@ def test_health_event_counts_include_the_rate_limited_repeats(session_xdf):
     report = session_report(session_xdf)
     f = read_xdf(session_xdf)
     dec = next(s for s in f.streams if s.info.find("desc/session_config") is not None)
-    stale = [json.loads(r[0]) for r in dec.time_series]
-    stale = [e for e in stale if e["event"] == "stale"]
-    assert report["events"]["stale"] == sum(1 + e["repeats"] for e in stale)
+    rows = [json.loads(r[0]) for r in dec.time_series]
+    stale = [e for e in rows if e["event"] == "stale"]
+    held = [e["count"] for e in rows if e["event"] == "held_back" and e["of"] == "stale"]
+    assert held, "the recording must hold a held_back marker for this test"
+    assert report["events"]["stale"] == sum(1 + e["repeats"] for e in stale) + sum(held)
+    assert "held_back" not in report["events"]  # a count of other events, not an event
 
 
 def test_heart_beats_leave_out_artifacts(session_xdf, capsys):
