@@ -51,16 +51,24 @@ def test_mne_bids_reads_back_the_same_samples_and_events(exported, demo_xdf):
     # Events: every session moment inside the EEG, at its sample.
     t0 = float(eeg.synchronized_stamps()[0])
     end = (len(eeg.time_stamps) - 1) / eeg.rate_hz
-    want = [(round((t - t0) * eeg.rate_hz), d) for t, d in session_events(rec)
-            if 0 <= t - t0 <= end]  # fmt: skip
+    exact = sorted(((t - t0) * eeg.rate_hz, d) for t, d in session_events(rec)
+                   if 0 <= t - t0 <= end)  # fmt: skip
+    want = sorted((round(x), d, x) for x, d in exact)
     ann = raw.annotations
     got_events = sorted(zip(np.round(ann.onset * eeg.rate_hz).astype(int), ann.description,
                             strict=True))  # fmt: skip
-    assert got_events == sorted(want)
+    assert [d for _, d in got_events] == [d for _, d, _ in want]
+    for (got, _), (near, d, x) in zip(got_events, want, strict=True):
+        # A pulse falls between samples; its sample is the nearest one. Within 1 % of a
+        # sample of the half-way point either neighbour is right: the writer's float
+        # arithmetic (onset in s, then in samples) may round it the other way (a CI run
+        # wrote 2414 for 2414.5x).
+        tie = abs(x - np.floor(x) - 0.5) < 0.01
+        assert got == near or (tie and got in (np.floor(x), np.ceil(x))), (got, x, d)
     assert written["events_written"] == len(want)
-    kinds = {d for _, d in want}
+    kinds = {d for _, d, _ in want}
     assert "pulse" in kinds and any(k.startswith("refused/") or k == "scheduled" for k in kinds)
-    assert sum(d == "pulse" for _, d in want) == written["pulses"] == rec.pulse_t.size
+    assert sum(d == "pulse" for _, d, _ in want) == written["pulses"] == rec.pulse_t.size
 
 
 @pytest.mark.slow
