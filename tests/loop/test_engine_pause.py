@@ -10,37 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
-import numpy as np
 import pylsl
 import pytest
+from noise_eeg import NoiseEEG
 
 from stimloop.devices.safety import SafeStimulator
 from stimloop.devices.stimulators.simulated import SimulatedStimulator
 from stimloop.loop.engine import Engine
 from stimloop.loop.protocol import PulseRequest, ThresholdProtocol
 from stimloop.stream.inlet import Inlet
-from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
+from stimloop.stream.outlet import marker_outlet
 
 FS = 1000.0
 LEAD_S = 0.4
-
-
-class _Noise(threading.Thread):
-    def __init__(self, source_id: str) -> None:
-        super().__init__(daemon=True)
-        self.out = Outlet("eeg", "EEG", source_id, channel_specs(["c0", "c1"]), FS)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        rng, t0, n = np.random.default_rng(0), pylsl.local_clock(), 0
-        while not self.stop.is_set():
-            stamps = t0 + (n + np.arange(10)) / FS
-            while pylsl.local_clock() < stamps[-1]:
-                time.sleep(0.0005)
-            self.out.push(rng.standard_normal((10, 2)), stamps[-1])
-            n += 10
 
 
 class _PlanAhead(ThresholdProtocol):
@@ -70,7 +53,7 @@ class _PlanAhead(ThresholdProtocol):
 def _running(source_id):
     """A noise stream, the gate armed at 30 % MSO and the engine running ``_PlanAhead``;
     yields ``(engine, protocol, gate)`` and stops everything after."""
-    pusher = _Noise(source_id)
+    pusher = NoiseEEG(source_id, FS)
     pusher.start()
     eeg = Inlet(source_id, expected_rate=FS).connect()
     gate = SafeStimulator(SimulatedStimulator(), marker_source_id=f"{source_id}-gate")

@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pylsl
 import pytest
+from noise_eeg import NoiseEEG
 
 from stimloop.devices.base import TrainSpec
 from stimloop.devices.emulators.magstim import MagstimEmulator
@@ -26,27 +27,11 @@ from stimloop.devices.stimulators.simulated import SimulatedStimulator
 from stimloop.loop.engine import Engine
 from stimloop.loop.protocol import PulseRequest, ThresholdProtocol
 from stimloop.stream.inlet import Inlet, MarkerInlet
-from stimloop.stream.outlet import Outlet, channel_specs, marker_outlet
+from stimloop.stream.outlet import marker_outlet
 
 FS = 1000.0
 LEAD_S = 0.2
 TRAIN = TrainSpec(10.0, 10)
-
-
-class _Noise(threading.Thread):
-    def __init__(self, source_id: str) -> None:
-        super().__init__(daemon=True)
-        self.out = Outlet("eeg", "EEG", source_id, channel_specs(["c0", "c1"]), FS)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        rng, t0, n = np.random.default_rng(0), pylsl.local_clock(), 0
-        while not self.stop.is_set():
-            stamps = t0 + (n + np.arange(10)) / FS
-            while pylsl.local_clock() < stamps[-1]:
-                time.sleep(0.0005)
-            self.out.push(rng.standard_normal((10, 2)), stamps[-1])
-            n += 10
 
 
 class _OneTrain(ThresholdProtocol):
@@ -86,7 +71,7 @@ def _run(source_id: str, make, pause_after_s: float | None):
     (None: never). Returns (pulse times, LSL time the pause returned, armed,
     train_stopped markers, the train's outcome as the protocol heard it)."""
     driver, pulse_times, emu = make()
-    pusher = _Noise(source_id)
+    pusher = NoiseEEG(source_id, FS)
     pusher.start()
     markers = marker_outlet("decisions", f"{source_id}-dec")
     # Each LSL resolve takes ~1.3 s here: resolve the decision stream meanwhile.
